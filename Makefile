@@ -1,0 +1,64 @@
+# datahub: `make demo` runs the whole platform on local defaults, `make test` runs the tests.
+# Both install what is missing (venv, Mosquitto, a local TimescaleDB, PostgreSQL 15) and are
+# idempotent. Set DATAHUB_DATABASE_URL / DATAHUB_BROKER_URL to use existing services instead.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DATAHUB_STATE_DIR ?= /var/lib/datahub-local
+export DATAHUB_TSDB_PORT ?= 55432
+export DATAHUB_PG_PORT ?= 55433
+export DATAHUB_MQTT_PORT ?= 18830
+
+# Local services, unless settings point at existing ones.
+DB_SERVICES := $(if $(DATAHUB_DATABASE_URL),,timescaledb)
+BROKER_SERVICES := $(if $(DATAHUB_BROKER_URL),,mosquitto)
+TEST_SERVICES := $(DB_SERVICES) $(BROKER_SERVICES) $(if $(DATAHUB_TEST_PG_URL),,postgres)
+
+export DATAHUB_TEST_TSDB_URL ?= $(or $(DATAHUB_DATABASE_URL),postgresql://datahub@127.0.0.1:$(DATAHUB_TSDB_PORT)/datahub)
+export DATAHUB_TEST_PG_URL ?= postgresql://datahub@127.0.0.1:$(DATAHUB_PG_PORT)/datahub
+export DATAHUB_TEST_BROKER_URL ?= $(or $(DATAHUB_BROKER_URL),mqtt://127.0.0.1:$(DATAHUB_MQTT_PORT))
+
+.PHONY: help venv services stop-services demo test check lint format types bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create the virtualenv and install datahub with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+services: ## install and start the local services the tests need
+	@bash deploy/provision.sh $(TEST_SERVICES)
+	@bash deploy/services.sh start $(TEST_SERVICES)
+
+stop-services: ## stop the local services
+	@bash deploy/services.sh stop
+
+demo: venv ## run broker, database, ingest, API and simulator on local defaults (Ctrl-C stops)
+	@bash deploy/demo.sh
+
+test: venv services ## run the test suite against the real local services
+	@$(BIN)/pytest
+
+check: lint types test ## format check, lint, types and tests
+
+lint: venv ## ruff lint and format check
+	@$(BIN)/ruff check src decoders simulators tests migrations
+	@$(BIN)/ruff format --check src decoders simulators tests migrations
+
+format: venv ## reformat the code
+	@$(BIN)/ruff format src decoders simulators tests migrations
+	@$(BIN)/ruff check --fix src decoders simulators tests migrations
+
+types: venv ## mypy
+	@$(BIN)/mypy src decoders simulators
+
+clean: ## remove the virtualenv and caches (keeps the local databases)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,199 @@
+"""Settings: a YAML file overlaid by DATAHUB_* environment variables, built once and passed in.
+
+Precedence, highest first: keyword arguments, environment (`DATAHUB_DATABASE_URL`,
+`DATAHUB_INGEST__BATCH_SIZE`, `DATAHUB_SOURCES` as JSON, ...), the YAML file named by
+`--config` or `DATAHUB_CONFIG`, then the defaults below, which suit a local machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from datahub.domain import City, SourceFormat
+from datahub.errors import ConfigError
+
+LOCAL_DATABASE_URL = "postgresql://datahub@127.0.0.1:55432/datahub"
+LOCAL_BROKER_URL = "mqtt://127.0.0.1:18830"
+
+DEFAULT_TOPICS = {
+    SourceFormat.TTN_V3: "v3/+/devices/+/up",
+    SourceFormat.CHIRPSTACK_V4_JSON: "application/+/device/+/event/up",
+    SourceFormat.CHIRPSTACK_V4_PROTOBUF: "application/+/device/+/event/up",
+    SourceFormat.CHIRPSTACK_V3_JSON: "application/+/device/+/event/up",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Section):
+    """TLS towards a broker; an empty section means TLS with the system's CA store."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+
+class BrokerEndpoint(_Section):
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerEndpoint:
+    """Split `mqtt://host:port` or `mqtts://host:port` into its parts."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+        raise ConfigError(f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port")
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerEndpoint(host=parts.hostname, port=parts.port or (8883 if tls else 1883), tls=tls)
+
+
+class SourceSettings(_Section):
+    """One network server's MQTT feed."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+    city: City
+    format: SourceFormat
+    broker_url: str | None = Field(
+        default=None, description="mqtt://host:port or mqtts://host:port; default: broker_url"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsSettings | None = None
+    topic: str | None = Field(default=None, description="topic filter; default per format")
+    qos: Literal[0, 1] = 1
+    mqtt_version: Literal["3.1.1", "5"] = Field(
+        default="3.1.1", description="The Things Stack speaks 3.1.1 only; Mosquitto both"
+    )
+    client_id: str | None = Field(
+        default=None, description="fixed client id, needed for a persistent QoS 1 session"
+    )
+
+    @property
+    def topic_filter(self) -> str:
+        return self.topic or DEFAULT_TOPICS[self.format]
+
+
+class DatabaseSettings(_Section):
+    pool_size: int = Field(default=8, ge=1, le=256)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+
+class IngestSettings(_Section):
+    batch_size: int = Field(default=2000, ge=1, le=100_000, description="messages per commit")
+    batch_wait_ms: int = Field(default=200, ge=1, description="longest wait to fill a batch")
+    queue_limit: int = Field(
+        default=20_000, ge=1, description="received, uncommitted messages held in memory"
+    )
+    max_message_bytes: int = Field(
+        default=65_536, ge=256, description="larger MQTT messages are dead-lettered unread"
+    )
+    max_payload_bytes: int = Field(
+        default=242, ge=1, description="largest LoRaWAN application payload accepted"
+    )
+    max_clock_skew_s: int = Field(
+        default=3600, ge=0, description="uplinks dated further in the future are rejected"
+    )
+    max_age_days: int = Field(default=400, ge=1, description="older uplinks are rejected")
+    retry_max_backoff_s: float = Field(default=30.0, gt=0)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    page_size_default: int = Field(default=1000, ge=1)
+    page_size_max: int = Field(default=10_000, ge=1)
+    max_buckets: int = Field(
+        default=10_000, ge=1, description="most time buckets one aggregate query may return"
+    )
+    max_raw_range_days: int = Field(default=31, ge=1, description="longest raw-series range")
+    public_base_url: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything datahub can be told; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DATAHUB_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database_url: SecretStr = Field(
+        default=SecretStr(LOCAL_DATABASE_URL),
+        description="postgresql://user:password@host:port/dbname",
+    )
+    broker_url: str = Field(
+        default=LOCAL_BROKER_URL, description="broker of every source that names none"
+    )
+    database: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+    sources: tuple[SourceSettings, ...] = ()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "text"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Settings:
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError("source names must be unique")
+        for source in self.sources:
+            parse_broker_url(self.broker_for(source))
+        return self
+
+    def broker_for(self, source: SourceSettings) -> str:
+        return source.broker_url or self.broker_url
+
+    @property
+    def conninfo(self) -> str:
+        """The database URL as libpq takes it."""
+        return self.database_url.get_secret_value().replace("postgresql+psycopg://", "postgresql://")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: YAML file (argument or DATAHUB_CONFIG), environment, overrides."""
+    path = config_file or (Path(p) if (p := os.environ.get("DATAHUB_CONFIG")) else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    config = {**Settings.model_config, "yaml_file": path}
+    bound = type("Settings", (Settings,), {"model_config": config})
+    try:
+        return bound(**overrides)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

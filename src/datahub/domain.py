@@ -1,0 +1,110 @@
+"""Frozen value types shared by the ingest and the API flows; no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class City(StrEnum):
+    DORTMUND = "dortmund"
+    SCHWERTE = "schwerte"
+
+
+class SourceFormat(StrEnum):
+    """Wire format of a network server's uplink messages."""
+
+    TTN_V3 = "ttn-v3"
+    CHIRPSTACK_V4_JSON = "chirpstack-v4-json"
+    CHIRPSTACK_V4_PROTOBUF = "chirpstack-v4-protobuf"
+    CHIRPSTACK_V3_JSON = "chirpstack-v3-json"
+
+
+class DecodeStatus(StrEnum):
+    """What became of a stored uplink's payload."""
+
+    DECODED = "decoded"
+    UNKNOWN_DEVICE = "unknown_device"
+    NO_DECODER = "no_decoder"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayReception:
+    """One gateway's view of an uplink."""
+
+    gateway_id: str
+    rssi: float | None = None
+    snr: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Radio:
+    """Radio metadata of an uplink; frequency and bandwidth in Hz."""
+
+    gateways: tuple[GatewayReception, ...] = ()
+    spreading_factor: int | None = None
+    bandwidth: int | None = None
+    frequency: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "gateways": [
+                {"gateway_id": g.gateway_id, "rssi": g.rssi, "snr": g.snr} for g in self.gateways
+            ],
+            "spreading_factor": self.spreading_factor,
+            "bandwidth": self.bandwidth,
+            "frequency": self.frequency,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """One LoRaWAN uplink as the hub sees it, whatever network server delivered it.
+
+    `dedup_key` is 16 bytes, equal for every redelivery of the same uplink and different
+    for any other uplink, also after a rejoin restarts `f_cnt`.
+    """
+
+    dev_eui: str
+    city: City
+    source: str
+    received_at: datetime
+    f_port: int | None
+    f_cnt: int
+    payload: bytes
+    dedup_key: bytes
+    radio: Radio = field(default_factory=Radio)
+    dev_addr: str | None = None
+    ns_decoded: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One normalized observation: a canonical metric's value at a time."""
+
+    time: datetime
+    dev_eui: str
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registry entry: which profile decodes a device, and whose it is."""
+
+    dev_eui: str
+    name: str
+    city: City
+    supplier: str
+    profile: str
+    location: Location | None = None

@@ -1,0 +1,77 @@
+"""One error root for the whole service.
+
+    DatahubError
+    ├── ConfigError              settings that cannot work; raised at start-up
+    ├── DropError                ingest: the message can never be stored as a good uplink;
+    │   │                        count it, keep it as a dead letter, acknowledge it
+    │   ├── EnvelopeError        not a valid uplink message of the source's format
+    │   └── DecodeFailure        the payload could not be decoded (the uplink is kept)
+    ├── RetryError               ingest: a dependency is down; back off, do not acknowledge
+    │   └── StorageUnavailable   the database cannot be reached
+    └── ApiError                 carries its HTTP status; rendered as {"error", "detail"}
+        ├── BadRequest           400: a parameter is malformed or out of range
+        ├── NotFound             404
+        └── ServiceUnavailable   503: the database is down
+"""
+
+from __future__ import annotations
+
+
+class DatahubError(Exception):
+    """Root of every error datahub raises on purpose."""
+
+
+class ConfigError(DatahubError):
+    """The settings cannot work."""
+
+
+class DropError(DatahubError):
+    """A message that can never become a stored, decoded uplink; retrying won't help."""
+
+    reason = "dropped"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class EnvelopeError(DropError):
+    """The message is not a valid uplink of the source's format."""
+
+    reason = "bad_envelope"
+
+
+class DecodeFailure(DropError):
+    """The device's decoder rejected the payload."""
+
+    reason = "decode_failed"
+
+
+class RetryError(DatahubError):
+    """A dependency is unavailable: back off and try the same work again."""
+
+
+class StorageUnavailable(RetryError):
+    """The database cannot be reached or lost the connection."""
+
+
+class ApiError(DatahubError):
+    """An error answered to an API client; `status` is the HTTP status code."""
+
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
