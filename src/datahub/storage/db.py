@@ -1,0 +1,70 @@
+"""Connections: the pool both processes use, and the translation of driver errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from datahub.config import Settings
+from datahub.errors import StorageUnavailable
+
+# Errors that mean "the database is not there right now", as opposed to a bug in a query.
+UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeout)
+
+
+def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open one connection with the configured timeouts."""
+    try:
+        return psycopg.connect(
+            settings.conninfo,
+            autocommit=autocommit,
+            connect_timeout=max(1, round(settings.database.connect_timeout_s)),
+            options=f"-c statement_timeout={settings.database.statement_timeout_ms}",
+            application_name="datahub",
+        )
+    except UNAVAILABLE as exc:
+        raise StorageUnavailable(f"database unreachable: {exc}") from exc
+
+
+def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> ConnectionPool:
+    """Open a connection pool that does not wait for the database to be up."""
+    size = max_size or settings.database.pool_size
+    return ConnectionPool(
+        settings.conninfo,
+        min_size=1,
+        max_size=size,
+        name=name,
+        timeout=settings.database.connect_timeout_s,
+        kwargs={
+            "connect_timeout": max(1, round(settings.database.connect_timeout_s)),
+            "options": f"-c statement_timeout={settings.database.statement_timeout_ms}",
+            "application_name": f"datahub-{name}",
+        },
+        check=ConnectionPool.check_connection,
+        open=True,
+        wait=False,
+    )
+
+
+@contextmanager
+def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """Lend a connection for one transaction: commit on success, roll back on error."""
+    try:
+        with pool.connection() as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        raise StorageUnavailable(f"database unavailable: {exc}") from exc
+
+
+def has_timescaledb(conn: psycopg.Connection) -> bool:
+    """Tell whether the TimescaleDB extension is installed in this database."""
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return row is not None
+
+
+def ping(conn: psycopg.Connection) -> None:
+    """Run the cheapest possible query."""
+    conn.execute("SELECT 1")
