@@ -1,0 +1,1 @@
+"""Ingest flow: MQTT → envelope → decode → normalize → store, chained by the pipeline."""
