@@ -44,8 +44,8 @@ def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> 
             "application_name": f"datahub-{name}",
         },
         check=ConnectionPool.check_connection,
+        # open=True starts the workers without waiting for a first connection.
         open=True,
-        wait=False,
     )
 
 

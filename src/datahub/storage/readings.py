@@ -97,7 +97,7 @@ def select_readings(
     conn: psycopg.Connection,
     *,
     device_id: int,
-    metrics: Sequence[str] | None,
+    metric: str | None,
     start: datetime,
     end: datetime,
     after: tuple[datetime, str] | None = None,
@@ -105,7 +105,7 @@ def select_readings(
 ) -> list[SeriesReading]:
     """Select one device's readings in [start, end) by (time, metric), after a keyset position.
 
-    `metrics` None means every metric; `after` is the (time, metric) of the last row
+    `metric` None means every metric; `after` is the (time, metric) of the last row
     of the previous page.
     """
     where = [
@@ -114,9 +114,10 @@ def select_readings(
         sql.SQL("r.time < %(end)s"),
     ]
     params: dict[str, object] = {"device_id": device_id, "start": start, "end": end}
-    if metrics is not None:
-        where.append(sql.SQL("r.metric = ANY(%(metrics)s::text[])"))
-        params["metrics"] = list(metrics)
+    if metric is not None:
+        # Equality, not ANY(array): the key (device_id, metric, time) then yields rows in order.
+        where.append(sql.SQL("r.metric = %(metric)s"))
+        params["metric"] = metric
     if after is not None:
         where.append(sql.SQL("(r.time, r.metric) > (%(after_time)s, %(after_metric)s::text)"))
         params["after_time"], params["after_metric"] = after
@@ -183,9 +184,7 @@ def select_buckets(
     return [BucketRow(*row) for row in rows]
 
 
-def select_latest(
-    conn: psycopg.Connection, *, pairs: Sequence[tuple[int, str]]
-) -> list[LatestRow]:
+def select_latest(conn: psycopg.Connection, *, pairs: Sequence[tuple[int, str]]) -> list[LatestRow]:
     """Select the newest reading of each (device id, metric) pair that has any.
 
     One index probe per pair: the LATERAL subquery walks the reading key

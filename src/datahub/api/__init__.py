@@ -1,0 +1,1 @@
+"""The REST API: request → validate → query storage → render JSON or CSV."""

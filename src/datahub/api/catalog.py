@@ -1,0 +1,83 @@
+"""The API's view of the device catalog: canonical metrics, their units, who reports them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import decoders
+
+
+class MetricLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+class MappingLike(Protocol):
+    @property
+    def metric(self) -> str: ...
+
+
+class ProfileLike(Protocol):
+    @property
+    def mappings(self) -> Sequence[MappingLike]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    name: str
+    unit: str
+    description: str
+    profiles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricCatalog:
+    """Metric name -> metric, and profile name -> the metrics its mapping produces."""
+
+    metrics: Mapping[str, MetricInfo]
+    profile_metrics: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def build(
+        cls, metrics: Mapping[str, MetricLike], profiles: Mapping[str, ProfileLike]
+    ) -> MetricCatalog:
+        """Index a catalog's metrics and profiles for the lookups the API makes."""
+        profile_metrics = {
+            name: tuple(sorted({m.metric for m in profile.mappings}))
+            for name, profile in profiles.items()
+        }
+        infos = {
+            name: MetricInfo(
+                name=name,
+                unit=metric.unit,
+                description=metric.description,
+                profiles=tuple(sorted(p for p, ms in profile_metrics.items() if name in ms)),
+            )
+            for name, metric in sorted(metrics.items())
+        }
+        return cls(metrics=infos, profile_metrics=profile_metrics)
+
+    @classmethod
+    def from_decoders(cls) -> MetricCatalog:
+        """Index the device catalog shipped in the `decoders` package."""
+        return cls.build(decoders.METRICS, decoders.CATALOG)
+
+    def unit(self, metric: str) -> str | None:
+        """Return a metric's unit; None for a metric the catalog no longer knows."""
+        info = self.metrics.get(metric)
+        return info.unit if info is not None else None
+
+    def metrics_of(self, profile: str) -> tuple[str, ...]:
+        """Return the metrics a profile reports; none for a profile the catalog lacks."""
+        return self.profile_metrics.get(profile, ())
+
+    def profiles_reporting(self, metric: str) -> tuple[str, ...]:
+        """Return the profiles whose mapping produces `metric`."""
+        info = self.metrics.get(metric)
+        return info.profiles if info is not None else ()

@@ -1,0 +1,68 @@
+"""Response rendering beyond JSON: content negotiation, CSV bodies, the `Link` header."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from fastapi import Request, Response
+
+from datahub.api.query import OutputFormat, format_time
+from datahub.config import Settings
+
+CSV_MEDIA_TYPE = "text/csv"
+
+Cell = str | float | int | datetime | None
+
+
+def wants_csv(request: Request, fmt: OutputFormat | None) -> bool:
+    """Tell whether to answer in CSV: `format` decides, else the Accept header's first match."""
+    if fmt is not None:
+        return fmt is OutputFormat.CSV
+    for media_range in request.headers.get("accept", "").split(","):
+        media_type = media_range.split(";", 1)[0].strip().lower()
+        if media_type == CSV_MEDIA_TYPE:
+            return True
+        if media_type == "application/json":
+            return False
+    return False
+
+
+def csv_response(
+    header: Sequence[str], rows: Iterable[Sequence[Cell]], *, next_url: str | None = None
+) -> Response:
+    """Render rows as CSV with a header row; times as RFC 3339 UTC, None as empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([_cell(value) for value in row] for row in rows)
+    response = Response(buffer.getvalue(), media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8")
+    set_next_link(response, next_url)
+    return response
+
+
+def next_page_url(request: Request, settings: Settings, cursor: str | None) -> str | None:
+    """Return the URL of the next page: this request's URL with `cursor` replaced."""
+    if cursor is None:
+        return None
+    url = request.url.include_query_params(cursor=cursor)
+    base = settings.api.public_base_url
+    if base is None:
+        return str(url)
+    return base.rstrip("/") + url.path + (f"?{url.query}" if url.query else "")
+
+
+def set_next_link(response: Response, next_url: str | None) -> None:
+    """Point to the next page with an RFC 8288 `Link: <url>; rel="next"` header."""
+    if next_url is not None:
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+
+
+def _cell(value: Cell) -> str | float | int:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return format_time(value)
+    return value

@@ -1,0 +1,71 @@
+"""The newest value of every device and metric."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from datahub.api import query, render
+from datahub.api.deps import CatalogDep, Conn
+from datahub.api.schemas import (
+    CSV_RESPONSE,
+    LatestListOut,
+    LatestOut,
+    LatestQuery,
+    error_responses,
+)
+from datahub.domain import City
+from datahub.storage import devices, readings
+
+router = APIRouter(tags=["readings"])
+
+
+@router.get(
+    "/v1/latest",
+    response_model=LatestListOut,
+    responses={**CSV_RESPONSE, **error_responses(400, 422, 503)},
+)
+def list_latest(
+    params: Annotated[LatestQuery, Query()],
+    request: Request,
+    conn: Conn,
+    catalog: CatalogDep,
+) -> LatestListOut | Response:
+    """List the newest reading of each device and metric, by DevEUI, then metric.
+
+    The (device, metric) pairs are those of each device's profile; a pair without any
+    reading is left out. Filter by `city`, `supplier` (slug) and `metric`.
+    400 for an unknown metric.
+    """
+    metric = query.check_metric(params.metric, catalog) if params.metric else None
+    candidates = devices.list_devices(
+        conn,
+        city=params.city,
+        supplier=params.supplier,
+        profiles=catalog.profiles_reporting(metric) if metric else None,
+    )
+    pairs = [
+        (device.id, m)
+        for device in candidates
+        for m in catalog.metrics_of(device.profile)
+        if metric is None or m == metric
+    ]
+    items = [
+        LatestOut(
+            dev_eui=row.dev_eui,
+            name=row.name,
+            city=City(row.city),
+            metric=row.metric,
+            unit=catalog.unit(row.metric),
+            time=row.time,
+            value=row.value,
+        )
+        for row in readings.select_latest(conn, pairs=pairs)
+    ]
+    if render.wants_csv(request, params.format):
+        return render.csv_response(
+            ("dev_eui", "name", "city", "metric", "unit", "time", "value"),
+            ((i.dev_eui, i.name, i.city, i.metric, i.unit, i.time, i.value) for i in items),
+        )
+    return LatestListOut(items=items)

@@ -1,0 +1,177 @@
+"""Time series: one device's raw readings, and bucketed aggregates per device or city."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from datahub.api import query, render
+from datahub.api.deps import CatalogDep, Conn, SettingsDep
+from datahub.api.query import Grouping
+from datahub.api.routes.devices import find_device
+from datahub.api.schemas import (
+    CSV_RESPONSE,
+    AggregateOut,
+    AggregateQuery,
+    PointOut,
+    ReadingOut,
+    ReadingPageOut,
+    ReadingsQuery,
+    SeriesOut,
+    error_responses,
+)
+from datahub.domain import City
+from datahub.errors import BadRequest
+from datahub.storage import readings
+from datahub.storage.readings import BucketRow
+
+router = APIRouter(tags=["readings"])
+
+
+@router.get(
+    "/v1/devices/{dev_eui}/readings",
+    response_model=ReadingPageOut,
+    responses={**CSV_RESPONSE, **error_responses(400, 404, 422, 503)},
+)
+def list_device_readings(
+    dev_eui: str,
+    params: Annotated[ReadingsQuery, Query()],
+    request: Request,
+    response: Response,
+    conn: Conn,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+) -> ReadingPageOut | Response:
+    """List one device's raw readings in [from, to), ascending by time, then metric.
+
+    Without `metric`, every metric the device has reported. The range defaults to the
+    24 h before `to` (default now) and may span at most `api.max_raw_range_days`.
+    Pages are walked with `cursor`: pass the `next_cursor` of a page to get the next one
+    (in CSV, follow the `Link: <url>; rel="next"` header); it is null on the last page.
+    400 for an unknown metric, from not before to, a range too long, a bad cursor or
+    dev_eui, or a limit over the maximum; 404 for an unknown device.
+    """
+    metric = query.check_metric(params.metric, catalog) if params.metric else None
+    start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
+    query.check_raw_range(start, end, max_days=settings.api.max_raw_range_days)
+    limit = query.page_size(params.limit, settings.api)
+    after = query.decode_reading_cursor(params.cursor) if params.cursor else None
+    device = find_device(conn, dev_eui)
+    rows = readings.select_readings(
+        conn,
+        device_id=device.id,
+        metric=metric,
+        start=start,
+        end=end,
+        after=after,
+        limit=limit + 1,
+    )
+    page, more = query.split_page(rows, limit)
+    next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
+    next_url = render.next_page_url(request, settings, next_cursor)
+    items = [
+        ReadingOut(time=r.time, metric=r.metric, value=r.value, unit=catalog.unit(r.metric))
+        for r in page
+    ]
+    if render.wants_csv(request, params.format):
+        return render.csv_response(
+            ("time", "metric", "value", "unit"),
+            ((i.time, i.metric, i.value, i.unit) for i in items),
+            next_url=next_url,
+        )
+    render.set_next_link(response, next_url)
+    return ReadingPageOut(
+        dev_eui=device.dev_eui, start=start, end=end, items=items, next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/v1/readings/aggregate",
+    response_model=AggregateOut,
+    responses={**CSV_RESPONSE, **error_responses(400, 404, 422, 503)},
+)
+def aggregate_readings(
+    params: Annotated[AggregateQuery, Query()],
+    request: Request,
+    conn: Conn,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+) -> AggregateOut | Response:
+    """Aggregate one metric into time buckets, for one device or for a city.
+
+    Pass either `device` (one series) or `city`; with `city`, `group=city` (default) gives
+    one city-wide series and `group=device` one series per device with readings.
+    Buckets are aligned like TimescaleDB's `time_bucket` (origin Monday 2000-01-03 UTC, so
+    `1d` buckets start at midnight UTC); a point's `time` is its bucket's start, and only
+    buckets holding readings appear. `count` is the number of readings in a bucket.
+    The range defaults to the 24 h before `to` (default now); it may span at most
+    `api.max_buckets` buckets.
+    400 for an unknown metric, from not before to, too many buckets, neither or both of
+    `device` and `city`, or `group=city` with `device`; 404 for an unknown device.
+    """
+    metric = query.check_metric(params.metric, catalog)
+    start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
+    query.check_bucket_count(start, end, params.bucket, max_buckets=settings.api.max_buckets)
+    if params.device is not None and params.city is not None:
+        raise BadRequest("pass either device or city, not both")
+    empty: SeriesOut | None
+    if params.device is not None:
+        if params.group is Grouping.CITY:
+            raise BadRequest("group=city needs city=, not device=; drop group or pass city")
+        device = find_device(conn, params.device)
+        rows = readings.select_buckets(
+            conn,
+            metric=metric,
+            start=start,
+            end=end,
+            width=params.bucket.width,
+            fn=params.fn,
+            device_id=device.id,
+        )
+        empty = SeriesOut(device=device.dev_eui, city=City(device.city), points=[])
+    elif params.city is not None:
+        per_device = params.group is Grouping.DEVICE
+        rows = readings.select_buckets(
+            conn,
+            metric=metric,
+            start=start,
+            end=end,
+            width=params.bucket.width,
+            fn=params.fn,
+            city=params.city,
+            per_device=per_device,
+        )
+        empty = None if per_device else SeriesOut(device=None, city=params.city, points=[])
+    else:
+        raise BadRequest("pass device (a DevEUI) or city")
+    series = _series(rows) or ([empty] if empty is not None else [])
+    if render.wants_csv(request, params.format):
+        return render.csv_response(
+            ("device", "city", "time", "value", "count"),
+            ((s.device, s.city, p.time, p.value, p.count) for s in series for p in s.points),
+        )
+    return AggregateOut(
+        metric=metric,
+        unit=catalog.unit(metric),
+        bucket=params.bucket,
+        fn=params.fn,
+        start=start,
+        end=end,
+        series=series,
+    )
+
+
+def _series(rows: Sequence[BucketRow]) -> list[SeriesOut]:
+    """Group bucket rows, ordered by series, into one `SeriesOut` per series."""
+    return [
+        SeriesOut(
+            device=dev_eui,
+            city=City(city),
+            points=[PointOut(time=r.time, value=r.value, count=r.count) for r in group],
+        )
+        for (dev_eui, city), group in itertools.groupby(rows, key=lambda r: (r.dev_eui, r.city))
+    ]

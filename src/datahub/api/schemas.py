@@ -1,0 +1,224 @@
+"""The API's request and response models: `…Query` for query strings, `…Out` for bodies.
+
+Storage rows never reach a response directly; routes copy the fields they mean to show.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
+from datahub.domain import City
+from datahub.storage.readings import AggregateFn
+
+# Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
+UtcTime = Annotated[datetime, AfterValidator(lambda t: t.astimezone(UTC))]
+
+
+class _QueryModel(BaseModel):
+    # A misspelt parameter (`metrics=`, `start=`) is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _OutModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# Query models ---------------------------------------------------------------------------
+
+Limit = Annotated[
+    int | None,
+    Field(ge=1, description="page size; default and maximum come from the settings (api.*)"),
+]
+Cursor = Annotated[
+    str | None, Field(description="the `next_cursor` of the previous page, unchanged")
+]
+From = Annotated[
+    Rfc3339 | None,
+    Field(
+        alias="from",
+        description="start, inclusive, RFC 3339 with offset; default: 24 h before `to`",
+    ),
+]
+To = Annotated[
+    Rfc3339 | None,
+    Field(alias="to", description="end, exclusive, RFC 3339 with offset; default: now"),
+]
+Format = Annotated[
+    OutputFormat | None,
+    Field(description="`csv` for text/csv; otherwise the Accept header decides (JSON default)"),
+]
+
+
+class DeviceListQuery(_QueryModel):
+    city: City | None = None
+    supplier: str | None = Field(default=None, description="supplier slug")
+    metric: str | None = Field(default=None, description="only devices whose profile reports it")
+    limit: Limit = None
+    cursor: Cursor = None
+
+
+class ReadingsQuery(_QueryModel):
+    metric: str | None = Field(default=None, description="one metric; default: every metric")
+    start: From = None
+    end: To = None
+    limit: Limit = None
+    cursor: Cursor = None
+    format: Format = None
+
+
+class AggregateQuery(_QueryModel):
+    metric: str
+    bucket: Bucket = Bucket.HOUR
+    fn: AggregateFn = AggregateFn.AVG
+    start: From = None
+    end: To = None
+    device: str | None = Field(default=None, description="one device's DevEUI")
+    city: City | None = Field(default=None, description="every device of a city")
+    group: Grouping | None = Field(
+        default=None,
+        description="with `city`: `city` (default) for one series, `device` for one per device",
+    )
+    format: Format = None
+
+
+class LatestQuery(_QueryModel):
+    city: City | None = None
+    metric: str | None = None
+    supplier: str | None = Field(default=None, description="supplier slug")
+    format: Format = None
+
+
+# Response models ------------------------------------------------------------------------
+
+
+class ErrorOut(_OutModel):
+    error: str = Field(description="the error's class name", examples=["BadRequest"])
+    detail: str = Field(description="what went wrong and what to change")
+
+
+class LiveOut(_OutModel):
+    status: Literal["ok"] = "ok"
+
+
+class HealthOut(_OutModel):
+    status: Literal["ok"] = "ok"
+    database: Literal["ok"] = "ok"
+    timescaledb: str | None = Field(description="the TimescaleDB version; null without it")
+
+
+class MetricOut(_OutModel):
+    name: str
+    unit: str
+    description: str
+    profiles: list[str] = Field(description="device profiles that report this metric")
+
+
+class MetricListOut(_OutModel):
+    items: list[MetricOut]
+
+
+class SupplierOut(_OutModel):
+    slug: str
+    name: str
+
+
+class LocationOut(_OutModel):
+    latitude: float
+    longitude: float
+
+
+class DeviceOut(_OutModel):
+    dev_eui: str
+    name: str
+    city: City
+    supplier: SupplierOut
+    profile: str
+    location: LocationOut | None
+    last_seen: UtcTime | None
+    metrics: list[str] = Field(description="the metrics the device's profile reports")
+
+
+class DevicePageOut(_OutModel):
+    items: list[DeviceOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class ReadingOut(_OutModel):
+    time: UtcTime
+    metric: str
+    value: float
+    unit: str | None
+
+
+class ReadingPageOut(_OutModel):
+    dev_eui: str
+    start: UtcTime = Field(serialization_alias="from")
+    end: UtcTime = Field(serialization_alias="to")
+    items: list[ReadingOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class PointOut(_OutModel):
+    time: UtcTime = Field(description="start of the bucket")
+    value: float
+    count: int = Field(description="readings in the bucket")
+
+
+class SeriesOut(_OutModel):
+    device: str | None = Field(description="DevEUI; null for a city-wide series")
+    city: City
+    points: list[PointOut]
+
+
+class AggregateOut(_OutModel):
+    metric: str
+    unit: str | None
+    bucket: Bucket
+    fn: AggregateFn
+    start: UtcTime = Field(serialization_alias="from")
+    end: UtcTime = Field(serialization_alias="to")
+    series: list[SeriesOut]
+
+
+class LatestOut(_OutModel):
+    dev_eui: str
+    name: str
+    city: City
+    metric: str
+    unit: str | None
+    time: UtcTime
+    value: float
+
+
+class LatestListOut(_OutModel):
+    items: list[LatestOut]
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "a parameter is out of range or inconsistent (BadRequest)",
+    404: "no such resource (NotFound)",
+    422: "a parameter is malformed: wrong type, unknown value or unknown name (ValidationError)",
+    500: "an unexpected error, logged on the server (InternalError)",
+    503: "the database is unreachable; retry after the Retry-After seconds (ServiceUnavailable)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Document a route's error responses, all rendered as `ErrorOut`."""
+    return {
+        status: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in (*statuses, 500)
+    }
+
+
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "JSON by default; CSV with a header row for `format=csv` or "
+        '`Accept: text/csv`. A following page is linked by a `Link: <url>; rel="next"` header.',
+    }
+}

@@ -1,0 +1,134 @@
+"""Helpers of the API tests: a device catalog of their own, times, and a seeding builder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from fastapi import FastAPI
+
+from datahub.api.app import create_app
+from datahub.api.catalog import MetricCatalog
+from datahub.api.deps import get_conn
+from datahub.config import Settings
+from datahub.domain import City, Device, Location
+from datahub.storage import devices, readings, suppliers
+from datahub.storage.readings import ReadingRow
+from datahub.storage.suppliers import SupplierRow
+
+# The app's catalog in these tests: fixed here so that catalog changes don't move
+# expected values. test_api_metrics.py checks the real catalog is what apps get by default.
+
+
+@dataclass(frozen=True)
+class FakeMetric:
+    name: str
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FakeMapping:
+    path: str
+    metric: str
+    kind: str = "gauge"
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class FakeProfile:
+    mappings: tuple[FakeMapping, ...]
+
+
+def _profile(*metrics: str) -> FakeProfile:
+    return FakeProfile(tuple(FakeMapping(path=m, metric=m) for m in metrics))
+
+
+TEST_CATALOG = MetricCatalog.build(
+    metrics={
+        "temperature": FakeMetric("temperature", "°C", "air temperature"),
+        "humidity": FakeMetric("humidity", "%", "relative humidity"),
+        "co2": FakeMetric("co2", "ppm", "CO2 concentration"),
+        "water_level": FakeMetric("water_level", "m", "water level above gauge zero"),
+    },
+    profiles={
+        "climate": _profile("temperature", "humidity", "co2"),
+        "level": _profile("water_level", "temperature"),
+    },
+)
+
+# Small limits, so pagination and range checks are exercised with a few rows.
+API_LIMITS = {
+    "page_size_default": 4,
+    "page_size_max": 50,
+    "max_buckets": 100,
+    "max_raw_range_days": 7,
+}
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def at(minutes: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
+    """Return a time relative to T0 (2024-05-01T00:00Z)."""
+    return T0 + timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def iso(value: datetime) -> str:
+    """Render a time as the API renders it: RFC 3339 UTC with a Z."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Seed:
+    """Builds registry and readings through the storage write functions."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.ids: dict[str, int] = {}
+        self.supplier_ids = suppliers.upsert_suppliers(
+            conn,
+            suppliers=[SupplierRow("dew21", "DEW21"), SupplierRow("stadtwerke-schwerte", "SWS")],
+        )
+
+    def device(
+        self,
+        dev_eui: str,
+        *,
+        city: City = City.DORTMUND,
+        supplier: str = "dew21",
+        profile: str = "climate",
+        name: str | None = None,
+        location: Location | None = None,
+    ) -> str:
+        """Register a device; return its DevEUI."""
+        device = Device(
+            dev_eui=dev_eui,
+            name=name or f"sensor {dev_eui[-4:]}",
+            city=city,
+            supplier=supplier,
+            profile=profile,
+            location=location,
+        )
+        devices.upsert_devices(self.conn, devices=[device], supplier_ids=self.supplier_ids)
+        self.ids = {eui: e.device_id for eui, e in devices.select_registry(self.conn).items()}
+        return dev_eui
+
+    def readings(self, dev_eui: str, metric: str, points: dict[datetime, float]) -> None:
+        """Store one device's readings of one metric."""
+        rows = [ReadingRow(t, self.ids[dev_eui], metric, v) for t, v in points.items()]
+        readings.insert_readings(self.conn, rows=rows)
+
+    def seen(self, dev_eui: str, when: datetime) -> None:
+        devices.mark_seen(self.conn, last_seen={self.ids[dev_eui]: when})
+
+
+def build_app(settings: Settings, conn: psycopg.Connection) -> FastAPI:
+    """Build the app on the test catalog, lending `conn` instead of pooled connections."""
+    app = create_app(settings, catalog=TEST_CATALOG)
+
+    def test_conn() -> Iterator[psycopg.Connection]:
+        yield conn
+
+    app.dependency_overrides[get_conn] = test_conn
+    return app

@@ -1,0 +1,73 @@
+"""The real connection dependency: pooled transactions, and 503 when the database is gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from api_helpers import TEST_CATALOG
+from fastapi.testclient import TestClient
+
+from datahub.api.app import create_app
+from datahub.config import Settings
+from datahub.storage import devices
+
+
+def pooled_client(settings: Settings) -> TestClient:
+    """A client whose app runs its lifespan, so requests borrow from the real pool."""
+    return TestClient(create_app(settings, catalog=TEST_CATALOG), raise_server_exceptions=False)
+
+
+def test_pool_lends_and_takes_back_connections(database: Any) -> None:
+    settings = database.settings(database={"pool_size": 2, "connect_timeout_s": 2})
+
+    with pooled_client(settings) as client:
+        # More requests than connections, half of them errors: each must return its
+        # connection, or the pool runs dry and answers 503.
+        statuses = [
+            client.get(path).status_code
+            for _ in range(5)
+            for path in ("/health", "/v1/devices/70B3D57ED0009999", "/v1/devices")
+        ]
+
+    assert statuses == [200, 404, 200] * 5
+
+
+def test_database_unreachable_answers_503_with_retry_after() -> None:
+    # Nothing listens on port 1: every connection attempt fails at once.
+    settings = Settings(
+        database_url="postgresql://datahub@127.0.0.1:1/datahub",  # type: ignore[arg-type]
+        database={"connect_timeout_s": 0.5},  # type: ignore[arg-type]
+    )
+
+    with pooled_client(settings) as client:
+        live = client.get("/health/live")
+        responses = [client.get(path) for path in ("/health", "/health/ready", "/v1/devices")]
+
+    assert live.status_code == 200
+    for response in responses:
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert response.json() == {
+            "error": "ServiceUnavailable",
+            "detail": "the database is unavailable; retry in 5 s",
+        }
+
+
+def test_connection_lost_mid_request_answers_503(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def terminated(conn: psycopg.Connection, **kwargs: object) -> None:
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    monkeypatch.setattr(devices, "list_devices", terminated)
+
+    with pooled_client(database.settings()) as client:
+        lost = client.get("/v1/devices")
+        monkeypatch.undo()
+        after = client.get("/v1/devices")
+
+    assert lost.status_code == 503
+    assert lost.json()["error"] == "ServiceUnavailable"
+    assert after.status_code == 200
