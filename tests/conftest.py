@@ -22,7 +22,9 @@ BACKENDS = {
     "timescaledb": os.environ.get(
         "DATAHUB_TEST_TSDB_URL", "postgresql://datahub@127.0.0.1:55432/datahub"
     ),
-    "postgres": os.environ.get("DATAHUB_TEST_PG_URL", "postgresql://datahub@127.0.0.1:55433/datahub"),
+    "postgres": os.environ.get(
+        "DATAHUB_TEST_PG_URL", "postgresql://datahub@127.0.0.1:55433/datahub"
+    ),
 }
 BROKER_URL = os.environ.get("DATAHUB_TEST_BROKER_URL", "mqtt://127.0.0.1:18830")
 

@@ -57,7 +57,9 @@ def parse_broker_url(url: str) -> BrokerEndpoint:
     """Split `mqtt://host:port` or `mqtts://host:port` into its parts."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-        raise ConfigError(f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port")
+        raise ConfigError(
+            f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port"
+        )
     tls = parts.scheme in ("mqtts", "ssl")
     return BrokerEndpoint(host=parts.hostname, port=parts.port or (8883 if tls else 1883), tls=tls)
 
@@ -172,7 +174,9 @@ class Settings(BaseSettings):
     @property
     def conninfo(self) -> str:
         """The database URL as libpq takes it."""
-        return self.database_url.get_secret_value().replace("postgresql+psycopg://", "postgresql://")
+        return self.database_url.get_secret_value().replace(
+            "postgresql+psycopg://", "postgresql://"
+        )
 
     @classmethod
     def settings_customise_sources(
@@ -192,7 +196,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     config = {**Settings.model_config, "yaml_file": path}
-    bound = type("Settings", (Settings,), {"model_config": config})
+    bound: type[Settings] = type("Settings", (Settings,), {"model_config": config})
     try:
         return bound(**overrides)
     except ValueError as exc:

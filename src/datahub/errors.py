@@ -1,17 +1,17 @@
 """One error root for the whole service.
 
-    DatahubError
-    ├── ConfigError              settings that cannot work; raised at start-up
-    ├── DropError                ingest: the message can never be stored as a good uplink;
-    │   │                        count it, keep it as a dead letter, acknowledge it
-    │   ├── EnvelopeError        not a valid uplink message of the source's format
-    │   └── DecodeFailure        the payload could not be decoded (the uplink is kept)
-    ├── RetryError               ingest: a dependency is down; back off, do not acknowledge
-    │   └── StorageUnavailable   the database cannot be reached
-    └── ApiError                 carries its HTTP status; rendered as {"error", "detail"}
-        ├── BadRequest           400: a parameter is malformed or out of range
-        ├── NotFound             404
-        └── ServiceUnavailable   503: the database is down
+DatahubError
+├── ConfigError              settings that cannot work; raised at start-up
+├── DropError                ingest: the message can never be stored as a good uplink;
+│   │                        count it, keep it as a dead letter, acknowledge it
+│   ├── EnvelopeError        not a valid uplink message of the source's format
+│   └── DecodeFailure        the payload could not be decoded (the uplink is kept)
+├── RetryError               ingest: a dependency is down; back off, do not acknowledge
+│   └── StorageUnavailable   the database cannot be reached
+└── ApiError                 carries its HTTP status; rendered as {"error", "detail"}
+    ├── BadRequest           400: a parameter is malformed or out of range
+    ├── NotFound             404
+    └── ServiceUnavailable   503: the database is down
 """
 
 from __future__ import annotations

@@ -35,8 +35,15 @@ def insert_dead_letters(conn: psycopg.Connection, *, letters: Sequence[DeadLette
             """,
             [
                 (
-                    d.received_at, d.source, d.topic, d.stage, d.reason, d.detail, d.body,
-                    d.dev_eui, d.dedup_key,
+                    d.received_at,
+                    d.source,
+                    d.topic,
+                    d.stage,
+                    d.reason,
+                    d.detail,
+                    d.body,
+                    d.dev_eui,
+                    d.dedup_key,
                 )
                 for d in letters
             ],

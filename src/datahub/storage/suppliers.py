@@ -15,7 +15,9 @@ class SupplierRow:
     kind: str = "other"
 
 
-def upsert_suppliers(conn: psycopg.Connection, *, suppliers: Sequence[SupplierRow]) -> dict[str, int]:
+def upsert_suppliers(
+    conn: psycopg.Connection, *, suppliers: Sequence[SupplierRow]
+) -> dict[str, int]:
     """Insert or update suppliers by slug; return slug -> id for all of them."""
     if not suppliers:
         return {}

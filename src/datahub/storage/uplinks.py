@@ -23,9 +23,7 @@ class UplinkRow:
     error: str | None = None
 
 
-def claim_keys(
-    conn: psycopg.Connection, *, keys: Sequence[tuple[bytes, datetime]]
-) -> set[bytes]:
+def claim_keys(conn: psycopg.Connection, *, keys: Sequence[tuple[bytes, datetime]]) -> set[bytes]:
     """Record dedup keys; return those not seen before (the uplinks to store now)."""
     if not keys:
         return set()
@@ -45,27 +43,54 @@ def insert_uplinks(conn: psycopg.Connection, *, rows: Sequence[UplinkRow]) -> No
     """Store uplinks whose keys were just claimed, by binary COPY."""
     if not rows:
         return
-    with conn.cursor() as cur, cur.copy(
-        """
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            """
         COPY uplink (received_at, dedup_key, dev_eui, device_id, source, city, f_port, f_cnt,
                      dev_addr, payload, radio, ns_decoded, decode_status, decode_error, decoder)
         FROM STDIN (FORMAT BINARY)
         """
-    ) as copy:
+        ) as copy,
+    ):
         copy.set_types(
             [
-                "timestamptz", "bytea", "text", "int4", "text", "text", "int2", "int8",
-                "text", "bytea", "jsonb", "jsonb", "text", "text", "text",
+                "timestamptz",
+                "bytea",
+                "text",
+                "int4",
+                "text",
+                "text",
+                "int2",
+                "int8",
+                "text",
+                "bytea",
+                "jsonb",
+                "jsonb",
+                "text",
+                "text",
+                "text",
             ]
         )
         for row in rows:
             u = row.uplink
             copy.write_row(
                 (
-                    u.received_at, u.dedup_key, u.dev_eui, row.device_id, u.source, str(u.city),
-                    u.f_port, u.f_cnt, u.dev_addr, u.payload, Jsonb(u.radio.as_json()),
+                    u.received_at,
+                    u.dedup_key,
+                    u.dev_eui,
+                    row.device_id,
+                    u.source,
+                    str(u.city),
+                    u.f_port,
+                    u.f_cnt,
+                    u.dev_addr,
+                    u.payload,
+                    Jsonb(u.radio.as_json()),
                     Jsonb(u.ns_decoded) if u.ns_decoded is not None else None,
-                    str(row.status), row.error, row.decoder,
+                    str(row.status),
+                    row.error,
+                    row.decoder,
                 )
             )
 

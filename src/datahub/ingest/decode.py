@@ -1,0 +1,35 @@
+"""Decode stage: a device's payload through its catalog profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import decoders
+from datahub.errors import DecodeFailure
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The vendor's data object, and the decoder that produced it."""
+
+    data: dict[str, Any]
+    decoder: str
+
+
+def decoder_name(profile: decoders.Profile) -> str:
+    """Name a profile's decoder with its version, as recorded with stored uplinks."""
+    return f"{profile.id}@{profile.version}"
+
+
+def decode_uplink(profile: decoders.Profile, *, f_port: int | None, payload: bytes) -> Decoded:
+    """Decode one payload; a decoder's rejection becomes a DecodeFailure."""
+    if f_port is None or f_port == 0:
+        raise DecodeFailure(f"f_port {f_port}: no application payload to decode")
+    try:
+        data = profile.decode(f_port, payload)
+    except decoders.DecodeError as exc:
+        raise DecodeFailure(f"{profile.id}: {exc}") from exc
+    except Exception as exc:  # a decoder bug must not stop the ingest
+        raise DecodeFailure(f"{profile.id}: decoder crashed: {exc!r}") from exc
+    return Decoded(data=data, decoder=decoder_name(profile))

@@ -1,0 +1,192 @@
+"""MQTT subscription to every configured source; knows nothing of LoRaWAN.
+
+One paho client per source, each on its own network thread, feeding one bounded queue.
+QoS 1 sources use a persistent session (fixed client id, clean_session off) and manual
+acknowledgement: a message is acknowledged only when `ack` is called after its batch has
+committed, so a crash before that makes the broker deliver it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from datahub.config import Settings, SourceSettings, parse_broker_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT message as received, with what is needed to acknowledge it."""
+
+    source: str
+    topic: str
+    body: bytes
+    qos: int
+    mid: int
+    arrived_at: datetime
+    client: paho.Client | None = field(default=None, repr=False, compare=False)
+
+
+class Subscriber:
+    """Keeps one connection per source and puts every message on `inbox`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        inbox: queue.Queue[Message],
+        client_id_suffix: str = "",
+    ) -> None:
+        self._settings = settings
+        self._inbox = inbox
+        self._stopping = threading.Event()
+        self._connected: dict[str, threading.Event] = {}
+        self._clients = [self._client(source, client_id_suffix) for source in settings.sources]
+
+    def _client(self, source: SourceSettings, suffix: str) -> paho.Client:
+        endpoint = parse_broker_url(self._settings.broker_for(source))
+        persistent = source.qos > 0
+        v5 = source.mqtt_version == "5"
+        client_id = (source.client_id or f"datahub-ingest-{source.name}") + suffix
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=None if v5 else not persistent,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
+            userdata=source,
+        )
+        if source.username:
+            password = source.password.get_secret_value() if source.password else None
+            client.username_pw_set(source.username, password)
+        if endpoint.tls or source.tls is not None:
+            tls = source.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls and tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            if tls and tls.insecure_skip_verify:
+                client.tls_insecure_set(True)
+        # Unacknowledged QoS 1 messages are bounded by the broker's in-flight window; keep it
+        # below the queue so that a full queue never holds the network thread for long.
+        client.max_inflight_messages_set(min(self._settings.ingest.queue_limit, 65_535))
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self._connected[source.name] = threading.Event()
+        client.connect_async(
+            endpoint.host,
+            endpoint.port,
+            keepalive=60,
+            clean_start=not persistent if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=_session_properties(persistent) if v5 else None,
+        )
+        return client
+
+    def start(self) -> None:
+        """Connect every source in the background; reconnects happen by themselves."""
+        for client in self._clients:
+            client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until every source has connected and subscribed once."""
+        return all(event.wait(timeout) for event in self._connected.values())
+
+    def stop(self) -> None:
+        """Disconnect every source; unacknowledged QoS 1 messages stay with the broker."""
+        self._stopping.set()
+        for client in self._clients:
+            client.disconnect()
+        for client in self._clients:
+            client.loop_stop()
+
+    @staticmethod
+    def ack(messages: Iterable[Message]) -> None:
+        """Acknowledge messages whose effects have committed, in the order received."""
+        for message in messages:
+            if message.qos > 0 and message.client is not None:
+                message.client.ack(message.mid, message.qos)
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        source: SourceSettings,
+        flags: Any,
+        reason: ReasonCode,
+        props: Any,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("source %s: connect refused: %s", source.name, reason)
+            return
+        log.info("source %s: connected, subscribing to %s", source.name, source.topic_filter)
+        client.subscribe(source.topic_filter, qos=source.qos)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        source: SourceSettings,
+        mid: int,
+        reasons: Sequence[ReasonCode],
+        props: Any,
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("source %s: subscription to %s refused", source.name, source.topic_filter)
+            return
+        self._connected[source.name].set()
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        source: SourceSettings,
+        flags: Any,
+        reason: ReasonCode,
+        props: Any,
+    ) -> None:
+        if not self._stopping.is_set():
+            log.warning("source %s: disconnected (%s), reconnecting", source.name, reason)
+
+    def _on_message(
+        self, client: paho.Client, source: SourceSettings, msg: paho.MQTTMessage
+    ) -> None:
+        message = Message(
+            source=source.name,
+            topic=msg.topic,
+            body=bytes(msg.payload),
+            qos=msg.qos,
+            mid=msg.mid,
+            arrived_at=datetime.now(UTC),
+            client=client,
+        )
+        # A full queue holds this network thread: the broker then stops sending to us, which
+        # is the backpressure we want while the database is slow or down.
+        while not self._stopping.is_set():
+            try:
+                self._inbox.put(message, timeout=1.0)
+                return
+            except queue.Full:
+                continue
+
+
+def _session_properties(persistent: bool) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if persistent:
+        props.SessionExpiryInterval = 7 * 24 * 3600  # keep queued uplinks for a week
+    return props

@@ -1,0 +1,361 @@
+"""The ingest pipeline: the only place that chains the stages, counts them and decides
+whether a message is dropped (kept as a dead letter, acknowledged) or retried (not
+acknowledged, tried again after a back-off).
+
+    MQTT message -> envelope -> decode -> normalize -> store (one transaction per batch) -> ack
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+import decoders
+from datahub.config import Settings, parse_broker_url
+from datahub.domain import DecodeStatus, Uplink
+from datahub.errors import DropError, EnvelopeError, RetryError, StorageUnavailable
+from datahub.ingest import decode, envelope, normalize
+from datahub.ingest.mqtt import Message, Subscriber
+from datahub.ingest.store import Batch, Stored, store
+from datahub.storage import db, dead_letters, devices, sources
+from datahub.storage.dead_letters import DeadLetterRow
+from datahub.storage.devices import RegistryEntry
+from datahub.storage.readings import ReadingRow
+from datahub.storage.uplinks import UplinkRow
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Stats:
+    """Counters of what the pipeline did, by stage and outcome."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] += n
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+class Registry:
+    """The device registry as the ingest sees it, reloaded from the database now and then."""
+
+    def __init__(self, *, refresh_s: float = 30.0, miss_refresh_s: float = 5.0) -> None:
+        self._entries: dict[str, RegistryEntry] = {}
+        self._refresh_s = refresh_s
+        self._miss_refresh_s = miss_refresh_s
+        self._loaded = float("-inf")
+        self._missed = False
+
+    def refresh_if_due(self, conn: psycopg.Connection) -> None:
+        """Reload when stale, or soon after an unknown device was seen (it may be new)."""
+        age = time.monotonic() - self._loaded
+        if age >= self._refresh_s or (self._missed and age >= self._miss_refresh_s):
+            self._entries = devices.select_registry(conn)
+            self._loaded = time.monotonic()
+            self._missed = False
+
+    def get(self, dev_eui: str) -> RegistryEntry | None:
+        entry = self._entries.get(dev_eui)
+        if entry is None:
+            self._missed = True
+        return entry
+
+
+class Pipeline:
+    """Turns a batch of MQTT messages into rows, and writes them in one transaction."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Mapping[str, decoders.Profile] = decoders.CATALOG,
+        registry: Registry | None = None,
+        stats: Stats | None = None,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._settings = settings
+        self._sources = {s.name: s for s in settings.sources}
+        self._catalog = catalog
+        self.registry = registry or Registry()
+        self.stats = stats or Stats()
+        self._clock = clock
+
+    def prepare(self, messages: Sequence[Message]) -> Batch:
+        """Run the pure stages over a batch: envelope, decode, normalize."""
+        now = self._clock()
+        rows: list[UplinkRow] = []
+        readings: dict[bytes, list[ReadingRow]] = {}
+        failures: dict[bytes, DeadLetterRow] = {}
+        letters: list[DeadLetterRow] = []
+        for message in messages:
+            self.stats.add("received")
+            try:
+                uplink = self._parse(message, now)
+            except DropError as exc:
+                self.stats.add(f"dead_letter.{exc.reason}")
+                letters.append(_letter(message, "envelope", exc))
+                continue
+            entry = self.registry.get(uplink.dev_eui)
+            if entry is None:
+                self.stats.add("unknown_device")
+                rows.append(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE))
+                continue
+            profile = self._catalog.get(entry.profile)
+            if profile is None:
+                self.stats.add("no_decoder")
+                rows.append(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER))
+                continue
+            try:
+                decoded = decode.decode_uplink(
+                    profile, f_port=uplink.f_port, payload=uplink.payload
+                )
+            except DropError as exc:
+                self.stats.add("decode_failed")
+                rows.append(
+                    UplinkRow(
+                        uplink,
+                        entry.device_id,
+                        DecodeStatus.FAILED,
+                        decoder=decode.decoder_name(profile),
+                        error=exc.detail,
+                    )
+                )
+                failures[uplink.dedup_key] = _letter(message, "decode", exc, uplink)
+                continue
+            normalized = normalize.to_readings(
+                decoded.data, profile.mappings, time=uplink.received_at, dev_eui=uplink.dev_eui
+            )
+            if normalized.skipped:
+                self.stats.add("value_skipped", len(normalized.skipped))
+            rows.append(
+                UplinkRow(
+                    uplink,
+                    entry.device_id,
+                    DecodeStatus.DECODED,
+                    decoder=decoded.decoder,
+                    error="; ".join(normalized.skipped) or None,
+                )
+            )
+            readings[uplink.dedup_key] = [
+                ReadingRow(r.time, entry.device_id, r.metric, r.value) for r in normalized.readings
+            ]
+        return Batch(
+            uplinks=rows, readings=readings, decode_failures=failures, dead_letters=letters
+        )
+
+    def _parse(self, message: Message, now: datetime) -> Uplink:
+        limits = self._settings.ingest
+        if len(message.body) > limits.max_message_bytes:
+            raise EnvelopeError(
+                f"message of {len(message.body)} bytes exceeds the limit of "
+                f"{limits.max_message_bytes} bytes"
+            )
+        source = self._sources[message.source]
+        uplink = envelope.parse_envelope(
+            message.body,
+            format=source.format,
+            source=source.name,
+            city=source.city,
+            topic=message.topic,
+            now=message.arrived_at,
+        )
+        if len(uplink.payload) > limits.max_payload_bytes:
+            raise EnvelopeError(
+                f"payload of {len(uplink.payload)} bytes exceeds the limit of "
+                f"{limits.max_payload_bytes} bytes"
+            )
+        if uplink.received_at > now + timedelta(seconds=limits.max_clock_skew_s):
+            raise EnvelopeError(f"received_at {uplink.received_at.isoformat()} is in the future")
+        if uplink.received_at < now - timedelta(days=limits.max_age_days):
+            raise EnvelopeError(
+                f"received_at {uplink.received_at.isoformat()} is older than "
+                f"{limits.max_age_days} days"
+            )
+        return uplink
+
+    def process(self, conn: psycopg.Connection, messages: Sequence[Message]) -> Stored:
+        """Prepare and store a batch in the caller's transaction."""
+        self.registry.refresh_if_due(conn)
+        stored = store(conn, self.prepare(messages))
+        self.stats.add("stored", stored.uplinks)
+        self.stats.add("duplicates", stored.duplicates)
+        self.stats.add("readings", stored.readings)
+        return stored
+
+
+def _letter(
+    message: Message, stage: str, exc: DropError, uplink: Uplink | None = None
+) -> DeadLetterRow:
+    return DeadLetterRow(
+        received_at=message.arrived_at,
+        source=message.source,
+        topic=message.topic,
+        stage=stage,
+        reason=exc.reason,
+        detail=exc.detail.replace("\x00", "\\x00"),
+        body=message.body,
+        dev_eui=uplink.dev_eui if uplink else None,
+        dedup_key=uplink.dedup_key if uplink else None,
+    )
+
+
+def take_batch(inbox: queue.Queue[Message], *, size: int, wait_s: float) -> list[Message]:
+    """Take up to `size` messages, waiting at most `wait_s` after the first one."""
+    try:
+        batch = [inbox.get(timeout=wait_s)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + wait_s
+    while len(batch) < size:
+        remaining = deadline - time.monotonic()
+        try:
+            batch.append(inbox.get(timeout=remaining) if remaining > 0 else inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+class Ingest:
+    """The ingest process: subscribe, batch, store with retries, acknowledge after commit."""
+
+    def __init__(self, settings: Settings, *, pipeline: Pipeline | None = None) -> None:
+        self._settings = settings
+        self.pipeline = pipeline or Pipeline(settings)
+        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=settings.ingest.queue_limit)
+        self.subscriber = Subscriber(settings, inbox=self.inbox)
+        self.stop_event = threading.Event()
+        self._conn: psycopg.Connection | None = None
+
+    def run(self) -> None:
+        """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
+        self._record_sources()
+        self.subscriber.start()
+        log.info("ingest running with %d sources", len(self._settings.sources))
+        try:
+            while not self.stop_event.is_set():
+                self.run_once()
+        finally:
+            self.subscriber.stop()
+            # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
+            if self._conn is not None:
+                self._conn.close()
+
+    def run_once(self) -> int:
+        """Take one batch from the inbox, store it (retrying) and acknowledge it."""
+        limits = self._settings.ingest
+        batch = take_batch(self.inbox, size=limits.batch_size, wait_s=limits.batch_wait_ms / 1000)
+        if batch:
+            self._store_with_retry(batch)
+            self.subscriber.ack(batch)
+        return len(batch)
+
+    def _store_with_retry(self, batch: list[Message]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._store_isolating(batch)
+                return
+            except RetryError as exc:
+                self.pipeline.stats.add("retries")
+                log.warning(
+                    "storing a batch of %d failed (%s); retrying in %.1fs", len(batch), exc, delay
+                )
+                self._drop_connection()
+                # Keep retrying even when asked to stop: the batch is not acknowledged, so
+                # giving up is also safe, but finishing it is what graceful shutdown means.
+                time.sleep(delay)
+                delay = min(delay * 2, self._settings.ingest.retry_max_backoff_s)
+                if self.stop_event.is_set() and delay >= self._settings.ingest.retry_max_backoff_s:
+                    raise
+
+    def _store_isolating(self, batch: list[Message]) -> None:
+        """Store a batch; a message the database refuses is isolated by halving, then dropped."""
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                self.pipeline.process(conn, batch)
+        except db.UNAVAILABLE as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise StorageUnavailable(str(exc)) from exc
+            if len(batch) == 1:
+                self._refuse(batch[0], exc)
+                return
+            half = len(batch) // 2
+            self._store_isolating(batch[:half])
+            self._store_isolating(batch[half:])
+
+    def _refuse(self, message: Message, exc: psycopg.Error) -> None:
+        log.error("database refused a message from %s: %s", message.source, exc)
+        self.pipeline.stats.add("dead_letter.storage_refused")
+        letter = DeadLetterRow(
+            received_at=message.arrived_at,
+            source=message.source,
+            topic=message.topic,
+            stage="store",
+            reason="storage_refused",
+            detail=str(exc).replace("\x00", "\\x00"),
+            body=message.body,
+        )
+        conn = self._connection()
+        with conn.transaction():
+            dead_letters.insert_dead_letters(conn, letters=[letter])
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self._settings, autocommit=True)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _record_sources(self) -> None:
+        rows = [
+            sources.SourceRow(
+                name=s.name,
+                city=str(s.city),
+                format=str(s.format),
+                broker=_redact(self._settings.broker_for(s)),
+                topic=s.topic_filter,
+                qos=s.qos,
+            )
+            for s in self._settings.sources
+        ]
+        while True:
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    sources.upsert_sources(conn, sources=rows)
+                return
+            except (StorageUnavailable, *db.UNAVAILABLE) as exc:
+                log.warning("database unavailable at start-up (%s); retrying", exc)
+                self._drop_connection()
+                if self.stop_event.wait(2.0):
+                    return
+
+
+def _redact(url: str) -> str:
+    endpoint = parse_broker_url(url)
+    return f"{'mqtts' if endpoint.tls else 'mqtt'}://{endpoint.host}:{endpoint.port}"

@@ -1,0 +1,208 @@
+"""End to end: simulated uplinks of both cities through Mosquitto into a running `datahub
+ingest`, then out of the REST API: exactly the readings the payloads encode, each uplink
+stored once although every message was published twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from conftest import BROKER_URL, Database, migrated_database
+from fastapi.testclient import TestClient
+
+import decoders
+import simulators
+from datahub.api.app import create_app
+from datahub.config import parse_broker_url
+from datahub.domain import SourceFormat
+from datahub.ingest import decode, normalize
+from simulators.envelopes import stable_uuid
+from simulators.scenario import parse_scenario
+
+RUN = uuid.uuid4().hex[:8]
+# Each city's fleets publish under an application of this run only, so that anything else
+# on the shared broker (a running demo, say) is not subscribed to.
+APPS = {"dortmund": f"e2e-dortmund-{RUN}", "schwerte": f"e2e-schwerte-{RUN}"}
+FIRST, SENTINELS = 600, 60
+
+
+def scenario() -> simulators.Scenario:
+    data = yaml.safe_load(simulators.DEFAULT_SCENARIO.read_text())
+    for fleet in data["fleets"]:
+        fleet["application"] = APPS[fleet["city"]]
+    return parse_scenario(data)
+
+
+def tenant(scn: simulators.Scenario, name: str) -> str:
+    return scn.source(name).tenant
+
+
+@pytest.fixture(scope="module")
+def database() -> Database:
+    return migrated_database("timescaledb", "datahub_test_e2e")
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    scn = scenario()
+    ttn_tenant = tenant(scn, "ttn-dortmund")
+    cs_app = stable_uuid("application", tenant(scn, "chirpstack-schwerte"), APPS["schwerte"])
+    config = {
+        "broker_url": BROKER_URL,
+        "ingest": {"batch_size": 500, "batch_wait_ms": 50},
+        "sources": [
+            {
+                "name": "ttn-dortmund",
+                "city": "dortmund",
+                "format": "ttn-v3",
+                "topic": f"v3/{APPS['dortmund']}@{ttn_tenant}/devices/+/up",
+                "qos": 1,
+                "client_id": f"e2e-ttn-{RUN}",
+            },
+            {
+                "name": "chirpstack-schwerte",
+                "city": "schwerte",
+                "format": "chirpstack-v4-json",
+                "topic": f"application/{cs_app}/device/+/event/up",
+                "qos": 1,
+                "mqtt_version": "5",
+                "client_id": f"e2e-cs-{RUN}",
+            },
+        ],
+    }
+    path = tmp_path_factory.mktemp("e2e") / "datahub.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def datahub(config: Path, database: Database, *args: str) -> list[str]:
+    return [sys.executable, "-m", "datahub.cli", "--config", str(config), *args]
+
+
+@pytest.fixture(scope="module")
+def ingest(
+    config_file: Path, database: Database, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "DATAHUB_DATABASE_URL": database.url}
+    registry = tmp_path_factory.mktemp("registry") / "devices.csv"
+    simulators.write_registry_csv(scenario(), registry)
+    subprocess.run(
+        datahub(config_file, database, "devices", "import", str(registry)), env=env, check=True
+    )
+    log = (tmp_path_factory.mktemp("logs") / "ingest.log").open("wb")
+    proc = subprocess.Popen(
+        datahub(config_file, database, "ingest"), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def publish(sims: list[simulators.SimUplink], config: Path) -> None:
+    broker = parse_broker_url(BROKER_URL)
+    formats = {
+        "ttn-dortmund": SourceFormat.TTN_V3,
+        "chirpstack-schwerte": SourceFormat.CHIRPSTACK_V4_JSON,
+    }
+    versions = {"ttn-dortmund": "3.1.1", "chirpstack-schwerte": "5"}
+    targets = {
+        name: simulators.Target(fmt, broker.host, broker.port, mqtt_version=versions[name])
+        for name, fmt in formats.items()
+    }
+    report = simulators.publish(sims, targets, qos=1)
+    assert report.published == len(sims)
+
+
+def uplink_count(database: Database) -> int:
+    with psycopg.connect(database.url) as conn:
+        return conn.execute("SELECT count(*) FROM uplink").fetchone()[0]  # type: ignore[index]
+
+
+def wait_for(database: Database, proc: subprocess.Popen[bytes], expected: int) -> None:
+    deadline = time.monotonic() + 120
+    while uplink_count(database) < expected:
+        assert proc.poll() is None, "the ingest process died"
+        assert time.monotonic() < deadline, (
+            f"only {uplink_count(database)} of {expected} uplinks stored"
+        )
+        time.sleep(0.2)
+
+
+def expected_readings(sims: list[simulators.SimUplink]) -> dict[str, set[tuple[str, str, float]]]:
+    out: dict[str, set[tuple[str, str, float]]] = {}
+    for sim in sims:
+        profile = decoders.get_profile(sim.device.profile)
+        data = decode.decode_uplink(profile, f_port=sim.f_port, payload=sim.payload).data
+        norm = normalize.to_readings(
+            data, profile.mappings, time=sim.time, dev_eui=sim.device.dev_eui
+        )
+        out.setdefault(sim.device.dev_eui, set()).update(
+            (r.time.isoformat().replace("+00:00", "Z"), r.metric, r.value) for r in norm.readings
+        )
+    return out
+
+
+def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
+    ingest: subprocess.Popen[bytes], config_file: Path, database: Database
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    sims = list(simulators.generate(scenario(), seed=11, start=start, count=FIRST + SENTINELS))
+    first, sentinels = sims[:FIRST], sims[FIRST:]
+    assert {s.device.city for s in first} == {"dortmund", "schwerte"}
+    time.sleep(2)  # let the ingest connect and subscribe before the first publish
+
+    publish(first, config_file)
+    wait_for(database, ingest, FIRST)
+    publish(first, config_file)  # every message again: a network server's redelivery
+    # Later uplinks on both connections: once stored, the duplicates before them are through.
+    publish(sentinels, config_file)
+    wait_for(database, ingest, FIRST + SENTINELS)
+    time.sleep(1)
+    assert uplink_count(database) == FIRST + SENTINELS
+
+    expected = expected_readings(sims)
+    client = TestClient(create_app(database.settings()))
+    with client:
+        served: dict[str, set[tuple[str, str, float]]] = {}
+        for dev_eui in expected:
+            cursor = None
+            while True:
+                params = {
+                    "from": start.isoformat(),
+                    "to": (start + timedelta(hours=6)).isoformat(),
+                    "limit": 50,
+                }
+                if cursor:
+                    params["cursor"] = cursor
+                page = client.get(f"/v1/devices/{dev_eui}/readings", params=params)
+                assert page.status_code == 200, page.text
+                body = page.json()
+                served.setdefault(dev_eui, set()).update(
+                    (i["time"], i["metric"], i["value"]) for i in body["items"]
+                )
+                cursor = body["next_cursor"]
+                if not cursor:
+                    break
+        assert served == expected
+        assert sum(map(len, served.values())) == sum(map(len, expected.values()))
+
+        devices = client.get("/v1/devices", params={"limit": 1000}).json()["items"]
+        seen = {d["dev_eui"] for d in devices if d["last_seen"]}
+        assert seen == set(expected)
+        for city in ("dortmund", "schwerte"):
+            latest = client.get("/v1/latest", params={"city": city}).json()["items"]
+            assert latest and {i["city"] for i in latest} == {city}
+
+    ingest.send_signal(signal.SIGTERM)
+    assert ingest.wait(timeout=60) == 0
