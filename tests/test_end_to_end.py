@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from conftest import BROKER_URL, Database, migrated_database
 from fastapi.testclient import TestClient
+from realservices import BROKER_URL, Database, migrated_database
 
 import decoders
 import simulators

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
+from realservices import BROKER_URL
 
 from datahub.config import Settings, SourceSettings, parse_broker_url
 from datahub.domain import City, SourceFormat
@@ -24,23 +24,7 @@ from simulators.generator import SimUplink, generate
 from simulators.publisher import PublishError, Target, publish, simulate, targets_from_settings
 from simulators.scenario import Scenario, parse_scenario
 
-BROKER_URL = os.environ.get("DATAHUB_TEST_BROKER_URL", "mqtt://127.0.0.1:18830")
 START = datetime(2024, 6, 1, tzinfo=UTC)
-
-
-def _broker_reachable() -> bool:
-    endpoint = parse_broker_url(BROKER_URL)
-    try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-needs_broker = pytest.mark.skipif(
-    not _broker_reachable(),
-    reason=f"no MQTT broker at {BROKER_URL} (start one, or set DATAHUB_TEST_BROKER_URL)",
-)
 
 
 def _settings(v4_format: SourceFormat = SourceFormat.CHIRPSTACK_V4_PROTOBUF) -> Settings:
@@ -106,7 +90,6 @@ def counter(private: Scenario) -> Iterator[Counter]:
     subscriber.close()
 
 
-@needs_broker
 @pytest.mark.parametrize("qos", [1, 0])
 def test_every_published_uplink_arrives(private: Scenario, counter: Counter, qos: int) -> None:
     targets = targets_from_settings(_settings())
@@ -120,7 +103,6 @@ def test_every_published_uplink_arrives(private: Scenario, counter: Counter, qos
     assert sorted(counter.received) == sorted(u.message(targets[u.source].format) for u in uplinks)
 
 
-@needs_broker
 def test_count_and_rate(private: Scenario, counter: Counter) -> None:
     uplinks = generate(private, seed=9, start=START)  # endless
     report = publish(uplinks, targets_from_settings(_settings()), count=30, rate=500, qos=1)
@@ -128,7 +110,6 @@ def test_count_and_rate(private: Scenario, counter: Counter) -> None:
     assert counter.wait_for(30) == 30
 
 
-@needs_broker
 def test_duration_stops_an_endless_run(private: Scenario, counter: Counter) -> None:
     uplinks = generate(private, seed=9, realtime=True)
     report = publish(uplinks, targets_from_settings(_settings()), duration=0.5, rate=40, qos=1)
@@ -136,7 +117,6 @@ def test_duration_stops_an_endless_run(private: Scenario, counter: Counter) -> N
     assert counter.wait_for(report.published) == report.published
 
 
-@needs_broker
 def test_ctrl_c_stops_cleanly_after_sending_what_was_counted(
     private: Scenario, counter: Counter
 ) -> None:
@@ -151,7 +131,6 @@ def test_ctrl_c_stops_cleanly_after_sending_what_was_counted(
     assert counter.wait_for(25) == 25
 
 
-@needs_broker
 def test_json_chirpstack_sources_publish_too(private: Scenario, counter: Counter) -> None:
     targets = targets_from_settings(_settings(SourceFormat.CHIRPSTACK_V4_JSON))
     uplinks = [u for u in generate(private, seed=4, start=START, count=200)][:50]
@@ -159,7 +138,6 @@ def test_json_chirpstack_sources_publish_too(private: Scenario, counter: Counter
     assert counter.wait_for(50) == 50
 
 
-@needs_broker
 def test_simulate_publishes_fresh_uplinks_to_the_configured_sources(
     private: Scenario, counter: Counter
 ) -> None:
