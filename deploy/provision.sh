@@ -6,6 +6,9 @@
 # made with debootstrap (PostgreSQL 17 + postgresql-17-timescaledb), started by
 # deploy/services.sh through chroot.
 #
+# Usage: provision.sh [mosquitto|timescaledb|postgres ...]  (default: all; the trixie root
+# is made only when timescaledb is among them)
+#
 # Everything is written under DATAHUB_STATE_DIR (default /var/lib/datahub-local),
 # never inside the git work tree. A second run reuses what exists and takes seconds.
 #
@@ -176,12 +179,15 @@ main() {
     say "state in $STATE_DIR (apt and debootstrap output: $LOG)"
 
     install_host_packages
-    make_timescale_root
-
-    local pg_version ts_version
-    pg_version=$(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' postgresql-17)
-    ts_version=$(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' postgresql-17-timescaledb)
-    say "ready in $((SECONDS - started))s: postgresql-17 $pg_version, timescaledb $ts_version, $(mosquitto -h 2>/dev/null | head -n 1)"
+    # The trixie root is large and slow to make: only when TimescaleDB is to run here.
+    if (($# == 0)) || [[ " $* " == *" timescaledb "* ]]; then
+        make_timescale_root
+        local pg_version ts_version
+        pg_version=$(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' postgresql-17)
+        ts_version=$(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' postgresql-17-timescaledb)
+        say "timescaledb root: postgresql-17 $pg_version, timescaledb $ts_version"
+    fi
+    say "ready in $((SECONDS - started))s: $(mosquitto -h 2>/dev/null | head -n 1)"
 }
 
 main "$@"

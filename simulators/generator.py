@@ -127,7 +127,9 @@ def generate(
     backfill should start in the past and end now.
     Realtime: devices take turns in the same order, but each uplink is dated when it is
     drawn (so a rate-limited publisher sends fresh uplinks); with `speed` the generator also
-    waits for each report, `speed` times faster than the devices' real intervals.
+    waits for each report, `speed` times faster than the devices' real intervals. A `start`
+    in the past gives history first: reports due before the call are dated when they were
+    due and come without waiting, then the fleet goes on live.
     Stops after `count` uplinks (None: no limit).
     """
     if count is not None and count < 0:
@@ -148,6 +150,7 @@ def generate(
     schedule = [(start + run.phase, index) for index, run in enumerate(runs)]
     heapq.heapify(schedule)
     started = clock.monotonic()
+    live_from = datetime.now(UTC)
     produced = 0
     while schedule and (count is None or produced < count):
         due, index = heapq.heappop(schedule)
@@ -156,10 +159,13 @@ def generate(
         run = runs[index]
         if realtime:
             if speed is not None:
-                wait = (due - start).total_seconds() / speed - (clock.monotonic() - started)
+                # History (due before the call) comes at once; the rest at the sped-up pace.
+                ahead = (due - max(start, live_from)).total_seconds()
+                wait = ahead / speed - (clock.monotonic() - started)
                 if wait > 0:
                     clock.sleep(wait)
-            uplink = run.uplink(datetime.now(UTC))
+            # Reports due before the generator started are history: dated when they were due.
+            uplink = run.uplink(due if due < live_from else datetime.now(UTC))
         else:
             uplink = run.uplink(due)
         heapq.heappush(schedule, (due + run.interval, index))

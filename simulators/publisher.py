@@ -16,6 +16,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -274,12 +275,16 @@ def simulate(
     duration: float | None = None,
     seed: int | str = 1,
     qos: int = 1,
+    history: timedelta | None = None,
+    speed: float | None = None,
 ) -> PublishReport:
     """Publish the scenario's uplinks, dated now, to the sources configured in `settings`.
 
     Devices take turns as their intervals say; `rate` (uplinks per second, None: as fast as
-    the broker takes them) sets the pace. Runs until `count` uplinks or `duration` seconds,
-    or Ctrl-C. Raises PublishError when a fleet's source is not configured.
+    the broker takes them) or `speed` (the devices' own intervals, sped up this many times)
+    sets the pace. `history` first sends that much past of every device, as fast as the
+    broker takes it. Runs until `count` uplinks or `duration` seconds, or Ctrl-C. Raises
+    PublishError when a fleet's source is not configured.
     """
     targets = targets_from_settings(settings)
     if missing := sorted(scenario.source_names - set(targets)):
@@ -288,5 +293,6 @@ def simulate(
             f"the scenario publishes to {', '.join(missing)}, which the settings do not "
             f"configure as sources (configured: {configured})"
         )
-    uplinks = generate(scenario, seed=seed, realtime=True)
+    start = datetime.now(UTC) - history if history else None
+    uplinks = generate(scenario, seed=seed, realtime=True, start=start, speed=speed)
     return publish(uplinks, targets, rate=rate, count=count, duration=duration, qos=qos)

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -75,6 +76,8 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         duration=args.duration,
         seed=args.seed,
         qos=args.qos,
+        history=timedelta(hours=args.history) if args.history else None,
+        speed=args.speed,
     )
     print(json.dumps(report.as_json(), sort_keys=True))
     return 0
@@ -135,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="stop after this many uplinks")
     p.add_argument("--rate", type=float, help="uplinks per second (default: as fast as possible)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--speed", type=float, help="report at the devices' intervals, sped up")
+    p.add_argument("--history", type=float, help="first send this many hours of past uplinks")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
     p.add_argument(

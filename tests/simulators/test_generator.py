@@ -173,3 +173,17 @@ def test_realtime_with_speed_waits_for_the_schedule(demo: Scenario) -> None:
 def test_profiles_without_encoder_are_refused(demo: Scenario) -> None:
     with pytest.raises(ScenarioError, match="no encoder for profile"):
         next(generate(demo, seed=1, start=START, encoders={}))
+
+
+def test_realtime_from_a_past_start_sends_history_dated_when_due_then_goes_live(
+    demo: Scenario,
+) -> None:
+    begun = datetime.now(UTC)
+    start = begun - timedelta(hours=1)
+    uplinks = list(generate(demo, seed=3, start=start, realtime=True, count=3000))
+    history = [u for u in uplinks if u.time < begun]
+    live = [u for u in uplinks if u.time >= begun]
+    assert history and live
+    assert uplinks[: len(history)] == history  # history first, in time order
+    assert all(start <= u.time for u in history)
+    assert [u.time for u in history] == sorted(u.time for u in history)
