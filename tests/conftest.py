@@ -10,13 +10,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from realservices import BACKENDS, Database, migrated_database
+from realservices import BACKENDS, Database, temporary_database
 
 
 @pytest.fixture(scope="session", params=sorted(BACKENDS))
-def database(request: pytest.FixtureRequest) -> Database:
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
     """A database migrated once per session, on each backend in turn."""
-    return migrated_database(request.param, f"datahub_test_{request.param}")
+    with temporary_database(request.param, f"datahub_test_{request.param}") as database:
+        yield database
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ uses the same local defaults.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,6 +48,23 @@ def create_database(server_url: str, dbname: str) -> str:
         admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{dbname}"')
     return with_dbname(server_url, dbname)
+
+
+def drop_database(backend: str, dbname: str) -> None:
+    with psycopg.connect(BACKENDS[backend], autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@contextmanager
+def temporary_database(backend: str, prefix: str) -> Iterator[Database]:
+    """A freshly migrated database of this run only, dropped afterwards."""
+    # The process id keeps concurrent runs on one server apart.
+    dbname = f"{prefix}_{os.getpid()}"
+    database = migrated_database(backend, dbname)
+    try:
+        yield database
+    finally:
+        drop_database(backend, dbname)
 
 
 def migrated_database(backend: str, dbname: str) -> Database:

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from realservices import BROKER_URL, Database, migrated_database
+from realservices import BROKER_URL, Database, temporary_database
 
 import decoders
 import simulators
@@ -48,8 +48,9 @@ def tenant(scn: simulators.Scenario, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def database() -> Database:
-    return migrated_database("timescaledb", "datahub_test_e2e")
+def database() -> Iterator[Database]:
+    with temporary_database("timescaledb", "datahub_test_e2e") as database:
+        yield database
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,8 @@ CREATE TABLE reading (
     CONSTRAINT pk_reading PRIMARY KEY (device_id, metric, time)
 );
 CREATE INDEX ix_reading_metric_time ON reading (metric, time DESC);
+-- A device's series over all its metrics, in time order (raw readings without metric=).
+CREATE INDEX ix_reading_device_id_time ON reading (device_id, time);
 
 CREATE TABLE dead_letter (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -121,9 +123,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
         PERFORM create_hypertable('uplink', 'received_at',
-                                  chunk_time_interval => INTERVAL '1 day');
+                                  chunk_time_interval => INTERVAL '1 day',
+                                  create_default_indexes => false);
+        -- The default time indexes would duplicate what the keys and indexes above cover.
         PERFORM create_hypertable('reading', 'time',
-                                  chunk_time_interval => INTERVAL '7 days');
+                                  chunk_time_interval => INTERVAL '7 days',
+                                  create_default_indexes => false);
     END IF;
 END
 $$;
