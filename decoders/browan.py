@@ -36,7 +36,7 @@ TBMS100 = Profile(
     decode=decode_tbms100,
     mappings=(
         MetricMapping(("status",), "occupancy", MetricKind.STATE),
-        MetricMapping(("count",), "motion_count", MetricKind.COUNTER),
+        MetricMapping(("count",), "motion_count", MetricKind.COUNTER, wrap=24),  # 3 bytes
         MetricMapping(("temperatureBoard",), "temperature", MetricKind.GAUGE),
         MetricMapping(("battery",), "battery_voltage", MetricKind.GAUGE),
     ),

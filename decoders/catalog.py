@@ -50,12 +50,17 @@ class MetricMapping:
     metric: str
     kind: MetricKind
     scale: float = 1.0  # multiply the vendor value by this to reach the metric's unit
+    # A counter's width in bits, when the payload field is known to wrap around (2**wrap
+    # follows 2**wrap - 1); None for gauges and for counters that only ever reset.
+    wrap: int | None = None
 
     def __post_init__(self) -> None:
         if not self.path or not all(isinstance(key, str) for key in self.path):
             raise TypeError(f"path must be a non-empty tuple of keys, got {self.path!r}")
         if self.metric not in METRICS:
             raise ValueError(f"{self.metric!r} is not a canonical metric")
+        if self.wrap is not None and (self.kind is not MetricKind.COUNTER or self.wrap < 2):
+            raise ValueError(f"{self.metric}: wrap is a counter's width in bits, got {self.wrap}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,8 +228,9 @@ VS133 = Profile(
     mappings=(
         # Line 1 only: one metric per profile, and a door needs one line. The period
         # counts follow from the totals.
-        MetricMapping(("line_1", "total_in"), "people_in", MetricKind.COUNTER),
-        MetricMapping(("line_1", "total_out"), "people_out", MetricKind.COUNTER),
+        # Totals are u32 fields: they wrap at 2**32.
+        MetricMapping(("line_1", "total_in"), "people_in", MetricKind.COUNTER, wrap=32),
+        MetricMapping(("line_1", "total_out"), "people_out", MetricKind.COUNTER, wrap=32),
     ),
     reporting_interval_s=600,
     examples=load_examples("milesight-iot", "vs133"),
@@ -243,7 +244,7 @@ EM300_DI = Profile(
     description="Milesight EM300-DI: pulse counter for water, gas or energy meters",
     decode=decode_em300_di,
     mappings=(
-        MetricMapping(("pulse",), "pulse_count", MetricKind.COUNTER),
+        MetricMapping(("pulse",), "pulse_count", MetricKind.COUNTER, wrap=32),  # u32 field
         MetricMapping(("temperature",), "temperature", MetricKind.GAUGE),
         MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE),
         MetricMapping(("battery",), "battery", MetricKind.GAUGE),

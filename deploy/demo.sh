@@ -13,6 +13,9 @@ PROJECT=$(dirname "$HERE")
 BIN=${DATAHUB_VENV:-$PROJECT/.venv}/bin
 STATE_DIR=${DATAHUB_STATE_DIR:-/var/lib/datahub-local}
 export DATAHUB_CONFIG=${DATAHUB_CONFIG:-$HERE/datahub.yaml}
+# The demo's JavaScript codecs (datahub/example-thermometer); an absolute path, so every
+# process finds it whatever its working directory.
+export DATAHUB_CATALOG__CODECS_DIR=${DATAHUB_CATALOG__CODECS_DIR:-$HERE/codecs}
 HISTORY_H=${DATAHUB_DEMO_HISTORY_H:-24}
 SPEED=${DATAHUB_DEMO_SPEED:-1}
 

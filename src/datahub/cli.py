@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 import decoders
+from datahub.catalog import list_profiles, open_catalog, replay_examples
 from datahub.config import Settings, load_settings
 from datahub.errors import ConfigError, DatahubError
 from datahub.logs import configure_logging
@@ -49,6 +51,14 @@ def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.ingest.backfill import backfill
+
+    report = backfill(settings, args.source, since=args.since, until=args.until)
+    print(json.dumps(report.as_json(), sort_keys=True))
+    return 0
+
+
 def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -56,7 +66,12 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.api.host
     port = args.port or settings.api.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    from datahub.api.catalog import MetricCatalog
+
+    # The API's metric catalog includes the codec directory as it was at start-up.
+    catalog = MetricCatalog.build(decoders.METRICS, open_catalog(settings))
+    app = create_app(settings, catalog=catalog)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
 
 
@@ -87,7 +102,7 @@ def _cmd_devices_import(settings: Settings, args: argparse.Namespace) -> int:
     from datahub.registry import read_registry_csv
     from datahub.storage import db, devices, suppliers
 
-    registry = read_registry_csv(args.file, profiles=decoders.CATALOG)
+    registry = read_registry_csv(args.file, profiles=open_catalog(settings))
     with db.connect(settings) as conn, conn.transaction():
         ids = suppliers.upsert_suppliers(conn, suppliers=registry.suppliers)
         inserted, updated = devices.upsert_devices(conn, devices=registry.devices, supplier_ids=ids)
@@ -97,15 +112,18 @@ def _cmd_devices_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_decode(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        profile = decoders.get_profile(args.profile)
-    except KeyError:
-        raise ConfigError(
-            f"unknown profile {args.profile!r}; known: {', '.join(sorted(decoders.CATALOG))}"
-        ) from None
-    try:
         payload = bytes.fromhex(args.payload_hex)
     except ValueError:
         raise ConfigError(f"--payload-hex {args.payload_hex!r} is not hex") from None
+    if args.codec is not None:
+        return _decode_with_codec(settings, args.codec, args.f_port, payload)
+    catalog = open_catalog(settings)
+    try:
+        profile = catalog[args.profile]
+    except KeyError:
+        raise ConfigError(
+            f"unknown profile {args.profile!r}; known: {', '.join(sorted(catalog))}"
+        ) from None
     try:
         data = profile.decode(args.f_port, payload)
     except decoders.DecodeError as exc:
@@ -113,6 +131,97 @@ def _cmd_decode(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"data": data, "warnings": [], "errors": []}, ensure_ascii=False))
     return 0
+
+
+def _decode_with_codec(settings: Settings, codec_file: Path, f_port: int, payload: bytes) -> int:
+    """Print the codec's `{data, warnings, errors}` as it returned them; 1 on errors."""
+    from decoders.javascript import CodecError, JsCodec
+
+    try:
+        codec = JsCodec(
+            codec_file.read_text(encoding="utf-8"),
+            name=str(codec_file),
+            timeout_ms=settings.catalog.codec_timeout_ms,
+            max_memory_bytes=settings.catalog.codec_max_memory_mb * 1024 * 1024,
+        )
+    except (OSError, UnicodeDecodeError, CodecError) as exc:
+        raise ConfigError(f"--codec {codec_file}: {exc}") from exc
+    try:
+        result = codec.run(f_port, payload)
+    except decoders.DecodeError as exc:
+        result = {"data": None, "errors": [str(exc)]}
+    finally:
+        codec.close()
+    result = {"data": None, "warnings": [], "errors": [], **result}
+    print(json.dumps(result, ensure_ascii=False))
+    return 1 if result["errors"] else 0
+
+
+def _cmd_decoders_list(settings: Settings, args: argparse.Namespace) -> int:
+    profiles = list_profiles(open_catalog(settings))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in profiles], indent=2))
+        return 0
+    for p in profiles:
+        print(f"{p.id:32} {p.kind:10} {p.version:12}  {', '.join(p.metrics)}")
+    return 0
+
+
+def _cmd_decoders_test(settings: Settings, args: argparse.Namespace) -> int:
+    catalog = open_catalog(settings)
+    if args.profile and args.profile not in catalog:
+        raise ConfigError(f"unknown profile {args.profile!r}")
+    outcomes = replay_examples(catalog, [args.profile] if args.profile else None)
+    for o in outcomes:
+        verdict = "pass" if o.failure is None else f"FAIL  {o.failure}"
+        print(f"{o.profile}#{o.index} {o.description}: {verdict}")
+    failed = sum(o.failure is not None for o in outcomes)
+    for path, problem in catalog.problems.items():
+        print(f"{path}: FAIL  {problem}")
+    print(f"{len(outcomes) - failed} passed, {failed} failed, {len(catalog.problems)} bad files")
+    return 1 if failed or catalog.problems else 0
+
+
+def _cmd_redecode(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.ingest.redecode import Redecoder, Report, Selection
+    from datahub.progress import Progress
+    from datahub.storage import db
+
+    if args.since is None and not args.pending:
+        raise ConfigError("--since is required with --profile and --device")
+    catalog = open_catalog(settings)
+    if args.profile is not None and args.profile not in catalog:
+        raise ConfigError(f"unknown profile {args.profile!r}; known: {', '.join(sorted(catalog))}")
+    selection = Selection(
+        profile=args.profile,
+        dev_eui=args.device.upper() if args.device else None,
+        pending=args.pending,
+        since=args.since,
+        until=args.until,
+    )
+    progress = Progress("redecode")
+
+    def show(report: Report) -> None:
+        note = f"changed {report.changed}, failed {report.failed}"
+        progress.update(report.seen, report.selected, note)
+
+    with db.connect(settings, autocommit=True) as conn:
+        report = Redecoder(conn, catalog=catalog, batch_size=args.batch).run(
+            selection, on_batch=show
+        )
+    progress.finish()
+    print(json.dumps(report.as_json(), sort_keys=True))
+    return 0
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +01:00")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("ingest", help="subscribe to every source and store uplinks")
     p.set_defaults(run=_cmd_ingest)
+
+    p = commands.add_parser(
+        "backfill", help="store a TTN source's uplinks from its Storage Integration"
+    )
+    p.add_argument("--source", required=True, help="a ttn-v3 source with storage_api")
+    p.add_argument("--since", type=_aware_time, required=True, help="received after (ISO 8601)")
+    p.add_argument("--until", type=_aware_time, help="received before (ISO 8601)")
+    p.set_defaults(run=_cmd_backfill)
 
     p = commands.add_parser("api", help="serve the REST API")
     p.add_argument("--host")
@@ -153,11 +270,38 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("file", type=Path)
     q.set_defaults(run=_cmd_devices_import)
 
-    p = commands.add_parser("decode", help="decode one payload with a catalog profile")
-    p.add_argument("--profile", required=True, help="vendor/model, e.g. dragino/lht65")
+    p = commands.add_parser("decode", help="decode one payload with a profile or a JS codec")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--profile", help="vendor/model, e.g. dragino/lht65")
+    which.add_argument("--codec", type=Path, help="a vendor JavaScript codec file")
     p.add_argument("--f-port", type=int, required=True)
     p.add_argument("--payload-hex", required=True)
     p.set_defaults(run=_cmd_decode)
+
+    p = commands.add_parser("decoders", help="the device catalog: built-in and JS codecs")
+    sub = p.add_subparsers(dest="decoders_command", required=True, metavar="ACTION")
+    q = sub.add_parser("list", help="list every profile with its kind, version and metrics")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_cmd_decoders_list)
+    q = sub.add_parser("test", help="replay every profile's examples; non-zero on a failure")
+    q.add_argument("--profile", help="only this vendor/model")
+    q.set_defaults(run=_cmd_decoders_test)
+
+    p = commands.add_parser(
+        "redecode", help="decode stored uplinks again and replace their readings"
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--profile", help="the uplinks of every device with this profile")
+    what.add_argument("--device", metavar="DEV_EUI", help="the uplinks of one device")
+    what.add_argument(
+        "--pending",
+        action="store_true",
+        help="uplinks without readings: unknown device, no decoder or failed decoding",
+    )
+    p.add_argument("--since", type=_aware_time, help="received at or after (ISO 8601)")
+    p.add_argument("--until", type=_aware_time, help="received before (ISO 8601)")
+    p.add_argument("--batch", type=int, default=1000, help="uplinks per transaction")
+    p.set_defaults(run=_cmd_redecode)
     return parser
 
 

@@ -64,6 +64,16 @@ def parse_broker_url(url: str) -> BrokerEndpoint:
     return BrokerEndpoint(host=parts.hostname, port=parts.port or (8883 if tls else 1883), tls=tls)
 
 
+class StorageApiSettings(_Section):
+    """The Things Stack Storage Integration of one application, read by `datahub backfill`."""
+
+    url: str = Field(description="the cluster, e.g. https://eu1.cloud.thethings.network")
+    application_id: str
+    api_key: SecretStr = Field(description="an API key with the right to read stored messages")
+    page_limit: int = Field(default=1000, ge=1, le=10_000, description="uplinks per request")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
 class SourceSettings(_Section):
     """One network server's MQTT feed."""
 
@@ -83,6 +93,9 @@ class SourceSettings(_Section):
     )
     client_id: str | None = Field(
         default=None, description="fixed client id, needed for a persistent QoS 1 session"
+    )
+    storage_api: StorageApiSettings | None = Field(
+        default=None, description="TTN Storage Integration, to back-fill what MQTT missed"
     )
 
     @property
@@ -113,6 +126,20 @@ class IngestSettings(_Section):
     )
     max_age_days: int = Field(default=400, ge=1, description="older uplinks are rejected")
     retry_max_backoff_s: float = Field(default=30.0, gt=0)
+    metrics_host: str = Field(default="127.0.0.1", description="address of /metrics and /health")
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="port of /metrics and /health; 0: none"
+    )
+
+
+class CatalogSettings(_Section):
+    """The device catalog beyond the built-in profiles: vendor JavaScript codecs."""
+
+    codecs_dir: Path | None = Field(
+        default=None, description="<vendor>/<model>.js + .yaml codecs; rescanned at run time"
+    )
+    codec_timeout_ms: int = Field(default=100, ge=1, le=10_000, description="per codec call")
+    codec_max_memory_mb: int = Field(default=64, ge=8, le=4096, description="V8 heap per codec")
 
 
 class ApiSettings(_Section):
@@ -147,6 +174,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    catalog: CatalogSettings = CatalogSettings()
     sources: tuple[SourceSettings, ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"

@@ -35,6 +35,7 @@ class FakeMapping:
     metric: str
     kind: str = "gauge"
     scale: float = 1.0
+    wrap: int | None = None
 
 
 @dataclass(frozen=True)

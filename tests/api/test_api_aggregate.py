@@ -214,7 +214,7 @@ def test_csv(client: TestClient, city_data: Seed) -> None:
         pytest.param({"device": "D000000000000009"}, 404, "D000000000000009", id="unknown"),
         pytest.param({"metric": None}, 422, "'metric' is required", id="no-metric"),
         pytest.param(
-            {"fn": "median"}, 422, "'avg', 'min', 'max', 'sum', 'count' or 'last'", id="fn"
+            {"fn": "median"}, 422, "'avg', 'min', 'max', 'sum', 'count', 'last' or 'delta'", id="fn"
         ),
         pytest.param({"bucket": "2h"}, 422, "'15m', '1h' or '1d'", id="bucket"),
         pytest.param({"group": "street"}, 422, "'device' or 'city'", id="group"),

@@ -36,8 +36,10 @@ def test_one_metric_ascending_with_units(client: TestClient, sensor: Seed) -> No
         "from": "2024-05-01T00:10:00Z",
         "to": "2024-05-01T00:30:00Z",
         "items": [
-            {"time": "2024-05-01T00:10:00Z", "metric": "temperature", "value": 21.0, "unit": "°C"},
-            {"time": "2024-05-01T00:20:00Z", "metric": "temperature", "value": 22.0, "unit": "°C"},
+            {"time": "2024-05-01T00:10:00Z", "metric": "temperature", "value": 21.0, "unit": "°C"}
+            | {"decoder": None},  # seeded without a decoder, as readings older than 0002
+            {"time": "2024-05-01T00:20:00Z", "metric": "temperature", "value": 22.0, "unit": "°C"}
+            | {"decoder": None},
         ],
         "next_cursor": None,
     }

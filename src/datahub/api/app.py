@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import datahub
+from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
 from datahub.api.routes import devices, health, latest, metrics, readings
 from datahub.config import Settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     app.state.pool = None
     for module in (health, metrics, devices, readings, latest):
         app.include_router(module.router)
+    app.state.request_metrics = telemetry.instrument(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import decoders
@@ -21,6 +21,12 @@ class MetricLike(Protocol):
 class MappingLike(Protocol):
     @property
     def metric(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def scale(self) -> float: ...
+    @property
+    def wrap(self) -> int | None: ...
 
 
 class ProfileLike(Protocol):
@@ -42,6 +48,9 @@ class MetricCatalog:
 
     metrics: Mapping[str, MetricInfo]
     profile_metrics: Mapping[str, tuple[str, ...]]
+    # metric -> {profile: modulus} for the profiles that report the metric as a counter;
+    # the modulus (2**wrap times the scale, in the metric's unit) is None when unknown.
+    counters: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -61,7 +70,13 @@ class MetricCatalog:
             )
             for name, metric in sorted(metrics.items())
         }
-        return cls(metrics=infos, profile_metrics=profile_metrics)
+        counters: dict[str, dict[str, float | None]] = {}
+        for name, profile in sorted(profiles.items()):
+            for m in profile.mappings:
+                if m.kind == "counter":
+                    modulus = float(2**m.wrap * m.scale) if m.wrap is not None else None
+                    counters.setdefault(m.metric, {})[name] = modulus
+        return cls(metrics=infos, profile_metrics=profile_metrics, counters=counters)
 
     @classmethod
     def from_decoders(cls) -> MetricCatalog:
@@ -76,6 +91,10 @@ class MetricCatalog:
     def metrics_of(self, profile: str) -> tuple[str, ...]:
         """Return the metrics a profile reports; none for a profile the catalog lacks."""
         return self.profile_metrics.get(profile, ())
+
+    def counter_profiles(self, metric: str) -> Mapping[str, float | None]:
+        """Return profile -> modulus for the profiles that report `metric` as a counter."""
+        return self.counters.get(metric, {})
 
     def profiles_reporting(self, metric: str) -> tuple[str, ...]:
         """Return the profiles whose mapping produces `metric`."""

@@ -152,6 +152,11 @@ class ReadingOut(_OutModel):
     metric: str
     value: float
     unit: str | None
+    decoder: str | None = Field(
+        default=None,
+        description="the decoder and mapping that produced the reading "
+        "(`vendor/model@version#mapping`); null for readings stored before it was recorded",
+    )
 
 
 class ReadingPageOut(_OutModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +20,19 @@ class Decoded:
 
 
 def decoder_name(profile: decoders.Profile) -> str:
-    """Name a profile's decoder with its version, as recorded with stored uplinks."""
-    return f"{profile.id}@{profile.version}"
+    """Name a profile's decoder and mapping, as recorded with stored uplinks and readings.
+
+    `vendor/model@version#digest`: the version names the decoder's code (bumped by hand
+    when its output changes); the digest, of what the mapping does to the values (paths,
+    metrics, scales), changes by itself when the mapping does.
+    """
+    return f"{profile.id}@{profile.version}#{_mapping_digest(profile.mappings)}"
+
+
+@functools.cache
+def _mapping_digest(mappings: tuple[decoders.MetricMapping, ...]) -> str:
+    text = repr([(m.path, m.metric, float(m.scale)) for m in mappings])
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def decode_uplink(profile: decoders.Profile, *, f_port: int | None, payload: bytes) -> Decoded:

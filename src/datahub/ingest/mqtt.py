@@ -4,6 +4,11 @@ One paho client per source, each on its own network thread, feeding one bounded 
 QoS 1 sources use a persistent session (fixed client id, clean_session off) and manual
 acknowledgement: a message is acknowledged only when `ack` is called after its batch has
 committed, so a crash before that makes the broker deliver it again.
+
+A message is acknowledged only on the connection it arrived on. After a reconnect the broker
+resends every unacknowledged message of the session, often under the same packet id; acking
+the old copy on the new connection would acknowledge that id twice, and the second PUBACK
+could release a different, newer message that reused the id before it was stored.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import queue
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +45,7 @@ class Message:
     mid: int
     arrived_at: datetime
     client: paho.Client | None = field(default=None, repr=False, compare=False)
+    connection: int = 0  # which connection of `client` delivered it
 
 
 class Subscriber:
@@ -55,6 +62,9 @@ class Subscriber:
         self._inbox = inbox
         self._stopping = threading.Event()
         self._connected: dict[str, threading.Event] = {}
+        # Per source: the number of the current connection, and whether it is up.
+        self._connection: dict[str, int] = {}
+        self._online: dict[str, bool] = {}
         self._clients = [self._client(source, client_id_suffix) for source in settings.sources]
 
     def _client(self, source: SourceSettings, suffix: str) -> paho.Client:
@@ -92,12 +102,14 @@ class Subscriber:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._connected[source.name] = threading.Event()
+        self._connection[source.name] = 0
+        self._online[source.name] = False
         client.connect_async(
             endpoint.host,
             endpoint.port,
             keepalive=60,
             clean_start=not persistent if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=_session_properties(persistent) if v5 else None,
+            properties=_session_properties(persistent, self._receive_maximum()) if v5 else None,
         )
         return client
 
@@ -110,6 +122,16 @@ class Subscriber:
         """Wait until every source has connected and subscribed once."""
         return all(event.wait(timeout) for event in self._connected.values())
 
+    def online(self) -> dict[str, bool]:
+        """Whether each source is connected and subscribed right now."""
+        return dict(self._online)
+
+    def _receive_maximum(self) -> int:
+        # MQTT 5 lets us cap the broker's window of unacknowledged messages towards us; keep the
+        # windows of all sources within the queue, so that a full queue stays rare.
+        share = self._settings.ingest.queue_limit // max(len(self._settings.sources), 1)
+        return max(1, min(share, 65_535))
+
     def stop(self) -> None:
         """Disconnect every source; unacknowledged QoS 1 messages stay with the broker."""
         self._stopping.set()
@@ -118,12 +140,20 @@ class Subscriber:
         for client in self._clients:
             client.loop_stop()
 
-    @staticmethod
-    def ack(messages: Iterable[Message]) -> None:
-        """Acknowledge messages whose effects have committed, in the order received."""
+    def ack(self, messages: Iterable[Message]) -> Counter[str]:
+        """Acknowledge committed messages, in the order received; count them per source.
+
+        A message of an earlier connection is skipped: the broker has resent it since, and the
+        copy it resent is acknowledged when its own batch commits.
+        """
+        acked: Counter[str] = Counter()
         for message in messages:
             if message.qos > 0 and message.client is not None:
+                if message.connection != self._connection.get(message.source):
+                    continue
                 message.client.ack(message.mid, message.qos)
+                acked[message.source] += 1
+        return acked
 
     def _on_connect(
         self,
@@ -136,6 +166,7 @@ class Subscriber:
         if reason.is_failure:
             log.warning("source %s: connect refused: %s", source.name, reason)
             return
+        self._connection[source.name] += 1
         log.info("source %s: connected, subscribing to %s", source.name, source.topic_filter)
         client.subscribe(source.topic_filter, qos=source.qos)
 
@@ -150,6 +181,7 @@ class Subscriber:
         if any(r.is_failure for r in reasons):
             log.error("source %s: subscription to %s refused", source.name, source.topic_filter)
             return
+        self._online[source.name] = True
         self._connected[source.name].set()
 
     def _on_disconnect(
@@ -160,6 +192,9 @@ class Subscriber:
         reason: ReasonCode,
         props: Any,
     ) -> None:
+        # Messages of the lost connection must not be acknowledged on the next one.
+        self._connection[source.name] += 1
+        self._online[source.name] = False
         if not self._stopping.is_set():
             log.warning("source %s: disconnected (%s), reconnecting", source.name, reason)
 
@@ -174,6 +209,7 @@ class Subscriber:
             mid=msg.mid,
             arrived_at=datetime.now(UTC),
             client=client,
+            connection=self._connection[source.name],
         )
         # A full queue holds this network thread: the broker then stops sending to us, which
         # is the backpressure we want while the database is slow or down.
@@ -185,8 +221,9 @@ class Subscriber:
                 continue
 
 
-def _session_properties(persistent: bool) -> Properties:
+def _session_properties(persistent: bool, receive_maximum: int) -> Properties:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.ReceiveMaximum = receive_maximum
     if persistent:
         props.SessionExpiryInterval = 7 * 24 * 3600  # keep queued uplinks for a week
     return props

@@ -19,17 +19,20 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 import decoders
+from datahub.catalog import open_catalog
 from datahub.config import Settings, parse_broker_url
 from datahub.domain import DecodeStatus, Uplink
 from datahub.errors import DropError, EnvelopeError, RetryError, StorageUnavailable
 from datahub.ingest import decode, envelope, normalize
+from datahub.ingest.metrics import HealthServer, IngestMetrics
 from datahub.ingest.mqtt import Message, Subscriber
-from datahub.ingest.store import Batch, Stored, store
+from datahub.ingest.store import Batch, DecoderIds, Stored, store
 from datahub.storage import db, dead_letters, devices, sources
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
 from datahub.storage.readings import ReadingRow
 from datahub.storage.uplinks import UplinkRow
+from decoders.codec_dir import CodecCatalog
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +45,39 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Stats:
-    """Counters of what the pipeline did, by stage and outcome."""
+    """Counters of what the pipeline did, by stage and outcome, in total and per source.
+
+    Written by the ingest thread, read by the metrics endpoint's thread (ingest/metrics.py).
+    """
 
     counts: Counter[str] = field(default_factory=Counter)
+    by_source: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    last_stored_at: datetime | None = None  # received_at of the newest uplink stored
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, key: str, n: int = 1) -> None:
-        self.counts[key] += n
+    def add(self, key: str, n: int = 1, *, source: str | None = None) -> None:
+        with self._lock:
+            self.counts[key] += n
+            self.by_source[key, source] += n
+
+    def merge(self, counts: Counter[tuple[str, str | None]]) -> None:
+        with self._lock:
+            for (key, source), n in counts.items():
+                self.counts[key] += n
+                self.by_source[key, source] += n
+
+    def mark_stored(self, received_at: datetime) -> None:
+        with self._lock:
+            if self.last_stored_at is None or received_at > self.last_stored_at:
+                self.last_stored_at = received_at
 
     def snapshot(self) -> dict[str, int]:
-        return dict(self.counts)
+        with self._lock:
+            return dict(self.counts)
+
+    def snapshot_by_source(self) -> dict[tuple[str, str | None], int]:
+        with self._lock:
+            return dict(self.by_source)
 
 
 class Registry:
@@ -63,13 +90,15 @@ class Registry:
         self._loaded = float("-inf")
         self._missed = False
 
-    def refresh_if_due(self, conn: psycopg.Connection) -> None:
+    def refresh_if_due(self, conn: psycopg.Connection) -> bool:
         """Reload when stale, or soon after an unknown device was seen (it may be new)."""
         age = time.monotonic() - self._loaded
         if age >= self._refresh_s or (self._missed and age >= self._miss_refresh_s):
             self._entries = devices.select_registry(conn)
             self._loaded = time.monotonic()
             self._missed = False
+            return True
+        return False
 
     def get(self, dev_eui: str) -> RegistryEntry | None:
         entry = self._entries.get(dev_eui)
@@ -85,17 +114,23 @@ class Pipeline:
         self,
         settings: Settings,
         *,
-        catalog: Mapping[str, decoders.Profile] = decoders.CATALOG,
+        catalog: Mapping[str, decoders.Profile] | None = None,
         registry: Registry | None = None,
         stats: Stats | None = None,
         clock: Clock = _utcnow,
     ) -> None:
         self._settings = settings
         self._sources = {s.name: s for s in settings.sources}
-        self._catalog = catalog
+        # Default: the built-in profiles plus the codec directory, rescanned with the registry.
+        self._catalog = catalog if catalog is not None else open_catalog(settings)
         self.registry = registry or Registry()
         self.stats = stats or Stats()
         self._clock = clock
+        self.decoder_ids = DecoderIds()
+        # What the batch in hand did; counted in `stats` once its transaction has committed,
+        # so that a retried batch is counted once.
+        self._pending: Counter[tuple[str, str | None]] = Counter()
+        self._pending_newest: datetime | None = None
 
     def prepare(self, messages: Sequence[Message]) -> Batch:
         """Run the pure stages over a batch: envelope, decode, normalize."""
@@ -105,21 +140,22 @@ class Pipeline:
         failures: dict[bytes, DeadLetterRow] = {}
         letters: list[DeadLetterRow] = []
         for message in messages:
-            self.stats.add("received")
+            source = message.source
+            self._count("received", source=source)
             try:
                 uplink = self._parse(message, now)
             except DropError as exc:
-                self.stats.add(f"dead_letter.{exc.reason}")
+                self._count(f"dead_letter.{exc.reason}", source=source)
                 letters.append(_letter(message, "envelope", exc))
                 continue
             entry = self.registry.get(uplink.dev_eui)
             if entry is None:
-                self.stats.add("unknown_device")
+                self._count("unknown_device", source=source)
                 rows.append(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE))
                 continue
             profile = self._catalog.get(entry.profile)
             if profile is None:
-                self.stats.add("no_decoder")
+                self._count("no_decoder", source=source)
                 rows.append(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER))
                 continue
             try:
@@ -127,7 +163,7 @@ class Pipeline:
                     profile, f_port=uplink.f_port, payload=uplink.payload
                 )
             except DropError as exc:
-                self.stats.add("decode_failed")
+                self._count("decode_failed", source=source)
                 rows.append(
                     UplinkRow(
                         uplink,
@@ -143,7 +179,7 @@ class Pipeline:
                 decoded.data, profile.mappings, time=uplink.received_at, dev_eui=uplink.dev_eui
             )
             if normalized.skipped:
-                self.stats.add("value_skipped", len(normalized.skipped))
+                self._count("value_skipped", len(normalized.skipped), source=source)
             rows.append(
                 UplinkRow(
                     uplink,
@@ -191,13 +227,33 @@ class Pipeline:
         return uplink
 
     def process(self, conn: psycopg.Connection, messages: Sequence[Message]) -> Stored:
-        """Prepare and store a batch in the caller's transaction."""
-        self.registry.refresh_if_due(conn)
-        stored = store(conn, self.prepare(messages))
-        self.stats.add("stored", stored.uplinks)
-        self.stats.add("duplicates", stored.duplicates)
-        self.stats.add("readings", stored.readings)
+        """Prepare and store a batch in the caller's transaction; then call `committed`."""
+        self._pending.clear()
+        self._pending_newest = None
+        if self.registry.refresh_if_due(conn) and isinstance(self._catalog, CodecCatalog):
+            self._catalog.rescan()  # a device added with a new codec arrives with both
+        batch = self.prepare(messages)
+        stored = store(conn, batch, decoder_ids=self.decoder_ids)
+        for source, seen in stored.seen_by_source.items():
+            fresh = stored.by_source.get(source, 0)
+            self._count("stored", fresh, source=source)
+            self._count("duplicates", seen - fresh, source=source)
+        self._count("readings", stored.readings)
+        if batch.uplinks:
+            # Duplicates count too: they were stored before.
+            self._pending_newest = max(row.uplink.received_at for row in batch.uplinks)
         return stored
+
+    def committed(self) -> None:
+        """Count the batch last processed: its transaction has committed."""
+        self.stats.merge(self._pending)
+        if self._pending_newest is not None:
+            self.stats.mark_stored(self._pending_newest)
+        self._pending.clear()
+        self._pending_newest = None
+
+    def _count(self, key: str, n: int = 1, *, source: str | None = None) -> None:
+        self._pending[key, source] += n
 
 
 def _letter(
@@ -242,37 +298,97 @@ class Ingest:
         self.subscriber = Subscriber(settings, inbox=self.inbox)
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection | None = None
+        self._in_flight = 0  # messages of the batch being stored, not yet acknowledged
+        self._database_up = False
+        self.metrics = IngestMetrics(self)
+        self.health: HealthServer | None = None
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
-        self._record_sources()
-        self.subscriber.start()
-        log.info("ingest running with %d sources", len(self._settings.sources))
+        limits = self._settings.ingest
+        if limits.metrics_port:
+            try:
+                self.health = HealthServer(
+                    self.metrics,
+                    host=limits.metrics_host,
+                    port=limits.metrics_port,
+                    ready=self.ready,
+                )
+                self.health.start()
+            except OSError as exc:
+                # Storing uplinks matters more than being observed: run on without the endpoint.
+                log.error(
+                    "cannot serve metrics on %s:%d (%s); running without them",
+                    limits.metrics_host,
+                    limits.metrics_port,
+                    exc,
+                )
         try:
-            while not self.stop_event.is_set():
-                self.run_once()
+            self._record_sources()
+            self.subscriber.start()
+            log.info("ingest running with %d sources", len(self._settings.sources))
+            try:
+                while not self.stop_event.is_set():
+                    self.run_once()
+            finally:
+                self.subscriber.stop()
+                # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
+                if self._conn is not None:
+                    self._conn.close()
         finally:
-            self.subscriber.stop()
-            # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
-            if self._conn is not None:
-                self._conn.close()
+            if self.health is not None:
+                self.health.stop()
 
     def run_once(self) -> int:
         """Take one batch from the inbox, store it (retrying) and acknowledge it."""
         limits = self._settings.ingest
         batch = take_batch(self.inbox, size=limits.batch_size, wait_s=limits.batch_wait_ms / 1000)
         if batch:
-            self._store_with_retry(batch)
-            self.subscriber.ack(batch)
+            self._in_flight = len(batch)
+            with self.metrics.batch_seconds.time():
+                self._store_with_retry(batch)
+                for source, n in self.subscriber.ack(batch).items():
+                    self.pipeline.stats.add("acknowledged", n, source=source)
+            self._in_flight = 0
         return len(batch)
+
+    def ready(self) -> dict[str, bool]:
+        """Readiness: every source subscribed, and the database answering a query now."""
+        checks = {f"source:{name}": up for name, up in self.subscriber.online().items()}
+        try:
+            with db.connect(self._settings) as conn:
+                db.ping(conn)
+            checks["database"] = True
+        except (StorageUnavailable, psycopg.Error):
+            checks["database"] = False
+        return checks
+
+    # What the metrics endpoint reads (datahub.ingest.metrics.IngestState).
+
+    def counters(self) -> dict[tuple[str, str | None], int]:
+        return self.pipeline.stats.snapshot_by_source()
+
+    def backlog(self) -> int:
+        return self.inbox.qsize() + self._in_flight
+
+    def last_stored_at(self) -> datetime | None:
+        return self.pipeline.stats.last_stored_at
+
+    def sources_online(self) -> dict[str, bool]:
+        return self.subscriber.online()
+
+    def database_up(self) -> bool:
+        return self._database_up
 
     def _store_with_retry(self, batch: list[Message]) -> None:
         delay = 0.5
         while True:
             try:
                 self._store_isolating(batch)
+                self._database_up = True
                 return
             except RetryError as exc:
+                self._database_up = False
                 self.pipeline.stats.add("retries")
                 log.warning(
                     "storing a batch of %d failed (%s); retrying in %.1fs", len(batch), exc, delay
@@ -291,6 +407,7 @@ class Ingest:
         try:
             with conn.transaction():
                 self.pipeline.process(conn, batch)
+            self.pipeline.committed()
         except db.UNAVAILABLE as exc:
             raise StorageUnavailable(str(exc)) from exc
         except psycopg.Error as exc:
@@ -305,7 +422,7 @@ class Ingest:
 
     def _refuse(self, message: Message, exc: psycopg.Error) -> None:
         log.error("database refused a message from %s: %s", message.source, exc)
-        self.pipeline.stats.add("dead_letter.storage_refused")
+        self.pipeline.stats.add("dead_letter.storage_refused", source=message.source)
         letter = DeadLetterRow(
             received_at=message.arrived_at,
             source=message.source,

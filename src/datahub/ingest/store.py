@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import psycopg
 
-from datahub.storage import dead_letters, devices, readings, uplinks
+from datahub.storage import dead_letters, devices, provenance, readings, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.readings import ReadingRow
 from datahub.storage.uplinks import UplinkRow
@@ -30,10 +31,39 @@ class Stored:
     duplicates: int
     readings: int
     dead_letters: int
+    by_source: Mapping[str, int] = field(default_factory=dict)  # new uplinks per source
+    seen_by_source: Mapping[str, int] = field(default_factory=dict)  # every uplink per source
 
 
-def store(conn: psycopg.Connection, batch: Batch) -> Stored:
-    """Write a batch; uplinks already stored, in this batch or before, are skipped."""
+class DecoderIds:
+    """Decoder names -> ids of the `decoder` table, cached for the life of the process.
+
+    Only ids of rows that existed before the current statement are cached: a row this
+    transaction inserts is gone if it rolls back, so its id is looked up again next time
+    (by then committed, it is cached). Use one resolve per transaction, as `store` does.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, int] = {}
+
+    def resolve(self, conn: psycopg.Connection, names: Collection[str]) -> dict[str, int]:
+        """Return name -> id for `names`, recording the names never seen before."""
+        missing = set(names) - self._known.keys()
+        inserted: dict[str, int] = {}
+        if missing:
+            found = provenance.select_decoder_ids(conn, names=missing)
+            self._known.update(found)
+            inserted = provenance.insert_decoders(conn, names=missing - found.keys())
+        return {name: self._known.get(name) or inserted[name] for name in names}
+
+
+def store(
+    conn: psycopg.Connection, batch: Batch, *, decoder_ids: DecoderIds | None = None
+) -> Stored:
+    """Write a batch; uplinks already stored, in this batch or before, are skipped.
+
+    Each reading records the decoder of its uplink (`UplinkRow.decoder`), by id.
+    """
     new_keys = uplinks.claim_keys(
         conn, keys=[(row.uplink.dedup_key, row.uplink.received_at) for row in batch.uplinks]
     )
@@ -43,7 +73,7 @@ def store(conn: psycopg.Connection, batch: Batch) -> Stored:
             new_keys.discard(row.uplink.dedup_key)  # a second copy in this batch is a duplicate
             fresh.append(row)
     uplinks.insert_uplinks(conn, rows=fresh)
-    fresh_readings = [r for row in fresh for r in batch.readings.get(row.uplink.dedup_key, ())]
+    fresh_readings = with_decoder_ids(conn, fresh, batch.readings, decoder_ids or DecoderIds())
     stored_readings = readings.insert_readings(conn, rows=fresh_readings)
     letters = [*batch.dead_letters]
     letters += [
@@ -64,4 +94,22 @@ def store(conn: psycopg.Connection, batch: Batch) -> Stored:
         duplicates=len(batch.uplinks) - len(fresh),
         readings=stored_readings,
         dead_letters=len(letters),
+        by_source=Counter(row.uplink.source for row in fresh),
+        seen_by_source=Counter(row.uplink.source for row in batch.uplinks),
     )
+
+
+def with_decoder_ids(
+    conn: psycopg.Connection,
+    rows: Sequence[UplinkRow],
+    by_key: Mapping[bytes, Sequence[ReadingRow]],
+    decoder_ids: DecoderIds,
+) -> list[ReadingRow]:
+    """Return the readings of `rows`, each with its uplink's decoder id."""
+    names = {row.decoder for row in rows if row.decoder and by_key.get(row.uplink.dedup_key)}
+    ids = decoder_ids.resolve(conn, names)
+    return [
+        replace(r, decoder_id=ids[row.decoder]) if row.decoder else r
+        for row in rows
+        for r in by_key.get(row.uplink.dedup_key, ())
+    ]

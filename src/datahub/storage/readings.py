@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,6 +17,7 @@ class ReadingRow:
     device_id: int
     metric: str
     value: float
+    decoder_id: int | None = None  # the `decoder` that produced it; None: not recorded
 
 
 def insert_readings(conn: psycopg.Connection, *, rows: Sequence[ReadingRow]) -> int:
@@ -25,8 +26,9 @@ def insert_readings(conn: psycopg.Connection, *, rows: Sequence[ReadingRow]) -> 
         return 0
     cur = conn.execute(
         """
-        INSERT INTO reading (time, device_id, metric, value)
-        SELECT * FROM unnest(%s::timestamptz[], %s::int[], %s::text[], %s::float8[])
+        INSERT INTO reading (time, device_id, metric, value, decoder_id)
+        SELECT * FROM unnest(%s::timestamptz[], %s::int[], %s::text[], %s::float8[],
+                             %s::smallint[])
         ON CONFLICT DO NOTHING
         """,
         (
@@ -34,9 +36,52 @@ def insert_readings(conn: psycopg.Connection, *, rows: Sequence[ReadingRow]) -> 
             [r.device_id for r in rows],
             [r.metric for r in rows],
             [r.value for r in rows],
+            [r.decoder_id for r in rows],
         ),
     )
     return cur.rowcount
+
+
+def select_uplink_readings(
+    conn: psycopg.Connection, *, keys: Sequence[tuple[int, datetime]]
+) -> list[ReadingRow]:
+    """Select the readings of uplinks, given as (device id, received_at) pairs.
+
+    The readings of an uplink are those of its device at its time.
+    """
+    if not keys:
+        return []
+    rows = conn.execute(
+        """
+        SELECT r.time, r.device_id, r.metric, r.value, r.decoder_id
+        FROM unnest(%s::int[], %s::timestamptz[]) AS k (device_id, time)
+        JOIN reading r ON r.device_id = k.device_id AND r.time = k.time
+        """,
+        ([d for d, _ in keys], [t for _, t in keys]),
+    ).fetchall()
+    return [ReadingRow(*row) for row in rows]
+
+
+def replace_readings(
+    conn: psycopg.Connection, *, keys: Sequence[tuple[int, datetime]], rows: Sequence[ReadingRow]
+) -> tuple[int, int]:
+    """Delete the readings of uplinks, as (device id, received_at) pairs, then insert `rows`.
+
+    Run it in the caller's transaction, so readers see the old readings or the new, never
+    neither. Return (deleted, inserted).
+    """
+    deleted = 0
+    if keys:
+        cur = conn.execute(
+            """
+            DELETE FROM reading r
+            USING unnest(%s::int[], %s::timestamptz[]) AS k (device_id, time)
+            WHERE r.device_id = k.device_id AND r.time = k.time
+            """,
+            ([d for d, _ in keys], [t for _, t in keys]),
+        )
+        deleted = cur.rowcount
+    return deleted, insert_readings(conn, rows=rows)
 
 
 class AggregateFn(StrEnum):
@@ -48,6 +93,7 @@ class AggregateFn(StrEnum):
     SUM = "sum"
     COUNT = "count"
     LAST = "last"
+    DELTA = "delta"  # counters only: the increase within each bucket, across resets and wraps
 
 
 _AGGREGATES = {
@@ -60,6 +106,22 @@ _AGGREGATES = {
     AggregateFn.LAST: sql.SQL("(array_agg(r.value ORDER BY r.time DESC))[1]"),
 }
 
+# fn=delta of a counter: each reading's increase over the reading before it (the last
+# one before the range, for the range's first), summed per bucket. A drop is a wrap-around
+# when the counter's width is known, the previous value lay in the top quarter of its
+# range and the new one lies in the bottom quarter; any other drop is a reset (the device
+# restarted counting from zero), whose increase is the new value. `modulus` is 2**bits
+# times the mapping's scale, in stored units; NULL when the width is not known.
+_INCREASE = """
+    CASE
+        WHEN s.prev IS NULL THEN NULL
+        WHEN s.value >= s.prev THEN s.value - s.prev
+        WHEN s.modulus IS NOT NULL AND s.prev >= 0.75 * s.modulus AND s.value < 0.25 * s.modulus
+            THEN s.value + s.modulus - s.prev
+        ELSE s.value
+    END
+"""
+
 # date_bin's origin: a Monday, equal to TimescaleDB time_bucket's default origin, so
 # buckets line up with TimescaleDB's, and 1d buckets start at midnight UTC.
 BUCKET_ORIGIN = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
@@ -70,6 +132,7 @@ class SeriesReading:
     time: datetime
     metric: str
     value: float
+    decoder: str | None = None  # the decoder that produced it; None for older readings
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +186,8 @@ def select_readings(
         params["after_time"], params["after_metric"] = after
     query = sql.SQL(
         """
-        SELECT r.time, r.metric, r.value
-        FROM reading r
+        SELECT r.time, r.metric, r.value, dec.name
+        FROM reading r LEFT JOIN decoder dec ON dec.id = r.decoder_id
         WHERE {where}
         ORDER BY r.time, r.metric
         LIMIT %(limit)s
@@ -146,11 +209,14 @@ def select_buckets(
     device_id: int | None = None,
     city: str | None = None,
     per_device: bool = True,
+    counters: Mapping[str, float | None] | None = None,
 ) -> list[BucketRow]:
     """Aggregate one metric in [start, end) into buckets of `width`, per device or per city.
 
     Select the readings of one device (`device_id`) or of every device of a `city`;
     only buckets holding readings are returned, ordered by series, then time.
+    `fn=delta` needs `counters`, profile -> counter modulus (or None), and only
+    devices of those profiles count.
     """
     if (device_id is None) == (city is None):
         raise ValueError("pass exactly one of device_id and city")
@@ -159,16 +225,12 @@ def select_buckets(
     else:
         scope = sql.SQL("d.city = %(city)s")
     series = sql.SQL("d.dev_eui" if per_device else "NULL::text")
-    query = sql.SQL(
-        """
-        SELECT {series}, d.city, date_bin(%(width)s, r.time, %(origin)s) AS bucket,
-               {value}, count(*)
-        FROM reading r JOIN device d ON d.id = r.device_id
-        WHERE r.metric = %(metric)s AND r.time >= %(start)s AND r.time < %(end)s AND {scope}
-        GROUP BY 1, 2, 3
-        ORDER BY 1, 2, 3
-        """
-    ).format(series=series, value=_AGGREGATES[fn], scope=scope)
+    if fn is AggregateFn.DELTA:
+        if counters is None:
+            raise ValueError("fn=delta needs the counter profiles")
+        query = _delta_query(series, scope)
+    else:
+        query = _bucket_query(series, scope, fn)
     rows = conn.execute(
         query,
         {
@@ -179,9 +241,63 @@ def select_buckets(
             "origin": BUCKET_ORIGIN,
             "device_id": device_id,
             "city": city,
+            "profiles": list(counters or {}),
+            "moduli": list((counters or {}).values()),
         },
     ).fetchall()
     return [BucketRow(*row) for row in rows]
+
+
+def _delta_query(series: sql.Composable, scope: sql.Composable) -> sql.Composed:
+    # The newest reading before the range is taken per device with one index probe
+    # (LATERAL ... LIMIT 1), so the range's first increase is known too.
+    return sql.SQL(
+        """
+        WITH scoped AS (
+            SELECT d.id, d.dev_eui, d.city, c.modulus
+            FROM device d
+            JOIN unnest(%(profiles)s::text[], %(moduli)s::float8[]) AS c (profile, modulus)
+              ON c.profile = d.profile
+            WHERE {scope}
+        ), points AS (
+            SELECT s.id, s.dev_eui, s.city, s.modulus, r.time, r.value
+            FROM scoped s
+            JOIN reading r ON r.device_id = s.id
+            WHERE r.metric = %(metric)s AND r.time >= %(start)s AND r.time < %(end)s
+            UNION ALL
+            SELECT s.id, s.dev_eui, s.city, s.modulus, p.time, p.value
+            FROM scoped s
+            CROSS JOIN LATERAL (
+                SELECT r.time, r.value FROM reading r
+                WHERE r.device_id = s.id AND r.metric = %(metric)s AND r.time < %(start)s
+                ORDER BY r.time DESC
+                LIMIT 1
+            ) AS p
+        ), steps AS (
+            SELECT p.*, lag(p.value) OVER (PARTITION BY p.id ORDER BY p.time) AS prev
+            FROM points p
+        )
+        SELECT {series}, d.city, date_bin(%(width)s, s.time, %(origin)s) AS bucket,
+               coalesce(sum({increase}), 0)::float8, count(*)
+        FROM steps s JOIN scoped d ON d.id = s.id
+        WHERE s.time >= %(start)s
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        """
+    ).format(series=series, scope=scope, increase=sql.SQL(_INCREASE))
+
+
+def _bucket_query(series: sql.Composable, scope: sql.Composable, fn: AggregateFn) -> sql.Composed:
+    return sql.SQL(
+        """
+        SELECT {series}, d.city, date_bin(%(width)s, r.time, %(origin)s) AS bucket,
+               {value}, count(*)
+        FROM reading r JOIN device d ON d.id = r.device_id
+        WHERE r.metric = %(metric)s AND r.time >= %(start)s AND r.time < %(end)s AND {scope}
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        """
+    ).format(series=series, value=_AGGREGATES[fn], scope=scope)
 
 
 def select_latest(conn: psycopg.Connection, *, pairs: Sequence[tuple[int, str]]) -> list[LatestRow]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from datahub.domain import DecodeStatus, Uplink
@@ -93,6 +94,157 @@ def insert_uplinks(conn: psycopg.Connection, *, rows: Sequence[UplinkRow]) -> No
                     row.decoder,
                 )
             )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUplink:
+    """A stored uplink as re-decoding needs it: its key, payload and what was made of it."""
+
+    received_at: datetime
+    dedup_key: bytes
+    dev_eui: str
+    device_id: int | None
+    f_port: int | None
+    payload: bytes
+    status: DecodeStatus
+    decoder: str | None
+    error: str | None
+
+
+# Statuses of uplinks that have no readings yet but may get some once the registry or the
+# catalog knows their device.
+PENDING = (DecodeStatus.UNKNOWN_DEVICE, DecodeStatus.NO_DECODER, DecodeStatus.FAILED)
+
+
+def _redecode_filter(
+    *,
+    profile: str | None,
+    dev_eui: str | None,
+    pending: bool,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[sql.Composable, dict[str, object]]:
+    where: list[sql.Composable] = [sql.SQL("TRUE")]
+    params: dict[str, object] = {}
+    if profile is not None:
+        where.append(
+            sql.SQL("u.dev_eui IN (SELECT dev_eui FROM device WHERE profile = %(profile)s)")
+        )
+        params["profile"] = profile
+    if dev_eui is not None:
+        where.append(sql.SQL("u.dev_eui = %(dev_eui)s"))
+        params["dev_eui"] = dev_eui
+    if pending:
+        where.append(sql.SQL("u.decode_status = ANY(%(pending)s::text[])"))
+        params["pending"] = [str(status) for status in PENDING]
+    if since is not None:
+        where.append(sql.SQL("u.received_at >= %(since)s"))
+        params["since"] = since
+    if until is not None:
+        where.append(sql.SQL("u.received_at < %(until)s"))
+        params["until"] = until
+    return sql.SQL(" AND ").join(where), params
+
+
+def select_for_redecode(
+    conn: psycopg.Connection,
+    *,
+    profile: str | None = None,
+    dev_eui: str | None = None,
+    pending: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, bytes] | None = None,
+    limit: int,
+) -> list[StoredUplink]:
+    """Select uplinks in (received_at, dedup_key) order, after a keyset position.
+
+    Filters combine: uplinks of devices registered with `profile`, of `dev_eui`, only
+    `pending` ones (see PENDING), received in [since, until).
+    """
+    where, params = _redecode_filter(
+        profile=profile, dev_eui=dev_eui, pending=pending, since=since, until=until
+    )
+    if after is not None:
+        where = sql.SQL(
+            "{} AND (u.received_at, u.dedup_key) > (%(after_at)s, %(after_key)s)"
+        ).format(where)
+        params["after_at"], params["after_key"] = after
+    params["limit"] = limit
+    rows = conn.execute(
+        sql.SQL(
+            """
+            SELECT u.received_at, u.dedup_key, u.dev_eui, u.device_id, u.f_port, u.payload,
+                   u.decode_status, u.decoder, u.decode_error
+            FROM uplink u
+            WHERE {where}
+            ORDER BY u.received_at, u.dedup_key
+            LIMIT %(limit)s
+            """
+        ).format(where=where),
+        params,
+    ).fetchall()
+    return [
+        StoredUplink(
+            at, bytes(key), eui, device_id, port, bytes(payload), DecodeStatus(st), dec, err
+        )
+        for at, key, eui, device_id, port, payload, st, dec, err in rows
+    ]
+
+
+def count_for_redecode(
+    conn: psycopg.Connection,
+    *,
+    profile: str | None = None,
+    dev_eui: str | None = None,
+    pending: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """Count the uplinks `select_for_redecode` walks through with the same filters."""
+    where, params = _redecode_filter(
+        profile=profile, dev_eui=dev_eui, pending=pending, since=since, until=until
+    )
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM uplink u WHERE {where}").format(where=where), params
+    ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """What re-decoding made of a stored uplink, identified by its primary key."""
+
+    received_at: datetime
+    dedup_key: bytes
+    device_id: int | None
+    status: DecodeStatus
+    decoder: str | None
+    error: str | None
+
+
+def mark_decoded(conn: psycopg.Connection, *, results: Sequence[DecodeResult]) -> None:
+    """Record what re-decoding made of uplinks: device, decode status, decoder and error."""
+    if not results:
+        return
+    conn.execute(
+        """
+        UPDATE uplink u SET
+            device_id = r.device_id, decode_status = r.status, decoder = r.decoder,
+            decode_error = r.error
+        FROM unnest(%s::timestamptz[], %s::bytea[], %s::int[], %s::text[], %s::text[],
+                    %s::text[]) AS r (received_at, dedup_key, device_id, status, decoder, error)
+        WHERE u.received_at = r.received_at AND u.dedup_key = r.dedup_key
+        """,
+        (
+            [r.received_at for r in results],
+            [r.dedup_key for r in results],
+            [r.device_id for r in results],
+            [str(r.status) for r in results],
+            [r.decoder for r in results],
+            [r.error for r in results],
+        ),
+    )
 
 
 def count_uplinks(conn: psycopg.Connection) -> dict[str, int]:

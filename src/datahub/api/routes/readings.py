@@ -27,7 +27,7 @@ from datahub.api.schemas import (
 from datahub.domain import City
 from datahub.errors import BadRequest
 from datahub.storage import readings
-from datahub.storage.readings import BucketRow
+from datahub.storage.readings import AggregateFn, BucketRow
 
 router = APIRouter(tags=["readings"])
 
@@ -74,7 +74,13 @@ def list_device_readings(
     next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
     next_url = render.next_page_url(request, settings, next_cursor)
     items = [
-        ReadingOut(time=r.time, metric=r.metric, value=r.value, unit=catalog.unit(r.metric))
+        ReadingOut(
+            time=r.time,
+            metric=r.metric,
+            value=r.value,
+            unit=catalog.unit(r.metric),
+            decoder=r.decoder,
+        )
         for r in page
     ]
     if render.wants_csv(request, params.format):
@@ -110,10 +116,18 @@ def aggregate_readings(
     buckets holding readings appear. `count` is the number of readings in a bucket.
     The range defaults to the 24 h before `to` (default now); it may span at most
     `api.max_buckets` buckets.
+    `fn=delta` is for counters (a running total such as `people_in`): the sum of the
+    increases of the readings in each bucket, each over the reading before it; a drop is
+    counted as a reset to zero, or as a wrap-around when the counter's width is known and
+    it dropped from the top quarter of its range to the bottom quarter.
     400 for an unknown metric, from not before to, too many buckets, neither or both of
-    `device` and `city`, or `group=city` with `device`; 404 for an unknown device.
+    `device` and `city`, `group=city` with `device`, or `fn=delta` of a metric that is
+    not a counter (of the device's profile); 404 for an unknown device.
     """
     metric = query.check_metric(params.metric, catalog)
+    counters = catalog.counter_profiles(metric) if params.fn is AggregateFn.DELTA else None
+    if counters is not None and not counters:
+        raise BadRequest(f"fn=delta needs a counter metric; {metric!r} is not a counter")
     start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
     query.check_bucket_count(start, end, params.bucket, max_buckets=settings.api.max_buckets)
     if params.device is not None and params.city is not None:
@@ -123,6 +137,11 @@ def aggregate_readings(
         if params.group is Grouping.CITY:
             raise BadRequest("group=city needs city=, not device=; drop group or pass city")
         device = find_device(conn, params.device)
+        if counters is not None and device.profile not in counters:
+            raise BadRequest(
+                f"fn=delta needs a counter metric; {metric!r} is not a counter of "
+                f"{device.dev_eui}'s profile {device.profile}"
+            )
         rows = readings.select_buckets(
             conn,
             metric=metric,
@@ -131,6 +150,7 @@ def aggregate_readings(
             width=params.bucket.width,
             fn=params.fn,
             device_id=device.id,
+            counters=counters,
         )
         empty = SeriesOut(device=device.dev_eui, city=City(device.city), points=[])
     elif params.city is not None:
@@ -144,6 +164,7 @@ def aggregate_readings(
             fn=params.fn,
             city=params.city,
             per_device=per_device,
+            counters=counters,
         )
         empty = None if per_device else SeriesOut(device=None, city=params.city, points=[])
     else:

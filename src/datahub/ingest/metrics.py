@@ -1,0 +1,249 @@
+"""Prometheus metrics and health checks of the ingest, on a small HTTP server of its own.
+
+    GET /metrics        Prometheus text format
+    GET /health/live    200 while the process runs
+    GET /health/ready   200 when every source is subscribed and the database answers, else 503
+
+The pipeline counts its stages in `Stats`; this module only translates those counters into
+metric families when scraped, so the hot path never touches Prometheus. Labels are the
+source and the reason only: never a device, topic or message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+# Batches take from a few milliseconds (a handful of messages) to seconds (a full batch on a
+# slow disk).
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """How the stage counters whose key is `key` (or starts with it, if it ends in a dot)
+    become one counter family."""
+
+    key: str
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ("source",)
+    reason: str | None = None  # the reason label: this, or the key's rest after the prefix
+
+    def matches(self, key: str) -> bool:
+        return key == self.key or (self.key.endswith(".") and key.startswith(self.key))
+
+    def label_values(self, key: str, source: str | None) -> list[str]:
+        values = {"source": source or "", "reason": self.reason or key[len(self.key) :]}
+        return [values[label] for label in self.labels]
+
+
+_UNDECODED = "uplinks stored without readings, by reason"
+
+# Stage counter keys of `Stats` (see pipeline.py) and the counter families they feed.
+FAMILIES = (
+    Family("received", "datahub_ingest_received", "MQTT messages taken from the brokers"),
+    Family("stored", "datahub_ingest_stored", "uplinks written to the database"),
+    Family("duplicates", "datahub_ingest_duplicates", "uplinks already stored, skipped"),
+    Family("acknowledged", "datahub_ingest_acknowledged", "QoS 1 messages acknowledged"),
+    Family(
+        "dead_letter.",
+        "datahub_ingest_dead_letters",
+        "messages kept as dead letters, by reason",
+        labels=("source", "reason"),
+    ),
+    Family(
+        "unknown_device",
+        "datahub_ingest_undecoded",
+        _UNDECODED,
+        labels=("source", "reason"),
+        reason="unknown_device",
+    ),
+    Family(
+        "no_decoder",
+        "datahub_ingest_undecoded",
+        _UNDECODED,
+        labels=("source", "reason"),
+        reason="no_decoder",
+    ),
+    Family(
+        "decode_failed",
+        "datahub_ingest_undecoded",
+        _UNDECODED,
+        labels=("source", "reason"),
+        reason="decode_failed",
+    ),
+    Family("value_skipped", "datahub_ingest_values_skipped", "decoded values not normalized"),
+    Family("readings", "datahub_ingest_readings", "readings written", labels=()),
+    Family("retries", "datahub_ingest_retries", "batch attempts failed and retried", labels=()),
+)
+
+
+class IngestState(Protocol):
+    """What the collector reads from the running ingest at scrape time."""
+
+    def counters(self) -> Mapping[tuple[str, str | None], int]:
+        """Stage counters by (key, source); source None for counters of no one source."""
+        ...
+
+    def backlog(self) -> int:
+        """Messages received and not yet acknowledged: queued plus in the batch in flight."""
+        ...
+
+    def last_stored_at(self) -> datetime | None:
+        """The received_at of the newest uplink stored so far."""
+        ...
+
+    def sources_online(self) -> Mapping[str, bool]: ...
+
+    def database_up(self) -> bool:
+        """Whether the last database operation succeeded."""
+        ...
+
+
+class _StageCollector(Collector):
+    def __init__(self, state: IngestState, clock: Callable[[], datetime]) -> None:
+        self._state = state
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, CounterMetricFamily] = {}
+        for family in FAMILIES:
+            if family.name not in families:
+                families[family.name] = CounterMetricFamily(
+                    family.name, family.documentation, labels=family.labels
+                )
+        for (key, source), value in sorted(self._state.counters().items(), key=str):
+            match = next((f for f in FAMILIES if f.matches(key)), None)
+            if match is not None:
+                families[match.name].add_metric(match.label_values(key, source), value)
+        yield from families.values()
+
+        yield GaugeMetricFamily(
+            "datahub_ingest_backlog_messages",
+            "messages received and not yet acknowledged (queued plus in flight)",
+            value=self._state.backlog(),
+        )
+        last = self._state.last_stored_at()
+        lag = GaugeMetricFamily(
+            "datahub_ingest_lag_seconds",
+            "now minus received_at of the newest uplink stored (NaN before the first)",
+            value=(self._clock() - last).total_seconds() if last else float("nan"),
+        )
+        yield lag
+        online = GaugeMetricFamily(
+            "datahub_ingest_source_up",
+            "1 while a source is connected and subscribed",
+            labels=["source"],
+        )
+        for name, up in sorted(self._state.sources_online().items()):
+            online.add_metric([name], 1.0 if up else 0.0)
+        yield online
+        yield GaugeMetricFamily(
+            "datahub_ingest_database_up",
+            "1 while the last database operation succeeded",
+            value=1.0 if self._state.database_up() else 0.0,
+        )
+
+
+class IngestMetrics:
+    """The ingest's metrics registry: stage counters read at scrape time, plus batch latency."""
+
+    def __init__(
+        self, state: IngestState, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StageCollector(state, clock))
+        self.batch_seconds = Histogram(
+            "datahub_ingest_batch_seconds",
+            "time to store and acknowledge one batch, retries included",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """Serves /metrics, /health/live and /health/ready on a thread of its own."""
+
+    def __init__(
+        self,
+        metrics: IngestMetrics,
+        *,
+        host: str,
+        port: int,
+        ready: Callable[[], dict[str, bool]],
+    ) -> None:
+        handler = _handler(metrics, ready)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ingest-health", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("metrics and health checks on port %d", self.port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(
+    metrics: IngestMetrics, ready: Callable[[], dict[str, bool]]
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
+            elif path == "/health/live":
+                self._json(HTTPStatus.OK, {"status": "ok"})
+            elif path == "/health/ready":
+                started = time.monotonic()
+                checks = ready()
+                ok = all(checks.values())
+                body: dict[str, object] = {
+                    "status": "ok" if ok else "unavailable",
+                    "checks": checks,
+                }
+                body["seconds"] = round(time.monotonic() - started, 3)
+                self._json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "NotFound", "detail": path})
+
+        def _json(self, status: HTTPStatus, body: object) -> None:
+            self._send(status, json.dumps(body).encode(), "application/json")
+
+        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes every few seconds would drown the log
+
+    return Handler
