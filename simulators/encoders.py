@@ -331,7 +331,46 @@ def _pack_ldds75(raw: RawValues) -> tuple[int, bytes]:
 LDDS75 = Encoder("dragino/ldds75", {("value",): Steps(1, *_U16)}, _pack_ldds75)  # mm
 
 
+# datahub example thermometer (JavaScript codec, deploy/codecs/datahub) ---------------------
+
+_EXAMPLE_THERMOMETER_PORT = 1  # the codec refuses any other port
+
+
+def _pack_example_thermometer(raw: RawValues) -> tuple[int, bytes]:
+    # Big-endian: temperature int16 (0.1 °C), humidity uint8 (0.5 %RH), battery uint16 (mV).
+    return _EXAMPLE_THERMOMETER_PORT, b"".join(
+        (
+            _s16be(raw[("temperature",)]),
+            bytes([raw[("humidity",)]]),
+            _u16be(raw[("battery",)]),
+        )
+    )
+
+
+# A profile of the codec directory, not of the built-in catalog: the simulator has to
+# know it only because the demo ships the codec; the ingest loads it at run time.
+EXAMPLE_THERMOMETER = Encoder(
+    "datahub/example-thermometer",
+    {
+        ("temperature",): Steps(10, *_S16),  # °C
+        ("humidity",): Steps(2, 0, 200),  # %RH in 0.5 steps; the byte could hold 127.5
+        ("battery",): Steps(1000, *_U16),  # V, carried in mV
+    },
+    _pack_example_thermometer,
+)
+
+
 ENCODERS: dict[str, Encoder] = {
     encoder.profile_id: encoder
-    for encoder in (ERS_CO2, LHT65, EM500_CO2, AM319, NPS405, LDDS75, VS133, EM300_DI)
+    for encoder in (
+        ERS_CO2,
+        LHT65,
+        EM500_CO2,
+        AM319,
+        NPS405,
+        LDDS75,
+        VS133,
+        EM300_DI,
+        EXAMPLE_THERMOMETER,
+    )
 }

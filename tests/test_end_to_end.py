@@ -1,6 +1,7 @@
 """End to end: simulated uplinks of both cities through Mosquitto into a running `datahub
 ingest`, then out of the REST API: exactly the readings the payloads encode, each uplink
-stored once although every message was published twice."""
+stored once although every message was published twice. The ingest runs with the demo's
+codec directory, so the Bürgerlabor's thermometers are decoded by their JavaScript codec."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from democatalog import DEPLOY_CODECS, demo_catalog
 from fastapi.testclient import TestClient
 from realservices import BROKER_URL, Database, temporary_database
 
-import decoders
 import simulators
 from datahub.api.app import create_app
 from datahub.config import parse_broker_url
@@ -34,6 +35,7 @@ RUN = uuid.uuid4().hex[:8]
 # on the shared broker (a running demo, say) is not subscribed to.
 APPS = {"dortmund": f"e2e-dortmund-{RUN}", "schwerte": f"e2e-schwerte-{RUN}"}
 FIRST, SENTINELS = 600, 60
+JS_PROFILE = "datahub/example-thermometer"  # decoded by deploy/codecs, not a built-in
 
 
 def scenario() -> simulators.Scenario:
@@ -61,6 +63,7 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = {
         "broker_url": BROKER_URL,
         "ingest": {"batch_size": 500, "batch_wait_ms": 50},
+        "catalog": {"codecs_dir": str(DEPLOY_CODECS)},
         "sources": [
             {
                 "name": "ttn-dortmund",
@@ -143,7 +146,7 @@ def wait_for(database: Database, proc: subprocess.Popen[bytes], expected: int) -
 def expected_readings(sims: list[simulators.SimUplink]) -> dict[str, set[tuple[str, str, float]]]:
     out: dict[str, set[tuple[str, str, float]]] = {}
     for sim in sims:
-        profile = decoders.get_profile(sim.device.profile)
+        profile = demo_catalog()[sim.device.profile]
         data = decode.decode_uplink(profile, f_port=sim.f_port, payload=sim.payload).data
         norm = normalize.to_readings(
             data, profile.mappings, time=sim.time, dev_eui=sim.device.dev_eui
@@ -154,6 +157,16 @@ def expected_readings(sims: list[simulators.SimUplink]) -> dict[str, set[tuple[s
     return out
 
 
+def uplink_decoders(database: Database, dev_euis: set[str]) -> set[tuple[str, str | None]]:
+    """The (decode_status, decoder) pairs stored on the uplinks of these devices."""
+    with psycopg.connect(database.url) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT decode_status, decoder FROM uplink WHERE dev_eui = ANY(%s)",
+            [sorted(dev_euis)],
+        ).fetchall()
+    return {(str(status), decoder) for status, decoder in rows}
+
+
 def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
     ingest: subprocess.Popen[bytes], config_file: Path, database: Database
 ) -> None:
@@ -161,6 +174,8 @@ def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
     sims = list(simulators.generate(scenario(), seed=11, start=start, count=FIRST + SENTINELS))
     first, sentinels = sims[:FIRST], sims[FIRST:]
     assert {s.device.city for s in first} == {"dortmund", "schwerte"}
+    js_devices = {s.device.dev_eui for s in first if s.device.profile == JS_PROFILE}
+    assert js_devices, "the JavaScript-codec fleet must report in the run"
     time.sleep(2)  # let the ingest connect and subscribe before the first publish
 
     publish(first, config_file)
@@ -171,6 +186,9 @@ def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
     wait_for(database, ingest, FIRST + SENTINELS)
     time.sleep(1)
     assert uplink_count(database) == FIRST + SENTINELS
+    js_decoder = decode.decoder_name(demo_catalog()[JS_PROFILE])
+    assert js_decoder.startswith(f"{JS_PROFILE}@")  # the codec file's sha256 names it
+    assert uplink_decoders(database, js_devices) == {("decoded", js_decoder)}
 
     expected = expected_readings(sims)
     client = TestClient(create_app(database.settings()))
@@ -196,6 +214,8 @@ def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
                 if not cursor:
                     break
         assert served == expected
+        js_metrics = {m for e in js_devices for _, m, _ in served[e]}
+        assert js_metrics == {"temperature", "relative_humidity", "battery_voltage"}
         assert sum(map(len, served.values())) == sum(map(len, expected.values()))
 
         devices = client.get("/v1/devices", params={"limit": 1000}).json()["items"]

@@ -29,8 +29,8 @@ from typing import Any
 
 import psycopg
 import yaml
+from democatalog import DEPLOY_CODECS, demo_catalog
 
-import decoders
 import simulators
 from datahub.config import Settings
 from datahub.domain import SourceFormat
@@ -201,6 +201,7 @@ class Ingest:
     workdir: Path
     ingest: dict[str, Any] = field(default_factory=dict)
     database: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # settings per source name
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -222,6 +223,8 @@ class Ingest:
                 **self.ingest,
             },
             "database": self.database,
+            # The demo scenario has a JavaScript-codec fleet: decode it as `make demo` does.
+            "catalog": {"codecs_dir": str(DEPLOY_CODECS)},
             "sources": [
                 {
                     "name": "ttn-dortmund",
@@ -230,6 +233,7 @@ class Ingest:
                     "topic": f"v3/fault-dortmund-{self.run}@{ttn}/devices/+/up",
                     "qos": 1,
                     "client_id": f"fault-ttn-{self.run}",
+                    **self.sources.get("ttn-dortmund", {}),
                 },
                 {
                     "name": "chirpstack-schwerte",
@@ -239,6 +243,7 @@ class Ingest:
                     "qos": 1,
                     "mqtt_version": "5",
                     "client_id": f"fault-cs-{self.run}",
+                    **self.sources.get("chirpstack-schwerte", {}),
                 },
             ],
         }
@@ -385,7 +390,7 @@ def expected_readings(sims: list[simulators.SimUplink]) -> set[Reading]:
     """The readings the payloads encode, through the decoders and normalization."""
     out: set[Reading] = set()
     for sim in sims:
-        profile = decoders.get_profile(sim.device.profile)
+        profile = demo_catalog()[sim.device.profile]
         data = decode.decode_uplink(profile, f_port=sim.f_port, payload=sim.payload).data
         norm = normalize.to_readings(
             data, profile.mappings, time=sim.time, dev_eui=sim.device.dev_eui

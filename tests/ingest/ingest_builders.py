@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from democatalog import demo_catalog
 
 import decoders
 import simulators
@@ -60,7 +61,7 @@ def message(uplink: simulators.SimUplink) -> Message:
 
 
 def pipeline(settings: Settings) -> Pipeline:
-    return Pipeline(settings, catalog=decoders.CATALOG, clock=lambda: NOW)
+    return Pipeline(settings, catalog=demo_catalog(), clock=lambda: NOW)
 
 
 def ingest(

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from democatalog import DEPLOY_CODECS, demo_catalog
 from realservices import BROKER_URL, Database, temporary_database
 
-import decoders
 import simulators
 from datahub.cli import main
 from datahub.domain import SourceFormat
@@ -113,7 +113,12 @@ def config(tmp_path: Path, database: Database, url: str, key: str = KEY) -> Path
     }
     path.write_text(
         yaml.safe_dump(
-            {"database_url": database.url, "broker_url": BROKER_URL, "sources": [source]}
+            {
+                "database_url": database.url,
+                "broker_url": BROKER_URL,
+                "sources": [source],
+                "catalog": {"codecs_dir": str(DEPLOY_CODECS)},  # the demo registry needs it
+            }
         )
     )
     registry = tmp_path / "devices.csv"
@@ -150,7 +155,7 @@ def expected(bodies: list[bytes]) -> set[tuple[str, datetime, str, float]]:
     for body in bodies:
         doc = json.loads(body)
         dev_eui, up = doc["end_device_ids"]["dev_eui"], doc["uplink_message"]
-        profile = decoders.get_profile(profiles[dev_eui])
+        profile = demo_catalog()[profiles[dev_eui]]
         payload = base64.b64decode(up["frm_payload"])
         data = decode.decode_uplink(profile, f_port=up["f_port"], payload=payload).data
         at = parse_rfc3339(doc["received_at"])

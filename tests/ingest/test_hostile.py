@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from democatalog import demo_catalog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,9 +61,13 @@ REGISTRY = FixedRegistry(
 )
 
 
-def pipeline(catalog: Mapping[str, decoders.Profile] = decoders.CATALOG) -> Pipeline:
+def pipeline(catalog: Mapping[str, decoders.Profile] | None = None) -> Pipeline:
+    """A pipeline on the demo's merged catalog, or on `catalog`."""
     return Pipeline(
-        Settings(sources=SOURCES), catalog=catalog, registry=REGISTRY, clock=lambda: NOW
+        Settings(sources=SOURCES),
+        catalog=demo_catalog() if catalog is None else catalog,
+        registry=REGISTRY,
+        clock=lambda: NOW,
     )
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from democatalog import demo_catalog, demo_catalog_settings
 
 import simulators
 from datahub.config import Settings, SourceSettings
@@ -36,7 +37,10 @@ def scenario() -> simulators.Scenario:
 
 @pytest.fixture
 def settings(database: object) -> Settings:
-    return database.settings(sources=SOURCES)  # type: ignore[attr-defined,no-any-return]
+    # The demo's catalog: its registry names a JavaScript-codec profile of deploy/codecs.
+    return database.settings(  # type: ignore[attr-defined]
+        sources=SOURCES, catalog=demo_catalog_settings()
+    )
 
 
 @pytest.fixture
@@ -77,11 +81,9 @@ def pipeline(settings: Settings) -> Pipeline:
 
 def expected_readings(sims: Sequence[simulators.SimUplink]) -> set[tuple[str, str, float]]:
     """What the hub must store: each payload through its catalog decoder and mapping."""
-    import decoders
-
     out = set()
     for sim in sims:
-        profile = decoders.get_profile(sim.device.profile)
+        profile = demo_catalog()[sim.device.profile]
         data = decode.decode_uplink(profile, f_port=sim.f_port, payload=sim.payload).data
         norm = normalize.to_readings(
             data, profile.mappings, time=sim.time, dev_eui=sim.device.dev_eui

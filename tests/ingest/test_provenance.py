@@ -6,6 +6,7 @@ import dataclasses
 
 import psycopg
 import pytest
+from democatalog import demo_catalog
 from ingest_builders import SOURCES, expected, generate, ingest, message, pipeline, register, stored
 
 import decoders
@@ -32,9 +33,9 @@ def test_every_reading_records_its_decoder(
     sims = generate(scenario, 200)
     ingest(conn, settings, sims)
 
-    assert stored(conn) == expected(sims, decoders.CATALOG)
+    assert stored(conn) == expected(sims, demo_catalog())
     names = {name for (name,) in conn.execute("SELECT name FROM decoder")}
-    assert names == {decode.decoder_name(decoders.CATALOG[s.device.profile]) for s in sims}
+    assert names == {decode.decoder_name(demo_catalog()[s.device.profile]) for s in sims}
     # The uplinks name the same decoder as their readings.
     mismatched = conn.execute(
         """
@@ -74,7 +75,7 @@ def test_decoder_ids_are_recorded_once_and_then_cached(
     monkeypatch.setattr(provenance, "select_decoder_ids", refuse)
     monkeypatch.setattr(provenance, "insert_decoders", refuse)
     pipe.process(conn, [message(s) for s in third])
-    assert stored(conn) == expected(first + second + third, decoders.CATALOG)
+    assert stored(conn) == expected(first + second + third, demo_catalog())
 
 
 def test_a_mapping_change_is_a_different_decoder() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import psycopg
 import pytest
+from democatalog import demo_catalog
 from ingest_builders import SINCE, SOURCES, expected, generate, ingest, register, stored
 
 import decoders
@@ -37,12 +38,12 @@ def sims(scenario: simulators.Scenario) -> list[simulators.SimUplink]:
 
 def rescaled(profile_id: str, metric: str, factor: float) -> dict[str, decoders.Profile]:
     """The catalog with one metric of one profile scaled by `factor`: a mapping change."""
-    profile = decoders.CATALOG[profile_id]
+    profile = demo_catalog()[profile_id]
     mappings = tuple(
         dataclasses.replace(m, scale=m.scale * factor) if m.metric == metric else m
         for m in profile.mappings
     )
-    return {**decoders.CATALOG, profile_id: dataclasses.replace(profile, mappings=mappings)}
+    return {**demo_catalog(), profile_id: dataclasses.replace(profile, mappings=mappings)}
 
 
 def redecode(
@@ -88,7 +89,7 @@ def test_a_mapping_change_rewrites_history_with_the_new_provenance(
     report = redecode(conn, fixed, Selection(profile=LHT65, since=SINCE))
 
     assert stored(conn) == expected(sims, fixed)
-    assert stored(conn) != expected(sims, decoders.CATALOG)
+    assert stored(conn) != expected(sims, demo_catalog())
     assert set(uplink_decoders(conn, LHT65)) == {decode.decoder_name(fixed[LHT65])}
     # Every uplink changed: new temperatures, and a new decoder name for all of them.
     assert report.as_json() == {
@@ -180,21 +181,21 @@ def test_pending_uplinks_become_readings_once_their_device_is_registered(
 ) -> None:
     ingest(conn, settings, sims[:40])  # nothing registered yet
     assert uplinks.count_uplinks(conn) == {"unknown_device": 40}
-    untouched = redecode(conn, decoders.CATALOG, Selection(pending=True))
+    untouched = redecode(conn, demo_catalog(), Selection(pending=True))
     assert (untouched.unresolved, untouched.changed, untouched.unchanged) == (40, 0, 40)
 
     register(conn, scenario)
-    report = redecode(conn, decoders.CATALOG, Selection(pending=True))
+    report = redecode(conn, demo_catalog(), Selection(pending=True))
 
     assert (report.selected, report.redecoded, report.changed, report.failed) == (40, 40, 40, 0)
-    assert stored(conn) == expected(sims[:40], decoders.CATALOG)
+    assert stored(conn) == expected(sims[:40], demo_catalog())
     assert uplinks.count_uplinks(conn) == {"decoded": 40}
     unlinked = conn.execute("SELECT count(*) FROM uplink WHERE device_id IS NULL").fetchone()
     assert unlinked == (0,)
     seen = conn.execute("SELECT count(*) FROM device WHERE last_seen_at IS NOT NULL").fetchone()
     assert seen == (len({s.device.dev_eui for s in sims[:40]}),)
     # Nothing is pending any more.
-    assert redecode(conn, decoders.CATALOG, Selection(pending=True)).selected == 0
+    assert redecode(conn, demo_catalog(), Selection(pending=True)).selected == 0
 
 
 def test_one_device_and_a_time_window(
@@ -215,7 +216,7 @@ def test_one_device_and_a_time_window(
     window = [s for s in mine if since <= s.time < until]
     assert report.changed == len(window) == len(mine) - 2
     others = [s for s in sims if s not in window]
-    assert stored(conn) == expected(window, fixed) | expected(others, decoders.CATALOG)
+    assert stored(conn) == expected(window, fixed) | expected(others, demo_catalog())
 
 
 def test_a_broken_decoder_fails_and_its_fix_restores_the_readings(
@@ -232,18 +233,18 @@ def test_a_broken_decoder_fails_and_its_fix_restores_the_readings(
         raise decoders.DecodeError("regression")
 
     regressed = {
-        **decoders.CATALOG,
-        LHT65: dataclasses.replace(decoders.CATALOG[LHT65], decode=broken, version="2"),
+        **demo_catalog(),
+        LHT65: dataclasses.replace(demo_catalog()[LHT65], decode=broken, version="2"),
     }
 
     report = redecode(conn, regressed, Selection(profile=LHT65, since=SINCE))
 
     assert (report.failed, report.redecoded, report.changed) == (len(selected), 0, len(selected))
     others = [s for s in sims if s.device.profile != LHT65]
-    assert stored(conn) == expected(others, decoders.CATALOG)
+    assert stored(conn) == expected(others, demo_catalog())
     assert uplinks.count_uplinks(conn)["failed"] == len(selected)
 
-    fixed = redecode(conn, decoders.CATALOG, Selection(pending=True))
+    fixed = redecode(conn, demo_catalog(), Selection(pending=True))
 
     assert (fixed.selected, fixed.redecoded, fixed.changed) == (len(selected),) * 3
-    assert stored(conn) == expected(sims, decoders.CATALOG)
+    assert stored(conn) == expected(sims, demo_catalog())

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from democatalog import DEPLOY_CODECS, demo_catalog
 from ingest_builders import SINCE, SOURCES, expected, generate, ingest, register, stored
 from realservices import BROKER_URL, Database, temporary_database
 
-import decoders
 import simulators
 from datahub import cli
 
@@ -26,6 +26,7 @@ def env(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATAHUB_CONFIG", raising=False)
     monkeypatch.setenv("DATAHUB_DATABASE_URL", database.url)
     monkeypatch.setenv("DATAHUB_BROKER_URL", BROKER_URL)
+    monkeypatch.setenv("DATAHUB_CATALOG__CODECS_DIR", str(DEPLOY_CODECS))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -55,11 +56,11 @@ def test_pending_uplinks_are_decoded_and_a_rerun_changes_nothing(
         "failed": 0,
         "unresolved": 0,
         "readings_deleted": 0,
-        "readings_inserted": len(expected(sims, decoders.CATALOG)),
+        "readings_inserted": len(expected(sims, demo_catalog())),
     }
     assert "redecode [" in err and "40/40" in err  # plain progress lines: not a terminal
     with psycopg.connect(database.url) as conn:
-        assert stored(conn) == expected(sims, decoders.CATALOG)
+        assert stored(conn) == expected(sims, demo_catalog())
 
     code, out, _ = run(capsys, "--profile", "dragino/lht65", "--since", SINCE.isoformat())
 

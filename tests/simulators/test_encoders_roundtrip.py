@@ -1,14 +1,19 @@
-"""Encoders and decoders prove each other: decode(encode(quantize(x))) gives quantize(x)."""
+"""Encoders and decoders prove each other: decode(encode(quantize(x))) gives quantize(x).
+
+The decoders are those of the demo's merged catalog: the built-in profiles and the
+JavaScript codecs of deploy/codecs, run in V8 as the ingest runs them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from democatalog import demo_catalog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import decoders
+from datahub.catalog import mismatch
 from simulators.encoders import ENCODERS, Encoder, FieldPath, Steps
 
 ENCODER_PARAMS = [pytest.param(encoder, id=profile_id) for profile_id, encoder in ENCODERS.items()]
@@ -35,7 +40,7 @@ def lookup(data: Any, path: FieldPath) -> Any:
 def assert_round_trip(encoder: Encoder, values: dict[FieldPath, float]) -> None:
     quantized = encoder.quantize(values)
     f_port, payload = encoder.encode(quantized)
-    decoded = decoders.get_profile(encoder.profile_id).decode(f_port, payload)
+    decoded = demo_catalog()[encoder.profile_id].decode(f_port, payload)
     for path in encoder.fields:
         got, wanted = lookup(decoded, path), quantized[path]
         assert got == wanted, path
@@ -53,10 +58,11 @@ def test_every_encoder_has_a_profile_and_encodes_mapped_fields() -> None:
         "dragino/ldds75",
         "milesight-iot/vs133",
         "milesight-iot/em300-di",
+        "datahub/example-thermometer",
     }
     for profile_id, encoder in ENCODERS.items():
         assert encoder.profile_id == profile_id
-        mapped = {mapping.path for mapping in decoders.get_profile(profile_id).mappings}
+        mapped = {mapping.path for mapping in demo_catalog()[profile_id].mappings}
         assert set(encoder.fields) <= mapped
 
 
@@ -102,7 +108,7 @@ def test_lht65_two_decimals_survive_the_codec_to_fixed_everywhere() -> None:
     # The LHT65 decoder passes temperatures through parseFloat(x.toFixed(2)); every raw
     # value of the field must come back as the plain quotient the encoder assumes.
     encoder = ENCODERS["dragino/lht65"]
-    decode = decoders.get_profile("dragino/lht65").decode
+    decode = demo_catalog()["dragino/lht65"].decode
     base = {path: 20.0 for path in encoder.fields}
     for raw in range(-5500, 12501, 7):
         values = {**base, ("TempC_DS",): raw / 100, ("TempC_SHT",): raw / 100}
@@ -118,7 +124,38 @@ def test_nps405_occupancy_is_a_boolean_state() -> None:
     assert encoder.quantize({("occupied",): 0.2}) == {("occupied",): False}
     f_port, payload = encoder.encode({("occupied",): True})
     assert f_port == 1
-    assert decoders.get_profile("nwave/nps405").decode(f_port, payload)["occupied"] is True
+    assert demo_catalog()["nwave/nps405"].decode(f_port, payload)["occupied"] is True
+
+
+def test_example_thermometer_is_decoded_by_its_javascript_codec() -> None:
+    assert demo_catalog().is_javascript("datahub/example-thermometer")
+
+
+def test_example_thermometer_writes_its_codecs_own_examples() -> None:
+    # The codec's YAML examples, read backwards: their expected values encode to their bytes.
+    encoder = ENCODERS["datahub/example-thermometer"]
+    profile = demo_catalog()["datahub/example-thermometer"]
+    assert profile.examples
+    for example in profile.examples:
+        values = {path: lookup(example.expected, path) for path in encoder.fields}
+        assert encoder.quantize(values) == values
+        assert encoder.encode(values) == (example.f_port, example.payload)
+
+
+def test_example_thermometer_values_keep_their_json_types_through_v8() -> None:
+    # Whole numbers come back from JavaScript as integers (3, not 3.0), as quantize says.
+    encoder = ENCODERS["datahub/example-thermometer"]
+    values: dict[FieldPath, float] = {
+        ("temperature",): -3.0,
+        ("humidity",): 80.0,
+        ("battery",): 2.5,
+    }
+    quantized = encoder.quantize(values)
+    assert quantized == {("temperature",): -3, ("humidity",): 80, ("battery",): 2.5}
+    assert [type(value) for value in quantized.values()] == [int, int, float]
+    decoded = demo_catalog()["datahub/example-thermometer"].decode(*encoder.encode(quantized))
+    expected = {field_name: quantized[(field_name,)] for field_name in decoded}
+    assert mismatch(decoded, expected) is None
 
 
 def test_missing_field_is_named() -> None:
