@@ -65,7 +65,8 @@ def parse_broker_url(url: str) -> BrokerEndpoint:
 
 
 class StorageApiSettings(_Section):
-    """The Things Stack Storage Integration of one application, read by `datahub backfill`."""
+    """The Things Stack Storage Integration of one application, read by `datahub backfill`
+    and by the ingest after a QoS 0 source reconnects."""
 
     url: str = Field(description="the cluster, e.g. https://eu1.cloud.thethings.network")
     application_id: str

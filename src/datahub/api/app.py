@@ -37,12 +37,15 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The pool does not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
-        app.state.pool = db.open_pool(settings, name="api")
+        pool = db.open_pool(settings, name="api")
+        app.state.pool = pool
         try:
             yield
         finally:
-            app.state.pool.close()
-            app.state.pool = None
+            # Close the pool this lifespan opened, whatever `app.state` holds by now.
+            pool.close()
+            if app.state.pool is pool:
+                app.state.pool = None
 
     app = FastAPI(
         title="datahub",

@@ -81,7 +81,10 @@ def parse_time(value: Any) -> datetime:
             f"{value!s} has no UTC offset; add one, e.g. {parsed.isoformat()}Z or "
             f"{parsed.isoformat()}+02:00"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+        raise ValueError(f"{value!s} is out of range once converted to UTC") from None
 
 
 # A query parameter holding an RFC 3339 time; naive times are rejected, aware ones made UTC.
@@ -110,7 +113,10 @@ def time_range(
     if end is None:
         end = now
     if start is None:
-        start = end - DEFAULT_RANGE
+        try:
+            start = end - DEFAULT_RANGE
+        except OverflowError:
+            raise BadRequest(f"to ({format_time(end)}) leaves no room for a default from") from None
     if start >= end:
         raise BadRequest(f"from ({format_time(start)}) must be before to ({format_time(end)})")
     return start, end
@@ -189,6 +195,8 @@ def encode_device_cursor(dev_eui: str) -> str:
 def decode_device_cursor(cursor: str) -> str:
     """Decode a cursor made by `encode_device_cursor`."""
     (dev_eui,) = _decode(cursor, kind="d", arity=1)
+    if not _DEV_EUI.match(dev_eui):
+        raise _bad_cursor()
     return dev_eui
 
 
@@ -213,7 +221,7 @@ def _decode(cursor: str, *, kind: str, arity: int) -> list[str]:
         not isinstance(fields, list)
         or len(fields) != arity + 1
         or fields[0] != kind
-        or not all(isinstance(f, str) for f in fields[1:])
+        or not all(isinstance(f, str) and "\x00" not in f for f in fields[1:])
     ):
         raise _bad_cursor()
     return fields[1:]

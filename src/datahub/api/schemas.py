@@ -47,6 +47,11 @@ To = Annotated[
     Rfc3339 | None,
     Field(alias="to", description="end, exclusive, RFC 3339 with offset; default: now"),
 ]
+# The registry's slug rule (registry.py); anything else, NUL bytes included, is a 422.
+Supplier = Annotated[
+    str | None,
+    Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="supplier slug, e.g. `dew21`"),
+]
 Format = Annotated[
     OutputFormat | None,
     Field(description="`csv` for text/csv; otherwise the Accept header decides (JSON default)"),
@@ -55,7 +60,7 @@ Format = Annotated[
 
 class DeviceListQuery(_QueryModel):
     city: City | None = None
-    supplier: str | None = Field(default=None, description="supplier slug")
+    supplier: Supplier = None
     metric: str | None = Field(default=None, description="only devices whose profile reports it")
     limit: Limit = None
     cursor: Cursor = None
@@ -88,7 +93,7 @@ class AggregateQuery(_QueryModel):
 class LatestQuery(_QueryModel):
     city: City | None = None
     metric: str | None = None
-    supplier: str | None = Field(default=None, description="supplier slug")
+    supplier: Supplier = None
     format: Format = None
 
 

@@ -87,6 +87,16 @@ FAMILIES = (
         labels=("source", "reason"),
         reason="decode_failed",
     ),
+    Family(
+        "backfilled",
+        "datahub_ingest_backfilled",
+        "uplinks stored by the back-fill after a QoS 0 source reconnected",
+    ),
+    Family(
+        "backfill_failed",
+        "datahub_ingest_backfill_failures",
+        "reconnect back-fills given up after their retries",
+    ),
     Family("value_skipped", "datahub_ingest_values_skipped", "decoded values not normalized"),
     Family("readings", "datahub_ingest_readings", "readings written", labels=()),
     Family("retries", "datahub_ingest_retries", "batch attempts failed and retried", labels=()),

@@ -9,6 +9,11 @@ A message is acknowledged only on the connection it arrived on. After a reconnec
 resends every unacknowledged message of the session, often under the same packet id; acking
 the old copy on the new connection would acknowledge that id twice, and the second PUBACK
 could release a different, newer message that reused the id before it was stored.
+
+When a source subscribes again after losing its connection, `on_resubscribed` is called (on
+the network thread: it must return at once) with the start of the gap: the arrival of the
+source's last message, or, if that is older, the disconnect time less the keepalive window
+within which a dead connection goes unnoticed.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import queue
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -32,6 +37,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from datahub.config import Settings, SourceSettings, parse_broker_url
 
 log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 60
+# paho notices a silent connection after 1.5 keepalive intervals without an answer.
+UNNOTICED = timedelta(seconds=KEEPALIVE_S * 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +66,19 @@ class Subscriber:
         *,
         inbox: queue.Queue[Message],
         client_id_suffix: str = "",
+        on_resubscribed: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self._settings = settings
         self._inbox = inbox
+        self._on_resubscribed = on_resubscribed
         self._stopping = threading.Event()
         self._connected: dict[str, threading.Event] = {}
         # Per source: the number of the current connection, and whether it is up.
         self._connection: dict[str, int] = {}
         self._online: dict[str, bool] = {}
+        # Per source: when its last message arrived, and when its connection was lost.
+        self._last_arrival: dict[str, datetime] = {}
+        self._disconnected_at: dict[str, datetime] = {}
         self._clients = [self._client(source, client_id_suffix) for source in settings.sources]
 
     def _client(self, source: SourceSettings, suffix: str) -> paho.Client:
@@ -107,7 +121,7 @@ class Subscriber:
         client.connect_async(
             endpoint.host,
             endpoint.port,
-            keepalive=60,
+            keepalive=KEEPALIVE_S,
             clean_start=not persistent if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
             properties=_session_properties(persistent, self._receive_maximum()) if v5 else None,
         )
@@ -182,6 +196,12 @@ class Subscriber:
             log.error("source %s: subscription to %s refused", source.name, source.topic_filter)
             return
         self._online[source.name] = True
+        lost = self._disconnected_at.pop(source.name, None)
+        if self._connected[source.name].is_set() and lost is not None:
+            last = self._last_arrival.get(source.name)
+            gap_start = max(last, lost - UNNOTICED) if last else lost - UNNOTICED
+            if self._on_resubscribed is not None:
+                self._on_resubscribed(source.name, gap_start)
         self._connected[source.name].set()
 
     def _on_disconnect(
@@ -195,6 +215,7 @@ class Subscriber:
         # Messages of the lost connection must not be acknowledged on the next one.
         self._connection[source.name] += 1
         self._online[source.name] = False
+        self._disconnected_at.setdefault(source.name, datetime.now(UTC))
         if not self._stopping.is_set():
             log.warning("source %s: disconnected (%s), reconnecting", source.name, reason)
 
@@ -211,6 +232,7 @@ class Subscriber:
             client=client,
             connection=self._connection[source.name],
         )
+        self._last_arrival[source.name] = message.arrived_at
         # A full queue holds this network thread: the broker then stops sending to us, which
         # is the backpressure we want while the database is slow or down.
         while not self._stopping.is_set():

@@ -3,6 +3,9 @@ whether a message is dropped (kept as a dead letter, acknowledged) or retried (n
 acknowledged, tried again after a back-off).
 
     MQTT message -> envelope -> decode -> normalize -> store (one transaction per batch) -> ack
+
+When a QoS 0 source with a Storage Integration reconnects, the ingest back-fills what the
+broker dropped meanwhile (ingest/backfill.py), on a worker thread with a pipeline of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ import psycopg
 import decoders
 from datahub.catalog import open_catalog
 from datahub.config import Settings, parse_broker_url
-from datahub.domain import DecodeStatus, Uplink
-from datahub.errors import DropError, EnvelopeError, RetryError, StorageUnavailable
+from datahub.domain import DecodeStatus, SourceFormat, Uplink
+from datahub.errors import (
+    DatahubError,
+    DropError,
+    EnvelopeError,
+    RetryError,
+    StorageUnavailable,
+)
 from datahub.ingest import decode, envelope, normalize
 from datahub.ingest.metrics import HealthServer, IngestMetrics
 from datahub.ingest.mqtt import Message, Subscriber
@@ -37,6 +46,11 @@ from decoders.codec_dir import CodecCatalog
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# A reconnect back-fill starts this long before the gap: received_at is the network server's
+# clock, and an uplink may have been in flight when the connection died.
+BACKFILL_MARGIN = timedelta(seconds=60)
+BACKFILL_ATTEMPTS = 5
 
 
 def _utcnow() -> datetime:
@@ -295,7 +309,13 @@ class Ingest:
         self._settings = settings
         self.pipeline = pipeline or Pipeline(settings)
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=settings.ingest.queue_limit)
-        self.subscriber = Subscriber(settings, inbox=self.inbox)
+        self.subscriber = Subscriber(settings, inbox=self.inbox, on_resubscribed=self._backfill_gap)
+        self._sources = {s.name: s for s in settings.sources}
+        # Per source: the earliest start of a gap not back-filled yet, and whether its worker
+        # runs; one worker per source at a time, which takes the gaps that come meanwhile.
+        self._backfill_due: dict[str, datetime] = {}
+        self._backfilling: set[str] = set()
+        self._backfill_lock = threading.Lock()
         self.stop_event = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._in_flight = 0  # messages of the batch being stored, not yet acknowledged
@@ -379,6 +399,74 @@ class Ingest:
 
     def database_up(self) -> bool:
         return self._database_up
+
+    def _backfill_gap(self, source_name: str, gap_start: datetime) -> None:
+        """Back-fill a reconnected QoS 0 source from its Storage Integration, off this thread."""
+        source = self._sources[source_name]
+        if source.qos != 0 or source.storage_api is None or source.format != SourceFormat.TTN_V3:
+            return  # a QoS 1 session redelivers by itself; without an API nothing can be done
+        since = gap_start - BACKFILL_MARGIN
+        with self._backfill_lock:
+            due = self._backfill_due.get(source_name)
+            self._backfill_due[source_name] = min(due, since) if due else since
+            if source_name in self._backfilling:
+                return
+            self._backfilling.add(source_name)
+        threading.Thread(
+            target=self._backfill_worker,
+            args=(source_name,),
+            name=f"backfill-{source_name}",
+            daemon=True,
+        ).start()
+
+    def _backfill_worker(self, source_name: str) -> None:
+        while True:
+            with self._backfill_lock:
+                since = self._backfill_due.pop(source_name, None)
+                if since is None or self.stop_event.is_set():
+                    self._backfilling.discard(source_name)
+                    return
+            try:
+                self._backfill_since(source_name, since)
+            except Exception:  # a bug must not stop the back-fills of this source for good
+                log.exception("source %s: back-fill since %s failed", source_name, since)
+                self.pipeline.stats.add("backfill_failed", source=source_name)
+
+    def _backfill_since(self, source_name: str, since: datetime) -> None:
+        # Imported here: the back-fill module builds on this one.
+        from datahub.ingest.backfill import backfill
+
+        log.info("source %s: reconnected, back-filling since %s", source_name, since.isoformat())
+        delay = 2.0
+        for attempt in range(1, BACKFILL_ATTEMPTS + 1):
+            # A pipeline of its own (the ingest thread's is not shared); counted in the same
+            # stats. Overlaps with the live stream are duplicates, skipped by the dedup keys.
+            pipeline = Pipeline(self._settings, stats=self.pipeline.stats)
+            try:
+                report = backfill(self._settings, source_name, since=since, pipeline=pipeline)
+            except (DatahubError, psycopg.Error) as exc:
+                log.warning(
+                    "source %s: back-fill attempt %d of %d failed: %s",
+                    source_name,
+                    attempt,
+                    BACKFILL_ATTEMPTS,
+                    exc,
+                )
+                if attempt < BACKFILL_ATTEMPTS and not self.stop_event.wait(delay):
+                    delay = min(delay * 2, 30.0)
+                    continue
+                break
+            self.pipeline.stats.add("backfilled", report.stored, source=source_name)
+            log.info("source %s: back-filled %s", source_name, report.as_json())
+            return
+        self.pipeline.stats.add("backfill_failed", source=source_name)
+        log.error(
+            "source %s: back-fill since %s failed; run `datahub backfill --source %s --since %s`",
+            source_name,
+            since.isoformat(),
+            source_name,
+            since.isoformat(),
+        )
 
     def _store_with_retry(self, batch: list[Message]) -> None:
         delay = 0.5

@@ -28,6 +28,9 @@ def claim_keys(conn: psycopg.Connection, *, keys: Sequence[tuple[bytes, datetime
     """Record dedup keys; return those not seen before (the uplinks to store now)."""
     if not keys:
         return set()
+    # In key order, so that two writers claiming overlapping keys (the ingest and a back-fill)
+    # lock them in the same order and cannot deadlock.
+    keys = sorted(keys)
     rows = conn.execute(
         """
         INSERT INTO uplink_dedup (dedup_key, received_at)
