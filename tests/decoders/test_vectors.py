@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import decoders
+from datahub.catalog import mismatch
 from decoders import CATALOG, METRICS, Example, Profile
 
 SHARED_VECTORS = (
@@ -21,28 +22,6 @@ EXAMPLES = [
     for profile in CATALOG.values()
     for index, example in enumerate(profile.examples)
 ]
-
-
-def mismatch(got: Any, expected: Any, where: str = "data") -> str | None:
-    """Describe the first difference in value or JSON type (int vs float vs bool), if any."""
-    if type(got) is not type(expected):
-        kinds = f"{type(got).__name__} vs {type(expected).__name__}"
-        return f"{where}: {got!r} != {expected!r} ({kinds})"
-    if isinstance(expected, dict):
-        if set(got) != set(expected):
-            return f"{where}: keys {sorted(got)} != {sorted(expected)}"
-        for key in expected:
-            if found := mismatch(got[key], expected[key], f"{where}[{key!r}]"):
-                return found
-        return None
-    if isinstance(expected, list):
-        if len(got) != len(expected):
-            return f"{where}: {len(got)} items != {len(expected)}"
-        for index, (item, wanted) in enumerate(zip(got, expected, strict=True)):
-            if found := mismatch(item, wanted, f"{where}[{index}]"):
-                return found
-        return None
-    return None if got == expected else f"{where}: {got!r} != {expected!r}"
 
 
 def shipped_document(profile: Profile) -> dict[str, Any]:

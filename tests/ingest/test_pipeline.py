@@ -5,28 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 from democatalog import demo_catalog, demo_catalog_settings
+from ingest_builders import NOW, SOURCES, generate, register
 
 import simulators
-from datahub.config import Settings, SourceSettings
-from datahub.domain import City, SourceFormat
+from datahub.config import Settings
 from datahub.ingest import decode, normalize
 from datahub.ingest.mqtt import Message
 from datahub.ingest.pipeline import Pipeline
-from datahub.storage import devices, suppliers
-from datahub.storage.suppliers import SupplierRow
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-SOURCES = (
-    SourceSettings(name="ttn-dortmund", city=City.DORTMUND, format=SourceFormat.TTN_V3),
-    SourceSettings(
-        name="chirpstack-schwerte", city=City.SCHWERTE, format=SourceFormat.CHIRPSTACK_V4_JSON
-    ),
-)
 _mid = itertools.count(1)
 
 
@@ -46,23 +37,11 @@ def settings(database: object) -> Settings:
 @pytest.fixture
 def registered(conn: psycopg.Connection, scenario: simulators.Scenario) -> None:
     """Register every device of the demo scenario."""
-    rows = simulators.registry_rows(scenario)
-    ids = suppliers.upsert_suppliers(
-        conn,
-        suppliers=list(
-            {
-                r["supplier"]: SupplierRow(r["supplier"], r["supplier_name"], r["supplier_kind"])
-                for r in rows
-            }.values()
-        ),
-    )
-    devices.upsert_devices(
-        conn, devices=[d.to_device() for d in scenario.devices()], supplier_ids=ids
-    )
+    register(conn, scenario)
 
 
 def uplinks(scenario: simulators.Scenario, count: int) -> list[simulators.SimUplink]:
-    return list(simulators.generate(scenario, seed=7, start=NOW - timedelta(hours=2), count=count))
+    return generate(scenario, count)
 
 
 def message(uplink: simulators.SimUplink) -> Message:
