@@ -54,6 +54,18 @@ mkdir -p "$STATE_DIR"
 registry=$STATE_DIR/demo-registry.csv
 "$BIN/datahub" simulate --registry "$registry"
 "$BIN/datahub" devices import "$registry"
+# Datasets, licences, tariffs, consumers and grants for both cities, and a demo key per
+# kind of consumer. The database keeps only the keys' hashes, so the keys made by the first
+# run are kept (readable by root alone) in the state directory for the runs after it.
+keys_file=$STATE_DIR/demo-keys.txt
+seeded=$("$BIN/datahub" fairshare seed "$HERE/fairshare-demo.yaml")
+if grep -q ' dh_' <<<"$seeded"; then
+    (umask 077 && grep ' dh_' <<<"$seeded" >"$keys_file")
+elif [[ -s $keys_file ]]; then
+    seeded="$(head -n 1 <<<"$seeded")
+demo keys (kept in $keys_file); send one as \`Authorization: Bearer <key>\`:
+$(cat "$keys_file")"
+fi
 
 "$BIN/datahub" ingest &
 pids+=($!)
@@ -73,6 +85,8 @@ for _ in $(seq 1 100); do
 done
 say "API:      http://127.0.0.1:$port/v1/devices"
 say "API docs: http://127.0.0.1:$port/docs"
+say "tariffs:  http://127.0.0.1:$port/v1/fairshare/tariffs"
+while IFS= read -r line; do say "$line"; done <<<"$seeded"
 say "sending ${HISTORY_H} h of history, then live uplinks; Ctrl-C stops everything"
 
 # Exit (and clean up) as soon as any of the processes ends.

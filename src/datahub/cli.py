@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -17,6 +17,8 @@ import decoders
 from datahub.catalog import list_profiles, open_catalog, replay_examples
 from datahub.config import Settings, load_settings
 from datahub.errors import ConfigError, DatahubError
+from datahub.fairshare import admin_cli as fairshare_admin
+from datahub.fairshare.admin_cli import aware_time
 from datahub.logs import configure_logging
 
 log = logging.getLogger("datahub")
@@ -105,7 +107,13 @@ def _cmd_devices_import(settings: Settings, args: argparse.Namespace) -> int:
     registry = read_registry_csv(args.file, profiles=open_catalog(settings))
     with db.connect(settings) as conn, conn.transaction():
         ids = suppliers.upsert_suppliers(conn, suppliers=registry.suppliers)
-        inserted, updated = devices.upsert_devices(conn, devices=registry.devices, supplier_ids=ids)
+        try:
+            inserted, updated = devices.upsert_devices(
+                conn, devices=registry.devices, supplier_ids=ids
+            )
+        except ValueError as exc:
+            print(f"datahub devices import: {args.file}: {exc}", file=sys.stderr)
+            return 2
     print(f"{inserted} devices added, {updated} updated, {len(ids)} suppliers")
     return 0
 
@@ -214,14 +222,81 @@ def _cmd_redecode(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _aware_time(text: str) -> datetime:
+def _cmd_fairshare_close(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.fairshare import close
+    from datahub.fairshare.money import format_cents
+    from datahub.storage import db
+
+    with db.connect(settings) as conn, conn.transaction():
+        result = close.close_period(
+            conn,
+            period=args.period,
+            now=datetime.now(UTC),
+            currency=settings.fairshare.currency,
+        )
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    currency = result["currency"]
+    payouts = result["supplier_payouts_cents"]
+    print(f"period {result['period']} closed at {result['closed_at']}, hash {result['hash']}")
+    print(
+        f"revenue {format_cents(result['revenue_cents'])} {currency} = platform fee "
+        f"{format_cents(result['platform_fee_cents'])} + supplier payouts "
+        f"{format_cents(sum(payouts.values()))}"
+    )
+    for slug, supplier in result["suppliers"].items():
+        purposes = ", ".join(f"{p} {n}" for p, n in supplier["observations_by_purpose"].items())
+        print(
+            f"  {slug:24} payout {format_cents(supplier['payout_cents']):>12} {currency}  "
+            f"shadow value {format_cents(supplier['shadow_value_cents']):>10}  ({purposes})"
+        )
+    print(
+        f"{len(result['invoices'])} invoices, {result['observations']} observations, "
+        f"{result['unpriced_observations']} without a tariff"
+    )
+    ok = all(result["conservation"].values())
+    print("conservation: " + ("every split sums to its whole" if ok else "BROKEN"))
+    return 0 if ok else 1
+
+
+def _cmd_fairshare_view(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a closed period's statement, invoice or report, as JSON or CSV."""
+    from datahub.errors import NotFound
+    from datahub.fairshare import close, statements
+    from datahub.storage import db, periods
+
+    with db.connect(settings) as conn, conn.transaction():
+        result = close.get_closed(conn, period=args.period)
+        if args.fairshare_command == "statement":
+            if not periods.supplier_exists(conn, slug=args.supplier):
+                raise NotFound(f"no supplier has the slug {args.supplier!r}")
+            view = statements.supplier_statement(result, args.supplier)
+            header, rows = statements.STATEMENT_HEADER, statements.statement_rows(view)
+        elif args.fairshare_command == "invoice":
+            if not periods.consumer_exists(conn, slug=args.consumer):
+                raise NotFound(f"no consumer has the slug {args.consumer!r}")
+            view = statements.consumer_invoice(result, args.consumer)
+            header, rows = statements.INVOICE_HEADER, statements.invoice_rows(view)
+        else:
+            view = statements.transparency_report(result)
+            header, rows = statements.REPORT_HEADER, statements.report_rows(view)
+    if args.csv:
+        sys.stdout.write(statements.to_csv(header, rows))
+    else:
+        print(json.dumps(view, indent=2, sort_keys=True, ensure_ascii=False))
+    return 0
+
+
+def _period(text: str) -> str:
+    from datahub.errors import BadRequest
+    from datahub.fairshare.close import period_bounds
+
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +01:00")
-    return value
+        period_bounds(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill", help="store a TTN source's uplinks from its Storage Integration"
     )
     p.add_argument("--source", required=True, help="a ttn-v3 source with storage_api")
-    p.add_argument("--since", type=_aware_time, required=True, help="received after (ISO 8601)")
-    p.add_argument("--until", type=_aware_time, help="received before (ISO 8601)")
+    p.add_argument("--since", type=aware_time, required=True, help="received after (ISO 8601)")
+    p.add_argument("--until", type=aware_time, help="received before (ISO 8601)")
     p.set_defaults(run=_cmd_backfill)
 
     p = commands.add_parser("api", help="serve the REST API")
@@ -298,10 +373,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="uplinks without readings: unknown device, no decoder or failed decoding",
     )
-    p.add_argument("--since", type=_aware_time, help="received at or after (ISO 8601)")
-    p.add_argument("--until", type=_aware_time, help="received before (ISO 8601)")
+    p.add_argument("--since", type=aware_time, help="received at or after (ISO 8601)")
+    p.add_argument("--until", type=aware_time, help="received before (ISO 8601)")
     p.add_argument("--batch", type=int, default=1000, help="uplinks per transaction")
     p.set_defaults(run=_cmd_redecode)
+
+    p = commands.add_parser(
+        "fairshare", help="fair share: suppliers, datasets, consumers, keys, tariffs, periods"
+    )
+    fairshare = p.add_subparsers(dest="fairshare_command", required=True, metavar="ACTION")
+    fairshare_admin.add_commands(fairshare)  # supplier … tariff, seed
+    q = fairshare.add_parser(
+        "close", help="close a month: rate its usage, invoice consumers, pay suppliers"
+    )
+    q.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    q.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    q.set_defaults(run=_cmd_fairshare_close)
+    q = fairshare.add_parser("statement", help="a supplier's statement of a closed period")
+    q.add_argument("--supplier", required=True, help="supplier slug")
+    q.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    q.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+    q.set_defaults(run=_cmd_fairshare_view)
+    q = fairshare.add_parser("invoice", help="a consumer's invoice of a closed period")
+    q.add_argument("--consumer", required=True, help="consumer slug")
+    q.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    q.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+    q.set_defaults(run=_cmd_fairshare_view)
+    q = fairshare.add_parser("report", help="the public transparency report of a closed period")
+    q.add_argument("--period", type=_period, required=True, metavar="YYYY-MM")
+    q.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+    q.set_defaults(run=_cmd_fairshare_view)
     return parser
 
 

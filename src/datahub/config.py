@@ -155,6 +155,21 @@ class ApiSettings(_Section):
     public_base_url: str | None = None
 
 
+class FairShareSettings(_Section):
+    """Access, metering and rate limits of the API; prices live in the database."""
+
+    anonymous_requests_per_s: int = Field(
+        default=20, ge=1, description="requests per second per anonymous caller (client address)"
+    )
+    consumer_requests_per_s: int = Field(
+        default=50, ge=1, description="requests per second of a consumer that sets none"
+    )
+    aggregate_point_weight: int = Field(
+        default=1, ge=1, description="observations one aggregate point counts as, per dataset"
+    )
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+
+
 class Settings(BaseSettings):
     """Everything datahub can be told; see docs/configuration.md."""
 
@@ -175,6 +190,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    fairshare: FairShareSettings = FairShareSettings()
     catalog: CatalogSettings = CatalogSettings()
     sources: tuple[SourceSettings, ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

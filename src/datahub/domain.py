@@ -14,6 +14,22 @@ class City(StrEnum):
     SCHWERTE = "schwerte"
 
 
+class Purpose(StrEnum):
+    """What a consumer uses data for; it decides the tariff."""
+
+    PUBLIC_INTEREST = "public_interest"
+    RESEARCH = "research"
+    COMMERCIAL = "commercial"
+
+
+class LicenceClass(StrEnum):
+    """Who may read a dataset: anyone, granted consumers, or granted and paying consumers."""
+
+    OPEN = "open"
+    RESTRICTED = "restricted"
+    COMMERCIAL = "commercial"
+
+
 class SourceFormat(StrEnum):
     """Wire format of a network server's uplink messages."""
 
@@ -108,3 +124,4 @@ class Device:
     supplier: str
     profile: str
     location: Location | None = None
+    dataset: str | None = None  # a dataset's slug; None: the supplier's own dataset

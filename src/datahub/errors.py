@@ -10,7 +10,11 @@ DatahubError
 │   └── StorageUnavailable   the database cannot be reached
 └── ApiError                 carries its HTTP status; rendered as {"error", "detail"}
     ├── BadRequest           400: a parameter is malformed or out of range
+    ├── Unauthorized         401: an API key that is unknown, malformed or revoked
+    ├── Forbidden            403: the key's scopes or grants do not allow it
     ├── NotFound             404
+    ├── Conflict             409: e.g. an Idempotency-Key reused for another request
+    ├── TooManyRequests      429: over the rate limit or the monthly quota (Retry-After)
     └── ServiceUnavailable   503: the database is down
 """
 
@@ -69,8 +73,30 @@ class BadRequest(ApiError):
     status = 400
 
 
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
 class NotFound(ApiError):
     status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class TooManyRequests(ApiError):
+    """Over a limit; `retry_after` is the whole seconds until it resets."""
+
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(ApiError):

@@ -13,7 +13,7 @@ from datahub.errors import DatahubError
 from datahub.storage.suppliers import SupplierRow
 
 COLUMNS = ("dev_eui", "name", "city", "supplier", "profile")
-OPTIONAL = ("supplier_name", "supplier_kind", "latitude", "longitude")
+OPTIONAL = ("supplier_name", "supplier_kind", "dataset", "latitude", "longitude")
 _HEX16 = re.compile(r"^[0-9A-Fa-f]{16}$")
 
 
@@ -72,6 +72,9 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
     supplier = field("supplier")
     if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", supplier):
         raise RegistryFileError(f"{where}: supplier {supplier!r} must be a lower-case slug")
+    dataset = field("dataset") or None
+    if dataset is not None and not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", dataset):
+        raise RegistryFileError(f"{where}: dataset {dataset!r} must be a lower-case slug")
     location = None
     if field("latitude") or field("longitude"):
         try:
@@ -87,4 +90,5 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
         supplier=supplier,
         profile=profile,
         location=location,
+        dataset=dataset,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from datahub.api.app import create_app
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import get_conn
+from datahub.api.deps import get_lender
 from datahub.config import Settings
 from datahub.domain import City, Device, Location
 from datahub.storage import devices, readings, suppliers
@@ -41,6 +41,7 @@ class FakeMapping:
 @dataclass(frozen=True)
 class FakeProfile:
     mappings: tuple[FakeMapping, ...]
+    reporting_interval_s: int | None = 600
 
 
 def _profile(*metrics: str) -> FakeProfile:
@@ -91,6 +92,17 @@ class Seed:
             conn,
             suppliers=[SupplierRow("dew21", "DEW21"), SupplierRow("stadtwerke-schwerte", "SWS")],
         )
+        # The suppliers' own datasets are restricted until opened; these tests read them
+        # anonymously, as open data. tests/api/test_api_access.py covers the other classes.
+        conn.execute(
+            """
+            UPDATE dataset SET licence_class = 'open', licence_id = 'CC-BY-4.0',
+                licence_name = 'Creative Commons Attribution 4.0',
+                licence_url = 'https://creativecommons.org/licenses/by/4.0/'
+            WHERE slug = ANY(%s)
+            """,
+            (list(self.supplier_ids),),
+        )
 
     def device(
         self,
@@ -101,6 +113,7 @@ class Seed:
         profile: str = "climate",
         name: str | None = None,
         location: Location | None = None,
+        dataset: str | None = None,
     ) -> str:
         """Register a device; return its DevEUI."""
         device = Device(
@@ -110,6 +123,7 @@ class Seed:
             supplier=supplier,
             profile=profile,
             location=location,
+            dataset=dataset,
         )
         devices.upsert_devices(self.conn, devices=[device], supplier_ids=self.supplier_ids)
         self.ids = {eui: e.device_id for eui, e in devices.select_registry(self.conn).items()}
@@ -128,8 +142,5 @@ def build_app(settings: Settings, conn: psycopg.Connection) -> FastAPI:
     """Build the app on the test catalog, lending `conn` instead of pooled connections."""
     app = create_app(settings, catalog=TEST_CATALOG)
 
-    def test_conn() -> Iterator[psycopg.Connection]:
-        yield conn
-
-    app.dependency_overrides[get_conn] = test_conn
+    app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from contextlib import nullcontext
 
 import psycopg
 import pytest
@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from datahub.api.app import create_app
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import get_conn
+from datahub.api.deps import get_lender
 from datahub.domain import City
 
 PATH = "/v1/readings/aggregate"
@@ -38,10 +38,7 @@ CATALOG = MetricCatalog.build(
 def client(database: object, conn: psycopg.Connection) -> TestClient:
     app = create_app(database.settings(api=API_LIMITS), catalog=CATALOG)  # type: ignore[attr-defined]
 
-    def test_conn() -> Iterator[psycopg.Connection]:
-        yield conn
-
-    app.dependency_overrides[get_conn] = test_conn
+    app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
     return TestClient(app)
 
 

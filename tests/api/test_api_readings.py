@@ -42,6 +42,15 @@ def test_one_metric_ascending_with_units(client: TestClient, sensor: Seed) -> No
             | {"decoder": None},
         ],
         "next_cursor": None,
+        "licences": [
+            {
+                "dataset": "dew21",
+                "licence": "CC-BY-4.0",
+                "name": "Creative Commons Attribution 4.0",
+                "url": "https://creativecommons.org/licenses/by/4.0/",
+                "attribution": "DEW21",
+            }
+        ],
     }
 
 
@@ -106,7 +115,10 @@ def test_csv_by_format_parameter(client: TestClient, sensor: Seed) -> None:
         ["2024-05-01T00:00:00Z", "temperature", "20.0", "°C"],
         ["2024-05-01T00:10:00Z", "temperature", "21.0", "°C"],
     ]
-    assert "link" not in response.headers
+    # No next page; the licence travels in a Link header, as CSV has no place for it.
+    assert set(response.links) == {"license"}
+    assert response.links["license"]["url"] == "https://creativecommons.org/licenses/by/4.0/"
+    assert response.links["license"]["title*"] == "UTF-8''DEW21"
 
 
 def test_csv_pages_follow_the_link_header(client: TestClient, sensor: Seed) -> None:
@@ -117,11 +129,11 @@ def test_csv_pages_follow_the_link_header(client: TestClient, sensor: Seed) -> N
         header, *page = csv_rows(response.text)
         assert header == ["time", "metric", "value", "unit"]
         rows += page
-        if "link" not in response.headers:
+        if "next" not in response.links:
             break
-        link = response.headers["link"]
-        assert link.startswith("<http://testserver/v1/devices/") and link.endswith('>; rel="next"')
-        response = client.get(link[1 : link.index(">")], headers={"Accept": "text/csv"})
+        link = response.links["next"]["url"]
+        assert link.startswith("http://testserver/v1/devices/")
+        response = client.get(link, headers={"Accept": "text/csv"})
 
     assert len(rows) == 9
     assert len({(r[0], r[1]) for r in rows}) == 9

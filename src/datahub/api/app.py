@@ -16,9 +16,19 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
-from datahub.api.routes import devices, health, latest, metrics, readings
+from datahub.api.routes import (
+    admin,
+    datasets,
+    devices,
+    fairshare,
+    health,
+    latest,
+    metrics,
+    readings,
+    tariffs,
+)
 from datahub.config import Settings
-from datahub.errors import ApiError, ServiceUnavailable, StorageUnavailable
+from datahub.errors import ApiError, ServiceUnavailable, StorageUnavailable, TooManyRequests
 from datahub.storage import db
 
 logger = logging.getLogger(__name__)
@@ -58,7 +68,17 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     app.state.settings = settings
     app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
     app.state.pool = None
-    for module in (health, metrics, devices, readings, latest):
+    for module in (
+        health,
+        metrics,
+        datasets,
+        devices,
+        readings,
+        latest,
+        tariffs,
+        fairshare,
+        admin,
+    ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
     app.add_exception_handler(ApiError, _api_error)
@@ -77,7 +97,11 @@ def _error(
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, ServiceUnavailable) else None
+    headers = None
+    if isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+    elif isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _error(exc.status, type(exc).__name__, exc.detail, headers)
 
 

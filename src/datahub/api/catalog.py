@@ -32,6 +32,8 @@ class MappingLike(Protocol):
 class ProfileLike(Protocol):
     @property
     def mappings(self) -> Sequence[MappingLike]: ...
+    @property
+    def reporting_interval_s(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class MetricCatalog:
     # metric -> {profile: modulus} for the profiles that report the metric as a counter;
     # the modulus (2**wrap times the scale, in the metric's unit) is None when unknown.
     counters: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    # profile -> typical seconds between uplinks
+    intervals: Mapping[str, int | None] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -76,7 +80,10 @@ class MetricCatalog:
                 if m.kind == "counter":
                     modulus = float(2**m.wrap * m.scale) if m.wrap is not None else None
                     counters.setdefault(m.metric, {})[name] = modulus
-        return cls(metrics=infos, profile_metrics=profile_metrics, counters=counters)
+        intervals = {name: profile.reporting_interval_s for name, profile in profiles.items()}
+        return cls(
+            metrics=infos, profile_metrics=profile_metrics, counters=counters, intervals=intervals
+        )
 
     @classmethod
     def from_decoders(cls) -> MetricCatalog:
@@ -100,3 +107,7 @@ class MetricCatalog:
         """Return the profiles whose mapping produces `metric`."""
         info = self.metrics.get(metric)
         return info.profiles if info is not None else ()
+
+    def reporting_interval(self, profile: str) -> int | None:
+        """Return a profile's typical seconds between uplinks; None if unknown."""
+        return self.intervals.get(profile)

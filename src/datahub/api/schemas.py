@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
-from datahub.domain import City
+from datahub.domain import City, LicenceClass
 from datahub.storage.readings import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
@@ -58,9 +58,16 @@ Format = Annotated[
 ]
 
 
+Dataset = Annotated[
+    str | None,
+    Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="dataset slug, e.g. `klima-dortmund`"),
+]
+
+
 class DeviceListQuery(_QueryModel):
     city: City | None = None
     supplier: Supplier = None
+    dataset: Dataset = None
     metric: str | None = Field(default=None, description="only devices whose profile reports it")
     limit: Limit = None
     cursor: Cursor = None
@@ -83,6 +90,7 @@ class AggregateQuery(_QueryModel):
     end: To = None
     device: str | None = Field(default=None, description="one device's DevEUI")
     city: City | None = Field(default=None, description="every device of a city")
+    dataset: Dataset = None
     group: Grouping | None = Field(
         default=None,
         description="with `city`: `city` (default) for one series, `device` for one per device",
@@ -94,6 +102,7 @@ class LatestQuery(_QueryModel):
     city: City | None = None
     metric: str | None = None
     supplier: Supplier = None
+    dataset: Dataset = None
     format: Format = None
 
 
@@ -141,7 +150,11 @@ class DeviceOut(_OutModel):
     name: str
     city: City
     supplier: SupplierOut
+    dataset: str = Field(description="slug of the dataset the device belongs to")
     profile: str
+    reporting_interval_s: int | None = Field(
+        description="the profile's typical seconds between uplinks; null if unknown"
+    )
     location: LocationOut | None
     last_seen: UtcTime | None
     metrics: list[str] = Field(description="the metrics the device's profile reports")
@@ -150,6 +163,38 @@ class DeviceOut(_OutModel):
 class DevicePageOut(_OutModel):
     items: list[DeviceOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class LicenceOut(_OutModel):
+    dataset: str = Field(description="slug of the dataset the data comes from")
+    licence: str = Field(description="licence identifier, e.g. `dl-de/by-2-0`")
+    name: str
+    url: str | None
+    attribution: str = Field(description="the text to show wherever the data is shown")
+
+
+class LicenceRefOut(_OutModel):
+    id: str = Field(description="licence identifier, e.g. `dl-de/by-2-0` or `CC-BY-4.0`")
+    name: str
+    url: str | None
+
+
+class DatasetOut(_OutModel):
+    slug: str
+    name: str
+    supplier: SupplierOut
+    licence_class: LicenceClass = Field(
+        description="`open`: anyone reads it; `restricted`: granted consumers only; "
+        "`commercial`: granted consumers, priced for commercial use"
+    )
+    licence: LicenceRefOut
+    attribution: str = Field(description="the text to show wherever the data is shown")
+    metrics: list[str] = Field(description="the metrics its devices report")
+    device_count: int
+
+
+class DatasetListOut(_OutModel):
+    items: list[DatasetOut]
 
 
 class ReadingOut(_OutModel):
@@ -170,6 +215,7 @@ class ReadingPageOut(_OutModel):
     end: UtcTime = Field(serialization_alias="to")
     items: list[ReadingOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+    licences: list[LicenceOut] = Field(description="the licence of the data on this page")
 
 
 class PointOut(_OutModel):
@@ -192,6 +238,7 @@ class AggregateOut(_OutModel):
     start: UtcTime = Field(serialization_alias="from")
     end: UtcTime = Field(serialization_alias="to")
     series: list[SeriesOut]
+    licences: list[LicenceOut] = Field(description="the licences of the data aggregated")
 
 
 class LatestOut(_OutModel):
@@ -206,11 +253,18 @@ class LatestOut(_OutModel):
 
 class LatestListOut(_OutModel):
     items: list[LatestOut]
+    licences: list[LicenceOut] = Field(description="the licences of the values listed")
 
 
 _ERROR_DESCRIPTIONS = {
     400: "a parameter is out of range or inconsistent (BadRequest)",
-    404: "no such resource (NotFound)",
+    401: "the API key is malformed, unknown or revoked (Unauthorized)",
+    403: "the key lacks the scope or grant this needs (Forbidden)",
+    404: "no such resource, or none the caller may see (NotFound)",
+    409: "a duplicate, such as a slug in use, or an Idempotency-Key used for another "
+    "request (Conflict)",
+    429: "over the rate limit or the monthly quota; retry after Retry-After seconds "
+    "(TooManyRequests)",
     422: "a parameter is malformed: wrong type, unknown value or unknown name (ValidationError)",
     500: "an unexpected error, logged on the server (InternalError)",
     503: "the database is unreachable; retry after the Retry-After seconds (ServiceUnavailable)",

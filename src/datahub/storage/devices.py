@@ -9,6 +9,7 @@ from datetime import datetime
 import psycopg
 
 from datahub.domain import Device
+from datahub.storage.readings import VISIBLE_DEVICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,30 +25,60 @@ class RegistryEntry:
 def upsert_devices(
     conn: psycopg.Connection, *, devices: Sequence[Device], supplier_ids: Mapping[str, int]
 ) -> tuple[int, int]:
-    """Insert or update devices by dev_eui; return (inserted, updated)."""
+    """Insert or update devices by dev_eui; return (inserted, updated).
+
+    A device goes into the dataset it names, which must be its supplier's. One that names
+    none stays in the dataset it is in (so a re-import keeps what administrators set),
+    and a new one, or one that changed supplier, goes into its supplier's own dataset
+    (the one with the supplier's slug).
+    """
     if not devices:
         return (0, 0)
+    params = {
+        "dev_eui": [d.dev_eui for d in devices],
+        "name": [d.name for d in devices],
+        "city": [str(d.city) for d in devices],
+        "supplier_id": [supplier_ids[d.supplier] for d in devices],
+        "dataset": [d.dataset or d.supplier for d in devices],
+        "named": [d.dataset is not None for d in devices],
+        "profile": [d.profile for d in devices],
+        "latitude": [d.location.latitude if d.location else None for d in devices],
+        "longitude": [d.location.longitude if d.location else None for d in devices],
+    }
+    missing = conn.execute(
+        """
+        SELECT DISTINCT v.dataset, v.supplier_id
+        FROM unnest(%(dataset)s::text[], %(supplier_id)s::int[]) AS v (dataset, supplier_id)
+        LEFT JOIN dataset ds ON ds.slug = v.dataset AND ds.supplier_id = v.supplier_id
+        WHERE ds.id IS NULL
+        """,
+        params,
+    ).fetchall()
+    if missing:
+        names = ", ".join(sorted(slug for slug, _ in missing))
+        raise ValueError(f"no dataset {names} of the devices' supplier; add it first")
     rows = conn.execute(
         """
-        INSERT INTO device (dev_eui, name, city, supplier_id, profile, latitude, longitude)
-        SELECT * FROM unnest(%(dev_eui)s::text[], %(name)s::text[], %(city)s::text[],
-                             %(supplier_id)s::int[], %(profile)s::text[],
-                             %(latitude)s::float8[], %(longitude)s::float8[])
+        INSERT INTO device (dev_eui, name, city, supplier_id, dataset_id, profile, latitude,
+                            longitude)
+        SELECT v.dev_eui, v.name, v.city, v.supplier_id,
+               CASE WHEN NOT v.named AND cur.supplier_id = v.supplier_id
+                    THEN cur.dataset_id ELSE ds.id END,
+               v.profile, v.latitude, v.longitude
+        FROM unnest(%(dev_eui)s::text[], %(name)s::text[], %(city)s::text[],
+                    %(supplier_id)s::int[], %(dataset)s::text[], %(named)s::bool[],
+                    %(profile)s::text[], %(latitude)s::float8[], %(longitude)s::float8[])
+             AS v (dev_eui, name, city, supplier_id, dataset, named, profile, latitude,
+                   longitude)
+        JOIN dataset ds ON ds.slug = v.dataset
+        LEFT JOIN device cur ON cur.dev_eui = v.dev_eui
         ON CONFLICT (dev_eui) DO UPDATE SET
             name = excluded.name, city = excluded.city, supplier_id = excluded.supplier_id,
-            profile = excluded.profile, latitude = excluded.latitude,
-            longitude = excluded.longitude, updated_at = now()
+            dataset_id = excluded.dataset_id, profile = excluded.profile,
+            latitude = excluded.latitude, longitude = excluded.longitude, updated_at = now()
         RETURNING (xmax = 0) AS inserted
         """,
-        {
-            "dev_eui": [d.dev_eui for d in devices],
-            "name": [d.name for d in devices],
-            "city": [str(d.city) for d in devices],
-            "supplier_id": [supplier_ids[d.supplier] for d in devices],
-            "profile": [d.profile for d in devices],
-            "latitude": [d.location.latitude if d.location else None for d in devices],
-            "longitude": [d.location.longitude if d.location else None for d in devices],
-        },
+        params,
     ).fetchall()
     inserted = sum(1 for (was_inserted,) in rows if was_inserted)
     return (inserted, len(rows) - inserted)
@@ -84,6 +115,8 @@ class DeviceRow:
     city: str
     supplier_slug: str
     supplier_name: str
+    dataset_id: int
+    dataset_slug: str
     profile: str
     latitude: float | None
     longitude: float | None
@@ -91,20 +124,28 @@ class DeviceRow:
 
 
 _DEVICE_COLUMNS = """
-    d.id, d.dev_eui, d.name, d.city, s.slug, s.name, d.profile, d.latitude, d.longitude,
-    d.last_seen_at
+    d.id, d.dev_eui, d.name, d.city, s.slug, s.name, ds.id, ds.slug, d.profile, d.latitude,
+    d.longitude, d.last_seen_at
+"""
+_DEVICE_TABLES = """
+    device d JOIN supplier s ON s.id = d.supplier_id JOIN dataset ds ON ds.id = d.dataset_id
 """
 
 
-def get_device(conn: psycopg.Connection, *, dev_eui: str) -> DeviceRow | None:
-    """Return one device by its DevEUI (upper-case hex), or None."""
+def get_device(
+    conn: psycopg.Connection, *, dev_eui: str, dataset_ids: Sequence[int] | None = None
+) -> DeviceRow | None:
+    """Return one device by its DevEUI (upper-case hex), or None.
+
+    `dataset_ids` hides the devices of any other dataset (None: hide none).
+    """
     row = conn.execute(
         f"""
         SELECT {_DEVICE_COLUMNS}
-        FROM device d JOIN supplier s ON s.id = d.supplier_id
-        WHERE d.dev_eui = %s
+        FROM {_DEVICE_TABLES}
+        WHERE d.dev_eui = %(dev_eui)s AND {VISIBLE_DEVICE}
         """,
-        (dev_eui,),
+        {"dev_eui": dev_eui, "dataset_ids": _ids(dataset_ids)},
     ).fetchone()
     return DeviceRow(*row) if row is not None else None
 
@@ -115,20 +156,25 @@ def list_devices(
     city: str | None = None,
     supplier: str | None = None,
     profiles: Sequence[str] | None = None,
+    dataset: str | None = None,
+    dataset_ids: Sequence[int] | None = None,
     after: str | None = None,
     limit: int | None = None,
 ) -> list[DeviceRow]:
     """List devices ordered by DevEUI, filtered; `after` and `limit` page through them.
 
     `profiles` keeps only devices decoded by one of the given profiles (an empty
-    sequence matches none); None means any profile.
+    sequence matches none); None means any profile. `dataset` is a dataset's slug;
+    `dataset_ids` hides the devices of any other dataset (None: hide none).
     """
     rows = conn.execute(
         f"""
         SELECT {_DEVICE_COLUMNS}
-        FROM device d JOIN supplier s ON s.id = d.supplier_id
+        FROM {_DEVICE_TABLES}
         WHERE (%(city)s::text IS NULL OR d.city = %(city)s)
           AND (%(supplier)s::text IS NULL OR s.slug = %(supplier)s)
+          AND (%(dataset)s::text IS NULL OR ds.slug = %(dataset)s)
+          AND {VISIBLE_DEVICE}
           AND (%(profiles)s::text[] IS NULL OR d.profile = ANY(%(profiles)s::text[]))
           AND (%(after)s::text IS NULL OR d.dev_eui > %(after)s)
         ORDER BY d.dev_eui
@@ -137,9 +183,15 @@ def list_devices(
         {
             "city": city,
             "supplier": supplier,
+            "dataset": dataset,
+            "dataset_ids": _ids(dataset_ids),
             "profiles": list(profiles) if profiles is not None else None,
             "after": after,
             "limit": limit,
         },
     ).fetchall()
     return [DeviceRow(*row) for row in rows]
+
+
+def _ids(ids: Sequence[int] | None) -> list[int] | None:
+    return list(ids) if ids is not None else None

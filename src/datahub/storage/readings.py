@@ -127,6 +127,10 @@ _INCREASE = """
 BUCKET_ORIGIN = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
 
 
+# The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
+VISIBLE_DEVICE = "(%(dataset_ids)s::int[] IS NULL OR d.dataset_id = ANY(%(dataset_ids)s::int[]))"
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesReading:
     time: datetime
@@ -144,6 +148,7 @@ class BucketRow:
     time: datetime
     value: float
     count: int
+    datasets: tuple[int, ...] = ()  # the datasets whose readings the bucket holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ class LatestRow:
     metric: str
     time: datetime
     value: float
+    dataset_id: int
 
 
 def select_readings(
@@ -210,42 +216,44 @@ def select_buckets(
     city: str | None = None,
     per_device: bool = True,
     counters: Mapping[str, float | None] | None = None,
+    dataset_ids: Sequence[int] | None = None,
 ) -> list[BucketRow]:
     """Aggregate one metric in [start, end) into buckets of `width`, per device or per city.
 
     Select the readings of one device (`device_id`) or of every device of a `city`;
     only buckets holding readings are returned, ordered by series, then time.
     `fn=delta` needs `counters`, profile -> counter modulus (or None), and only
-    devices of those profiles count.
+    devices of those profiles count. `dataset_ids` keeps only the devices of those
+    datasets (None: every dataset). Each bucket names the datasets it holds readings of.
     """
     if (device_id is None) == (city is None):
         raise ValueError("pass exactly one of device_id and city")
-    if device_id is not None:
-        scope = sql.SQL("d.id = %(device_id)s")
-    else:
-        scope = sql.SQL("d.city = %(city)s")
+    where = "d.id = %(device_id)s" if device_id is not None else "d.city = %(city)s"
+    scope = sql.SQL(f"{where} AND {VISIBLE_DEVICE}")
     series = sql.SQL("d.dev_eui" if per_device else "NULL::text")
+    params = {
+        "metric": metric,
+        "start": start,
+        "end": end,
+        "width": width,
+        "origin": BUCKET_ORIGIN,
+        "device_id": device_id,
+        "city": city,
+        "profiles": list(counters or {}),
+        "moduli": list((counters or {}).values()),
+        "dataset_ids": list(dataset_ids) if dataset_ids is not None else None,
+    }
     if fn is AggregateFn.DELTA:
         if counters is None:
             raise ValueError("fn=delta needs the counter profiles")
         query = _delta_query(series, scope)
     else:
         query = _bucket_query(series, scope, fn)
-    rows = conn.execute(
-        query,
-        {
-            "metric": metric,
-            "start": start,
-            "end": end,
-            "width": width,
-            "origin": BUCKET_ORIGIN,
-            "device_id": device_id,
-            "city": city,
-            "profiles": list(counters or {}),
-            "moduli": list((counters or {}).values()),
-        },
-    ).fetchall()
-    return [BucketRow(*row) for row in rows]
+    rows = conn.execute(query, params).fetchall()
+    return [
+        BucketRow(dev_eui, city, time, value, count, datasets=tuple(datasets))
+        for dev_eui, city, time, value, count, datasets in rows
+    ]
 
 
 def _delta_query(series: sql.Composable, scope: sql.Composable) -> sql.Composed:
@@ -254,7 +262,7 @@ def _delta_query(series: sql.Composable, scope: sql.Composable) -> sql.Composed:
     return sql.SQL(
         """
         WITH scoped AS (
-            SELECT d.id, d.dev_eui, d.city, c.modulus
+            SELECT d.id, d.dev_eui, d.city, d.dataset_id, c.modulus
             FROM device d
             JOIN unnest(%(profiles)s::text[], %(moduli)s::float8[]) AS c (profile, modulus)
               ON c.profile = d.profile
@@ -278,7 +286,8 @@ def _delta_query(series: sql.Composable, scope: sql.Composable) -> sql.Composed:
             FROM points p
         )
         SELECT {series}, d.city, date_bin(%(width)s, s.time, %(origin)s) AS bucket,
-               coalesce(sum({increase}), 0)::float8, count(*)
+               coalesce(sum({increase}), 0)::float8, count(*),
+               array_agg(DISTINCT d.dataset_id)
         FROM steps s JOIN scoped d ON d.id = s.id
         WHERE s.time >= %(start)s
         GROUP BY 1, 2, 3
@@ -291,7 +300,7 @@ def _bucket_query(series: sql.Composable, scope: sql.Composable, fn: AggregateFn
     return sql.SQL(
         """
         SELECT {series}, d.city, date_bin(%(width)s, r.time, %(origin)s) AS bucket,
-               {value}, count(*)
+               {value}, count(*), array_agg(DISTINCT d.dataset_id)
         FROM reading r JOIN device d ON d.id = r.device_id
         WHERE r.metric = %(metric)s AND r.time >= %(start)s AND r.time < %(end)s AND {scope}
         GROUP BY 1, 2, 3
@@ -310,7 +319,7 @@ def select_latest(conn: psycopg.Connection, *, pairs: Sequence[tuple[int, str]])
         return []
     rows = conn.execute(
         """
-        SELECT d.dev_eui, d.name, d.city, p.metric, l.time, l.value
+        SELECT d.dev_eui, d.name, d.city, p.metric, l.time, l.value, d.dataset_id
         FROM unnest(%(device_ids)s::int[], %(metrics)s::text[]) AS p (device_id, metric)
         JOIN device d ON d.id = p.device_id
         CROSS JOIN LATERAL (

@@ -8,8 +8,9 @@ import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import query, render
+from datahub.api.auth import Access
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import CatalogDep, Conn, SettingsDep
+from datahub.api.deps import CatalogDep, Conn, Reader, SettingsDep
 from datahub.api.schemas import (
     DeviceListQuery,
     DeviceOut,
@@ -26,7 +27,9 @@ from datahub.storage.devices import DeviceRow
 router = APIRouter(tags=["devices"])
 
 
-@router.get("/v1/devices", response_model=DevicePageOut, responses=error_responses(400, 422, 503))
+@router.get(
+    "/v1/devices", response_model=DevicePageOut, responses=error_responses(400, 401, 422, 429, 503)
+)
 def list_devices(
     params: Annotated[DeviceListQuery, Query()],
     request: Request,
@@ -34,8 +37,12 @@ def list_devices(
     conn: Conn,
     settings: SettingsDep,
     catalog: CatalogDep,
+    caller: Reader,
 ) -> DevicePageOut:
-    """List devices by DevEUI, optionally of one city, supplier, or reporting one metric.
+    """List the devices the caller may see by DevEUI, optionally of one city, supplier,
+    dataset, or reporting one metric.
+
+    Anonymous callers see the devices of open datasets; a key sees those of its grants too.
 
     Pages are walked with `cursor`: pass the `next_cursor` of a page to get the next
     one (also linked by a `Link: <url>; rel="next"` header); it is null on the last page.
@@ -51,6 +58,8 @@ def list_devices(
         city=params.city,
         supplier=params.supplier,
         profiles=profiles,
+        dataset=params.dataset,
+        dataset_ids=caller.dataset_ids,
         after=after,
         limit=limit + 1,
     )
@@ -61,20 +70,26 @@ def list_devices(
 
 
 @router.get(
-    "/v1/devices/{dev_eui}", response_model=DeviceOut, responses=error_responses(400, 404, 422, 503)
+    "/v1/devices/{dev_eui}",
+    response_model=DeviceOut,
+    responses=error_responses(400, 401, 404, 422, 429, 503),
 )
-def get_device(dev_eui: str, conn: Conn, catalog: CatalogDep) -> DeviceOut:
+def get_device(dev_eui: str, conn: Conn, catalog: CatalogDep, caller: Reader) -> DeviceOut:
     """Show one device; `dev_eui` is 16 hex digits in either case.
 
-    400 if `dev_eui` is malformed, 404 if no device has it.
+    400 if `dev_eui` is malformed, 404 if no device the caller may see has it.
     """
-    return device_out(find_device(conn, dev_eui), catalog)
+    return device_out(find_device(conn, dev_eui, caller), catalog)
 
 
-def find_device(conn: psycopg.Connection, dev_eui: str) -> DeviceRow:
-    """Look a device up by a DevEUI from the URL; 400 if malformed, 404 if unknown."""
+def find_device(conn: psycopg.Connection, dev_eui: str, caller: Access) -> DeviceRow:
+    """Look up a device the caller may see by a DevEUI from the URL.
+
+    400 if malformed; 404 if unknown or not visible to the caller, alike, so that an
+    error never tells whether a restricted device exists.
+    """
     normalized = query.parse_dev_eui(dev_eui)
-    row = devices.get_device(conn, dev_eui=normalized)
+    row = devices.get_device(conn, dev_eui=normalized, dataset_ids=caller.dataset_ids)
     if row is None:
         raise NotFound(f"no device has dev_eui {normalized}")
     return row
@@ -89,7 +104,9 @@ def device_out(row: DeviceRow, catalog: MetricCatalog) -> DeviceOut:
         name=row.name,
         city=City(row.city),
         supplier=SupplierOut(slug=row.supplier_slug, name=row.supplier_name),
+        dataset=row.dataset_slug,
         profile=row.profile,
+        reporting_interval_s=catalog.reporting_interval(row.profile),
         location=location,
         last_seen=row.last_seen_at,
         metrics=list(catalog.metrics_of(row.profile)),

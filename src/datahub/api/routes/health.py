@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from datahub.api.deps import Conn
+from datahub.api.deps import ProbeConn
 from datahub.api.schemas import HealthOut, LiveOut, error_responses
 from datahub.storage import db, health
 
@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=HealthOut, responses=error_responses(503))
-def get_health(conn: Conn) -> HealthOut:
+def get_health(conn: ProbeConn) -> HealthOut:
     """Report that the API and its database are up, and the TimescaleDB version if any.
 
     Answers 503 when the database cannot be reached.
@@ -27,7 +27,7 @@ def get_live() -> LiveOut:
 
 
 @router.get("/health/ready", response_model=LiveOut, responses=error_responses(503))
-def get_ready(conn: Conn) -> LiveOut:
+def get_ready(conn: ProbeConn) -> LiveOut:
     """Report that the API can serve requests: the database answers a query.
 
     Answers 503 when the database cannot be reached.

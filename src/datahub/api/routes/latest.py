@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from datahub.api import query, render
-from datahub.api.deps import CatalogDep, Conn
+from datahub.api import metering, query, render
+from datahub.api.deps import CatalogDep, Conn, Metered
+from datahub.api.licences import licences_of, link_licences
 from datahub.api.schemas import (
     CSV_RESPONSE,
     LatestListOut,
@@ -24,25 +25,29 @@ router = APIRouter(tags=["readings"])
 @router.get(
     "/v1/latest",
     response_model=LatestListOut,
-    responses={**CSV_RESPONSE, **error_responses(400, 422, 503)},
+    responses={**CSV_RESPONSE, **error_responses(400, 401, 409, 422, 429, 503)},
 )
 def list_latest(
     params: Annotated[LatestQuery, Query()],
     request: Request,
     conn: Conn,
     catalog: CatalogDep,
+    meter: Metered,
 ) -> LatestListOut | Response:
     """List the newest reading of each device and metric, by DevEUI, then metric.
 
     The (device, metric) pairs are those of each device's profile; a pair without any
-    reading is left out. Filter by `city`, `supplier` (slug) and `metric`.
-    400 for an unknown metric.
+    reading is left out. Only devices the caller may see are listed; filter further by
+    `city`, `supplier`, `dataset` (slugs) and `metric`. Each value counts as one
+    observation of its device's dataset. 400 for an unknown metric.
     """
     metric = query.check_metric(params.metric, catalog) if params.metric else None
     candidates = devices.list_devices(
         conn,
         city=params.city,
         supplier=params.supplier,
+        dataset=params.dataset,
+        dataset_ids=meter.caller.dataset_ids,
         profiles=catalog.profiles_reporting(metric) if metric else None,
     )
     pairs = [
@@ -51,6 +56,10 @@ def list_latest(
         for m in catalog.metrics_of(device.profile)
         if metric is None or m == metric
     ]
+    latest = readings.select_latest(conn, pairs=pairs)
+    served = metering.count_by_dataset(row.dataset_id for row in latest)
+    meter.charge(served)
+    licences = licences_of(conn, served)
     items = [
         LatestOut(
             dev_eui=row.dev_eui,
@@ -61,11 +70,13 @@ def list_latest(
             time=row.time,
             value=row.value,
         )
-        for row in readings.select_latest(conn, pairs=pairs)
+        for row in latest
     ]
     if render.wants_csv(request, params.format):
-        return render.csv_response(
+        csv = render.csv_response(
             ("dev_eui", "name", "city", "metric", "unit", "time", "value"),
             ((i.dev_eui, i.name, i.city, i.metric, i.unit, i.time, i.value) for i in items),
         )
-    return LatestListOut(items=items)
+        link_licences(csv, licences)
+        return csv
+    return LatestListOut(items=items, licences=licences)

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
-from datahub.api import query, render
-from datahub.api.deps import CatalogDep, Conn, SettingsDep
+from datahub.api import metering, query, render
+from datahub.api.deps import CatalogDep, Conn, Metered, SettingsDep
+from datahub.api.licences import licences_of, link_licences
 from datahub.api.query import Grouping
 from datahub.api.routes.devices import find_device
 from datahub.api.schemas import (
@@ -25,8 +27,8 @@ from datahub.api.schemas import (
     error_responses,
 )
 from datahub.domain import City
-from datahub.errors import BadRequest
-from datahub.storage import readings
+from datahub.errors import BadRequest, NotFound
+from datahub.storage import access, readings
 from datahub.storage.readings import AggregateFn, BucketRow
 
 router = APIRouter(tags=["readings"])
@@ -35,7 +37,7 @@ router = APIRouter(tags=["readings"])
 @router.get(
     "/v1/devices/{dev_eui}/readings",
     response_model=ReadingPageOut,
-    responses={**CSV_RESPONSE, **error_responses(400, 404, 422, 503)},
+    responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 422, 429, 503)},
 )
 def list_device_readings(
     dev_eui: str,
@@ -45,6 +47,7 @@ def list_device_readings(
     conn: Conn,
     settings: SettingsDep,
     catalog: CatalogDep,
+    meter: Metered,
 ) -> ReadingPageOut | Response:
     """List one device's raw readings in [from, to), ascending by time, then metric.
 
@@ -53,14 +56,15 @@ def list_device_readings(
     Pages are walked with `cursor`: pass the `next_cursor` of a page to get the next one
     (in CSV, follow the `Link: <url>; rel="next"` header); it is null on the last page.
     400 for an unknown metric, from not before to, a range too long, a bad cursor or
-    dev_eui, or a limit over the maximum; 404 for an unknown device.
+    dev_eui, or a limit over the maximum; 404 for a device unknown or not visible to the
+    caller. Each reading counts as one observation of the device's dataset.
     """
     metric = query.check_metric(params.metric, catalog) if params.metric else None
     start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
     query.check_raw_range(start, end, max_days=settings.api.max_raw_range_days)
     limit = query.page_size(params.limit, settings.api)
     after = query.decode_reading_cursor(params.cursor) if params.cursor else None
-    device = find_device(conn, dev_eui)
+    device = find_device(conn, dev_eui, meter.caller)
     rows = readings.select_readings(
         conn,
         device_id=device.id,
@@ -71,6 +75,8 @@ def list_device_readings(
         limit=limit + 1,
     )
     page, more = query.split_page(rows, limit)
+    meter.charge({device.dataset_id: len(page)})
+    licences = licences_of(conn, [device.dataset_id])
     next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
     next_url = render.next_page_url(request, settings, next_cursor)
     items = [
@@ -84,21 +90,28 @@ def list_device_readings(
         for r in page
     ]
     if render.wants_csv(request, params.format):
-        return render.csv_response(
+        csv = render.csv_response(
             ("time", "metric", "value", "unit"),
             ((i.time, i.metric, i.value, i.unit) for i in items),
             next_url=next_url,
         )
+        link_licences(csv, licences)
+        return csv
     render.set_next_link(response, next_url)
     return ReadingPageOut(
-        dev_eui=device.dev_eui, start=start, end=end, items=items, next_cursor=next_cursor
+        dev_eui=device.dev_eui,
+        start=start,
+        end=end,
+        items=items,
+        next_cursor=next_cursor,
+        licences=licences,
     )
 
 
 @router.get(
     "/v1/readings/aggregate",
     response_model=AggregateOut,
-    responses={**CSV_RESPONSE, **error_responses(400, 404, 422, 503)},
+    responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 422, 429, 503)},
 )
 def aggregate_readings(
     params: Annotated[AggregateQuery, Query()],
@@ -106,6 +119,7 @@ def aggregate_readings(
     conn: Conn,
     settings: SettingsDep,
     catalog: CatalogDep,
+    meter: Metered,
 ) -> AggregateOut | Response:
     """Aggregate one metric into time buckets, for one device or for a city.
 
@@ -122,7 +136,10 @@ def aggregate_readings(
     it dropped from the top quarter of its range to the bottom quarter.
     400 for an unknown metric, from not before to, too many buckets, neither or both of
     `device` and `city`, `group=city` with `device`, or `fn=delta` of a metric that is
-    not a counter (of the device's profile); 404 for an unknown device.
+    not a counter (of the device's profile); 404 for a device unknown or not visible to
+    the caller. A city's series aggregate only the devices the caller may see (filter
+    further by `dataset`). Each point counts as `fairshare.aggregate_point_weight`
+    observations of every dataset whose readings it holds.
     """
     metric = query.check_metric(params.metric, catalog)
     counters = catalog.counter_profiles(metric) if params.fn is AggregateFn.DELTA else None
@@ -136,7 +153,9 @@ def aggregate_readings(
     if params.device is not None:
         if params.group is Grouping.CITY:
             raise BadRequest("group=city needs city=, not device=; drop group or pass city")
-        device = find_device(conn, params.device)
+        if params.dataset is not None:
+            raise BadRequest("dataset= filters a city's devices; drop it with device=")
+        device = find_device(conn, params.device, meter.caller)
         if counters is not None and device.profile not in counters:
             raise BadRequest(
                 f"fn=delta needs a counter metric; {metric!r} is not a counter of "
@@ -165,16 +184,23 @@ def aggregate_readings(
             city=params.city,
             per_device=per_device,
             counters=counters,
+            dataset_ids=_visible(conn, meter.caller.dataset_ids, params.dataset),
         )
         empty = None if per_device else SeriesOut(device=None, city=params.city, points=[])
     else:
         raise BadRequest("pass device (a DevEUI) or city")
+    weight = settings.fairshare.aggregate_point_weight
+    served = metering.count_by_dataset((d for r in rows for d in r.datasets), weight=weight)
+    meter.charge(served)
+    licences = licences_of(conn, served)
     series = _series(rows) or ([empty] if empty is not None else [])
     if render.wants_csv(request, params.format):
-        return render.csv_response(
+        csv = render.csv_response(
             ("device", "city", "time", "value", "count"),
             ((s.device, s.city, p.time, p.value, p.count) for s in series for p in s.points),
         )
+        link_licences(csv, licences)
+        return csv
     return AggregateOut(
         metric=metric,
         unit=catalog.unit(metric),
@@ -183,7 +209,20 @@ def aggregate_readings(
         start=start,
         end=end,
         series=series,
+        licences=licences,
     )
+
+
+def _visible(
+    conn: psycopg.Connection, visible: Sequence[int] | None, dataset: str | None
+) -> Sequence[int] | None:
+    """Narrow the datasets a caller may see to the one named by `dataset`, if any."""
+    if dataset is None:
+        return visible
+    found = access.dataset_id(conn, slug=dataset)
+    if found is None or (visible is not None and found not in visible):
+        raise NotFound(f"no dataset has slug {dataset!r}")
+    return [found]
 
 
 def _series(rows: Sequence[BucketRow]) -> list[SeriesOut]:

@@ -1,0 +1,304 @@
+"""Models of the admin API and the published tariffs: `…In` bodies, `…Out` answers.
+
+`datahub fairshare … --json` prints the same `…Out` shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from datahub.api.schemas import LicenceRefOut, UtcTime
+from datahub.domain import LicenceClass, Purpose
+from datahub.storage.consumers import ConsumerRecord, GrantRecord, KeyRecord
+from datahub.storage.datasets import DatasetRecord
+from datahub.storage.suppliers import SupplierRecord
+from datahub.storage.tariffs import TariffRecord
+
+SlugField = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", examples=["edg"])]
+Text = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class _InModel(BaseModel):
+    # A misspelt field is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _OutModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _QueryModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Query strings ----------------------------------------------------------------------------
+
+
+class AdminDatasetQuery(_QueryModel):
+    supplier: SlugField | None = Field(default=None, description="only this supplier's")
+
+
+class GrantQuery(_QueryModel):
+    consumer: SlugField | None = Field(default=None, description="only this consumer's")
+    dataset: SlugField | None = Field(default=None, description="only on this dataset")
+
+
+class TariffQuery(_QueryModel):
+    dataset: SlugField | None = Field(default=None, description="only this dataset's")
+    current: bool = Field(default=False, description="only the versions in force now")
+
+
+# Bodies -----------------------------------------------------------------------------------
+
+
+class SupplierIn(_InModel):
+    slug: SlugField
+    name: Text
+    kind: Text = Field(default="other", examples=["waste_company"])
+
+
+class LicenceIn(_InModel):
+    id: Text = Field(examples=["dl-de/by-2-0", "CC-BY-4.0"])
+    name: Text = Field(examples=["Datenlizenz Deutschland Namensnennung 2.0"])
+    url: str | None = Field(default=None, examples=["https://www.govdata.de/dl-de/by-2-0"])
+
+
+class DatasetIn(_InModel):
+    slug: SlugField
+    supplier: SlugField
+    name: Text
+    licence_class: LicenceClass
+    licence: LicenceIn
+    attribution: Text = Field(description="the text to show wherever the data is shown")
+
+
+class DatasetPatch(_InModel):
+    """The fields to change; `licence` replaces id, name and URL together."""
+
+    name: Text | None = None
+    licence_class: LicenceClass | None = None
+    licence: LicenceIn | None = None
+    attribution: Text | None = None
+
+
+class ConsumerIn(_InModel):
+    slug: SlugField
+    name: Text
+    purpose: Purpose
+    supplier: SlugField | None = Field(
+        default=None, description="the supplier it acts for: it sees that supplier's statements"
+    )
+    monthly_quota: int | None = Field(
+        default=None, ge=0, description="observations per calendar month; null: no quota"
+    )
+    requests_per_s: int | None = Field(
+        default=None, ge=1, description="null: the configured default"
+    )
+
+
+class ConsumerPatch(_InModel):
+    """The fields to change; null clears `supplier`, `monthly_quota` and `requests_per_s`."""
+
+    name: Text | None = None
+    purpose: Purpose | None = None
+    supplier: SlugField | None = None
+    monthly_quota: int | None = Field(default=None, ge=0)
+    requests_per_s: int | None = Field(default=None, ge=1)
+
+
+class KeyIn(_InModel):
+    scopes: list[Literal["read", "admin"]] = Field(default=["read"], min_length=1)
+    label: str = Field(default="", max_length=200, description="what the key is for")
+
+
+class TariffIn(_InModel):
+    dataset: SlugField
+    purpose: Purpose
+    cents_per_million: int = Field(ge=0, description="price: cents per million observations")
+    shadow_cents_per_million: int = Field(
+        ge=0, description="what use is worth when it pays nothing, per million observations"
+    )
+    platform_fee_basis_points: int = Field(ge=0, le=10_000, description="1 % = 100")
+    valid_from: AwareDatetime | None = Field(
+        default=None, description="RFC 3339 with offset; default: now"
+    )
+
+
+# Answers ----------------------------------------------------------------------------------
+
+
+class AdminSupplierOut(_OutModel):
+    slug: str
+    name: str
+    kind: str
+    datasets: list[str] = Field(description="slugs of its datasets")
+    device_count: int
+    created_at: UtcTime
+
+
+class AdminSupplierListOut(_OutModel):
+    items: list[AdminSupplierOut]
+
+
+class AdminDatasetOut(_OutModel):
+    slug: str
+    supplier: str = Field(description="the supplier's slug")
+    name: str
+    licence_class: LicenceClass
+    licence: LicenceRefOut
+    attribution: str
+    device_count: int
+    created_at: UtcTime
+    updated_at: UtcTime
+
+
+class AdminDatasetListOut(_OutModel):
+    items: list[AdminDatasetOut]
+
+
+class ConsumerOut(_OutModel):
+    slug: str
+    name: str
+    purpose: Purpose
+    supplier: str | None = Field(description="slug of the supplier it acts for, if any")
+    monthly_quota: int | None
+    requests_per_s: int | None
+    active_keys: int
+    grants: list[str] = Field(description="slugs of the datasets granted to it")
+    created_at: UtcTime
+    updated_at: UtcTime
+
+
+class ConsumerListOut(_OutModel):
+    items: list[ConsumerOut]
+
+
+class KeyOut(_OutModel):
+    prefix: str = Field(description="identifies the key; the key itself is never shown again")
+    consumer: str
+    scopes: list[str]
+    label: str
+    created_at: UtcTime
+    revoked_at: UtcTime | None
+
+
+class KeyListOut(_OutModel):
+    items: list[KeyOut]
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the whole key, shown this once; only its hash is kept")
+
+
+class GrantOut(_OutModel):
+    consumer: str
+    dataset: str
+    licence_class: LicenceClass
+    granted_at: UtcTime
+
+
+class GrantListOut(_OutModel):
+    items: list[GrantOut]
+
+
+class TariffOut(_OutModel):
+    dataset: str
+    supplier: str
+    licence_class: LicenceClass
+    purpose: Purpose
+    version: int
+    valid_from: UtcTime
+    cents_per_million: int = Field(description="price: cents per million observations")
+    shadow_cents_per_million: int = Field(description="what free use is worth, same unit")
+    platform_fee_basis_points: int = Field(description="the platform's share; 1 % = 100")
+    current: bool = Field(description="whether this version is in force now")
+
+
+class TariffListOut(_OutModel):
+    items: list[TariffOut]
+
+
+# From storage records ---------------------------------------------------------------------
+
+
+def supplier_out(record: SupplierRecord) -> AdminSupplierOut:
+    return AdminSupplierOut(
+        slug=record.slug,
+        name=record.name,
+        kind=record.kind,
+        datasets=list(record.datasets),
+        device_count=record.device_count,
+        created_at=record.created_at,
+    )
+
+
+def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
+    return AdminDatasetOut(
+        slug=record.slug,
+        supplier=record.supplier_slug,
+        name=record.name,
+        licence_class=LicenceClass(record.licence_class),
+        licence=LicenceRefOut(
+            id=record.licence_id, name=record.licence_name, url=record.licence_url
+        ),
+        attribution=record.attribution,
+        device_count=record.device_count,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def consumer_out(record: ConsumerRecord) -> ConsumerOut:
+    return ConsumerOut(
+        slug=record.slug,
+        name=record.name,
+        purpose=Purpose(record.purpose),
+        supplier=record.supplier_slug,
+        monthly_quota=record.monthly_quota,
+        requests_per_s=record.requests_per_s,
+        active_keys=record.active_keys,
+        grants=list(record.grants),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def key_out(record: KeyRecord) -> KeyOut:
+    return KeyOut(
+        prefix=record.prefix,
+        consumer=record.consumer_slug,
+        scopes=list(record.scopes),
+        label=record.label,
+        created_at=record.created_at,
+        revoked_at=record.revoked_at,
+    )
+
+
+def new_key_out(record: KeyRecord, secret: str) -> NewKeyOut:
+    return NewKeyOut(**key_out(record).model_dump(), key=secret)
+
+
+def grant_out(record: GrantRecord) -> GrantOut:
+    return GrantOut(
+        consumer=record.consumer_slug,
+        dataset=record.dataset_slug,
+        licence_class=LicenceClass(record.licence_class),
+        granted_at=record.granted_at,
+    )
+
+
+def tariff_out(record: TariffRecord) -> TariffOut:
+    return TariffOut(
+        dataset=record.dataset_slug,
+        supplier=record.supplier_slug,
+        licence_class=LicenceClass(record.licence_class),
+        purpose=Purpose(record.purpose),
+        version=record.version,
+        valid_from=record.valid_from,
+        cents_per_million=record.price.cents_per_million,
+        shadow_cents_per_million=record.price.shadow_cents_per_million,
+        platform_fee_basis_points=record.price.platform_fee_basis_points,
+        current=record.current,
+    )

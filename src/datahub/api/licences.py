@@ -1,0 +1,44 @@
+"""The licence and attribution that go with every response carrying data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from urllib.parse import quote
+
+import psycopg
+from fastapi import Response
+
+from datahub.api.schemas import LicenceOut
+from datahub.storage import access
+
+
+def licences_of(conn: psycopg.Connection, dataset_ids: Iterable[int]) -> list[LicenceOut]:
+    """Return the licences of the datasets a response drew on, by dataset slug."""
+    return [
+        LicenceOut(
+            dataset=row.dataset_slug,
+            licence=row.licence_id,
+            name=row.licence_name,
+            url=row.licence_url,
+            attribution=row.attribution,
+        )
+        for row in access.select_licences(conn, dataset_ids=list(dataset_ids))
+    ]
+
+
+def link_licences(response: Response, licences: Sequence[LicenceOut]) -> None:
+    """Add an RFC 8288 `Link: <url>; rel="license"` per licence, with its attribution.
+
+    For CSV, which has no place for them in the body. The attribution travels as an
+    RFC 8187 `title*`, since it need not be ASCII. A licence without a public URL (an
+    agreement of the hub's own) links to `/v1/datasets`, which describes it.
+    """
+    links = [
+        f'<{lic.url or "/v1/datasets"}>; rel="license"; '
+        f"title*=UTF-8''{quote(lic.attribution, safe='')}"
+        for lic in licences
+    ]
+    if not links:
+        return
+    existing = response.headers.get("Link")
+    response.headers["Link"] = ", ".join([existing, *links] if existing else links)

@@ -1,0 +1,248 @@
+"""What each party sees of a closed period: a supplier's statement, a consumer's invoice,
+and the public transparency report; as JSON-ready dicts and as CSV rows.
+
+All of it is cut from the period's stored result; nothing here is recomputed or rounded
+again. The report names no consumer: its totals are per supplier, purpose and tariff.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from datahub.fairshare.close import PURPOSES
+
+Row = Sequence[str | int | None]
+
+
+def supplier_statement(result: Mapping[str, Any], supplier: str) -> dict[str, Any]:
+    """Return a supplier's statement: its payout, lines and the shadow value of free use.
+
+    A supplier without usage in the period gets a statement of zeros.
+    """
+    part = result["suppliers"].get(supplier) or _empty_supplier()
+    return {
+        "period": result["period"],
+        "currency": result["currency"],
+        "supplier": supplier,
+        **part,
+        "hash": result.get("hash"),
+        "closed_at": result.get("closed_at"),
+    }
+
+
+def consumer_invoice(result: Mapping[str, Any], consumer: str) -> dict[str, Any]:
+    """Return a consumer's invoice; one without usage in the period is empty, total 0."""
+    invoice = next((i for i in result["invoices"] if i["consumer"] == consumer), None)
+    if invoice is None:
+        invoice = {"consumer": consumer, "purpose": None, "observations": 0, "total_cents": 0}
+        invoice["lines"] = []
+    return {
+        "period": result["period"],
+        "currency": result["currency"],
+        **invoice,
+        "hash": result.get("hash"),
+        "closed_at": result.get("closed_at"),
+    }
+
+
+def transparency_report(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the public report: totals per supplier and purpose, tariffs, the conservation."""
+    return {
+        "period": result["period"],
+        "currency": result["currency"],
+        "closed_at": result.get("closed_at"),
+        "hash": result.get("hash"),
+        "revenue_cents": result["revenue_cents"],
+        "platform_fee_cents": result["platform_fee_cents"],
+        "supplier_payouts_cents": result["supplier_payouts_cents"],
+        "shadow_value_cents": result["shadow_value_cents"],
+        "observations": result["observations"],
+        "anonymous_observations": result["anonymous_observations"],
+        "unpriced_observations": result["unpriced_observations"],
+        "invoices": len(result["invoices"]),
+        "purposes": result["purposes"],
+        "suppliers": {
+            slug: {
+                key: s[key]
+                for key in (
+                    "payout_cents",
+                    "revenue_cents",
+                    "platform_fee_cents",
+                    "observations",
+                    "observations_by_purpose",
+                    "shadow_value_cents",
+                    "unpriced_observations",
+                )
+            }
+            for slug, s in result["suppliers"].items()
+        },
+        "tariffs": result["tariffs"],
+        "conservation": result["conservation"],
+    }
+
+
+STATEMENT_HEADER: tuple[str, ...] = (
+    "period",
+    "supplier",
+    "dataset",
+    "purpose",
+    "tariff_version",
+    "observations",
+    "revenue_cents",
+    "platform_fee_cents",
+    "payout_cents",
+    "shadow_value_cents",
+    "unpriced_observations",
+)
+
+
+def statement_rows(statement: Mapping[str, Any]) -> list[Row]:
+    """One CSV row per statement line, then a `total` row (dataset empty)."""
+    rows: list[Row] = [
+        (
+            statement["period"],
+            statement["supplier"],
+            line["dataset"],
+            line["purpose"],
+            line["tariff_version"],
+            line["observations"],
+            line["revenue_cents"],
+            line["platform_fee_cents"],
+            line["payout_cents"],
+            line["shadow_value_cents"],
+            line["unpriced_observations"],
+        )
+        for line in statement["lines"]
+    ]
+    rows.append(
+        (
+            statement["period"],
+            statement["supplier"],
+            None,
+            "total",
+            None,
+            statement["observations"],
+            statement["revenue_cents"],
+            statement["platform_fee_cents"],
+            statement["payout_cents"],
+            statement["shadow_value_cents"],
+            statement["unpriced_observations"],
+        )
+    )
+    return rows
+
+
+INVOICE_HEADER: tuple[str, ...] = (
+    "period",
+    "consumer",
+    "dataset",
+    "supplier",
+    "purpose",
+    "tariff_version",
+    "observations",
+    "cents_per_million",
+    "cents",
+)
+
+
+def invoice_rows(invoice: Mapping[str, Any]) -> list[Row]:
+    """One CSV row per invoice line, then a `total` row."""
+    rows: list[Row] = [
+        (
+            invoice["period"],
+            invoice["consumer"],
+            line["dataset"],
+            line["supplier"],
+            line["purpose"],
+            line["tariff_version"],
+            line["observations"],
+            line["cents_per_million"],
+            line["cents"],
+        )
+        for line in invoice["lines"]
+    ]
+    rows.append(
+        (
+            invoice["period"],
+            invoice["consumer"],
+            None,
+            None,
+            "total",
+            None,
+            invoice["observations"],
+            None,
+            invoice["total_cents"],
+        )
+    )
+    return rows
+
+
+REPORT_HEADER: tuple[str, ...] = (
+    "period",
+    "row",
+    "supplier",
+    "revenue_cents",
+    "platform_fee_cents",
+    "payout_cents",
+    *(f"observations_{p}" for p in PURPOSES),
+    "shadow_value_cents",
+    "unpriced_observations",
+)
+
+
+def report_rows(report: Mapping[str, Any]) -> list[Row]:
+    """One CSV row per supplier, then a `total` row: revenue = platform fee + payouts."""
+    rows: list[Row] = []
+    for slug, s in report["suppliers"].items():
+        rows.append(
+            (
+                report["period"],
+                "supplier",
+                slug,
+                s["revenue_cents"],
+                s["platform_fee_cents"],
+                s["payout_cents"],
+                *(s["observations_by_purpose"][p] for p in PURPOSES),
+                s["shadow_value_cents"],
+                s["unpriced_observations"],
+            )
+        )
+    rows.append(
+        (
+            report["period"],
+            "total",
+            None,
+            report["revenue_cents"],
+            report["platform_fee_cents"],
+            sum(report["supplier_payouts_cents"].values()),
+            *(report["purposes"][p]["observations"] for p in PURPOSES),
+            report["shadow_value_cents"],
+            report["unpriced_observations"],
+        )
+    )
+    return rows
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Row]) -> str:
+    """Render rows as CSV text with a header row; None as an empty cell."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(["" if cell is None else cell for cell in row] for row in rows)
+    return buffer.getvalue()
+
+
+def _empty_supplier() -> dict[str, Any]:
+    return {
+        "payout_cents": 0,
+        "revenue_cents": 0,
+        "platform_fee_cents": 0,
+        "observations": 0,
+        "observations_by_purpose": dict.fromkeys(PURPOSES, 0),
+        "shadow_value_cents": 0,
+        "unpriced_observations": 0,
+        "lines": [],
+    }

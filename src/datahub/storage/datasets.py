@@ -1,0 +1,149 @@
+"""The dataset table as administrators see it, and which dataset each device is in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRecord:
+    """A dataset with its supplier and how many devices it holds."""
+
+    id: int
+    slug: str
+    supplier_id: int
+    supplier_slug: str
+    name: str
+    licence_class: str
+    licence_id: str
+    licence_name: str
+    licence_url: str | None
+    attribution: str
+    device_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFields:
+    """What an administrator sets on a dataset (everything but its slug and supplier)."""
+
+    name: str
+    licence_class: str
+    licence_id: str
+    licence_name: str
+    licence_url: str | None
+    attribution: str
+
+
+_SELECT = """
+    SELECT ds.id, ds.slug, ds.supplier_id, s.slug, ds.name, ds.licence_class, ds.licence_id,
+           ds.licence_name, ds.licence_url, ds.attribution,
+           (SELECT count(*) FROM device d WHERE d.dataset_id = ds.id),
+           ds.created_at, ds.updated_at
+    FROM dataset ds JOIN supplier s ON s.id = ds.supplier_id
+"""
+
+
+def get_dataset(conn: psycopg.Connection, *, slug: str) -> DatasetRecord | None:
+    """Return one dataset by slug, or None."""
+    row = conn.execute(f"{_SELECT} WHERE ds.slug = %s", (slug,)).fetchone()
+    return DatasetRecord(*row) if row is not None else None
+
+
+def list_datasets(
+    conn: psycopg.Connection, *, supplier_id: int | None = None
+) -> list[DatasetRecord]:
+    """List datasets by slug, optionally of one supplier."""
+    rows = conn.execute(
+        f"{_SELECT} WHERE %(supplier_id)s::int IS NULL OR ds.supplier_id = %(supplier_id)s "
+        "ORDER BY ds.slug",
+        {"supplier_id": supplier_id},
+    ).fetchall()
+    return [DatasetRecord(*row) for row in rows]
+
+
+def insert_dataset(
+    conn: psycopg.Connection, *, slug: str, supplier_id: int, fields: DatasetFields
+) -> int | None:
+    """Insert a dataset; return its id, or None if the slug is taken."""
+    row = conn.execute(
+        """
+        INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id, licence_name,
+                             licence_url, attribution)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (slug) DO NOTHING
+        RETURNING id
+        """,
+        (
+            slug,
+            supplier_id,
+            fields.name,
+            fields.licence_class,
+            fields.licence_id,
+            fields.licence_name,
+            fields.licence_url,
+            fields.attribution,
+        ),
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
+def update_dataset(conn: psycopg.Connection, *, dataset_id: int, fields: DatasetFields) -> bool:
+    """Set a dataset's fields; return whether anything changed (updated_at moves only then)."""
+    row = conn.execute(
+        """
+        UPDATE dataset SET name = %(name)s, licence_class = %(licence_class)s,
+            licence_id = %(licence_id)s, licence_name = %(licence_name)s,
+            licence_url = %(licence_url)s, attribution = %(attribution)s, updated_at = now()
+        WHERE id = %(id)s
+          AND (name, licence_class, licence_id, licence_name, licence_url, attribution)
+              IS DISTINCT FROM (%(name)s, %(licence_class)s, %(licence_id)s, %(licence_name)s,
+                                %(licence_url)s::text, %(attribution)s)
+        RETURNING id
+        """,
+        {
+            "id": dataset_id,
+            "name": fields.name,
+            "licence_class": fields.licence_class,
+            "licence_id": fields.licence_id,
+            "licence_name": fields.licence_name,
+            "licence_url": fields.licence_url,
+            "attribution": fields.attribution,
+        },
+    ).fetchone()
+    return row is not None
+
+
+def assign_devices(
+    conn: psycopg.Connection,
+    *,
+    dataset_id: int,
+    supplier_id: int,
+    profiles: Sequence[str] | None = None,
+    cities: Sequence[str] | None = None,
+) -> int:
+    """Move the supplier's devices (of these profiles and cities; None: any) into a dataset.
+
+    Return how many moved; devices already in it are left alone.
+    """
+    cur = conn.execute(
+        """
+        UPDATE device SET dataset_id = %(dataset_id)s, updated_at = now()
+        WHERE supplier_id = %(supplier_id)s
+          AND dataset_id <> %(dataset_id)s
+          AND (%(profiles)s::text[] IS NULL OR profile = ANY(%(profiles)s::text[]))
+          AND (%(cities)s::text[] IS NULL OR city = ANY(%(cities)s::text[]))
+        """,
+        {
+            "dataset_id": dataset_id,
+            "supplier_id": supplier_id,
+            "profiles": list(profiles) if profiles is not None else None,
+            "cities": list(cities) if cities is not None else None,
+        },
+    )
+    return cur.rowcount

@@ -1,0 +1,231 @@
+"""Metering: the usage ledger equals what was served; retries, quotas and rate limits.
+
+The concurrency tests run the API with its real connection pool on a database of their
+own, so concurrent requests really race for the quota counter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from access_world import COMMERCIAL, OPEN, RESTRICTED, World, build_world, consumer
+from api_helpers import TEST_CATALOG, Seed, at, iso
+from fastapi.testclient import TestClient
+from realservices import temporary_database
+
+from datahub.api import metering
+from datahub.api.app import create_app
+from datahub.storage import access, usage
+
+WINDOW = {"from": iso(at()), "to": iso(at(hours=3))}
+
+
+@pytest.fixture
+def world(conn: psycopg.Connection, seed: Seed) -> World:
+    return build_world(conn, seed)
+
+
+def ledger(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """The usage rows as (consumer, purpose, dataset, endpoint, observations), in order."""
+    return conn.execute(
+        """
+        SELECT c.slug, u.purpose, ds.slug, u.endpoint, u.observations
+        FROM usage u JOIN dataset ds ON ds.id = u.dataset_id
+        LEFT JOIN consumer c ON c.id = u.consumer_id
+        ORDER BY u.id
+        """
+    ).fetchall()
+
+
+def test_raw_readings_count_one_observation_each(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    response = client.get(
+        f"/v1/devices/{COMMERCIAL}/readings", params=WINDOW, headers=world.headers("company")
+    )
+
+    assert len(response.json()["items"]) == 3
+    assert ledger(conn) == [
+        ("company", "commercial", "sws-waste", "/v1/devices/{dev_eui}/readings", 3)
+    ]
+
+
+def test_anonymous_use_is_recorded_as_public_interest(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    client.get("/v1/latest", params={"metric": "temperature"})
+
+    assert ledger(conn) == [(None, "public_interest", "dew21", "/v1/latest", 1)]
+
+
+def test_a_city_aggregate_charges_each_dataset_its_points(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    client.get(
+        "/v1/readings/aggregate",
+        params={**WINDOW, "metric": "temperature", "city": "dortmund"},
+        headers=world.headers("admin"),
+    )
+
+    # Three hourly points, each holding readings of all three datasets.
+    assert sorted(ledger(conn)) == [
+        ("admin", "public_interest", ds, "/v1/readings/aggregate", 3)
+        for ds in ("dew21", "sws-parking", "sws-waste")
+    ]
+
+
+def test_empty_answers_and_metadata_are_not_metered(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    client.get(
+        f"/v1/devices/{OPEN}/readings", params={"from": iso(at(days=5)), "to": iso(at(days=6))}
+    )
+    client.get("/v1/devices")
+    client.get("/v1/datasets")
+    client.get(f"/v1/devices/{RESTRICTED}/readings", params=WINDOW)  # 404
+
+    assert ledger(conn) == []
+
+
+def test_a_retry_with_the_same_idempotency_key_counts_once(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    headers = {**world.headers("company"), "Idempotency-Key": str(uuid.uuid4())}
+    path = f"/v1/devices/{COMMERCIAL}/readings"
+
+    first = client.get(path, params=WINDOW, headers=headers)
+    retry = client.get(path, params=WINDOW, headers=headers)
+    other = client.get(path, params={**WINDOW, "metric": "temperature"}, headers=headers)
+
+    assert first.status_code == retry.status_code == 200
+    assert retry.json() == first.json()  # served again in full ...
+    assert [row[-1] for row in ledger(conn)] == [3]  # ... but counted once
+    assert other.status_code == 409
+    assert other.json()["error"] == "Conflict"
+
+
+def test_a_malformed_idempotency_key_is_400(client: TestClient, world: World) -> None:
+    response = client.get("/v1/latest", headers={"Idempotency-Key": "spaces are not tokens"})
+
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["detail"]
+
+
+def test_a_request_over_the_quota_is_refused_whole(
+    client: TestClient, world: World, conn: psycopg.Connection, seed: Seed
+) -> None:
+    consumer(conn, "small", purpose="commercial", monthly_quota=4)
+    small = consumer_headers(conn, "small-2", quota=4)
+    path = f"/v1/devices/{OPEN}/readings"
+
+    first = client.get(path, params=WINDOW, headers=small)  # 3 of 4
+    longest_wait = metering.seconds_to_next_month(datetime.now(UTC))
+    second = client.get(path, params=WINDOW, headers=small)  # 3 more: over
+    shortest_wait = metering.seconds_to_next_month(datetime.now(UTC))
+    third = client.get(path, params={**WINDOW, "limit": 1}, headers=small)  # 1: fits
+
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.json()["error"] == "TooManyRequests"
+    assert "1 left of the monthly quota of 4" in second.json()["detail"]
+    assert shortest_wait <= int(second.headers["retry-after"]) <= longest_wait
+    assert "items" not in second.json()
+    assert third.status_code == 200
+    assert [row[-1] for row in ledger(conn)] == [3, 1]
+
+
+def consumer_headers(conn: psycopg.Connection, slug: str, *, quota: int) -> dict[str, str]:
+    _, key = consumer(conn, slug, purpose="commercial", monthly_quota=quota)
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_seconds_to_next_month() -> None:
+    assert metering.seconds_to_next_month(datetime(2026, 12, 31, 23, 59, 30, tzinfo=UTC)) == 30
+    assert metering.seconds_to_next_month(datetime(2026, 2, 28, 0, 0, 0, 1, tzinfo=UTC)) == 86400
+
+
+def test_the_rate_window_never_passes_its_limit(conn: psycopg.Connection) -> None:
+    second = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    taken = [
+        access.take_rate_slot(conn, subject="consumer:1", limit=3, at=second) for _ in range(5)
+    ]
+    next_second = access.take_rate_slot(
+        conn, subject="consumer:1", limit=3, at=second.replace(second=1)
+    )
+
+    assert taken == [True, True, True, False, False]
+    assert next_second
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    _, key = consumer(conn, "eager", purpose="research", requests_per_s=1)
+    # Fill this second's window, whichever second it is, then ask once more in it.
+    statuses = []
+    for _ in range(2):
+        statuses.append(
+            client.get("/v1/devices", headers={"Authorization": f"Bearer {key}"}).status_code
+        )
+    if statuses != [200, 429]:  # the two requests fell into two seconds: try once more
+        statuses = [
+            client.get("/v1/devices", headers={"Authorization": f"Bearer {key}"}).status_code
+            for _ in range(2)
+        ]
+        assert 429 in statuses
+    else:
+        assert statuses == [200, 429]
+
+
+# Concurrency, on the real pool --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pooled() -> Iterator[tuple[Any, dict[str, str]]]:
+    """A committed database with the world in it, and the keys of its consumers."""
+    with temporary_database("timescaledb", "datahub_test_metering") as database:
+        with psycopg.connect(database.url) as conn:
+            world = build_world(conn, Seed(conn))
+            _, key = consumer(conn, "racer", purpose="commercial", monthly_quota=100)
+            conn.commit()
+        yield database, {**world.keys, "racer": key}
+
+
+def test_concurrent_requests_never_pass_the_quota(pooled: tuple[Any, dict[str, str]]) -> None:
+    database, api_keys = pooled
+    settings = database.settings(database={"pool_size": 8})
+    headers = {"Authorization": f"Bearer {api_keys['racer']}"}
+    # 60 requests of 3 observations each race for a quota of 100: 33 fit, 1 is left over.
+    with TestClient(create_app(settings, catalog=TEST_CATALOG)) as client:
+
+        def fetch(_: int) -> int:
+            response = client.get(f"/v1/devices/{OPEN}/readings", params=WINDOW, headers=headers)
+            if response.status_code == 200:
+                assert len(response.json()["items"]) == 3
+            return response.status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(fetch, range(60)))
+
+    with psycopg.connect(database.url) as conn:
+        served = usage.sum_usage(conn, consumer_id=consumer_id(conn, "racer"))
+        counted = conn.execute(
+            "SELECT observations FROM quota_usage WHERE consumer_id = %s",
+            (consumer_id(conn, "racer"),),
+        ).fetchone()
+    assert statuses.count(200) == 33
+    assert statuses.count(429) == 27
+    assert served == 99 == 3 * statuses.count(200)
+    assert counted == (99,)
+
+
+def consumer_id(conn: psycopg.Connection, slug: str) -> int:
+    row = conn.execute("SELECT id FROM consumer WHERE slug = %s", (slug,)).fetchone()
+    assert row is not None
+    return int(row[0])
