@@ -20,12 +20,12 @@ export DATAHUB_TEST_TSDB_URL ?= $(or $(DATAHUB_DATABASE_URL),postgresql://datahu
 export DATAHUB_TEST_PG_URL ?= postgresql://datahub@127.0.0.1:$(DATAHUB_PG_PORT)/datahub
 export DATAHUB_TEST_BROKER_URL ?= $(or $(DATAHUB_BROKER_URL),mqtt://127.0.0.1:$(DATAHUB_MQTT_PORT))
 
-.PHONY: help venv services stop-services demo test check lint format types bench clean
+.PHONY: help venv web services stop-services demo test check lint format types bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-venv: $(VENV)/.installed ## create the virtualenv and install datahub with its dev tools
+venv: $(VENV)/.installed web ## create the virtualenv, install datahub with its dev tools, build the dashboard
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
@@ -34,8 +34,24 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-services: ## install and start the local services the tests need
-	@bash deploy/provision.sh $(TEST_SERVICES)
+# The dashboard's front end (web/): npm installs the versions pinned in web/package-lock.json,
+# esbuild bundles them into the package's static files. Each step runs only when its inputs
+# changed; nothing is fetched at run time.
+WEB_STATIC := src/datahub/api/static
+
+web: $(WEB_STATIC)/.built ## bundle the dashboard (web/) into src/datahub/api/static
+
+$(WEB_STATIC)/.built: web/node_modules/.package-lock.json web/build.mjs $(wildcard web/src/*)
+	@cd web && node build.mjs
+	@touch $@
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || bash deploy/provision.sh nodejs
+	@cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+services: ## install and start the local services the tests need (and Chromium for the browser tests)
+	@bash deploy/provision.sh $(TEST_SERVICES) chromium
 	@bash deploy/services.sh start $(TEST_SERVICES)
 
 stop-services: ## stop the local services
@@ -61,4 +77,4 @@ types: venv ## mypy
 	@$(BIN)/mypy src decoders simulators
 
 clean: ## remove the virtualenv and caches (keeps the local databases)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules $(WEB_STATIC)

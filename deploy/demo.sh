@@ -83,6 +83,7 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.2
 done
+say "dashboard: http://127.0.0.1:$port/"
 say "API:      http://127.0.0.1:$port/v1/devices"
 say "API docs: http://127.0.0.1:$port/docs"
 say "tariffs:  http://127.0.0.1:$port/v1/fairshare/tariffs"

@@ -6,8 +6,9 @@
 # made with debootstrap (PostgreSQL 17 + postgresql-17-timescaledb), started by
 # deploy/services.sh through chroot.
 #
-# Usage: provision.sh [mosquitto|timescaledb|postgres ...]  (default: all; the trixie root
-# is made only when timescaledb is among them)
+# Usage: provision.sh [mosquitto|timescaledb|postgres|nodejs|chromium ...]  (default: all;
+# the trixie root is made only when timescaledb is among them; nodejs (npm, to build the
+# dashboard) and chromium (its browser tests) named alone install only themselves)
 #
 # Everything is written under DATAHUB_STATE_DIR (default /var/lib/datahub-local),
 # never inside the git work tree. A second run reuses what exists and takes seconds.
@@ -45,22 +46,43 @@ is_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
 
-install_host_packages() {
-    local missing=() pkg
-    for pkg in "${HOST_PACKAGES[@]}"; do
+# install_missing LABEL PACKAGE...: apt-get install those of the packages not installed yet.
+install_missing() {
+    local label=$1 missing=() pkg
+    shift
+    for pkg in "$@"; do
         is_installed "$pkg" || missing+=("$pkg")
     done
     if ((${#missing[@]} == 0)); then
-        say "host packages: already installed"
+        say "$label: already installed"
         return
     fi
-    say "host packages: installing ${missing[*]}"
+    say "$label: installing ${missing[*]}"
     {
         echo "== $(date -Is) apt-get update && apt-get install ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update &&
             apt-get install -y --no-install-recommends "${missing[@]}"
     } </dev/null >>"$LOG" 2>&1 || die_with_log "apt-get failed"
+}
+
+install_host_packages() {
+    install_missing "host packages" "${HOST_PACKAGES[@]}"
+}
+
+# Node.js and npm build the dashboard (make web). A Node.js from elsewhere (e.g. NodeSource,
+# whose package brings npm along) is used as it is: Debian's npm would conflict with it.
+install_nodejs() {
+    if command -v node >/dev/null && command -v npm >/dev/null; then
+        say "nodejs: already installed (node $(node --version), npm $(npm --version))"
+        return
+    fi
+    install_missing nodejs nodejs npm
+}
+
+# Debian's Chromium, driven by Playwright in the dashboard's browser tests.
+install_chromium() {
+    install_missing chromium chromium
 }
 
 # Print the first URI of the apt source that serves this release's main suite
@@ -178,7 +200,19 @@ main() {
     flock -w 900 8 || die "another provision.sh holds $STATE_DIR/.provision.lock"
     say "state in $STATE_DIR (apt and debootstrap output: $LOG)"
 
-    install_host_packages
+    local services=() arg
+    for arg in "$@"; do
+        [[ $arg == nodejs || $arg == chromium ]] || services+=("$arg")
+    done
+    if (($# == 0 || ${#services[@]} > 0)); then
+        install_host_packages
+    fi
+    if (($# == 0)) || [[ " $* " == *" nodejs "* ]]; then
+        install_nodejs
+    fi
+    if (($# == 0)) || [[ " $* " == *" chromium "* ]]; then
+        install_chromium
+    fi
     # The trixie root is large and slow to make: only when TimescaleDB is to run here.
     if (($# == 0)) || [[ " $* " == *" timescaledb "* ]]; then
         make_timescale_root

@@ -155,6 +155,21 @@ class ApiSettings(_Section):
     public_base_url: str | None = None
 
 
+class DashboardSettings(_Section):
+    """The public dashboard at `/`: where its map's background tiles come from."""
+
+    tile_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="XYZ tile URL template with {z}, {x}, {y} (and {s}); empty: no tiles",
+    )
+    tile_attribution: str = Field(
+        default='&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> '
+        "contributors",
+        description="the tiles' credit shown on the map; HTML",
+    )
+    tile_max_zoom: int = Field(default=19, ge=1, le=22, description="deepest zoom the tiles have")
+
+
 class FairShareSettings(_Section):
     """Access, metering and rate limits of the API; prices live in the database."""
 
@@ -190,6 +205,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     fairshare: FairShareSettings = FairShareSettings()
     catalog: CatalogSettings = CatalogSettings()
     sources: tuple[SourceSettings, ...] = ()

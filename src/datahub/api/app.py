@@ -18,6 +18,7 @@ from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
 from datahub.api.routes import (
     admin,
+    dashboard,
     datasets,
     devices,
     fairshare,
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         tariffs,
         fairshare,
         admin,
+        dashboard,
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
