@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from democatalog import DEPLOY_CODECS, demo_catalog
+from democatalog import CODEC_TIMEOUT_MS, DEPLOY_CODECS, demo_catalog
 from fastapi.testclient import TestClient
 from realservices import BROKER_URL, Database, temporary_database
 
@@ -64,7 +64,7 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = {
         "broker_url": BROKER_URL,
         "ingest": {"batch_size": 500, "batch_wait_ms": 50},
-        "catalog": {"codecs_dir": str(DEPLOY_CODECS)},
+        "catalog": {"codecs_dir": str(DEPLOY_CODECS), "codec_timeout_ms": CODEC_TIMEOUT_MS},
         "sources": [
             {
                 "name": "ttn-dortmund",

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from democatalog import CODEC_TIMEOUT_MS
 
 from decoders import DecodeError
 from decoders.javascript import CodecError, JsCodec
@@ -15,6 +16,9 @@ CODECS = Path(__file__).parents[1] / "fixtures" / "codecs"
 
 
 def codec(name: str, **limits: int) -> JsCodec:
+    """Load a test codec; the time limit is generous unless a test sets its own (see
+    democatalog.CODEC_TIMEOUT_MS)."""
+    limits.setdefault("timeout_ms", CODEC_TIMEOUT_MS)
     return JsCodec((CODECS / name).read_text(encoding="utf-8"), name=name, **limits)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 import yaml
-from democatalog import DEPLOY_CODECS, demo_catalog
+from democatalog import CODEC_TIMEOUT_MS, DEPLOY_CODECS, demo_catalog
 
 import simulators
 from datahub.config import Settings
@@ -224,7 +224,7 @@ class Ingest:
             },
             "database": self.database,
             # The demo scenario has a JavaScript-codec fleet: decode it as `make demo` does.
-            "catalog": {"codecs_dir": str(DEPLOY_CODECS)},
+            "catalog": {"codecs_dir": str(DEPLOY_CODECS), "codec_timeout_ms": CODEC_TIMEOUT_MS},
             "sources": [
                 {
                     "name": "ttn-dortmund",
