@@ -128,7 +128,10 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) -> N
     pytest.fail(f"datahub api did not become ready at {url}:\n{output[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an asyncio loop in the main thread
+# while it is open, and code that refuses to block inside a running loop (the JavaScript
+# sandbox's time limit) would fail in every test that comes after.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium under Playwright; each context gets a fresh profile."""
     if not CHROMIUM.is_file():
