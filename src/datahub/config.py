@@ -127,6 +127,11 @@ class IngestSettings(_Section):
     )
     max_age_days: int = Field(default=400, ge=1, description="older uplinks are rejected")
     retry_max_backoff_s: float = Field(default=30.0, gt=0)
+    rollup_refresh_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="how often the rollups of changed hours are recomputed; 0: never",
+    )
     metrics_host: str = Field(default="127.0.0.1", description="address of /metrics and /health")
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="port of /metrics and /health; 0: none"

@@ -35,6 +35,7 @@ from datahub.errors import (
 from datahub.ingest import decode, envelope, normalize
 from datahub.ingest.metrics import HealthServer, IngestMetrics
 from datahub.ingest.mqtt import Message, Subscriber
+from datahub.ingest.refresher import Refresher
 from datahub.ingest.store import Batch, DecoderIds, Stored, store
 from datahub.storage import db, dead_letters, devices, sources
 from datahub.storage.dead_letters import DeadLetterRow
@@ -322,6 +323,7 @@ class Ingest:
         self._database_up = False
         self.metrics = IngestMetrics(self)
         self.health: HealthServer | None = None
+        self.refresher = Refresher(settings, stop_event=self.stop_event)
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
@@ -346,12 +348,14 @@ class Ingest:
         try:
             self._record_sources()
             self.subscriber.start()
+            self.refresher.start()
             log.info("ingest running with %d sources", len(self._settings.sources))
             try:
                 while not self.stop_event.is_set():
                     self.run_once()
             finally:
                 self.subscriber.stop()
+                self.refresher.join(timeout=10.0)
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
                 if self._conn is not None:
                     self._conn.close()

@@ -10,6 +10,8 @@ from enum import StrEnum
 import psycopg
 from psycopg import sql
 
+from datahub.storage import rollups
+
 
 @dataclass(frozen=True, slots=True)
 class ReadingRow:
@@ -39,6 +41,7 @@ def insert_readings(conn: psycopg.Connection, *, rows: Sequence[ReadingRow]) -> 
             [r.decoder_id for r in rows],
         ),
     )
+    rollups.mark_dirty(conn, keys=[(r.device_id, r.time) for r in rows])
     return cur.rowcount
 
 
@@ -81,6 +84,7 @@ def replace_readings(
             ([d for d, _ in keys], [t for _, t in keys]),
         )
         deleted = cur.rowcount
+        rollups.mark_dirty(conn, keys=keys)
     return deleted, insert_readings(conn, rows=rows)
 
 
@@ -243,13 +247,18 @@ def select_buckets(
         "moduli": list((counters or {}).values()),
         "dataset_ids": list(dataset_ids) if dataset_ids is not None else None,
     }
-    if fn is AggregateFn.DELTA:
-        if counters is None:
-            raise ValueError("fn=delta needs the counter profiles")
-        query = _delta_query(series, scope)
-    else:
-        query = _bucket_query(series, scope, fn)
-    rows = conn.execute(query, params).fetchall()
+    # The rollups answer whole hours and days; fn=delta and finer buckets need the readings.
+    rows = rollups.select_buckets(
+        conn, series=series, scope=scope, fn=fn, start=start, end=end, width=width, params=params
+    )
+    if rows is None:
+        if fn is AggregateFn.DELTA:
+            if counters is None:
+                raise ValueError("fn=delta needs the counter profiles")
+            query = _delta_query(series, scope)
+        else:
+            query = _bucket_query(series, scope, fn)
+        rows = conn.execute(query, params).fetchall()
     return [
         BucketRow(dev_eui, city, time, value, count, datasets=tuple(datasets))
         for dev_eui, city, time, value, count, datasets in rows
