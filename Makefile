@@ -76,5 +76,18 @@ format: venv ## reformat the code
 types: venv ## mypy
 	@$(BIN)/mypy src decoders simulators
 
+BENCH_RESULTS := bench/results
+
+bench: venv services $(VENV)/.bench-installed ## benchmark ingest and queries against ceilings (docs/performance.md)
+	@mkdir -p $(BENCH_RESULTS)
+	@$(BIN)/datahub bench ingest --json --out $(BENCH_RESULTS)/ingest.json
+	@$(BIN)/datahub bench query --json --out $(BENCH_RESULTS)/query.json
+	@$(BIN)/datahub bench plot --ingest $(BENCH_RESULTS)/ingest.json \
+		--query $(BENCH_RESULTS)/query.json --out $(BENCH_RESULTS)/bench.png
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	@$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
 clean: ## remove the virtualenv and caches (keeps the local databases)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules $(WEB_STATIC)

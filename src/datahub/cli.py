@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 import decoders
+from datahub.bench import cli as bench_cli
 from datahub.catalog import list_profiles, open_catalog, replay_examples
 from datahub.config import Settings, load_settings
 from datahub.errors import ConfigError, DatahubError
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fairshare = p.add_subparsers(dest="fairshare_command", required=True, metavar="ACTION")
     fairshare_admin.add_commands(fairshare)  # supplier … tariff, seed
+    bench_cli.add_commands(commands)  # bench ingest, query, plot
     q = fairshare.add_parser(
         "close", help="close a month: rate its usage, invoice consumers, pay suppliers"
     )

@@ -1,0 +1,98 @@
+"""`datahub bench ingest|query|plot`: the subcommands, added to the `datahub` parser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from datahub.config import Settings
+
+
+def add_commands(commands: Any) -> None:
+    """Add `bench` and its actions to the `datahub` subparsers."""
+    p = commands.add_parser("bench", help="benchmark ingest and queries (docs/performance.md)")
+    sub = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+
+    q = sub.add_parser("ingest", help="ceilings, naive, end to end (QoS 0 and 1), latency")
+    q.add_argument("--uplinks", type=int, default=100_000, help="uplinks per message set")
+    q.add_argument("--workers", type=int, default=2, help="ingest processes (shared subscription)")
+    q.add_argument("--naive-uplinks", type=int, default=3_000, help="uplinks of the naive run")
+    q.add_argument("--latency-rate", type=float, default=1_000.0, help="uplinks/s, steady")
+    q.add_argument("--latency-seconds", type=float, default=15.0)
+    _common(q)
+    q.set_defaults(run=_cmd_ingest)
+
+    q = sub.add_parser("query", help="p50/p95 of the API's queries on a large data set")
+    q.add_argument("--devices", type=int, default=2000)
+    q.add_argument("--days", type=int, default=90)
+    q.add_argument("--repeat", type=int, default=50, help="timed requests per query")
+    q.add_argument("--clients", type=int, default=16, help="concurrent clients of the rate test")
+    q.add_argument("--rps-seconds", type=float, default=10.0)
+    _common(q)
+    q.set_defaults(run=_cmd_query)
+
+    q = sub.add_parser("plot", help="draw ingest and query results into one PNG")
+    q.add_argument("--ingest", type=Path, help="a `bench ingest` JSON file")
+    q.add_argument("--query", type=Path, help="a `bench query` JSON file")
+    q.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    q.set_defaults(run=_cmd_plot)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document on one line")
+    p.add_argument("--out", type=Path, help="also write the JSON document to this file")
+
+
+def _emit(result: dict[str, Any], args: argparse.Namespace) -> int:
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(json.dumps(result, sort_keys=True, indent=None if args.json else 2))
+    return 0
+
+
+def _workdir() -> Path:
+    workdir = Path(tempfile.mkdtemp(prefix="datahub-bench-"))
+    print(f"bench: configs and logs of the processes under test in {workdir}", file=sys.stderr)
+    return workdir
+
+
+def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.bench.ingest import IngestOptions, run
+
+    options = IngestOptions(
+        uplinks=args.uplinks,
+        workers=args.workers,
+        naive_uplinks=args.naive_uplinks,
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds,
+    )
+    return _emit(run(settings, options, _workdir()), args)
+
+
+def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.bench.query import QueryOptions, run
+
+    options = QueryOptions(
+        devices=args.devices,
+        days=args.days,
+        repeat=args.repeat,
+        clients=args.clients,
+        rps_seconds=args.rps_seconds,
+    )
+    return _emit(run(settings, options, _workdir()), args)
+
+
+def _cmd_plot(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.bench.plot import plot
+
+    def load(path: Path | None) -> dict[str, Any] | None:
+        return json.loads(path.read_text(encoding="utf-8")) if path and path.exists() else None
+
+    plot(load(args.ingest), load(args.query), args.out)
+    print(f"plot written to {args.out}")
+    return 0

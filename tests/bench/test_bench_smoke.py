@@ -1,0 +1,71 @@
+"""The benchmarks at tiny sizes: every figure is measured and has the expected shape.
+
+The real sizes run by `make bench` only (docs/performance.md)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+from realservices import BACKENDS, BROKER_URL, drop_database
+
+from datahub.bench import ingest, query
+from datahub.config import Settings
+
+pytestmark = pytest.mark.services
+
+
+def settings() -> Settings:
+    return Settings(database_url=BACKENDS["timescaledb"], broker_url=BROKER_URL)  # type: ignore[arg-type]
+
+
+def test_bench_query_times_every_query(tmp_path: Path) -> None:
+    prefix = f"datahub_test_bench_{os.getpid()}"
+    options = query.QueryOptions(
+        devices=4, days=2, repeat=3, clients=2, rps_seconds=0.5, prefix=prefix
+    )
+    try:
+        result = query.run(settings(), options, tmp_path)
+        reused = query.run(settings(), options, tmp_path)
+    finally:
+        drop_database("timescaledb", f"{prefix}_q4x2")
+    assert result["readings"] == 4 * 2 * 96 * 3
+    assert not result["dataset_reused"] and reused["dataset_reused"]  # the data set is kept
+    assert result["load"]["total_s"] > 0 and reused["load"] == result["load"]
+    assert result["aggregate_90d_hourly_items"] == 2 * 24
+    assert result["raw_1d_items"] == 96
+    assert result["latest_city_items"] == 2 * 3  # two devices per city, three metrics each
+    assert result["city_daily_90d_items"] == 2
+    for name in ("aggregate_90d_hourly", "raw_1d", "latest_city", "city_daily_90d"):
+        assert 0 < result[f"{name}_p50_ms"] <= result[f"{name}_p95_ms"]
+    assert result["raw_rps_2_clients"] > 0 and set(result["raw_rps_statuses"]) == {200}
+
+
+def test_bench_ingest_measures_ceilings_and_the_real_ingest(tmp_path: Path) -> None:
+    options = ingest.IngestOptions(
+        uplinks=300,
+        workers=2,
+        naive_uplinks=50,
+        latency_rate=100,
+        latency_seconds=1.0,
+        database=f"datahub_test_bench_ingest_{os.getpid()}",
+    )
+    try:
+        result = ingest.run(settings(), options, tmp_path)
+    finally:
+        drop_database("timescaledb", options.database)
+    for key in (
+        "broker_ceiling_msgs_per_s",
+        "db_copy_ceiling_rows_per_s",
+        "naive_uplinks_per_s",
+        "end_to_end_uplinks_per_s",
+        "end_to_end_qos1_uplinks_per_s",
+    ):
+        assert result[key] > 0, key
+    assert result["uplinks"] == 300
+    assert 1 < result["readings_per_uplink"] < 5
+    assert result["latency_uplinks"] >= 90
+    assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"]
+    assert all(math.isfinite(v) for v in result["ratios"].values())
