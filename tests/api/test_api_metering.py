@@ -229,3 +229,18 @@ def consumer_id(conn: psycopg.Connection, slug: str) -> int:
     row = conn.execute("SELECT id FROM consumer WHERE slug = %s", (slug,)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def test_concurrent_requests_never_pass_the_rate_limit(pooled: tuple[Any, dict[str, str]]) -> None:
+    database, _ = pooled
+    second = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+    def take(_: int) -> bool:
+        # Each on a connection of its own, as requests on different API processes.
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            return access.take_rate_slot(conn, subject="consumer:race", limit=7, at=second)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        taken = list(pool.map(take, range(40)))
+
+    assert taken.count(True) == 7
