@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from datahub.api.app import create_app
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import get_lender
+from datahub.api.deps import get_lender, get_statements_lender
 from datahub.config import Settings
 from datahub.domain import City, Device, Location
 from datahub.storage import devices, readings, suppliers
@@ -143,4 +143,5 @@ def build_app(settings: Settings, conn: psycopg.Connection) -> FastAPI:
     app = create_app(settings, catalog=TEST_CATALOG)
 
     app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
+    app.dependency_overrides[get_statements_lender] = lambda: lambda: nullcontext(conn)
     return app

@@ -9,6 +9,7 @@ import pytest
 from api_helpers import Seed, at, iso
 from fastapi.testclient import TestClient
 
+from datahub.api.schemas import AggregateOut
 from datahub.domain import City
 
 PATH = "/v1/readings/aggregate"
@@ -239,3 +240,29 @@ def test_errors(
 
     assert response.status_code == status, response.text
     assert detail_part in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"device": D1, "fn": "avg"},
+        {"device": D1, "fn": "count", "bucket": "1d", "from": iso(at(hours=-24))},
+        {"device": D2, "from": iso(at(hours=12)), "to": iso(at(hours=13))},  # no points
+        {"city": "dortmund", "fn": "sum"},
+        {"city": "dortmund", "group": "device", "fn": "last"},
+        {"city": "schwerte", "from": iso(at(hours=12, minutes=7))},  # ragged range
+    ],
+    ids=["device", "device-days", "empty", "city", "city-per-device", "ragged"],
+)
+def test_the_body_is_what_the_response_model_renders(
+    client: TestClient, city_data: Seed, params: dict[str, str]
+) -> None:
+    # Points are rendered without a model each: byte for byte what the model would render.
+    query = {"metric": "temperature", "from": iso(at(hours=10)), "to": iso(at(hours=14))}
+    response = client.get(PATH, params={**query, **params})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    body["start"], body["end"] = body.pop("from"), body.pop("to")  # aliases for output only
+    model = AggregateOut.model_validate(body)
+    assert response.content == model.model_dump_json(by_alias=True).encode()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from datahub.api.app import create_app
 from datahub.config import Settings
-from datahub.storage import devices
+from datahub.storage import db, devices
 
 
 def pooled_client(settings: Settings) -> TestClient:
@@ -71,3 +71,18 @@ def test_connection_lost_mid_request_answers_503(
     assert lost.status_code == 503
     assert lost.json()["error"] == "ServiceUnavailable"
     assert after.status_code == 200
+
+
+def test_a_connection_lent_for_statements_goes_back_out_of_autocommit(database: Any) -> None:
+    settings = database.settings(database={"pool_size": 1, "connect_timeout_s": 2})
+    pool = db.open_pool(settings, name="test")
+    try:
+        with db.statements(pool) as conn:
+            assert conn.autocommit
+            conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.DivisionByZero), db.statements(pool) as conn:
+            conn.execute("SELECT 1 / 0")
+        with db.transaction(pool) as conn:  # the pool's only connection, as it was lent
+            assert not conn.autocommit
+    finally:
+        pool.close()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from datahub.api.app import create_app
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import get_lender
+from datahub.api.deps import get_lender, get_statements_lender
 from datahub.domain import City
 
 PATH = "/v1/readings/aggregate"
@@ -39,6 +39,7 @@ def client(database: object, conn: psycopg.Connection) -> TestClient:
     app = create_app(database.settings(api=API_LIMITS), catalog=CATALOG)  # type: ignore[attr-defined]
 
     app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
+    app.dependency_overrides[get_statements_lender] = lambda: lambda: nullcontext(conn)
     return TestClient(app)
 
 

@@ -9,6 +9,7 @@ import pytest
 from api_helpers import Seed, at
 from fastapi.testclient import TestClient
 
+from datahub.api.schemas import LatestListOut
 from datahub.domain import City
 
 D1, D2, S1 = "D000000000000001", "D000000000000002", "5000000000000001"
@@ -105,3 +106,16 @@ def test_errors(client: TestClient, params: dict[str, str], status: int, detail_
 
     assert response.status_code == status
     assert detail_part in response.json()["detail"]
+
+
+@pytest.mark.parametrize("params", [{}, {"city": "schwerte"}, {"metric": "humidity"}])
+def test_the_body_is_what_the_response_model_renders(
+    client: TestClient, fleet: Seed, params: dict[str, str]
+) -> None:
+    # Values are rendered without a model each: byte for byte what the model would render.
+    response = client.get("/v1/latest", params=params)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    model = LatestListOut.model_validate_json(response.content)
+    assert model.items and model.licences
+    assert response.content == model.model_dump_json(by_alias=True).encode()

@@ -13,7 +13,7 @@ import pytest
 from realservices import BACKENDS, temporary_database
 
 from datahub.domain import City, Device
-from datahub.storage import devices, migrate, readings, rollups, suppliers
+from datahub.storage import datasets, devices, migrate, readings, rollups, suppliers
 from datahub.storage.readings import AggregateFn, BucketRow, ReadingRow
 from datahub.storage.suppliers import SupplierRow
 
@@ -270,6 +270,155 @@ def test_rollups_keep_each_buckets_datasets_and_the_callers_filter(
         assert rollups.count_dirty(conn) == 0
 
 
+def test_a_city_series_follows_devices_that_change_city_or_dataset(
+    conn: psycopg.Connection,
+) -> None:
+    ids = suppliers.upsert_suppliers(conn, suppliers=[SupplierRow("dew21", "DEW21")])
+    fleet = {
+        "00000000000000A1": Device("00000000000000A1", "a", City.DORTMUND, "dew21", "climate"),
+        "00000000000000A2": Device("00000000000000A2", "b", City.DORTMUND, "dew21", "level"),
+        "00000000000000A3": Device("00000000000000A3", "c", City.DORTMUND, "dew21", "climate"),
+    }
+    devices.upsert_devices(conn, devices=list(fleet.values()), supplier_ids=ids)
+    registry = {e: entry.device_id for e, entry in devices.select_registry(conn).items()}
+    stored = [
+        row
+        for n, e in enumerate(sorted(registry))
+        for row in series(registry[e], T0 + n * HOUR, 250, timedelta(minutes=20))
+    ]
+    readings.insert_readings(conn, rows=stored)
+    rollups.refresh(conn)
+    first = devices.get_device(conn, dev_eui="00000000000000A1")
+    assert first is not None
+    fields = datasets.DatasetFields("Level", "open", "CC-BY-4.0", "CC BY 4.0", None, "DEW21")
+    other = datasets.insert_dataset(
+        conn, slug="dew21-level", supplier_id=ids["dew21"], fields=fields
+    )
+    assert other is not None
+
+    def same(city: str, dataset_ids: list[int] | None) -> None:
+        members = {d.id for d in devices.list_devices(conn, city=city, dataset_ids=dataset_ids)}
+        got = readings.select_buckets(
+            conn,
+            metric="co2",
+            start=T0,
+            end=T0 + 3 * DAY,
+            width=DAY,
+            fn=AggregateFn.SUM,
+            city=city,
+            per_device=False,
+            dataset_ids=dataset_ids,
+        )
+        want = expect(
+            (r for r in stored if r.device_id in members), AggregateFn.SUM, DAY, T0, T0 + 3 * DAY
+        )
+        assert answer(got).keys() == want.keys()
+        for bucket, (value, count) in answer(got).items():
+            assert (value, count) == (pytest.approx(want[bucket][0]), want[bucket][1])
+
+    def check_all() -> None:
+        for city in ("dortmund", "schwerte"):
+            for dataset_ids in (None, [first.dataset_id], [other], []):
+                same(city, dataset_ids)
+
+    check_all()
+    # A2 moves into another dataset, A3 into another city; then both are refreshed.
+    datasets.assign_devices(conn, dataset_id=other, supplier_id=ids["dew21"], profiles=["level"])
+    moved = fleet["00000000000000A3"]
+    devices.upsert_devices(
+        conn,
+        devices=[Device(moved.dev_eui, moved.name, City.SCHWERTE, "dew21", "climate")],
+        supplier_ids=ids,
+    )
+    assert conn.execute("SELECT count(*) FROM rollup_city_dirty").fetchone() != (0,)
+    check_all()  # marked: the groups' days come from their devices
+    rollups.refresh(conn)
+    assert conn.execute("SELECT count(*) FROM rollup_city_dirty").fetchone() == (0,)
+    check_all()  # refreshed: from the cities' own rows
+    # Registering a device again unchanged marks nothing.
+    devices.upsert_devices(conn, devices=list(fleet.values())[:1], supplier_ids=ids)
+    assert conn.execute("SELECT count(*) FROM rollup_city_dirty").fetchone() == (0,)
+
+
+def newest(rows: Iterable[ReadingRow]) -> dict[tuple[int, str], tuple[datetime, float]]:
+    """The oracle of `select_latest`: (device, metric) -> (time, value) of the newest reading."""
+    best: dict[tuple[int, str], tuple[datetime, float]] = {}
+    for r in rows:
+        key = (r.device_id, r.metric)
+        if key not in best or r.time > best[key][0]:
+            best[key] = (r.time, r.value)
+    return best
+
+
+def latest(conn: psycopg.Connection, ids: dict[str, int]) -> dict[tuple[int, str], object]:
+    got = readings.select_latest(conn, metrics_of={"climate": ["co2", "temperature"]})
+    return {(ids[r.dev_eui], r.metric): (r.time, r.value) for r in got}
+
+
+def test_latest_is_exact_before_and_after_each_refresh(conn: psycopg.Connection) -> None:
+    ids = register(conn, "0000000000000001", "0000000000000002")
+    one, two = ids["0000000000000001"], ids["0000000000000002"]
+    stored = series(one, T0, 100, timedelta(minutes=15)) + series(two, T0, 50, timedelta(hours=1))
+    stored += [ReadingRow(T0 + timedelta(minutes=5), one, "temperature", 12.5)]
+    readings.insert_readings(conn, rows=stored)
+
+    def same() -> None:
+        assert latest(conn, ids) == newest(stored)
+
+    for step in range(6):
+        same()  # marked dirty: from the readings
+        rollups.refresh(conn)
+        assert rollups.count_dirty(conn) == 0
+        same()  # refreshed: from reading_latest
+        if step == 0:  # a late reading, older than the newest: nothing changes
+            change = [ReadingRow(T0 + timedelta(minutes=1), one, "co2", 1.0)]
+            readings.insert_readings(conn, rows=change)
+            stored += change
+        elif step == 1:  # a newer reading of one device
+            change = [ReadingRow(T0 + 3 * DAY, two, "co2", 777.0)]
+            readings.insert_readings(conn, rows=change)
+            stored += change
+        elif step == 2:  # a re-decode removes the newest reading: the one before is newest
+            gone = max((r for r in stored if r.device_id == two), key=lambda r: r.time)
+            readings.replace_readings(conn, keys=[(two, gone.time)], rows=[])
+            stored.remove(gone)
+        elif step == 3:  # a re-decode of a whole hour halves its values
+            hour = [r for r in stored if r.device_id == one and r.time >= T0 + 24 * HOUR]
+            hour = [r for r in hour if r.time < T0 + 25 * HOUR]
+            fixed = [ReadingRow(r.time, r.device_id, r.metric, r.value / 2) for r in hour]
+            readings.replace_readings(conn, keys=[(one, r.time) for r in hour], rows=fixed)
+            stored = [r for r in stored if r not in hour] + fixed
+        elif step == 4:  # a metric re-decoded away entirely leaves the answer
+            temp = [r for r in stored if r.metric == "temperature"]
+            readings.replace_readings(conn, keys=[(r.device_id, r.time) for r in temp], rows=[])
+            keys = {(r.device_id, r.time) for r in temp}
+            stored = [r for r in stored if (r.device_id, r.time) not in keys]
+    assert conn.execute("SELECT count(*) FROM reading_latest").fetchone() == (2,)
+
+
+def test_latest_follows_the_callers_filters(conn: psycopg.Connection) -> None:
+    ids = register(conn, "0000000000000001")
+    readings.insert_readings(conn, rows=series(ids["0000000000000001"], T0, 4, HOUR))
+    rollups.refresh(conn)
+    for metrics_of in ({"climate": ["co2"]}, {"level": ["co2"]}, {"climate": []}, {}):
+        got = readings.select_latest(conn, metrics_of=metrics_of, city="dortmund")
+        assert len(got) == (1 if metrics_of == {"climate": ["co2"]} else 0)
+    assert readings.select_latest(conn, metrics_of={"climate": ["co2"]}, city="schwerte") == []
+    assert readings.select_latest(conn, metrics_of={"climate": ["co2"]}, dataset_ids=[]) == []
+    assert readings.select_latest(conn, metrics_of={"climate": ["co2"]}, supplier="x") == []
+    assert len(readings.select_latest(conn, metrics_of={"climate": ["co2"]}, supplier="dew21")) == 1
+
+
+def test_rebuild_sets_the_latest_readings(conn: psycopg.Connection) -> None:
+    ids = register(conn, "0000000000000001")
+    stored = series(ids["0000000000000001"], T0, 200, timedelta(minutes=15))
+    readings.insert_readings(conn, rows=stored)
+    rollups.rebuild(conn, start=T0, end=T0 + 3 * DAY)
+    assert rollups.count_dirty(conn) == 0
+    assert conn.execute("SELECT count(*) FROM reading_latest").fetchone() == (1,)
+    assert latest(conn, ids) == newest(stored)
+
+
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_the_migration_goes_down_and_up_and_fills_the_rollups(backend: str) -> None:
     with temporary_database(backend, f"datahub_test_rollup_mig_{backend}") as database:
@@ -280,13 +429,18 @@ def test_the_migration_goes_down_and_up_and_fills_the_rollups(backend: str) -> N
         migrate.downgrade(database.settings(), "0003")
         with psycopg.connect(database.url) as conn:
             tables = conn.execute(
-                "SELECT to_regclass('reading_hourly'), to_regclass('rollup_dirty')"
+                "SELECT to_regclass('reading_hourly'), to_regclass('rollup_dirty'),"
+                " to_regclass('reading_latest'), to_regclass('reading_city_daily')"
             ).fetchone()
-            assert tables == (None, None)
+            assert tables == (None, None, None, None)
         migrate.upgrade(database.settings())
         with psycopg.connect(database.url) as conn:
             # Filled from the readings, nothing marked: the rollups alone answer.
             assert rollups.count_dirty(conn) == 0
+            assert conn.execute("SELECT count(*) FROM reading_latest").fetchone() == (1,)
+            assert latest(conn, {"0000000000000001": ids["0000000000000001"]}) == newest(stored)
+            for fn in FNS:  # a city's whole days from reading_city_daily alone
+                check(conn, stored, device_id=None, fn=fn, width=DAY, start=T0, end=T0 + 3 * DAY)
             for width in (HOUR, DAY):
                 check(
                     conn,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,9 +51,15 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         # answers 503 until it is back.
         pool = db.open_pool(settings, name="api")
         app.state.pool = pool
+        # What start-up made (routes, models, the catalog) lives as long as the process:
+        # moved out of the collector's sight, a full collection no longer walks it, which
+        # took ~70 ms every dozen requests of thousands of items.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             # Close the pool this lifespan opened, whatever `app.state` holds by now.
             pool.close()
             if app.state.pool is pool:

@@ -82,7 +82,8 @@ def authenticate(
     """Resolve the caller of a request and take one slot of its rate limit.
 
     `client` is the caller's address, the anonymous callers' rate-limit subject.
-    Run it in a short transaction of its own, before the request's own.
+    Run it before the request's own transaction, in autocommit or a short transaction of
+    its own: the rate slot's row lock lasts until its commit.
     """
     if secret is None:
         caller = Access(

@@ -1,4 +1,8 @@
-"""The API's dependencies, the only place that calls `Depends`."""
+"""The API's dependencies, the only place that calls `Depends`.
+
+Those that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread
+pool, one hand-over to a worker thread and back per dependency and request.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +24,13 @@ from datahub.errors import StorageUnavailable
 from datahub.storage import db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """Return the settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_catalog(request: Request) -> MetricCatalog:
+async def get_catalog(request: Request) -> MetricCatalog:
     """Return the device catalog's metrics and profiles."""
     catalog: MetricCatalog = request.app.state.catalog
     return catalog
@@ -35,12 +39,20 @@ def get_catalog(request: Request) -> MetricCatalog:
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
-def get_lender(request: Request) -> Lender:
+async def get_lender(request: Request) -> Lender:
     """Return what lends a pooled connection for one short transaction of its own."""
     pool: ConnectionPool | None = getattr(request.app.state, "pool", None)
     if pool is None:
         raise StorageUnavailable("the connection pool is not open")
     return lambda: db.transaction(pool)
+
+
+async def get_statements_lender(request: Request) -> Lender:
+    """Return what lends a pooled connection whose statements each commit on their own."""
+    pool: ConnectionPool | None = getattr(request.app.state, "pool", None)
+    if pool is None:
+        raise StorageUnavailable("the connection pool is not open")
+    return lambda: db.statements(pool)
 
 
 # For the OpenAPI document: both ways of presenting a key. The raw headers are read
@@ -51,13 +63,15 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API 
 
 def get_access(
     request: Request,
-    lend: Annotated[Lender, Depends(get_lender)],
+    lend: Annotated[Lender, Depends(get_statements_lender)],
     _bearer_doc: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _key_doc: Annotated[str | None, Depends(_api_key)],
 ) -> Access:
-    """Resolve the caller and take a slot of its rate limit, in a short transaction of its own.
+    """Resolve the caller and take a slot of its rate limit, on a connection of its own.
 
-    401 for a malformed, unknown or revoked key; 429 over the rate limit.
+    Each statement commits on its own (the key lookup reads, the rate slot's upsert commits
+    at once and holds its row lock no longer). 401 for a malformed, unknown or revoked
+    key; 429 over the rate limit.
     """
     settings: Settings = request.app.state.settings
     secret = auth.presented_key(
@@ -70,13 +84,13 @@ def get_access(
     return caller
 
 
-def get_reader(caller: Annotated[Access, Depends(get_access)]) -> Access:
+async def get_reader(caller: Annotated[Access, Depends(get_access)]) -> Access:
     """Require the `read` scope (every key has it unless made for administration only)."""
     caller.require(Scope.READ)
     return caller
 
 
-def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
+async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
     """Require the `admin` scope: 403 otherwise."""
     caller.require(Scope.ADMIN)
     return caller
@@ -104,7 +118,7 @@ def get_probe_conn(lend: Annotated[Lender, Depends(get_lender)]) -> Iterator[psy
         yield conn
 
 
-def get_meter(
+async def get_meter(
     request: Request,
     caller: Annotated[Access, Depends(get_reader)],
     conn: Annotated[psycopg.Connection, Depends(get_conn, scope="function")],

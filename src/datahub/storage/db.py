@@ -59,6 +59,25 @@ def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
         raise StorageUnavailable(f"database unavailable: {exc}") from exc
 
 
+@contextmanager
+def statements(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """Lend a connection whose statements each commit on their own (autocommit).
+
+    For a few independent statements: no BEGIN and no COMMIT, two round trips fewer than
+    `transaction`. The connection goes back to the pool as it came, not in autocommit.
+    """
+    try:
+        with pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed and not conn.broken:
+                    conn.autocommit = False
+    except UNAVAILABLE as exc:
+        raise StorageUnavailable(f"database unavailable: {exc}") from exc
+
+
 def has_timescaledb(conn: psycopg.Connection) -> bool:
     """Tell whether the TimescaleDB extension is installed in this database."""
     row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()

@@ -4,7 +4,9 @@ TimescaleDB's Apache build has no continuous aggregates (and plain PostgreSQL no
 so datahub keeps `reading_hourly` and `reading_daily`: per device, metric and bucket the
 count, sum, min, max and last value with its time. Whoever writes readings marks the
 (device, hour) pairs in `rollup_dirty` in the same transaction (`mark_dirty`); `refresh`
-recomputes marked hours from `reading`, then their days from the hours. Queries use a
+recomputes marked hours from `reading`, then their days from the hours, and the newest
+reading of the marked devices' metrics (`reading_latest`) from the hours, and the days of
+their cities and datasets (`reading_city_daily`). Queries use a
 rollup row only while no mark covers it, and aggregate the marked hours from `reading`,
 so answers are exact at any moment, also right after late or re-decoded readings.
 """
@@ -33,6 +35,24 @@ _MERGE = {
     "sum": "sum(p.sum)",
     "count": "sum(p.count)::float8",
     "last": "(array_agg(p.last_value ORDER BY p.last_time DESC))[1]",
+}
+# fn -> the value of one bucket's raw readings `r`.
+_RAW = {
+    "avg": "avg(r.value)",
+    "min": "min(r.value)",
+    "max": "max(r.value)",
+    "sum": "sum(r.value)",
+    "count": "count(*)::float8",
+    "last": "(array_agg(r.value ORDER BY r.time DESC))[1]",
+}
+# fn -> the value of one bucket's partials already merged into one row `p`.
+_VALUE = {
+    "avg": "p.sum / p.count",
+    "min": "p.min",
+    "max": "p.max",
+    "sum": "p.sum",
+    "count": "p.count::float8",
+    "last": "p.last_value",
 }
 
 
@@ -91,11 +111,28 @@ def refresh(conn: psycopg.Connection, *, limit: int = 20_000) -> int | None:
         (limit,),
     ).fetchall()
     if not marks:
+        _recompute_cities(conn, [])  # the groups devices left or joined, if any
         return 0
     hours = sorted(set(marks))
     days = sorted({(device_id, floor_to(hour, DAY)) for device_id, hour in hours})
-    _recompute(conn, "reading_hourly", hours, HOUR)
+    filled = _recompute(conn, "reading_hourly", hours, HOUR)
     _recompute(conn, "reading_daily", days, DAY)
+    _recompute_cities(conn, days)
+    # The pairs whose newest reading may have changed: those with readings in a marked
+    # hour, and those the marked devices had (a re-decode may have removed a metric).
+    _refresh_latest(
+        conn,
+        sql.SQL(
+            "SELECT * FROM unnest(%(ids)s::int[], %(metrics)s::text[]) AS p (device_id, metric)"
+            " UNION SELECT l.device_id, l.metric FROM reading_latest l"
+            " WHERE l.device_id = ANY(%(devices)s::int[])"
+        ),
+        {
+            "ids": [d for d, _ in filled],
+            "metrics": [m for _, m in filled],
+            "devices": sorted({d for d, _ in hours}),
+        },
+    )
     return len(marks)
 
 
@@ -104,7 +141,8 @@ def _recompute(
     table: str,
     keys: list[tuple[int, datetime]],
     width: timedelta,
-) -> None:
+) -> set[tuple[int, str]]:
+    """Recompute the rows of `table` at `keys`; return the (device, metric) pairs written."""
     # Hours come from the raw readings, days from their hours; a bucket left without
     # readings (all re-decoded away) loses its row.
     if table == "reading_hourly":
@@ -148,10 +186,102 @@ def _recompute(
         ).format(keyset=keyset, table=sql.Identifier(table)),
         params,
     )
+    # The distinct pairs only: this runs in the ingest process, beside its pipeline.
+    rows = conn.execute(
+        sql.SQL(
+            "{keyset}, written AS (INSERT INTO {table} {source} RETURNING device_id, metric)"
+            " SELECT DISTINCT device_id, metric FROM written"
+        ).format(keyset=keyset, table=sql.Identifier(table), source=source),
+        params,
+    ).fetchall()
+    return {(device_id, metric) for device_id, metric in rows}
+
+
+def _recompute_cities(conn: psycopg.Connection, days: list[tuple[int, datetime]]) -> None:
+    """Recompute `reading_city_daily` of the groups of the devices' `days` and of the marks.
+
+    Call it after the days are recomputed. A device's group is its city and dataset now;
+    the groups it left are marked in `rollup_city_dirty` (the trigger of migration 0005).
+    """
+    marks = conn.execute("DELETE FROM rollup_city_dirty RETURNING city, dataset_id, day").fetchall()
+    groups = conn.execute(
+        """
+        SELECT DISTINCT d.city, d.dataset_id, k.day
+        FROM unnest(%(ids)s::int[], %(days)s::timestamptz[]) AS k (device_id, day)
+        JOIN device d ON d.id = k.device_id
+        """,
+        {"ids": [d for d, _ in days], "days": [day for _, day in days]},
+    ).fetchall()
+    keys = sorted({*marks, *groups})
+    if not keys:
+        return
+    keyset = (
+        "WITH k AS (SELECT * FROM unnest(%(cities)s::text[], %(datasets)s::int[],"
+        " %(days)s::timestamptz[]) AS k (city, dataset_id, day))"
+    )
+    params = {
+        "cities": [c for c, _, _ in keys],
+        "datasets": [ds for _, ds, _ in keys],
+        "days": [day for _, _, day in keys],
+        "lo": min(day for _, _, day in keys),
+        "hi": max(day for _, _, day in keys),
+    }
     conn.execute(
-        sql.SQL("{keyset} INSERT INTO {table} {source}").format(
-            keyset=keyset, table=sql.Identifier(table), source=source
-        ),
+        f"""
+        {keyset}
+        DELETE FROM reading_city_daily c USING k
+        WHERE c.city = k.city AND c.dataset_id = k.dataset_id AND c.bucket = k.day
+        """,
+        params,
+    )
+    conn.execute(
+        f"""
+        {keyset}
+        INSERT INTO reading_city_daily
+        SELECT k.city, k.dataset_id, y.metric, k.day, sum(y.count), sum(y.sum), min(y.min),
+               max(y.max), max(y.last_time),
+               (array_agg(y.last_value ORDER BY y.last_time DESC))[1]
+        FROM k
+        JOIN reading_daily y ON y.bucket = k.day
+        JOIN device d ON d.id = y.device_id AND d.city = k.city AND d.dataset_id = k.dataset_id
+        WHERE y.bucket >= %(lo)s AND y.bucket <= %(hi)s
+        GROUP BY 1, 2, 3, 4
+        """,
+        params,
+    )
+
+
+def _refresh_latest(
+    conn: psycopg.Connection, pairs: sql.Composable, params: Mapping[str, Any]
+) -> None:
+    """Set `reading_latest` of the (device_id, metric) rows `pairs` selects from the hours.
+
+    Call it after the hours are recomputed: the newest hourly row of a pair holds its
+    newest reading (one backward probe of the hourly key); a pair left without any
+    loses its row.
+    """
+    conn.execute(
+        sql.SQL(
+            """
+            WITH p AS ({pairs}), fresh AS (
+                SELECT p.device_id, p.metric, h.last_time, h.last_value
+                FROM p LEFT JOIN LATERAL (
+                    SELECT h.last_time, h.last_value FROM reading_hourly h
+                    WHERE h.device_id = p.device_id AND h.metric = p.metric
+                    ORDER BY h.bucket DESC
+                    LIMIT 1
+                ) AS h ON true
+            ), gone AS (
+                DELETE FROM reading_latest l USING fresh f
+                WHERE l.device_id = f.device_id AND l.metric = f.metric AND f.last_time IS NULL
+            )
+            INSERT INTO reading_latest (device_id, metric, time, value)
+            SELECT device_id, metric, last_time, last_value FROM fresh
+            WHERE last_time IS NOT NULL
+            ON CONFLICT (device_id, metric)
+                DO UPDATE SET time = excluded.time, value = excluded.value
+            """
+        ).format(pairs=pairs),
         params,
     )
 
@@ -159,7 +289,9 @@ def _recompute(
 def rebuild(conn: psycopg.Connection, *, start: datetime, end: datetime) -> None:
     """Recompute every rollup of the whole days overlapping [start, end) from `reading`.
 
-    For bulk loads that bypass `mark_dirty`; clears the marks of those days.
+    For bulk loads that bypass `mark_dirty`; clears the marks of those days. The newest
+    reading of each pair with readings in those days is set from the hours too, and the
+    days of every city and dataset from the devices' days.
     """
     start, end = floor_to(start, DAY), ceil_to(end, DAY)
     params = {"start": start, "end": end, "origin": ORIGIN}
@@ -193,6 +325,32 @@ def rebuild(conn: psycopg.Connection, *, start: datetime, end: datetime) -> None
         """,
         params,
     )
+    _refresh_latest(
+        conn,
+        sql.SQL(
+            "SELECT device_id, metric FROM reading_daily"
+            " WHERE bucket >= %(start)s AND bucket < %(end)s"
+            " UNION SELECT device_id, metric FROM reading_latest"
+            " WHERE time >= %(start)s AND time < %(end)s"
+        ),
+        params,
+    )
+    conn.execute(
+        "DELETE FROM reading_city_daily WHERE bucket >= %(start)s AND bucket < %(end)s", params
+    )
+    conn.execute("DELETE FROM rollup_city_dirty WHERE day >= %(start)s AND day < %(end)s", params)
+    conn.execute(
+        """
+        INSERT INTO reading_city_daily
+        SELECT d.city, d.dataset_id, y.metric, y.bucket, sum(y.count), sum(y.sum), min(y.min),
+               max(y.max), max(y.last_time),
+               (array_agg(y.last_value ORDER BY y.last_time DESC))[1]
+        FROM reading_daily y JOIN device d ON d.id = y.device_id
+        WHERE y.bucket >= %(start)s AND y.bucket < %(end)s
+        GROUP BY 1, 2, 3, 4
+        """,
+        params,
+    )
     conn.execute("DELETE FROM rollup_dirty WHERE hour >= %(start)s AND hour < %(end)s", params)
 
 
@@ -206,6 +364,7 @@ def select_buckets(
     end: datetime,
     width: timedelta,
     params: Mapping[str, Any],
+    per_device: bool = True,
 ) -> list[tuple[Any, ...]] | None:
     """Aggregate from the rollups, or return None when they cannot serve the query.
 
@@ -215,6 +374,7 @@ def select_buckets(
     the other whole hours from `reading_hourly`, and from `reading` the partial hours at
     either end plus every hour marked dirty (and the days holding one come from the hours).
     `scope` filters the devices `d`; `params` fill its placeholders and `metric`.
+    `per_device` says that `series` is a device's (one dataset per series).
     """
     if fn not in _MERGE or width < HOUR or width % HOUR:
         return None
@@ -227,10 +387,45 @@ def select_buckets(
             day_start = day_end = hour_start
     else:
         day_start = day_end = hour_start
+
+    if (
+        params.get("device_id") is not None
+        and width == HOUR
+        and (hour_start, hour_end)
+        == (
+            start,
+            end,
+        )
+    ):
+        # One device's whole hours: its hourly rows as they are, marked hours from `reading`.
+        query = sql.SQL(_DEVICE_HOURS_QUERY).format(
+            scope=scope, value=sql.SQL(_VALUE[fn].replace("p.", "h.")), raw=sql.SQL(_RAW[fn])
+        )
+        return conn.execute(
+            query, {**params, "hour_start": hour_start, "hour_end": hour_end}, binary=True
+        ).fetchall()
+
     # Only fn=last needs the ordered aggregate of last values, which sorts its input.
-    last = _MERGE["last"] if fn == "last" else "NULL::float8"
-    query = sql.SQL(_ROLLUP_QUERY).format(
-        series=series, scope=scope, value=sql.SQL(_MERGE[fn]), last=sql.SQL(last)
+    def last(alias: str) -> sql.SQL:
+        merge = _MERGE["last"].replace("p.", f"{alias}.") if fn == "last" else "NULL::float8"
+        return sql.SQL(merge)
+
+    if per_device:  # a device's buckets hold one dataset: nothing left to merge
+        final = _FINAL_PER_DEVICE.format(value=_VALUE[fn])
+    else:
+        final = _FINAL_MERGED.format(value=_MERGE[fn])
+    # A city-wide series of whole days reads the city's own daily rows.
+    city_days = not per_device and params.get("city") is not None and day_start < day_end
+    template = _ROLLUP_QUERY.replace("{stale}", _CITY_STALE if city_days else "").replace(
+        "{daily}", _CITY_DAILY if city_days else _DAILY
+    )
+    query = sql.SQL(template + final).format(
+        series=series,
+        scope=scope,
+        last_c=last("c"),
+        last=last("p"),
+        last_y=last("y"),
+        last_h=last("h"),
     )
     rows = conn.execute(
         query,
@@ -245,6 +440,8 @@ def select_buckets(
             "width": width,
             "origin": ORIGIN,
         },
+        # Thousands of rows with an array each: binary results load several times faster.
+        binary=True,
     ).fetchall()
     return rows
 
@@ -252,6 +449,8 @@ def select_buckets(
 # Partials of every part of [start, end): a raw reading is a partial of one. Each branch
 # reads one plain range of a key (device, metric, bucket or time), so that a city's query
 # is one short index range scan per device and rollup, never a filter over every hour.
+# The rollup branches merge their rows per series, dataset and bucket at once, so a city's
+# 90 days leave the daily branch as 90 rows per dataset, not as 90,000.
 _ROLLUP_QUERY = """
 WITH scoped AS (
     SELECT d.id, d.dev_eui, d.city, d.dataset_id FROM device d WHERE {scope}
@@ -263,18 +462,13 @@ WITH scoped AS (
     SELECT DISTINCT device_id, date_bin('1 day', hour, %(origin)s) AS day
     FROM dirty
     WHERE hour >= %(day_start)s AND hour < %(day_end)s
-), parts AS (
-    -- whole days, unless an hour of the day is marked
-    SELECT y.device_id, y.bucket AS time, y.count, y.sum, y.min, y.max, y.last_time,
-           y.last_value
-    FROM scoped s JOIN reading_daily y ON y.device_id = s.id
-    WHERE y.metric = %(metric)s AND y.bucket >= %(day_start)s AND y.bucket < %(day_end)s
-      AND NOT EXISTS (
-          SELECT 1 FROM dirty_day z WHERE z.device_id = y.device_id AND z.day = y.bucket)
+){stale}, parts AS (
+    {daily}
     UNION ALL
     -- whole hours before the first whole day, after the last, and of the marked days;
     -- marked hours themselves come from the readings below
-    SELECT h.device_id, h.bucket, h.count, h.sum, h.min, h.max, h.last_time, h.last_value
+    SELECT {series}, d.city, d.dataset_id, date_bin(%(width)s, h.bucket, %(origin)s),
+           sum(h.count), sum(h.sum), min(h.min), max(h.max), max(h.last_time), {last_h}
     FROM (
         SELECT s.id AS device_id, %(hour_start)s::timestamptz AS lo,
                %(day_start)s::timestamptz AS hi
@@ -284,40 +478,124 @@ WITH scoped AS (
         UNION ALL
         SELECT z.device_id, z.day, z.day + INTERVAL '1 day' FROM dirty_day z
     ) AS w
+    JOIN scoped d ON d.id = w.device_id
     JOIN reading_hourly h
       ON h.device_id = w.device_id AND h.metric = %(metric)s
      AND h.bucket >= w.lo AND h.bucket < w.hi
     WHERE w.lo < w.hi
       AND NOT EXISTS (
           SELECT 1 FROM dirty x WHERE x.device_id = h.device_id AND x.hour = h.bucket)
+    GROUP BY 1, 2, 3, 4
     UNION ALL
     -- the partial hours at either end, from the readings
-    SELECT r.device_id, r.time, 1, r.value, r.value, r.value, r.time, r.value
-    FROM scoped s JOIN reading r ON r.device_id = s.id
+    SELECT {series}, d.city, d.dataset_id, r.time, 1, r.value, r.value, r.value, r.time,
+           r.value
+    FROM scoped d JOIN reading r ON r.device_id = d.id
     WHERE r.metric = %(metric)s AND r.time >= %(start)s AND r.time < %(hour_start)s
     UNION ALL
-    SELECT r.device_id, r.time, 1, r.value, r.value, r.value, r.time, r.value
-    FROM scoped s JOIN reading r ON r.device_id = s.id
+    SELECT {series}, d.city, d.dataset_id, r.time, 1, r.value, r.value, r.value, r.time,
+           r.value
+    FROM scoped d JOIN reading r ON r.device_id = d.id
     WHERE r.metric = %(metric)s AND r.time >= %(hour_end)s AND r.time < %(end)s
     UNION ALL
     -- the marked hours, from the readings
-    SELECT r.device_id, r.time, 1, r.value, r.value, r.value, r.time, r.value
-    FROM dirty x JOIN reading r
+    SELECT {series}, d.city, d.dataset_id, r.time, 1, r.value, r.value, r.value, r.time,
+           r.value
+    FROM dirty x JOIN scoped d ON d.id = x.device_id JOIN reading r
       ON r.device_id = x.device_id AND r.metric = %(metric)s
      AND r.time >= x.hour AND r.time < x.hour + INTERVAL '1 hour'
     WHERE r.time >= %(hour_start)s AND r.time < %(hour_end)s
 ), per_dataset AS (
     -- Merged per bucket and dataset first: a hash aggregate, where one step with
-    -- array_agg(DISTINCT dataset) would sort every partial (90,000 for a city's 90 days).
-    SELECT {series} AS series, d.city, date_bin(%(width)s, p.time, %(origin)s) AS bucket,
-           d.dataset_id, sum(p.count) AS count, sum(p.sum) AS sum, min(p.min) AS min,
+    -- array_agg(DISTINCT dataset) would sort every partial.
+    SELECT p.series, p.city, date_bin(%(width)s, p.time, %(origin)s) AS bucket,
+           p.dataset_id, sum(p.count) AS count, sum(p.sum) AS sum, min(p.min) AS min,
            max(p.max) AS max, max(p.last_time) AS last_time, {last} AS last_value
-    FROM parts p JOIN scoped d ON d.id = p.device_id
+    FROM parts p
     GROUP BY 1, 2, 3, 4
 )
+"""
+# One device in buckets of one hour over whole hours, the commonest chart: each hourly row
+# is a bucket, so nothing is merged (a third of the general query's time).
+_DEVICE_HOURS_QUERY = """
+WITH scoped AS (
+    SELECT d.id, d.dev_eui, d.city, d.dataset_id FROM device d WHERE {scope}
+), dirty AS (
+    SELECT DISTINCT x.device_id, x.hour
+    FROM rollup_dirty x JOIN scoped s ON s.id = x.device_id
+    WHERE x.hour >= %(hour_start)s AND x.hour < %(hour_end)s
+)
+SELECT d.dev_eui, d.city, h.bucket, {value}, h.count::bigint, ARRAY[d.dataset_id]
+FROM scoped d JOIN reading_hourly h ON h.device_id = d.id
+WHERE h.metric = %(metric)s AND h.bucket >= %(hour_start)s AND h.bucket < %(hour_end)s
+  AND NOT EXISTS (SELECT 1 FROM dirty x WHERE x.device_id = h.device_id AND x.hour = h.bucket)
+UNION ALL
+SELECT d.dev_eui, d.city, x.hour, {raw}, count(*), ARRAY[d.dataset_id]
+FROM dirty x JOIN scoped d ON d.id = x.device_id
+JOIN reading r
+  ON r.device_id = x.device_id AND r.metric = %(metric)s
+ AND r.time >= x.hour AND r.time < x.hour + INTERVAL '1 hour'
+WHERE r.time >= %(hour_start)s AND r.time < %(hour_end)s
+GROUP BY d.dev_eui, d.city, x.hour, d.dataset_id
+ORDER BY 1, 2, 3
+"""
+
+# Whole days from the devices' daily rows, unless an hour of the day is marked.
+_DAILY = """
+    SELECT {series} AS series, d.city, d.dataset_id,
+           date_bin(%(width)s, y.bucket, %(origin)s) AS time, sum(y.count) AS count,
+           sum(y.sum) AS sum, min(y.min) AS min, max(y.max) AS max,
+           max(y.last_time) AS last_time, {last_y} AS last_value
+    FROM scoped d JOIN reading_daily y ON y.device_id = d.id
+    WHERE y.metric = %(metric)s AND y.bucket >= %(day_start)s AND y.bucket < %(day_end)s
+      AND NOT EXISTS (
+          SELECT 1 FROM dirty_day z WHERE z.device_id = y.device_id AND z.day = y.bucket)
+    GROUP BY 1, 2, 3, 4
+"""
+
+# A city-wide series: a (dataset, day) is stale while a device of the city and dataset
+# has a marked hour that day, or the group is marked (a device joined or left it).
+_CITY_STALE = """, stale AS (
+    SELECT x.dataset_id, x.day FROM rollup_city_dirty x
+    WHERE x.city = %(city)s AND x.day >= %(day_start)s AND x.day < %(day_end)s
+    UNION
+    SELECT s.dataset_id, z.day FROM dirty_day z JOIN scoped s ON s.id = z.device_id
+)"""
+
+# Whole days of a city-wide series: the city's rows of each visible dataset unless stale;
+# a stale (dataset, day) from its devices' daily rows, unless an hour of the day is marked.
+_CITY_DAILY = """
+    SELECT NULL::text AS series, c.city, c.dataset_id,
+           date_bin(%(width)s, c.bucket, %(origin)s) AS time, sum(c.count) AS count,
+           sum(c.sum) AS sum, min(c.min) AS min, max(c.max) AS max,
+           max(c.last_time) AS last_time, {last_c} AS last_value
+    FROM reading_city_daily c
+    WHERE c.city = %(city)s AND c.metric = %(metric)s
+      AND c.bucket >= %(day_start)s AND c.bucket < %(day_end)s
+      AND (%(dataset_ids)s::int[] IS NULL OR c.dataset_id = ANY(%(dataset_ids)s::int[]))
+      AND NOT EXISTS (
+          SELECT 1 FROM stale t WHERE t.dataset_id = c.dataset_id AND t.day = c.bucket)
+    GROUP BY 1, 2, 3, 4
+    UNION ALL
+    SELECT NULL::text, d.city, d.dataset_id, date_bin(%(width)s, y.bucket, %(origin)s),
+           sum(y.count), sum(y.sum), min(y.min), max(y.max), max(y.last_time), {last_y}
+    FROM stale t JOIN scoped d ON d.dataset_id = t.dataset_id
+    JOIN reading_daily y
+      ON y.device_id = d.id AND y.metric = %(metric)s AND y.bucket = t.day
+    WHERE NOT EXISTS (
+        SELECT 1 FROM dirty_day z WHERE z.device_id = y.device_id AND z.day = y.bucket)
+    GROUP BY 1, 2, 3, 4
+"""
+
+_FINAL_MERGED = """
 SELECT p.series, p.city, p.bucket, {value}, sum(p.count)::bigint,
        array_agg(p.dataset_id ORDER BY p.dataset_id)
 FROM per_dataset p
 GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
+"""
+_FINAL_PER_DEVICE = """
+SELECT p.series, p.city, p.bucket, {value}, p.count::bigint, ARRAY[p.dataset_id]
+FROM per_dataset p
 ORDER BY 1, 2, 3
 """
