@@ -1,8 +1,8 @@
 """Ceilings, measured on the run's own messages: what the broker and the database take
 without datahub in between, and what a naive integration does.
 
-- broker: C publishers (`mosquitto_pub -l`, one per source) to a C subscriber that only
-  counts (`mosquitto_sub`), QoS 0;
+- broker: C publishers (`mosquitto_pub -l`, one per 50,000 messages of a source) to a C
+  subscriber that only counts (`mosquitto_sub`), QoS 0;
 - database: binary COPY of the messages' reading rows into `reading`, 20,000 rows per
   transaction;
 - naive: one INSERT (raw uplink and decoded JSON) and one commit per uplink, as
@@ -29,6 +29,12 @@ from datahub.storage.uplinks import UplinkRow
 
 COPY_ROWS_PER_TRANSACTION = 20_000
 PROBE = b"probe"
+# `mosquitto_pub -l` (2.0.11) disconnects when the PUBACK of its last line's packet id
+# arrives. Packet ids are 16 bits: past 65,535 lines they repeat, and the acknowledgement
+# of an earlier line with the last line's id ends the publisher early, exit status 0, with
+# the rest of its lines never sent (a QoS 1 run of 74,929 lines sent ~10,000). So no
+# publisher is given more lines than there are packet ids.
+LINES_PER_PUBLISHER = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +76,23 @@ def publish_lines(
     run: str,
     topic_for: Mapping[str, str] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    """Start one C publisher per source, fed its messages on stdin; return the processes."""
+    """Start C publishers, one per LINES_PER_PUBLISHER messages of a source, each fed its
+    messages on stdin; return the processes."""
     publishers = []
     for source, (topic, bodies) in sets.items():
-        proc = subprocess.Popen(
-            mosquitto_pub(
-                broker, (topic_for or {}).get(source, topic), qos=qos, client_id=f"{run}-{source}"
-            ),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        publishers.append(proc)
-        threading.Thread(target=_feed, args=(proc, bodies), daemon=True).start()
+        for part, first in enumerate(range(0, len(bodies), LINES_PER_PUBLISHER)):
+            client_id = f"{run}-{source}" + (f"-{part}" if part else "")
+            proc = subprocess.Popen(
+                mosquitto_pub(
+                    broker, (topic_for or {}).get(source, topic), qos=qos, client_id=client_id
+                ),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            publishers.append(proc)
+            chunk = bodies[first : first + LINES_PER_PUBLISHER]
+            threading.Thread(target=_feed, args=(proc, chunk), daemon=True).start()
     return publishers
 
 

@@ -23,6 +23,11 @@ def add_commands(commands: Any) -> None:
     q.add_argument("--naive-uplinks", type=int, default=3_000, help="uplinks of the naive run")
     q.add_argument("--latency-rate", type=float, default=1_000.0, help="uplinks/s, steady")
     q.add_argument("--latency-seconds", type=float, default=15.0)
+    q.add_argument(
+        "--database",
+        default="datahub_bench_ingest",
+        help="scratch database, dropped and created again: one per concurrent run",
+    )
     _common(q)
     q.set_defaults(run=_cmd_ingest)
 
@@ -70,6 +75,7 @@ def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         naive_uplinks=args.naive_uplinks,
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds,
+        database=args.database,
     )
     return _emit(run(settings, options, _workdir()), args)
 
