@@ -107,9 +107,10 @@ class Subscriber:
             )
             if tls and tls.insecure_skip_verify:
                 client.tls_insecure_set(True)
-        # Unacknowledged QoS 1 messages are bounded by the broker's in-flight window; keep it
-        # below the queue so that a full queue never holds the network thread for long.
-        client.max_inflight_messages_set(min(self._settings.ingest.queue_limit, 65_535))
+        # The window of unacknowledged QoS 1 messages towards us is the broker's: for MQTT 5
+        # our Receive Maximum (below), for MQTT 3.1.1 its max_inflight_messages (Mosquitto's
+        # default of 20 caps a batch at 20 messages: docs/operations.md). paho's own
+        # max_inflight_messages only limits what we publish, which is nothing.
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -142,7 +143,10 @@ class Subscriber:
 
     def _receive_maximum(self) -> int:
         # MQTT 5 lets us cap the broker's window of unacknowledged messages towards us; keep the
-        # windows of all sources within the queue, so that a full queue stays rare.
+        # windows of all sources within the queue, so that a full queue stays rare. (Mosquitto
+        # 2.0.11 overshoots it: each acknowledgement may release up to a whole window more, so
+        # a backlog can fill the queue; the queue then holds the network thread, which is safe:
+        # the ingest thread drains the queue without waiting for the network threads.)
         share = self._settings.ingest.queue_limit // max(len(self._settings.sources), 1)
         return max(1, min(share, 65_535))
 

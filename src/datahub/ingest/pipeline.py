@@ -52,6 +52,12 @@ Clock = Callable[[], datetime]
 # clock, and an uplink may have been in flight when the connection died.
 BACKFILL_MARGIN = timedelta(seconds=60)
 BACKFILL_ATTEMPTS = 5
+# A batch closes this long after its last message. A QoS 1 source sends no more than its
+# in-flight window (the broker's max_inflight_messages, or our MQTT 5 Receive Maximum)
+# until the batch is committed and acknowledged: waiting out batch_wait_ms for messages that
+# cannot come would cap it at one window per batch_wait_ms. A steady stream has gaps far
+# shorter than this, so its batches still fill.
+BATCH_IDLE_S = 0.05
 
 
 def _utcnow() -> datetime:
@@ -287,15 +293,18 @@ def _letter(
     )
 
 
-def take_batch(inbox: queue.Queue[Message], *, size: int, wait_s: float) -> list[Message]:
-    """Take up to `size` messages, waiting at most `wait_s` after the first one."""
+def take_batch(
+    inbox: queue.Queue[Message], *, size: int, wait_s: float, idle_s: float = BATCH_IDLE_S
+) -> list[Message]:
+    """Take up to `size` messages, waiting at most `wait_s` after the first one, and closing
+    the batch early once no message has come for `idle_s`."""
     try:
         batch = [inbox.get(timeout=wait_s)]
     except queue.Empty:
         return []
     deadline = time.monotonic() + wait_s
     while len(batch) < size:
-        remaining = deadline - time.monotonic()
+        remaining = min(deadline - time.monotonic(), idle_s)
         try:
             batch.append(inbox.get(timeout=remaining) if remaining > 0 else inbox.get_nowait())
         except queue.Empty:
@@ -530,7 +539,7 @@ class Ingest:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self._settings, autocommit=True)
+            self._conn = db.connect(self._settings, autocommit=True, binary_arrays=True)
         return self._conn
 
     def _drop_connection(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from datahub.config import Settings
@@ -15,10 +16,17 @@ from datahub.errors import StorageUnavailable
 UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeout)
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open one connection with the configured timeouts."""
+def connect(
+    settings: Settings, *, autocommit: bool = False, binary_arrays: bool = False
+) -> psycopg.Connection:
+    """Open one connection with the configured timeouts.
+
+    With `binary_arrays`, list parameters (the `unnest(%s::…[])` of batch writes) are sent
+    in binary, which costs about a quarter of the Python time of psycopg's default text
+    arrays (those took a quarter of an ingest worker's main thread).
+    """
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             settings.conninfo,
             autocommit=autocommit,
             connect_timeout=max(1, round(settings.database.connect_timeout_s)),
@@ -27,6 +35,9 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
+    if binary_arrays:
+        conn.adapters.register_dumper(list, ListBinaryDumper)
+    return conn
 
 
 def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> ConnectionPool:

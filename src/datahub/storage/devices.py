@@ -94,14 +94,25 @@ def mark_seen(conn: psycopg.Connection, *, last_seen: Mapping[int, datetime]) ->
     """Move each device's last_seen_at forward to the given time (never back)."""
     if not last_seen:
         return
+    # Concurrent ingest workers update overlapping devices: lock the rows in id order first,
+    # or two batches that meet in a different order deadlock (and one is retried).
+    ids = sorted(last_seen)
     conn.execute(
         """
+        WITH seen (id, at) AS (
+            SELECT * FROM unnest(%(id)s::int[], %(at)s::timestamptz[])
+        ), locked AS (
+            SELECT device.id FROM device JOIN seen USING (id)
+            WHERE device.last_seen_at IS NULL OR device.last_seen_at < seen.at
+            ORDER BY device.id
+            FOR NO KEY UPDATE OF device
+        )
         UPDATE device SET last_seen_at = seen.at
-        FROM unnest(%(id)s::int[], %(at)s::timestamptz[]) AS seen (id, at)
+        FROM seen JOIN locked USING (id)
         WHERE device.id = seen.id
           AND (device.last_seen_at IS NULL OR device.last_seen_at < seen.at)
         """,
-        {"id": list(last_seen), "at": list(last_seen.values())},
+        {"id": ids, "at": [last_seen[i] for i in ids]},
     )
 
 
