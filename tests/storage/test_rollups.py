@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -130,17 +130,16 @@ def test_rollups_answer_like_the_raw_readings(
             check(conn, stored, device_id=None, fn=fn, width=width, start=start, end=end)
 
 
-def test_a_late_reading_counts_at_once_and_after_the_refresh(conn: psycopg.Connection) -> None:
-    ids = register(conn, "0000000000000001")
-    device_id = ids["0000000000000001"]
-    stored = series(device_id, T0, 300, timedelta(minutes=15))
-    readings.insert_readings(conn, rows=stored)
-    rollups.refresh(conn)
-    late = ReadingRow(T0 + timedelta(days=1, hours=3, minutes=1), device_id, "co2", 9999.0)
-    readings.insert_readings(conn, rows=[late])
-    stored.append(late)
-    for _ in range(2):  # dirty, then refreshed
-        for fn in FNS:
+def check_dirty_then_refreshed(
+    conn: psycopg.Connection,
+    stored: list[ReadingRow],
+    *,
+    device_id: int,
+    fns: Sequence[AggregateFn],
+) -> None:
+    """Check hourly and daily buckets of three days while marked dirty, then refreshed."""
+    for _ in range(2):
+        for fn in fns:
             for width in (HOUR, DAY):
                 check(
                     conn,
@@ -152,6 +151,18 @@ def test_a_late_reading_counts_at_once_and_after_the_refresh(conn: psycopg.Conne
                     end=T0 + 3 * DAY,
                 )
         rollups.refresh(conn)
+
+
+def test_a_late_reading_counts_at_once_and_after_the_refresh(conn: psycopg.Connection) -> None:
+    ids = register(conn, "0000000000000001")
+    device_id = ids["0000000000000001"]
+    stored = series(device_id, T0, 300, timedelta(minutes=15))
+    readings.insert_readings(conn, rows=stored)
+    rollups.refresh(conn)
+    late = ReadingRow(T0 + timedelta(days=1, hours=3, minutes=1), device_id, "co2", 9999.0)
+    readings.insert_readings(conn, rows=[late])
+    stored.append(late)
+    check_dirty_then_refreshed(conn, stored, device_id=device_id, fns=FNS)
 
 
 def test_re_decoded_readings_replace_the_rollups(conn: psycopg.Connection) -> None:
@@ -165,19 +176,7 @@ def test_re_decoded_readings_replace_the_rollups(conn: psycopg.Connection) -> No
     fixed = [ReadingRow(r.time, r.device_id, r.metric, r.value / 2) for r in redo[1:]]
     readings.replace_readings(conn, keys=[(r.device_id, r.time) for r in redo], rows=fixed)
     stored = [r for r in stored if r not in redo] + fixed
-    for _ in range(2):
-        for fn in [*FNS, AggregateFn.LAST]:
-            for width in (HOUR, DAY):
-                check(
-                    conn,
-                    stored,
-                    device_id=device_id,
-                    fn=fn,
-                    width=width,
-                    start=T0,
-                    end=T0 + 3 * DAY,
-                )
-        rollups.refresh(conn)
+    check_dirty_then_refreshed(conn, stored, device_id=device_id, fns=[*FNS, AggregateFn.LAST])
 
 
 def test_a_bucket_whose_readings_are_all_gone_disappears(conn: psycopg.Connection) -> None:
