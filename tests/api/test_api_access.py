@@ -6,6 +6,8 @@ device listings, raw series, CSV, latest values, aggregates of a city, or error 
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from access_world import COMMERCIAL, DATASET_OF, OPEN, RESTRICTED, World, build_world
@@ -192,3 +194,26 @@ def test_a_key_also_works_as_x_api_key(client: TestClient, world: World) -> None
     )
 
     assert response.status_code == 200
+
+
+def test_the_openapi_document_says_which_routes_need_a_key(
+    client: TestClient, world: World
+) -> None:
+    """A route marked as also answering anonymous callers does; every other refuses them."""
+    paths = client.get("/openapi.json").json()["paths"]
+    values = {"dev_eui": OPEN, "period": "2026-11", "slug": "sws-waste", "prefix": "x"}
+    checked = 0
+    for path, operations in paths.items():
+        operation = operations.get("get")
+        if operation is None or "security" not in operation:
+            continue
+        url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
+        params = {"metric": "temperature", "city": "dortmund"} if "aggregate" in path else {}
+        status = client.get(url, params=params).status_code
+        if status == 429:  # over the anonymous rate limit of the test's one address: wait it out
+            time.sleep(1)
+            status = client.get(url, params=params).status_code
+        anonymous_too = {} in operation["security"]
+        assert (status not in (401, 403)) == anonymous_too, (path, status)
+        checked += 1
+    assert checked >= 10

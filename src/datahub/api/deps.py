@@ -59,6 +59,10 @@ async def get_statements_lender(request: Request) -> Lender:
 # below, so that a malformed Authorization header is an error, not an anonymous call.
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer dh_…`")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+# `openapi_extra` of the routes that answer anonymous callers too: FastAPI lists the key
+# schemes as the operation's security, and an empty requirement beside them makes the key
+# optional (OpenAPI 3.1, "Security Requirement Object").
+ANONYMOUS_TOO: dict[str, object] = {"security": [{}]}
 
 
 def get_access(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from datahub.api.deps import CatalogDep, Conn, Reader
+from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Reader
 from datahub.api.schemas import (
     DatasetListOut,
     DatasetOut,
@@ -18,7 +18,12 @@ from datahub.storage import access
 router = APIRouter(tags=["datasets"])
 
 
-@router.get("/v1/datasets", response_model=DatasetListOut, responses=error_responses(401, 429, 503))
+@router.get(
+    "/v1/datasets",
+    response_model=DatasetListOut,
+    responses=error_responses(401, 429, 503),
+    openapi_extra=ANONYMOUS_TOO,
+)
 def list_datasets(conn: Conn, catalog: CatalogDep, caller: Reader) -> DatasetListOut:
     """List the datasets the caller may read, by slug, with licence and attribution.
 

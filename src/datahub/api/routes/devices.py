@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from datahub.api import query, render
 from datahub.api.auth import Access
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import CatalogDep, Conn, Reader, SettingsDep
+from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Reader, SettingsDep
 from datahub.api.schemas import (
     DeviceListQuery,
     DeviceOut,
@@ -28,7 +28,10 @@ router = APIRouter(tags=["devices"])
 
 
 @router.get(
-    "/v1/devices", response_model=DevicePageOut, responses=error_responses(400, 401, 422, 429, 503)
+    "/v1/devices",
+    response_model=DevicePageOut,
+    responses=error_responses(400, 401, 422, 429, 503),
+    openapi_extra=ANONYMOUS_TOO,
 )
 def list_devices(
     params: Annotated[DeviceListQuery, Query()],
@@ -73,6 +76,7 @@ def list_devices(
     "/v1/devices/{dev_eui}",
     response_model=DeviceOut,
     responses=error_responses(400, 401, 404, 422, 429, 503),
+    openapi_extra=ANONYMOUS_TOO,
 )
 def get_device(dev_eui: str, conn: Conn, catalog: CatalogDep, caller: Reader) -> DeviceOut:
     """Show one device; `dev_eui` is 16 hex digits in either case.

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datahub.api import render
 from datahub.api.auth import Access
-from datahub.api.deps import Caller, Conn, Reader
+from datahub.api.deps import ANONYMOUS_TOO, Caller, Conn, Reader
 from datahub.api.query import Rfc3339
 from datahub.api.schemas import CSV_RESPONSE, Format, error_responses
 from datahub.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -211,6 +211,7 @@ _VIEW_RESPONSES = {**error_responses(400, 401, 403, 404, 422, 429, 503), **CSV_R
     "/v1/fairshare/periods",
     response_model=PeriodListOut,
     responses=error_responses(401, 429, 503),
+    openapi_extra=ANONYMOUS_TOO,
 )
 def list_periods(conn: Conn, caller: Reader) -> PeriodListOut:
     """List the closed periods, latest first, with the hash of each one's result."""
@@ -222,7 +223,12 @@ def list_periods(conn: Conn, caller: Reader) -> PeriodListOut:
     )
 
 
-@router.get("/v1/fairshare/report/{period}", response_model=ReportOut, responses=_VIEW_RESPONSES)
+@router.get(
+    "/v1/fairshare/report/{period}",
+    response_model=ReportOut,
+    responses=_VIEW_RESPONSES,
+    openapi_extra=ANONYMOUS_TOO,
+)
 def get_report(
     period: PeriodPath,
     params: Annotated[ViewQuery, Query()],

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import metering, query, render
-from datahub.api.deps import CatalogDep, Conn, Metered
+from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered
 from datahub.api.licences import licences_of, link_licences
 from datahub.api.schemas import CSV_RESPONSE, LatestListOut, LatestQuery, error_responses
 from datahub.storage import readings
@@ -20,6 +20,7 @@ router = APIRouter(tags=["readings"])
     "/v1/latest",
     response_model=LatestListOut,
     responses={**CSV_RESPONSE, **error_responses(400, 401, 409, 422, 429, 503)},
+    openapi_extra=ANONYMOUS_TOO,
 )
 def list_latest(
     params: Annotated[LatestQuery, Query()],

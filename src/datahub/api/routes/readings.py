@@ -11,7 +11,7 @@ import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import metering, query, render
-from datahub.api.deps import CatalogDep, Conn, Metered, SettingsDep
+from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered, SettingsDep
 from datahub.api.licences import licences_of, link_licences
 from datahub.api.query import Grouping
 from datahub.api.routes.devices import find_device
@@ -35,6 +35,7 @@ router = APIRouter(tags=["readings"])
     "/v1/devices/{dev_eui}/readings",
     response_model=ReadingPageOut,
     responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+    openapi_extra=ANONYMOUS_TOO,
 )
 def list_device_readings(
     dev_eui: str,
@@ -109,6 +110,7 @@ def list_device_readings(
     "/v1/readings/aggregate",
     response_model=AggregateOut,
     responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+    openapi_extra=ANONYMOUS_TOO,
 )
 def aggregate_readings(
     params: Annotated[AggregateQuery, Query()],

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from datahub.api.admin_schemas import TariffListOut, TariffQuery, tariff_out
-from datahub.api.deps import Conn
+from datahub.api.deps import ANONYMOUS_TOO, Conn
 from datahub.api.schemas import error_responses
 from datahub.fairshare import admin
 
@@ -19,6 +19,7 @@ router = APIRouter(tags=["fair share"])
     "/v1/fairshare/tariffs",
     response_model=TariffListOut,
     responses=error_responses(401, 404, 422, 429, 503),
+    openapi_extra=ANONYMOUS_TOO,
 )
 def list_tariffs(params: Annotated[TariffQuery, Query()], conn: Conn) -> TariffListOut:
     """List every tariff version of every dataset; anyone may read them, without a key.
