@@ -68,6 +68,41 @@ def mosquitto_pub(broker: BrokerEndpoint, topic: str, *, qos: int, client_id: st
     ]
 
 
+def end_sessions(broker: BrokerEndpoint, client_ids: Sequence[str]) -> None:
+    """Discard the broker's persistent sessions of these client ids.
+
+    The QoS 1 workers' sessions outlive them (their expiry is days) and would keep queueing
+    whatever later runs publish to their shared subscriptions. Connecting once more with
+    each id, a clean start and no session expiry ends them.
+    """
+    ends = [
+        subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                broker.host,
+                "-p",
+                str(broker.port),
+                "-V",
+                "5",
+                "-i",
+                cid,
+                "-t",
+                "datahub/bench/end-session",
+                "-E",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for cid in client_ids
+    ]
+    for end in ends:
+        try:
+            end.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            end.kill()
+
+
 def publish_lines(
     broker: BrokerEndpoint,
     sets: Mapping[str, tuple[str, Sequence[bytes]]],

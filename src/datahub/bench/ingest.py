@@ -94,6 +94,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
         e2e_qos1 = qos1.ingest(qos1_set, expected=qos1_uplinks, broker=broker)
     finally:
         qos1.stop()
+        ceilings.end_sessions(broker, qos1.client_ids)
 
     db_ceiling = copy.per_s / readings_per_uplink
     ceiling = min(broker_rate.per_s, db_ceiling)
@@ -169,6 +170,7 @@ class _Workers:
         self._run = work.run
         self._qos = qos
         self._services: list[Service] = []
+        self.client_ids: list[str] = []
         ports = [free_port() for _ in range(count)]
         for i, port in enumerate(ports):
             config = {
@@ -179,6 +181,7 @@ class _Workers:
                     qos=qos, shared=count > 1, client_id=f"bench-{work.run}-q{qos}-{i}"
                 ),
             }
+            self.client_ids += [source["client_id"] for source in config["sources"]]
             self._services.append(Service(f"ingest-qos{qos}-{i}", config, ["ingest"], workdir))
         for service, port in zip(self._services, ports, strict=True):
             service.wait_http(f"http://127.0.0.1:{port}/health/ready")
