@@ -61,7 +61,7 @@ def tile_server() -> Iterator[tuple[str, list[str]]]:
                 pass  # Leaflet cancels the tiles of a view it has left.
 
         def log_message(self, format: str, *args: object) -> None:
-            pass
+            """Keep the test output free of one line per tile."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

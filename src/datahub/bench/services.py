@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -86,11 +87,9 @@ class Service:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BenchError(f"{self.name} exited; see {self.log_file}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 if httpx.get(url, timeout=2.0).status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
             time.sleep(0.2)
         raise BenchError(f"{self.name} not ready at {url} within {timeout:.0f} s")
 
