@@ -8,7 +8,7 @@ vectors that prove the decoder. The registry of profiles is `decoders.CATALOG`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -17,6 +17,9 @@ from typing import Any
 from decoders.metrics import METRICS
 
 Decoder = Callable[[int, bytes], dict[str, Any]]
+# Decodes many (f_port, payload) pairs in one go; each result is the data object or the
+# DecodeError that decoding that payload alone would raise.
+BatchDecoder = Callable[[Sequence[tuple[int, bytes]]], list["dict[str, Any] | DecodeError"]]
 
 
 class DecodeError(Exception):
@@ -88,6 +91,9 @@ class Profile:
     reporting_interval_s: int  # typical interval between uplinks at the vendor's defaults
     examples: tuple[Example, ...]
     version: str  # the decoder's version; bump it when decoded output changes
+    # Where a call has a fixed cost worth sharing (a JavaScript codec: a hand-over to V8's
+    # thread), the same decoder over many payloads at once; results as `decode` gives them.
+    decode_many: BatchDecoder | None = None
 
     def __post_init__(self) -> None:
         if self.id != f"{self.vendor}/{self.model}":

@@ -80,6 +80,7 @@ def load_profile(
             vendor=vendor,
             model=model,
             decode=codec.decode,
+            decode_many=codec.decode_many,
             version=codec_version(source),
             **fields,
         )

@@ -10,7 +10,7 @@ import pytest
 from democatalog import CODEC_TIMEOUT_MS
 
 from decoders import DecodeError
-from decoders.javascript import CodecError, JsCodec
+from decoders.javascript import BATCH_CALLS, CodecError, JsCodec
 
 CODECS = Path(__file__).parents[1] / "fixtures" / "codecs"
 
@@ -119,6 +119,67 @@ def test_unbounded_allocation_is_stopped_and_the_codec_recovers() -> None:
     assert hoarder.decode(1, b"\x00") == {"small": True}
     # And the runtime as a whole still works.
     assert codec("chirpstack_v3.js").decode(1, b"\x00\x01")["distance"] == 1
+
+
+def one_by_one(js: JsCodec, calls: list[tuple[int, bytes]]) -> list[object]:
+    """What `decode` returns for each call, or the message of the DecodeError it raises."""
+    results: list[object] = []
+    for f_port, payload in calls:
+        try:
+            results.append(js.decode(f_port, payload))
+        except DecodeError as exc:
+            results.append(str(exc))
+    return results
+
+
+def in_batch(js: JsCodec, calls: list[tuple[int, bytes]]) -> list[object]:
+    return [str(r) if isinstance(r, DecodeError) else r for r in js.decode_many(calls)]
+
+
+def test_many_payloads_decode_as_they_do_one_by_one(thermometer: JsCodec) -> None:
+    calls = [
+        (1, bytes.fromhex("0a2b5009c4")),
+        (2, b"\x00"),  # the codec's own errors list
+        (1, bytes.fromhex("ff38510960")),
+        (1, b"\x01"),  # too short
+    ]
+    assert in_batch(thermometer, calls) == one_by_one(thermometer, calls)
+    assert in_batch(thermometer, []) == []
+
+
+def test_a_throwing_payload_in_a_batch_reads_as_it_does_alone() -> None:
+    throws = codec("throws.js")
+    results = in_batch(throws, [(1, b"\x01\x02\x03\x04"), (1, b"\x01"), (1, bytes(4))])
+    assert results[0] == results[2] == {"ok": True}
+    assert results[1] == one_by_one(throws, [(1, b"\x01")])[0]
+    assert "threw: RangeError: expected 4 bytes, got 1 (line 3)" in str(results[1])
+
+
+def test_a_batch_keeps_the_order_of_calls_across_its_groups() -> None:
+    legacy = codec("legacy_decoder.js")
+    count = 2 * BATCH_CALLS + 5  # three groups handed to V8
+    results = legacy.decode_many([(7, bytes([0, i % 256])) for i in range(count)])
+    assert [r["calls"] for r in results] == list(range(1, count + 1))  # type: ignore[index]
+    assert [r["temperature"] for r in results[:3]] == [0.0, 0.1, 0.2]  # type: ignore[index]
+
+
+def test_a_runaway_payload_in_a_batch_costs_only_its_own_calls() -> None:
+    looping = codec("loops_on_ff.js", timeout_ms=50)
+    calls = [(1, b"\x01"), (1, b"\xff"), (1, b"\x02")]
+    started = time.monotonic()
+    results = in_batch(looping, calls)
+    # The group ran over its limit once, then each call ran under its own: the runaway twice.
+    assert time.monotonic() - started < 1.0
+    assert results[0] == {"first": 1}
+    assert "time limit of 50 ms, twice" in str(results[1])
+    assert results[2] == {"first": 2}
+
+
+def test_a_batch_that_runs_out_of_memory_recovers_call_by_call() -> None:
+    hoarder = codec("allocates.js", max_memory_bytes=32 * 1024 * 1024, timeout_ms=5000)
+    results = in_batch(hoarder, [(1, b"\x00"), (1, b"\x01"), (1, b"\x00")])
+    assert results[0] == results[2] == {"small": True}
+    assert "memory limit of 32 MiB" in str(results[1])
 
 
 def test_no_host_facilities_reach_the_sandbox() -> None:

@@ -115,6 +115,40 @@ def test_a_codec_failure_is_a_decode_failure_not_a_crash(
     assert "payload of 2 bytes, expected 5" in error
 
 
+def test_a_batch_goes_to_the_codec_at_once_and_each_uplink_keeps_its_outcome(
+    conn: psycopg.Connection, database: Database, device: simulators.SimUplink, tmp_path: Path
+) -> None:
+    add_codec(tmp_path, "acme/thermo")
+    settings = codec_settings(database, tmp_path)
+    payloads = ["0a2b5009c4", "0a2b", "ff38510960", "", "0a2c5009c4"]
+    batch = [
+        message(
+            dataclasses.replace(device, time=device.time + timedelta(minutes=n)),
+            bytes.fromhex(p),
+            n,
+        )
+        for n, p in enumerate(payloads, 1)
+    ]
+    stored = Pipeline(settings, clock=lambda: NOW).process(conn, batch)
+    assert (stored.uplinks, stored.readings, stored.dead_letters) == (5, 9, 2)
+    rows = conn.execute(
+        "SELECT f_cnt, decode_status, decode_error FROM uplink ORDER BY f_cnt"
+    ).fetchall()
+    assert [(f_cnt, status) for f_cnt, status, _ in rows] == [
+        (1, "decoded"),
+        (2, "failed"),
+        (3, "decoded"),
+        (4, "failed"),
+        (5, "decoded"),
+    ]
+    assert "payload of 2 bytes, expected 5" in rows[1][2]
+    assert "payload of 0 bytes, expected 5" in rows[3][2]
+    temperatures = conn.execute(
+        "SELECT value FROM reading WHERE metric = 'temperature' ORDER BY time, value"
+    ).fetchall()
+    assert sorted(t for (t,) in temperatures) == [-2.0, 26.03, 26.04]
+
+
 def test_a_codec_added_at_run_time_is_picked_up_on_the_next_refresh(
     conn: psycopg.Connection, database: Database, device: simulators.SimUplink, tmp_path: Path
 ) -> None:

@@ -156,9 +156,10 @@ class Pipeline:
     def prepare(self, messages: Sequence[Message]) -> Batch:
         """Run the pure stages over a batch: envelope, decode, normalize."""
         now = self._clock()
-        rows: list[UplinkRow] = []
-        readings: dict[bytes, list[ReadingRow]] = {}
-        failures: dict[bytes, DeadLetterRow] = {}
+        # One slot per uplink, in the order received; the decodable ones are filled once
+        # the whole batch is decoded (a JavaScript codec takes its payloads in one call).
+        slots: list[UplinkRow | None] = []
+        decodable: list[tuple[int, Message, Uplink, int, decoders.Profile]] = []
         letters: list[DeadLetterRow] = []
         for message in messages:
             source = message.source
@@ -172,49 +173,54 @@ class Pipeline:
             entry = self.registry.get(uplink.dev_eui)
             if entry is None:
                 self._count("unknown_device", source=source)
-                rows.append(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE))
+                slots.append(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE))
                 continue
             profile = self._catalog.get(entry.profile)
             if profile is None:
                 self._count("no_decoder", source=source)
-                rows.append(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER))
+                slots.append(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER))
                 continue
-            try:
-                decoded = decode.decode_uplink(
-                    profile, f_port=uplink.f_port, payload=uplink.payload
-                )
-            except DropError as exc:
+            decodable.append((len(slots), message, uplink, entry.device_id, profile))
+            slots.append(None)
+
+        readings: dict[bytes, list[ReadingRow]] = {}
+        failures: dict[bytes, DeadLetterRow] = {}
+        outcomes = decode.decode_uplinks([(p, u.f_port, u.payload) for _, _, u, _, p in decodable])
+        for (slot, message, uplink, device_id, profile), outcome in zip(
+            decodable, outcomes, strict=True
+        ):
+            source = message.source
+            if isinstance(outcome, DropError):
                 self._count("decode_failed", source=source)
-                rows.append(
-                    UplinkRow(
-                        uplink,
-                        entry.device_id,
-                        DecodeStatus.FAILED,
-                        decoder=decode.decoder_name(profile),
-                        error=exc.detail,
-                    )
+                slots[slot] = UplinkRow(
+                    uplink,
+                    device_id,
+                    DecodeStatus.FAILED,
+                    decoder=decode.decoder_name(profile),
+                    error=outcome.detail,
                 )
-                failures[uplink.dedup_key] = _letter(message, "decode", exc, uplink)
+                failures[uplink.dedup_key] = _letter(message, "decode", outcome, uplink)
                 continue
             normalized = normalize.to_readings(
-                decoded.data, profile.mappings, time=uplink.received_at, dev_eui=uplink.dev_eui
+                outcome.data, profile.mappings, time=uplink.received_at, dev_eui=uplink.dev_eui
             )
             if normalized.skipped:
                 self._count("value_skipped", len(normalized.skipped), source=source)
-            rows.append(
-                UplinkRow(
-                    uplink,
-                    entry.device_id,
-                    DecodeStatus.DECODED,
-                    decoder=decoded.decoder,
-                    error="; ".join(normalized.skipped) or None,
-                )
+            slots[slot] = UplinkRow(
+                uplink,
+                device_id,
+                DecodeStatus.DECODED,
+                decoder=outcome.decoder,
+                error="; ".join(normalized.skipped) or None,
             )
             readings[uplink.dedup_key] = [
-                ReadingRow(r.time, entry.device_id, r.metric, r.value) for r in normalized.readings
+                ReadingRow(r.time, device_id, r.metric, r.value) for r in normalized.readings
             ]
         return Batch(
-            uplinks=rows, readings=readings, decode_failures=failures, dead_letters=letters
+            uplinks=[row for row in slots if row is not None],
+            readings=readings,
+            decode_failures=failures,
+            dead_letters=letters,
         )
 
     def _parse(self, message: Message, now: datetime) -> Uplink:
