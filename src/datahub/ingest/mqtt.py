@@ -43,7 +43,7 @@ KEEPALIVE_S = 60
 UNNOTICED = timedelta(seconds=KEEPALIVE_S * 2)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message, built on the network thread
 class Message:
     """One MQTT message as received, with what is needed to acknowledge it."""
 

