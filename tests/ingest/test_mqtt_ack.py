@@ -29,7 +29,7 @@ class FakeClient:
 
 
 def subscriber() -> Subscriber:
-    return Subscriber(Settings(sources=(SOURCE,)), inbox=queue.Queue())
+    return Subscriber(Settings(sources=(SOURCE,)), inbox=queue.SimpleQueue())
 
 
 def delivered(sub: Subscriber, client: FakeClient, mid: int) -> Message:

@@ -38,7 +38,7 @@ def test_only_a_resubscription_reports_a_gap_starting_at_the_last_message() -> N
     gaps: list[tuple[str, datetime]] = []
     sub = Subscriber(
         Settings(sources=(TTN,)),
-        inbox=queue.Queue(),
+        inbox=queue.SimpleQueue(),
         on_resubscribed=lambda name, start: gaps.append((name, start)),
     )
     client = FakeClient()

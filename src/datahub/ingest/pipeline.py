@@ -300,7 +300,7 @@ def _letter(
 
 
 def take_batch(
-    inbox: queue.Queue[Message], *, size: int, wait_s: float, idle_s: float = BATCH_IDLE_S
+    inbox: queue.SimpleQueue[Message], *, size: int, wait_s: float, idle_s: float = BATCH_IDLE_S
 ) -> list[Message]:
     """Take up to `size` messages, waiting at most `wait_s` after the first one, and closing
     the batch early once no message has come for `idle_s`."""
@@ -324,7 +324,8 @@ class Ingest:
     def __init__(self, settings: Settings, *, pipeline: Pipeline | None = None) -> None:
         self._settings = settings
         self.pipeline = pipeline or Pipeline(settings)
-        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=settings.ingest.queue_limit)
+        # Bounded by the subscriber at ingest.queue_limit (ingest/mqtt.py).
+        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.subscriber = Subscriber(settings, inbox=self.inbox, on_resubscribed=self._backfill_gap)
         self._sources = {s.name: s for s in settings.sources}
         # Per source: the earliest start of a gap not back-filled yet, and whether its worker
