@@ -546,7 +546,7 @@ class Ingest:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self._settings, autocommit=True, binary_arrays=True)
+            self._conn = db.connect(self._settings, autocommit=True, batch_writes=True)
         return self._conn
 
     def _drop_connection(self) -> None:

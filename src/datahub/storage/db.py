@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 import psycopg
 from psycopg.types.array import ListBinaryDumper
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from datahub.config import Settings
@@ -17,13 +19,15 @@ UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeo
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False, binary_arrays: bool = False
+    settings: Settings, *, autocommit: bool = False, batch_writes: bool = False
 ) -> psycopg.Connection:
     """Open one connection with the configured timeouts.
 
-    With `binary_arrays`, list parameters (the `unnest(%s::…[])` of batch writes) are sent
+    With `batch_writes`, list parameters (the `unnest(%s::…[])` of batch writes) are sent
     in binary, which costs about a quarter of the Python time of psycopg's default text
-    arrays (those took a quarter of an ingest worker's main thread).
+    arrays (those took a quarter of an ingest worker's main thread), and JSON parameters
+    are written by orjson, several times faster than the standard library (it writes NaN
+    as null where the standard library writes NaN, which PostgreSQL refuses).
     """
     try:
         conn = psycopg.connect(
@@ -35,8 +39,9 @@ def connect(
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
-    if binary_arrays:
+    if batch_writes:
         conn.adapters.register_dumper(list, ListBinaryDumper)
+        set_json_dumps(orjson.dumps, conn)
     return conn
 
 
