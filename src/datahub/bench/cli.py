@@ -24,6 +24,12 @@ def add_commands(commands: Any) -> None:
     q.add_argument("--latency-rate", type=float, default=1_000.0, help="uplinks/s, steady")
     q.add_argument("--latency-seconds", type=float, default=15.0)
     q.add_argument(
+        "--mqtt-version",
+        choices=["3.1.1", "5"],
+        default="3.1.1",
+        help="the workers' MQTT version (Mosquitto shares subscriptions with both)",
+    )
+    q.add_argument(
         "--database",
         default="datahub_bench_ingest",
         help="scratch database, dropped and created again: one per concurrent run",
@@ -75,6 +81,7 @@ def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         naive_uplinks=args.naive_uplinks,
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds,
+        mqtt_version=args.mqtt_version,
         database=args.database,
     )
     return _emit(run(settings, options, _workdir()), args)

@@ -41,7 +41,9 @@ class Workload:
     scenario: simulators.Scenario
     filters: dict[str, str]  # source name -> topic filter the ingest subscribes to
 
-    def source_config(self, *, qos: int, shared: bool, client_id: str) -> list[dict[str, Any]]:
+    def source_config(
+        self, *, qos: int, shared: bool, client_id: str, mqtt_version: str = "3.1.1"
+    ) -> list[dict[str, Any]]:
         """The `sources:` of an ingest worker's config for this run."""
         return [
             {
@@ -52,7 +54,7 @@ class Workload:
                 if shared
                 else self.filters[name],
                 "qos": qos,
-                "mqtt_version": "5",
+                "mqtt_version": mqtt_version,
                 "client_id": f"{client_id}-{name}",
             }
             for name, fmt in FORMATS.items()
