@@ -41,7 +41,7 @@ from datahub.bench.services import (
 from datahub.bench.workload import CODECS_DIR, FORMATS, Workload, history_start, workload
 from datahub.config import CatalogSettings, Settings, SourceSettings, parse_broker_url
 from datahub.ingest.mqtt import Message
-from datahub.ingest.pipeline import Pipeline
+from datahub.ingest.pipeline import Pipeline, tuned_collector
 from datahub.storage import bench, db
 
 POLL_S = 0.02
@@ -78,18 +78,25 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
     pipeline = Pipeline(_pipeline_settings(target, work))
     with db.connect(target, autocommit=True) as conn:
         pipeline.registry.refresh_if_due(conn)
-        started = time.monotonic()
-        batch = pipeline.prepare(_messages(qos0_set))
-        pure = Rate(len(batch.uplinks), time.monotonic() - started)
-        rows = [r for rs in batch.readings.values() for r in rs]
+        # As a worker runs them: in batches, under the ingest's collector settings.
+        messages, size = _messages(qos0_set), settings.ingest.batch_size
+        with tuned_collector():
+            started = time.monotonic()
+            batches = [
+                pipeline.prepare(messages[i : i + size]) for i in range(0, len(messages), size)
+            ]
+            pure = Rate(sum(len(b.uplinks) for b in batches), time.monotonic() - started)
+        uplink_rows = [row for b in batches for row in b.uplinks]
+        by_key = {key: rs for b in batches for key, rs in b.readings.items()}
+        rows = [r for rs in by_key.values() for r in rs]
         copy = ceilings.db_copy_ceiling(conn, rows)
-        naive = ceilings.naive(conn, batch.uplinks[: options.naive_uplinks], batch.readings)
+        naive = ceilings.naive(conn, uplink_rows[: options.naive_uplinks], by_key)
         qos1_uplinks = len(pipeline.prepare(_messages(qos1_set)).uplinks)
-    readings_per_uplink = len(rows) / len(batch.uplinks)
+    readings_per_uplink = len(rows) / len(uplink_rows)
 
     qos0 = _Workers(target, work, qos=0, options=options, workdir=workdir)
     try:
-        e2e = qos0.ingest(qos0_set, expected=len(batch.uplinks), broker=broker)
+        e2e = qos0.ingest(qos0_set, expected=len(uplink_rows), broker=broker)
         with db.connect(target) as conn:
             uplinks, readings = bench.count_stored(conn)
         latencies = _latency(target, work, options, broker=broker)
@@ -112,7 +119,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "devices": device_count,
-        "uplinks": len(batch.uplinks),
+        "uplinks": len(uplink_rows),
         "workers": options.workers,
         "mqtt_version": options.mqtt_version,
         "broker_ceiling_msgs_per_s": round(broker_rate.per_s),
