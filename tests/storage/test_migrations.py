@@ -11,8 +11,8 @@ from realservices import BACKENDS, Database, temporary_database
 
 from datahub.storage import migrate
 
-HEAD = "0005"
-REVISIONS = ["0001", "0002", "0003", "0004", "0005"]  # oldest first
+HEAD = "0006"
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]  # oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -38,6 +38,7 @@ from datahub.ingest import decode, envelope, normalize
 from datahub.ingest.metrics import HealthServer, IngestMetrics
 from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.refresher import Refresher
+from datahub.ingest.retention import DedupRetention
 from datahub.ingest.store import Batch, DecoderIds, Stored, store
 from datahub.storage import db, dead_letters, devices, sources
 from datahub.storage.dead_letters import DeadLetterRow
@@ -368,6 +369,7 @@ class Ingest:
         self.metrics = IngestMetrics(self)
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
+        self.retention = DedupRetention(settings, stop_event=self.stop_event)
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
@@ -393,6 +395,7 @@ class Ingest:
             self._record_sources()
             self.subscriber.start()
             self.refresher.start()
+            self.retention.start()
             log.info("ingest running with %d sources", len(self._settings.sources))
             try:
                 while not self.stop_event.is_set():
@@ -400,6 +403,7 @@ class Ingest:
             finally:
                 self.subscriber.stop()
                 self.refresher.join(timeout=10.0)
+                self.retention.join(timeout=10.0)
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
                 if self._conn is not None:
                     self._conn.close()

@@ -43,6 +43,25 @@ def claim_keys(conn: psycopg.Connection, *, keys: Sequence[tuple[bytes, datetime
     return {bytes(key) for (key,) in rows}
 
 
+def prune_dedup_keys(conn: psycopg.Connection, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` dedup keys of uplinks received before `before`, oldest first;
+    return how many. Keys another transaction holds are skipped, not waited for."""
+    cur = conn.execute(
+        """
+        DELETE FROM uplink_dedup
+        WHERE dedup_key IN (
+            SELECT dedup_key FROM uplink_dedup
+            WHERE received_at < %s
+            ORDER BY received_at
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED
+        )
+        """,
+        (before, limit),
+    )
+    return cur.rowcount
+
+
 def insert_uplinks(conn: psycopg.Connection, *, rows: Sequence[UplinkRow]) -> None:
     """Store uplinks whose keys were just claimed, by binary COPY."""
     if not rows:
