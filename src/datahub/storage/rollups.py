@@ -446,19 +446,25 @@ def select_buckets(
     return rows
 
 
-# Partials of every part of [start, end): a raw reading is a partial of one. Each branch
-# reads one plain range of a key (device, metric, bucket or time), so that a city's query
-# is one short index range scan per device and rollup, never a filter over every hour.
-# The rollup branches merge their rows per series, dataset and bucket at once, so a city's
-# 90 days leave the daily branch as 90 rows per dataset, not as 90,000.
-_ROLLUP_QUERY = """
+# Both rollup queries start here: the devices in the caller's scope, and their hours marked
+# dirty within the whole hours asked for.
+_SCOPED_AND_DIRTY = """
 WITH scoped AS (
     SELECT d.id, d.dev_eui, d.city, d.dataset_id FROM device d WHERE {scope}
 ), dirty AS (
     SELECT DISTINCT x.device_id, x.hour
     FROM rollup_dirty x JOIN scoped s ON s.id = x.device_id
     WHERE x.hour >= %(hour_start)s AND x.hour < %(hour_end)s
-), dirty_day AS (
+)"""
+
+# Partials of every part of [start, end): a raw reading is a partial of one. Each branch
+# reads one plain range of a key (device, metric, bucket or time), so that a city's query
+# is one short index range scan per device and rollup, never a filter over every hour.
+# The rollup branches merge their rows per series, dataset and bucket at once, so a city's
+# 90 days leave the daily branch as 90 rows per dataset, not as 90,000.
+_ROLLUP_QUERY = (
+    _SCOPED_AND_DIRTY
+    + """, dirty_day AS (
     SELECT DISTINCT device_id, date_bin('1 day', hour, %(origin)s) AS day
     FROM dirty
     WHERE hour >= %(day_start)s AND hour < %(day_end)s
@@ -515,16 +521,13 @@ WITH scoped AS (
     GROUP BY 1, 2, 3, 4
 )
 """
+)
+
 # One device in buckets of one hour over whole hours, the commonest chart: each hourly row
 # is a bucket, so nothing is merged (a third of the general query's time).
-_DEVICE_HOURS_QUERY = """
-WITH scoped AS (
-    SELECT d.id, d.dev_eui, d.city, d.dataset_id FROM device d WHERE {scope}
-), dirty AS (
-    SELECT DISTINCT x.device_id, x.hour
-    FROM rollup_dirty x JOIN scoped s ON s.id = x.device_id
-    WHERE x.hour >= %(hour_start)s AND x.hour < %(hour_end)s
-)
+_DEVICE_HOURS_QUERY = (
+    _SCOPED_AND_DIRTY
+    + """
 SELECT d.dev_eui, d.city, h.bucket, {value}, h.count::bigint, ARRAY[d.dataset_id]
 FROM scoped d JOIN reading_hourly h ON h.device_id = d.id
 WHERE h.metric = %(metric)s AND h.bucket >= %(hour_start)s AND h.bucket < %(hour_end)s
@@ -539,6 +542,7 @@ WHERE r.time >= %(hour_start)s AND r.time < %(hour_end)s
 GROUP BY d.dev_eui, d.city, x.hour, d.dataset_id
 ORDER BY 1, 2, 3
 """
+)
 
 # Whole days from the devices' daily rows, unless an hour of the day is marked.
 _DAILY = """
