@@ -153,12 +153,17 @@ def check_dirty_then_refreshed(
         rollups.refresh(conn)
 
 
-def test_a_late_reading_counts_at_once_and_after_the_refresh(conn: psycopg.Connection) -> None:
-    ids = register(conn, "0000000000000001")
-    device_id = ids["0000000000000001"]
-    stored = series(device_id, T0, 300, timedelta(minutes=15))
+def refreshed_series(conn: psycopg.Connection, count: int) -> tuple[int, list[ReadingRow]]:
+    """One device's readings every 15 minutes from T0, stored and their rollups refreshed."""
+    device_id = register(conn, "0000000000000001")["0000000000000001"]
+    stored = series(device_id, T0, count, timedelta(minutes=15))
     readings.insert_readings(conn, rows=stored)
     rollups.refresh(conn)
+    return device_id, stored
+
+
+def test_a_late_reading_counts_at_once_and_after_the_refresh(conn: psycopg.Connection) -> None:
+    device_id, stored = refreshed_series(conn, 300)
     late = ReadingRow(T0 + timedelta(days=1, hours=3, minutes=1), device_id, "co2", 9999.0)
     readings.insert_readings(conn, rows=[late])
     stored.append(late)
@@ -166,11 +171,7 @@ def test_a_late_reading_counts_at_once_and_after_the_refresh(conn: psycopg.Conne
 
 
 def test_re_decoded_readings_replace_the_rollups(conn: psycopg.Connection) -> None:
-    ids = register(conn, "0000000000000001")
-    device_id = ids["0000000000000001"]
-    stored = series(device_id, T0, 200, timedelta(minutes=15))
-    readings.insert_readings(conn, rows=stored)
-    rollups.refresh(conn)
+    device_id, stored = refreshed_series(conn, 200)
     # A fixed decoder halves every value of the second day and finds no co2 in one uplink.
     redo = [r for r in stored if T0 + DAY <= r.time < T0 + 2 * DAY]
     fixed = [ReadingRow(r.time, r.device_id, r.metric, r.value / 2) for r in redo[1:]]
@@ -180,11 +181,7 @@ def test_re_decoded_readings_replace_the_rollups(conn: psycopg.Connection) -> No
 
 
 def test_a_bucket_whose_readings_are_all_gone_disappears(conn: psycopg.Connection) -> None:
-    ids = register(conn, "0000000000000001")
-    device_id = ids["0000000000000001"]
-    stored = series(device_id, T0, 8, timedelta(minutes=15))
-    readings.insert_readings(conn, rows=stored)
-    rollups.refresh(conn)
+    device_id, stored = refreshed_series(conn, 8)
     readings.replace_readings(conn, keys=[(r.device_id, r.time) for r in stored], rows=[])
     rollups.refresh(conn)
     got = readings.select_buckets(
