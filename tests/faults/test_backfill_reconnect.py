@@ -97,11 +97,9 @@ def storage_api() -> Iterator[tuple[StorageIntegration, str]]:
 
 
 def test_a_qos0_source_backfills_the_gap_of_a_reconnect(
-    storage_api: tuple[StorageIntegration, str], tmp_path: Path
+    storage_api: tuple[StorageIntegration, str], broker: Broker, tmp_path: Path
 ) -> None:
     storage, url = storage_api
-    broker = Broker()
-    broker.start()
     with temporary_database("timescaledb", "datahub_test_backfill_reconnect") as database:
         storage.app = "fault-dortmund-app"
         api = {"url": url, "application_id": storage.app, "api_key": KEY, "page_limit": 40}
@@ -153,4 +151,3 @@ def test_a_qos0_source_backfills_the_gap_of_a_reconnect(
             raise
         finally:
             ingest.close()
-            broker.close()

@@ -30,9 +30,7 @@ RATE = 1_000
 DOWN_S = 3.0
 
 
-def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
-    broker = Broker()
-    broker.start()
+def test_broker_restart_mid_stream_loses_nothing(broker: Broker, tmp_path: Path) -> None:
     with temporary_database("timescaledb", "datahub_test_broker_restart") as database:
         ingest = Ingest(broker.url, database.url, tmp_path)
         sims = generate(ingest.run, N)
@@ -66,4 +64,3 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
             raise
         finally:
             ingest.close()
-            broker.close()

@@ -4,7 +4,6 @@ the last restart every uplink and every reading is stored exactly once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.services
 N = 20_000
 KILLS_AT = (0.2, 0.5)  # fractions of N stored when a kill comes
 RATE = 3_000  # uplinks per second: slow enough that the kills land mid-stream
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = Broker()
-    broker.start()
-    yield broker
-    broker.close()
 
 
 def test_kill_9_twice_mid_stream_loses_nothing_and_stores_nothing_twice(

@@ -43,14 +43,6 @@ RSS_GROWTH_LIMIT_KIB = 16 * 1024
 
 
 @pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = Broker()
-    broker.start()
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def postgres() -> Iterator[Postgres]:
     postgres = Postgres()
     postgres.start()

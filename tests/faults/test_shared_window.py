@@ -29,9 +29,9 @@ N = 6_000
 WORKERS = 2
 
 
-def test_shared_subscription_with_a_small_window_takes_every_message(tmp_path: Path) -> None:
-    broker = Broker()
-    broker.start()
+def test_shared_subscription_with_a_small_window_takes_every_message(
+    broker: Broker, tmp_path: Path
+) -> None:
     with temporary_database("timescaledb", "datahub_test_shared_window") as database:
         (tmp_path / "probe").mkdir()
         probe = Ingest(broker.url, database.url, tmp_path / "probe")  # for its run's topics
@@ -85,7 +85,6 @@ def test_shared_subscription_with_a_small_window_takes_every_message(tmp_path: P
         finally:
             for worker in workers:
                 worker.close()
-            broker.close()
 
 
 def acknowledged(workers: list[Ingest]) -> float:

@@ -5,7 +5,6 @@ was not is delivered again to the next process. Metrics and health checks while 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.services
 
 N = 6_000
 RATE = 1_500
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = Broker()
-    broker.start()
-    yield broker
-    broker.close()
 
 
 def stop_stats(log: Path) -> dict[str, int]:
