@@ -1,5 +1,6 @@
 """Every migration goes down and up again on both backends, back to the same schema; the
-reading provenance migration (0002) keeps the readings on its way down."""
+reading provenance migration (0002) keeps the readings on its way down; decoders stay
+append-only (0007)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from realservices import BACKENDS, Database, temporary_database
 
 from datahub.storage import migrate
 
-HEAD = "0006"
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]  # oldest first
+HEAD = "0007"
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]  # oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -146,3 +147,20 @@ def test_provenance_up_down_up(fresh: Database) -> None:
             )
     migrate.upgrade(fresh.settings())
     assert schema(fresh.url)["version"] == HEAD
+
+
+def test_decoders_are_append_only(fresh: Database) -> None:
+    """Readings refer to decoders by id without a foreign key (0007): no decoder may go."""
+    with psycopg.connect(fresh.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO decoder (name) VALUES ('acme/thermo@1#00000000')")
+        for statement in (
+            "UPDATE decoder SET name = 'acme/thermo@2#00000000'",
+            "UPDATE decoder SET id = DEFAULT",
+            "DELETE FROM decoder",
+            "TRUNCATE decoder",
+        ):
+            with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
+                conn.execute(statement)
+        assert conn.execute("SELECT id, name FROM decoder").fetchall() == [
+            (1, "acme/thermo@1#00000000")
+        ]
