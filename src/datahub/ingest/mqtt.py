@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -39,6 +39,10 @@ from datahub.config import Settings, SourceSettings, parse_broker_url
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 60
+# What one system call reads from the broker: a few hundred uplinks' PUBLISH packets.
+READ_AHEAD_BYTES = 65_536
+# Packets handled per wake-up of a network thread, at most, before it looks at its timers.
+DRAIN_PACKETS = 1_000
 # paho notices a silent connection after 1.5 keepalive intervals without an answer.
 UNNOTICED = timedelta(seconds=KEEPALIVE_S * 2)
 
@@ -87,7 +91,7 @@ class Subscriber:
         persistent = source.qos > 0
         v5 = source.mqtt_version == "5"
         client_id = (source.client_id or f"datahub-ingest-{source.name}") + suffix
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=None if v5 else not persistent,
@@ -248,6 +252,77 @@ class Subscriber:
             if self._stopping.wait(0.005):
                 return
         self._inbox.put(message)
+
+
+class ReadAhead:
+    """A connection's socket that reads whatever the broker has sent in one system call.
+
+    paho reads each packet's type and length one byte at a time, a `recv` call each, then its
+    body: three or four system calls per PUBLISH, each giving up the GIL to the ingest
+    thread and waiting to get it back. Through this socket those reads come from memory.
+    `pending` (which paho asks of TLS sockets) counts the bytes held here, so paho reads
+    them without waiting for the socket to be readable again.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._start = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        start = self._start
+        if start == len(self._buffer):
+            data: bytes = self._sock.recv(max(bufsize, READ_AHEAD_BYTES))
+            if len(data) <= bufsize:
+                return data
+            self._buffer, start = data, 0
+        self._start = min(start + bufsize, len(self._buffer))
+        return self._buffer[start : self._start]
+
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._buffer) - self._start + inner
+
+    def send(self, buffer: bytes | bytearray) -> int:
+        sent: int = self._sock.send(buffer)
+        return sent
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        fd: int = self._sock.fileno()
+        return fd
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Client(paho.Client):
+    """paho's client, reading through `ReadAhead` and handling every packet it has read.
+
+    paho 2.x reads one packet per wake-up of its network thread (`loop_read` ignores its
+    `max_packets`), so each message cost a `select` call, another GIL hand-over. Here a
+    wake-up goes on while read-ahead bytes remain, up to DRAIN_PACKETS. Relies on paho's
+    `_create_socket` (2.0 to 2.2); tests/ingest/test_mqtt_read_ahead.py checks both.
+    """
+
+    def _create_socket(self) -> Any:
+        return ReadAhead(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        for _ in range(DRAIN_PACKETS - 1):
+            sock = self.socket()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, ReadAhead):
+                break
+            if not sock.pending():
+                break
+            rc = super().loop_read(max_packets)
+        return rc
 
 
 def _session_properties(persistent: bool, receive_maximum: int) -> Properties:
