@@ -25,7 +25,7 @@ import psycopg
 from datahub.bench.services import BenchError
 from datahub.config import BrokerEndpoint
 from datahub.storage import bench
-from datahub.storage.readings import ReadingRow
+from datahub.storage.readings import ReadingRow, copy_readings
 from datahub.storage.uplinks import UplinkRow
 
 COPY_ROWS_PER_TRANSACTION = 20_000
@@ -239,8 +239,8 @@ def db_copy_ceiling(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> Rat
     for first in range(0, len(rows), COPY_ROWS_PER_TRANSACTION):
         chunk = rows[first : first + COPY_ROWS_PER_TRANSACTION]
         with conn.transaction():
-            bench.copy_readings(
-                conn, rows=((r.time, r.device_id, r.metric, r.value) for r in chunk)
+            copy_readings(
+                conn, rows=((r.time, r.device_id, r.metric, r.value, r.decoder_id) for r in chunk)
             )
     seconds = time.monotonic() - started
     with conn.transaction():

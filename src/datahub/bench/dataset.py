@@ -23,7 +23,7 @@ from datahub.bench import services
 from datahub.config import Settings
 from datahub.domain import City, Device
 from datahub.progress import Progress
-from datahub.storage import bench, db, devices, migrate, rollups, suppliers
+from datahub.storage import bench, db, devices, migrate, readings, rollups, suppliers
 from datahub.storage.suppliers import SupplierRow
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _load(settings: Settings, target: Settings, dbname: str, spec: DatasetSpec) 
             week_end = min(week + timedelta(days=7), end)
             for first in range(0, len(device_ids), DEVICES_PER_COPY):
                 group = device_ids[first : first + DEVICES_PER_COPY]
-                done += bench.copy_readings(conn, rows=_rows(group, week, week_end))
+                done += readings.copy_readings(conn, rows=_rows(group, week, week_end))
                 conn.commit()
                 progress.update(done, spec.readings, f"{week.date()}")
             week = week_end
@@ -183,7 +183,7 @@ def _load(settings: Settings, target: Settings, dbname: str, spec: DatasetSpec) 
 
 def _rows(
     device_ids: list[int], start: datetime, end: datetime
-) -> Iterator[tuple[datetime, int, str, float]]:
+) -> Iterator[tuple[datetime, int, str, float, None]]:
     slots = int((end - start) / INTERVAL)
     times = [start + k * INTERVAL for k in range(slots)]
     # A daily cycle peaking at 15:00 UTC, shared by every device, plus per-device offsets.
@@ -193,6 +193,6 @@ def _rows(
         for k, t in enumerate(times):
             noise = _NOISE[(device_id * 31 + k) % len(_NOISE)]
             temperature = round(11 + 6 * cycle[k] + offset + noise, 2)
-            yield t, device_id, "temperature", temperature
-            yield t, device_id, "relative_humidity", round(75 - 12 * cycle[k] - noise * 4, 1)
-            yield t, device_id, "battery_voltage", round(3.6 - (device_id % 50) / 100, 3)
+            yield t, device_id, "temperature", temperature, None
+            yield t, device_id, "relative_humidity", round(75 - 12 * cycle[k] - noise * 4, 1), None
+            yield t, device_id, "battery_voltage", round(3.6 - (device_id % 50) / 100, 3), None

@@ -1,10 +1,10 @@
-"""The SQL of the benchmarks (datahub.bench): scratch databases, the COPY ceiling, the naive
+"""The SQL of the benchmarks (datahub.bench): scratch databases, emptying the readings after
+the COPY ceiling (which copies with `readings.copy_readings`, as the ingest does), the naive
 one-row-per-commit integration, and what the harness polls. Nothing of the service uses it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -46,24 +46,6 @@ def set_marker(conn: psycopg.Connection, *, dbname: str, marker: dict[str, Any])
             sql.Identifier(dbname), sql.Literal(json.dumps(marker, sort_keys=True))
         )
     )
-
-
-def copy_readings(
-    conn: psycopg.Connection, *, rows: Iterable[tuple[datetime, int, str, float]]
-) -> int:
-    """Binary COPY of (time, device id, metric, value) rows into `reading`; return the count.
-
-    No dedup, no rollup marks: the database's own ceiling for storing readings.
-    """
-    n = 0
-    with conn.cursor().copy(
-        "COPY reading (time, device_id, metric, value) FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["timestamptz", "int4", "text", "float8"])
-        for row in rows:
-            copy.write_row(row)
-            n += 1
-    return n
 
 
 def truncate_readings(conn: psycopg.Connection) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,14 +35,24 @@ def insert_readings(conn: psycopg.Connection, *, rows: Sequence[ReadingRow]) -> 
         return 0
     try:
         with conn.transaction():
-            stored = _copy_readings(conn, rows)
+            stored = copy_readings(
+                conn, rows=((r.time, r.device_id, r.metric, r.value, r.decoder_id) for r in rows)
+            )
     except psycopg.errors.UniqueViolation:
         stored = _insert_readings_skipping(conn, rows)
     rollups.mark_dirty(conn, keys=[(r.device_id, r.time) for r in rows])
     return stored
 
 
-def _copy_readings(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> int:
+def copy_readings(
+    conn: psycopg.Connection, *, rows: Iterable[tuple[datetime, int, str, float, int | None]]
+) -> int:
+    """Binary COPY of (time, device id, metric, value, decoder id) rows; return the count.
+
+    No dedup and no rollup marks: `insert_readings` adds both; a bulk load (the benchmark's
+    data set) calls `rollups.rebuild` for the days it wrote.
+    """
+    n = 0
     with (
         conn.cursor() as cur,
         cur.copy(
@@ -50,9 +60,10 @@ def _copy_readings(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> int:
         ) as copy,
     ):
         copy.set_types(["timestamptz", "int4", "text", "float8", "int2"])
-        for r in rows:
-            copy.write_row((r.time, r.device_id, r.metric, r.value, r.decoder_id))
-    return len(rows)
+        for row in rows:
+            copy.write_row(row)
+            n += 1
+    return n
 
 
 def _insert_readings_skipping(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> int:
