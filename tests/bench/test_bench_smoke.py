@@ -69,3 +69,8 @@ def test_bench_ingest_measures_ceilings_and_the_real_ingest(tmp_path: Path) -> N
     assert result["latency_uplinks"] >= 90
     assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"]
     assert all(math.isfinite(v) for v in result["ratios"].values())
+    # Where the CPU went: the workers and the machine always, per QoS; budgets per target.
+    for qos in ("qos0", "qos1"):
+        spent = result["cpu_us_per_uplink"][qos]
+        assert spent["ingest"] > 0 and spent["machine"] >= spent["ingest"], spent
+    assert all(b > 0 for b in result["cpu_budget_us_per_uplink"].values())

@@ -26,9 +26,10 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.conninfo import conninfo_to_dict
 
 import simulators
-from datahub.bench import ceilings
+from datahub.bench import ceilings, cpu
 from datahub.bench.ceilings import Rate
 from datahub.bench.services import (
     BenchError,
@@ -39,7 +40,13 @@ from datahub.bench.services import (
     percentile,
 )
 from datahub.bench.workload import CODECS_DIR, FORMATS, Workload, history_start, workload
-from datahub.config import CatalogSettings, Settings, SourceSettings, parse_broker_url
+from datahub.config import (
+    BrokerEndpoint,
+    CatalogSettings,
+    Settings,
+    SourceSettings,
+    parse_broker_url,
+)
 from datahub.ingest.mqtt import Message
 from datahub.ingest.pipeline import Pipeline, tuned_collector
 from datahub.storage import bench, db
@@ -96,7 +103,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
 
     qos0 = _Workers(target, work, qos=0, options=options, workdir=workdir)
     try:
-        e2e = qos0.ingest(qos0_set, expected=len(uplink_rows), broker=broker)
+        e2e, cpu_qos0 = qos0.ingest(qos0_set, expected=len(uplink_rows), broker=broker)
         with db.connect(target) as conn:
             uplinks, readings = bench.count_stored(conn)
         latencies = _latency(target, work, options, broker=broker)
@@ -104,7 +111,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
         qos0.stop()
     qos1 = _Workers(target, work, qos=1, options=options, workdir=workdir)
     try:
-        e2e_qos1 = qos1.ingest(qos1_set, expected=qos1_uplinks, broker=broker)
+        e2e_qos1, cpu_qos1 = qos1.ingest(qos1_set, expected=qos1_uplinks, broker=broker)
     finally:
         qos1.stop()
         ceilings.end_sessions(broker, qos1.client_ids)
@@ -134,6 +141,14 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
         "latency_p50_ms": round(percentile(latencies, 50) * 1000, 1),
         "latency_p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "latency_uplinks": len(latencies),
+        # Where the CPU went, per uplink, and what the cores allow at the targets' rates.
+        "cpu_us_per_uplink": {"qos0": cpu_qos0, "qos1": cpu_qos1},
+        "cpu_budget_us_per_uplink": {
+            "half_the_ceiling": cpu.budget_us(0.5 * ceiling),
+            "ten_times_naive": cpu.budget_us(10 * naive.per_s),
+            "qos1_5000": cpu.budget_us(5000),
+        },
+        "pure_stages_us_per_uplink": round(1e6 / pure.per_s, 1) if pure.per_s else None,
         "ratios": {
             "end_to_end_to_ceiling": round(e2e.per_s / ceiling, 3),
             "end_to_end_to_broker_ceiling": round(e2e.per_s / broker_rate.per_s, 3),
@@ -223,12 +238,27 @@ class _Workers:
         sets: Mapping[str, tuple[str, Sequence[bytes]]],
         *,
         expected: int,
-        broker: Any,
-    ) -> Rate:
-        """Publish the sets as fast as the broker takes them; time until all are committed."""
+        broker: BrokerEndpoint,
+    ) -> tuple[Rate, dict[str, float]]:
+        """Publish the sets as fast as the broker takes them; time until all are committed.
+
+        Return the rate and the CPU microseconds per uplink of the workers, the database,
+        the broker, the publishers and the whole machine (bench/cpu.py) in that time.
+        """
+        database = conninfo_to_dict(self._target.conninfo)
         with db.connect(self._target, autocommit=True) as conn, httpx.Client() as client:
             before, _ = bench.count_stored(conn)
             stored_before = self.stored(client)
+            watch = cpu.Watch(
+                {
+                    "ingest": cpu.Group(pids=tuple(s.process.pid for s in self._services)),
+                    "database": cpu.server(
+                        str(database.get("host") or "localhost"),
+                        int(database.get("port") or 5432),
+                    ),
+                    "broker": cpu.server(broker.host, broker.port),
+                }
+            )
             started = time.monotonic()
             publishers = ceilings.publish_lines(
                 broker, sets, qos=self._qos, run=f"{self._run}-e2e{self._qos}"
@@ -246,14 +276,17 @@ class _Workers:
                         f"{self._qos}); see {self._services[0].log_file}"
                     )
             seconds = time.monotonic() - started
+            # The publishers are done long before the ingest: waiting adds no CPU time.
+            ceilings.wait_publishers(publishers, 60)
+            spent = watch.stop()
             in_database, _ = bench.count_stored(conn)
         if in_database - before != expected:
             raise BenchError(
                 f"the workers counted {expected} uplinks stored, the database holds "
                 f"{in_database - before}"
             )
-        ceilings.wait_publishers(publishers, 60)
-        return Rate(expected, seconds)
+        spent["publishers"] = spent.pop("children")
+        return Rate(expected, seconds), cpu.per_uplink_us(spent, expected)
 
     def stop(self) -> None:
         for service in self._services:
