@@ -15,6 +15,17 @@ INGEST_BARS = [
     ("end to end, QoS 1", "end_to_end_qos1_uplinks_per_s"),
     ("naive: INSERT + commit per uplink", "naive_uplinks_per_s"),
 ]
+# Parts of the machine's CPU time per uplink, stacked; "other" is the rest of the machine.
+CPU_PARTS = [
+    ("ingest workers", "ingest", "#2a7"),
+    ("database", "database", "#37b"),
+    ("broker", "broker", "#e93"),
+    ("publishers", "publishers", "#999"),
+]
+CPU_BUDGETS = [
+    ("half the ceiling", "half_the_ceiling", "#c44"),
+    ("10x naive", "ten_times_naive", "#a4c"),
+]
 QUERIES = [
     ("90-day hourly, 1 device", "aggregate_90d_hourly", 30.0),
     ("1-day raw, 1 device", "raw_1d", None),
@@ -30,12 +41,14 @@ def plot(ingest: dict[str, Any] | None, query: dict[str, Any] | None, out: Path)
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError as exc:
         raise ConfigError("plotting needs matplotlib: pip install 'datahub[bench]'") from exc
-    panels = [p for p in (ingest, query) if p is not None]
+    cpu = ingest.get("cpu_us_per_uplink") if ingest is not None else None
+    panels = [p for p in (ingest, cpu, query) if p]
     if not panels:
         raise ConfigError("no results to plot")
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.6 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
     row = 0
     if ingest is not None:
         ax = axes[row][0]
@@ -44,12 +57,16 @@ def plot(ingest: dict[str, Any] | None, query: dict[str, Any] | None, out: Path)
         bars = ax.barh(labels, values, color=["#999", "#999", "#bbb", "#2a7", "#2a7", "#c44"])
         ax.bar_label(bars, fmt="{:,.0f}", padding=3, fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labels on the decades only
         ax.invert_yaxis()
         ax.set_xlabel("uplinks (messages) per second, log scale")
         ratio = ingest.get("ratios", {}).get("end_to_end_to_ceiling")
         ax.set_title(
             f"ingest: end to end = {ratio:.0%} of the lower ceiling" if ratio else "ingest"
         )
+        row += 1
+    if ingest is not None and cpu:
+        _plot_cpu(axes[row][0], cpu, ingest.get("cpu_budget_us_per_uplink", {}))
         row += 1
     if query is not None:
         ax = axes[row][0]
@@ -73,3 +90,24 @@ def plot(ingest: dict[str, Any] | None, query: dict[str, Any] | None, out: Path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def _plot_cpu(ax: Any, cpu: dict[str, dict[str, float]], budgets: dict[str, float]) -> None:
+    """Stacked CPU microseconds per uplink of each run, with what the targets' rates allow."""
+    runs = list(cpu)
+    left = [0.0] * len(runs)
+    for label, key, color in CPU_PARTS:
+        widths = [cpu[run].get(key, 0.0) for run in runs]
+        ax.barh(runs, widths, left=left, label=label, color=color)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    other = [
+        max(cpu[run].get("machine", 0.0) - done, 0.0) for run, done in zip(runs, left, strict=True)
+    ]
+    ax.barh(runs, other, left=left, label="rest of the machine", color="#ddd")
+    for label, key, color in CPU_BUDGETS:
+        if budgets.get(key):
+            ax.axvline(budgets[key], color=color, linestyle="--", label=f"allowed at {label}")
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU microseconds per uplink, all cores (dashed: what the cores allow)")
+    ax.set_title("where the CPU goes, end to end")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
