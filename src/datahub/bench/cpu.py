@@ -115,13 +115,10 @@ def _group_seconds(group: Group, parents: Mapping[int, int]) -> float:
 
 def _process_seconds(pid: int, *, reaped: bool = False) -> float:
     """User and system time of a process (all its threads), or of the children it reaped."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:  # exited between the listing and the read
+    fields = _stat_fields(pid)
+    if fields is None:  # exited between the listing and the read
         return 0.0
-    # Fields after the command name, which may hold spaces and parentheses: state is
-    # field 3, utime/stime 14/15, cutime/cstime 16/17.
-    fields = stat.rsplit(")", 1)[1].split()
+    # utime/stime are fields 14/15 of the stat line, cutime/cstime 16/17.
     first = 13 if reaped else 11
     return (int(fields[first]) + int(fields[first + 1])) / _TICKS_PER_S
 
@@ -129,10 +126,22 @@ def _process_seconds(pid: int, *, reaped: bool = False) -> float:
 def _parents() -> dict[int, int]:
     parents = {}
     for pid in _pids():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (PROC / str(pid) / "stat").read_text()
-            parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        fields = _stat_fields(pid)
+        if fields is not None:
+            parents[pid] = int(fields[1])  # field 4 of the stat line
     return parents
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, from field 3 (the state) on.
+
+    The name, in parentheses, may itself hold spaces and parentheses; None if gone.
+    """
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
 
 
 def _machine_busy_seconds() -> float:

@@ -44,8 +44,8 @@ def plot(ingest: dict[str, Any] | None, query: dict[str, Any] | None, out: Path)
         from matplotlib.ticker import NullFormatter
     except ImportError as exc:
         raise ConfigError("plotting needs matplotlib: pip install 'datahub[bench]'") from exc
-    cpu = ingest.get("cpu_us_per_uplink") if ingest is not None else None
-    panels = [p for p in (ingest, cpu, query) if p]
+    cpu = (ingest or {}).get("cpu_us_per_uplink") or None
+    panels = [p for p in (ingest, cpu, query) if p is not None]
     if not panels:
         raise ConfigError("no results to plot")
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
@@ -65,7 +65,7 @@ def plot(ingest: dict[str, Any] | None, query: dict[str, Any] | None, out: Path)
             f"ingest: end to end = {ratio:.0%} of the lower ceiling" if ratio else "ingest"
         )
         row += 1
-    if ingest is not None and cpu:
+    if ingest is not None and cpu is not None:
         _plot_cpu(axes[row][0], cpu, ingest.get("cpu_budget_us_per_uplink", {}))
         row += 1
     if query is not None:
