@@ -84,12 +84,12 @@ def assert_accounted(pipe: Pipeline, messages: list[Message]) -> None:
     """Each message is an uplink row or a dead letter; readings are finite numbers."""
     batch = pipe.prepare(messages)
     assert len(batch.uplinks) + len(batch.dead_letters) == len(messages)
-    for row in batch.uplinks:
-        for reading in batch.readings.get(row.uplink.dedup_key, ()):
+    for item in batch.uplinks:
+        for reading in item.readings:
             assert isinstance(reading.value, float)
             assert math.isfinite(reading.value)
-        if row.status is not DecodeStatus.DECODED:
-            assert not batch.readings.get(row.uplink.dedup_key)
+        if item.row.status is not DecodeStatus.DECODED:
+            assert not item.readings
 
 
 HOSTILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,7 +97,7 @@ HOSTILE = settings(max_examples=150, deadline=None, suppress_health_check=[Healt
 
 def test_the_unmutated_uplinks_decode() -> None:
     batch = pipeline().prepare([sim_message(s) for s in BY_PROFILE])
-    assert {row.status for row in batch.uplinks} == {DecodeStatus.DECODED}
+    assert {item.row.status for item in batch.uplinks} == {DecodeStatus.DECODED}
 
 
 @HOSTILE
@@ -180,7 +180,7 @@ def test_nan_and_infinity_become_skipped_values() -> None:
     )
     batch = pipeline({sim.device.profile: profile}).prepare([sim_message(sim)])
 
-    (row,) = batch.uplinks
-    assert row.status is DecodeStatus.DECODED
-    assert row.error is not None and "not finite" in row.error
-    assert [(r.metric, r.value) for r in batch.readings[row.uplink.dedup_key]] == [("co2", 400.0)]
+    (item,) = batch.uplinks
+    assert item.row.status is DecodeStatus.DECODED
+    assert item.row.error is not None and "not finite" in item.row.error
+    assert [(r.metric, r.value) for r in item.readings] == [("co2", 400.0)]

@@ -24,9 +24,9 @@ import psycopg
 
 from datahub.bench.services import BenchError
 from datahub.config import BrokerEndpoint
+from datahub.ingest.store import Prepared
 from datahub.storage import bench
 from datahub.storage.readings import ReadingRow, copy_readings
-from datahub.storage.uplinks import UplinkRow
 
 COPY_ROWS_PER_TRANSACTION = 20_000
 PROBE = b"probe"
@@ -248,18 +248,14 @@ def db_copy_ceiling(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> Rat
     return Rate(len(rows), seconds)
 
 
-def naive(
-    conn: psycopg.Connection,
-    uplinks: Sequence[UplinkRow],
-    readings: Mapping[bytes, Sequence[ReadingRow]],
-) -> Rate:
+def naive(conn: psycopg.Connection, uplinks: Sequence[Prepared]) -> Rate:
     """Uplinks per second with one INSERT and one commit each (autocommit connection)."""
     with conn.transaction():
         bench.create_naive_table(conn)
     started = time.monotonic()
-    for row in uplinks:
-        up = row.uplink
-        decoded = {r.metric: r.value for r in readings.get(up.dedup_key, ())}
+    for item in uplinks:
+        up = item.row.uplink
+        decoded = {r.metric: r.value for r in item.readings}
         with conn.transaction():
             bench.insert_naive_uplink(
                 conn,

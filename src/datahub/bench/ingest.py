@@ -93,11 +93,10 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
                 pipeline.prepare(messages[i : i + size]) for i in range(0, len(messages), size)
             ]
             pure = Rate(sum(len(b.uplinks) for b in batches), time.monotonic() - started)
-        uplink_rows = [row for b in batches for row in b.uplinks]
-        by_key = {key: rs for b in batches for key, rs in b.readings.items()}
-        rows = [r for rs in by_key.values() for r in rs]
+        uplink_rows = [item for b in batches for item in b.uplinks]
+        rows = [r for item in uplink_rows for r in item.readings]
         copy = ceilings.db_copy_ceiling(conn, rows)
-        naive = ceilings.naive(conn, uplink_rows[: options.naive_uplinks], by_key)
+        naive = ceilings.naive(conn, uplink_rows[: options.naive_uplinks])
         qos1_uplinks = len(pipeline.prepare(_messages(qos1_set)).uplinks)
     readings_per_uplink = len(rows) / len(uplink_rows)
 

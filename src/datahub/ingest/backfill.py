@@ -165,7 +165,7 @@ def backfill(
                 pipeline.committed()
                 stored += result.uplinks
                 duplicates += result.duplicates
-                letters += result.dead_letters
+                letters += len(batch) - result.uplinks - result.duplicates
                 batch = []
     report = BackfillReport(fetched, stored, duplicates, letters)
     log.info("back-fill of %s since %s: %s", source.name, _rfc3339(since), report.as_json())

@@ -39,7 +39,7 @@ from datahub.ingest.metrics import HealthServer, IngestMetrics
 from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
-from datahub.ingest.store import Batch, DecoderIds, Stored, store
+from datahub.ingest.store import Batch, DecoderIds, Prepared, Stored, store
 from datahub.storage import db, dead_letters, devices, sources
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
@@ -91,6 +91,15 @@ def tuned_collector() -> Iterator[None]:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The stage counter of a new uplink by its decode status.
+_OUTCOME = {
+    DecodeStatus.DECODED: "stored",
+    DecodeStatus.UNKNOWN_DEVICE: "unknown_device",
+    DecodeStatus.NO_DECODER: "no_decoder",
+    DecodeStatus.FAILED: "decode_failed",
+}
 
 
 @dataclass
@@ -183,12 +192,16 @@ class Pipeline:
         self._pending_newest: datetime | None = None
 
     def prepare(self, messages: Sequence[Message]) -> Batch:
-        """Run the pure stages over a batch: envelope, decode, normalize."""
+        """Run the pure stages over a batch: envelope, decode, normalize.
+
+        Each uplink keeps what its own payload decoded into, whatever other copies under
+        its dedup key the batch holds: `store` decides which copy is written.
+        """
         now = self._clock()
-        # One slot per uplink, in the order received; the decodable ones are filled once
-        # the whole batch is decoded (a JavaScript codec takes its payloads in one call).
-        slots: list[UplinkRow | None] = []
-        decodable: list[tuple[int, Message, Uplink, int, decoders.Profile]] = []
+        prepared: list[Prepared] = []
+        # The decodable ones are decoded once the whole batch is parsed (a JavaScript codec
+        # takes its payloads in one call).
+        decodable: list[tuple[Prepared, decoders.Profile]] = []
         letters: list[DeadLetterRow] = []
         for message in messages:
             source = message.source
@@ -201,56 +214,44 @@ class Pipeline:
                 continue
             entry = self.registry.get(uplink.dev_eui)
             if entry is None:
-                self._count("unknown_device", source=source)
-                slots.append(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE))
+                prepared.append(
+                    Prepared(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE), message)
+                )
                 continue
             profile = self._catalog.get(entry.profile)
             if profile is None:
-                self._count("no_decoder", source=source)
-                slots.append(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER))
-                continue
-            decodable.append((len(slots), message, uplink, entry.device_id, profile))
-            slots.append(None)
-
-        readings: dict[bytes, list[ReadingRow]] = {}
-        failures: dict[bytes, DeadLetterRow] = {}
-        outcomes = decode.decode_uplinks([(p, u.f_port, u.payload) for _, _, u, _, p in decodable])
-        for (slot, message, uplink, device_id, profile), outcome in zip(
-            decodable, outcomes, strict=True
-        ):
-            source = message.source
-            if isinstance(outcome, DropError):
-                self._count("decode_failed", source=source)
-                slots[slot] = UplinkRow(
-                    uplink,
-                    device_id,
-                    DecodeStatus.FAILED,
-                    decoder=decode.decoder_name(profile),
-                    error=outcome.detail,
+                prepared.append(
+                    Prepared(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER), message)
                 )
-                failures[uplink.dedup_key] = _letter(message, "decode", outcome, uplink)
+                continue
+            item = Prepared(UplinkRow(uplink, entry.device_id, DecodeStatus.DECODED), message)
+            prepared.append(item)
+            decodable.append((item, profile))
+
+        outcomes = decode.decode_uplinks(
+            [(p, i.row.uplink.f_port, i.row.uplink.payload) for i, p in decodable]
+        )
+        for (item, profile), outcome in zip(decodable, outcomes, strict=True):
+            row = item.row
+            uplink = row.uplink
+            if isinstance(outcome, DropError):
+                row.status = DecodeStatus.FAILED
+                row.decoder = decode.decoder_name(profile)
+                row.error = outcome.detail
+                item.failure = _letter(item.message, "decode", outcome, uplink)
                 continue
             normalized = normalize.to_readings(
                 outcome.data, profile.mappings, time=uplink.received_at, dev_eui=uplink.dev_eui
             )
-            if normalized.skipped:
-                self._count("value_skipped", len(normalized.skipped), source=source)
-            slots[slot] = UplinkRow(
-                uplink,
-                device_id,
-                DecodeStatus.DECODED,
-                decoder=outcome.decoder,
-                error="; ".join(normalized.skipped) or None,
-            )
-            readings[uplink.dedup_key] = [
+            device_id = row.device_id
+            assert device_id is not None
+            row.decoder = outcome.decoder
+            row.error = "; ".join(normalized.skipped) or None
+            item.skipped = len(normalized.skipped)
+            item.readings = [
                 ReadingRow(r.time, device_id, r.metric, r.value) for r in normalized.readings
             ]
-        return Batch(
-            uplinks=[row for row in slots if row is not None],
-            readings=readings,
-            decode_failures=failures,
-            dead_letters=letters,
-        )
+        return Batch(uplinks=prepared, dead_letters=letters)
 
     def _parse(self, message: Message, now: datetime) -> Uplink:
         limits = self._settings.ingest
@@ -290,14 +291,30 @@ class Pipeline:
             self._catalog.rescan()  # a device added with a new codec arrives with both
         batch = self.prepare(messages)
         stored = store(conn, batch, decoder_ids=self.decoder_ids)
-        for source, seen in stored.seen_by_source.items():
-            fresh = stored.by_source.get(source, 0)
-            self._count("stored", fresh, source=source)
-            self._count("duplicates", seen - fresh, source=source)
+        for item in stored.fresh:
+            source = item.row.uplink.source
+            self._count(_OUTCOME[item.row.status], source=source)
+            if item.skipped:
+                self._count("value_skipped", item.skipped, source=source)
+        for item in stored.redelivered:
+            self._count("duplicates", source=item.row.uplink.source)
+        for item in stored.conflicts:
+            self._count("dead_letter.dedup_conflict", source=item.row.uplink.source)
+        if stored.conflicts:
+            first = stored.conflicts[0].row.uplink
+            log.warning(
+                "%d messages carry the dedup key of a stored uplink with other content: kept "
+                "as dead letters (dedup_conflict), the stored uplinks unchanged; the first "
+                "from %s, DevEUI %s, f_cnt %d",
+                len(stored.conflicts),
+                first.source,
+                first.dev_eui,
+                first.f_cnt,
+            )
         self._count("readings", stored.readings)
         if batch.uplinks:
             # Duplicates count too: they were stored before.
-            self._pending_newest = max(row.uplink.received_at for row in batch.uplinks)
+            self._pending_newest = max(item.row.uplink.received_at for item in batch.uplinks)
         return stored
 
     def committed(self) -> None:

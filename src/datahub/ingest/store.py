@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
+from datahub.domain import Uplink
+from datahub.ingest.mqtt import Message
 from datahub.storage import dead_letters, devices, provenance, readings, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.readings import ReadingRow
-from datahub.storage.uplinks import UplinkRow
+from datahub.storage.uplinks import StoredContent, UplinkRow
+
+
+@dataclass(slots=True)  # not frozen: one per uplink ingested
+class Prepared:
+    """One uplink of a batch with what the pure stages made of its own payload."""
+
+    row: UplinkRow
+    message: Message  # what it came in, kept as a dead letter should it conflict
+    readings: Sequence[ReadingRow] = ()
+    failure: DeadLetterRow | None = None  # the decoder's refusal, kept if the uplink is new
+    skipped: int = 0  # decoded values the mapping could not use
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     """What the pure stages made of a batch of messages, ready to be written."""
 
-    uplinks: Sequence[UplinkRow]
-    readings: Mapping[bytes, Sequence[ReadingRow]]  # by dedup key
-    decode_failures: Mapping[bytes, DeadLetterRow]  # by dedup key
+    uplinks: Sequence[Prepared]
     dead_letters: Sequence[DeadLetterRow]  # messages that never became uplinks
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    uplinks: int
-    duplicates: int
+    """What `store` did with each uplink of a batch."""
+
+    fresh: Sequence[Prepared]  # new: written with their readings
+    redelivered: Sequence[Prepared]  # stored before with the same content: skipped
+    conflicts: Sequence[Prepared]  # their key is stored with other content: dead letters
     readings: int
-    dead_letters: int
-    by_source: Mapping[str, int] = field(default_factory=dict)  # new uplinks per source
-    seen_by_source: Mapping[str, int] = field(default_factory=dict)  # every uplink per source
+    dead_letters: int  # rows written to dead_letter: the batch's, decode failures, conflicts
+
+    @property
+    def uplinks(self) -> int:
+        return len(self.fresh)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.redelivered)
 
 
 class DecoderIds:
@@ -62,58 +81,111 @@ def store(
 ) -> Stored:
     """Write a batch; uplinks already stored, in this batch or before, are skipped.
 
-    Each reading records the decoder of its uplink (`UplinkRow.decoder`), by id.
+    A message whose dedup key is stored (or comes earlier in the batch) with other content
+    (DevEUI, f_port, f_cnt, payload) is another uplink under the same key, or forged: it is
+    kept as a `dedup_conflict` dead letter and never touches the stored uplink. Each
+    reading records the decoder of its uplink (`UplinkRow.decoder`), by id.
     """
+    first: dict[bytes, Prepared] = {}
+    repeated: list[Prepared] = []
+    for item in batch.uplinks:
+        key = item.row.uplink.dedup_key
+        if key in first:
+            repeated.append(item)
+        else:
+            first[key] = item
     new_keys = uplinks.claim_keys(
-        conn, keys=[(row.uplink.dedup_key, row.uplink.received_at) for row in batch.uplinks]
+        conn, keys=[(key, item.row.uplink.received_at) for key, item in first.items()]
     )
-    fresh: list[UplinkRow] = []
-    for row in batch.uplinks:
-        if row.uplink.dedup_key in new_keys:
-            new_keys.discard(row.uplink.dedup_key)  # a second copy in this batch is a duplicate
-            fresh.append(row)
-    uplinks.insert_uplinks(conn, rows=fresh)
-    fresh_readings = with_decoder_ids(conn, fresh, batch.readings, decoder_ids or DecoderIds())
+    fresh = [item for key, item in first.items() if key in new_keys]
+    again = [item for key, item in first.items() if key not in new_keys]
+    # What each key already stands for: the first copy in this batch, if it was new, else
+    # what is stored under it.
+    reference: dict[bytes, StoredContent] = {}
+    for item in repeated:
+        key = item.row.uplink.dedup_key
+        if key in new_keys and key not in reference:
+            reference[key] = _content(first[key].row.uplink)
+    if again:
+        contents = uplinks.select_contents(conn, keys={item.row.uplink.dedup_key for item in again})
+        reference.update(contents)
+    redelivered: list[Prepared] = []
+    conflicts: list[Prepared] = []
+    for item in [*again, *repeated]:
+        # A key whose stored uplink cannot be read back (none so far) counts as a redelivery.
+        known = reference.get(item.row.uplink.dedup_key)
+        if known is None or known == _content(item.row.uplink):
+            redelivered.append(item)
+        else:
+            conflicts.append(item)
+
+    rows = [item.row for item in fresh]
+    uplinks.insert_uplinks(conn, rows=rows)
+    fresh_readings = with_decoder_ids(conn, fresh, decoder_ids or DecoderIds())
     stored_readings = readings.insert_readings(conn, rows=fresh_readings)
     letters = [*batch.dead_letters]
-    letters += [
-        batch.decode_failures[row.uplink.dedup_key]
-        for row in fresh
-        if row.uplink.dedup_key in batch.decode_failures
-    ]
+    letters += [item.failure for item in fresh if item.failure is not None]
+    letters += [_conflict(item, reference[item.row.uplink.dedup_key]) for item in conflicts]
     dead_letters.insert_dead_letters(conn, letters=letters)
     last_seen: dict[int, datetime] = {}
-    for row in fresh:
+    for row in rows:
         if row.device_id is not None:
             seen = last_seen.get(row.device_id)
             if seen is None or seen < row.uplink.received_at:
                 last_seen[row.device_id] = row.uplink.received_at
     devices.mark_seen(conn, last_seen=last_seen)
     return Stored(
-        uplinks=len(fresh),
-        duplicates=len(batch.uplinks) - len(fresh),
+        fresh=fresh,
+        redelivered=redelivered,
+        conflicts=conflicts,
         readings=stored_readings,
         dead_letters=len(letters),
-        by_source=Counter(row.uplink.source for row in fresh),
-        seen_by_source=Counter(row.uplink.source for row in batch.uplinks),
+    )
+
+
+def _content(uplink: Uplink) -> StoredContent:
+    return StoredContent(uplink.dev_eui, uplink.f_port, uplink.f_cnt, uplink.payload)
+
+
+def _describe(content: StoredContent) -> str:
+    return (
+        f"DevEUI {content.dev_eui}, f_port {content.f_port}, f_cnt {content.f_cnt}, "
+        f"payload {content.payload.hex() or '(empty)'}"
+    )
+
+
+def _conflict(item: Prepared, stored: StoredContent) -> DeadLetterRow:
+    uplink, message = item.row.uplink, item.message
+    return DeadLetterRow(
+        received_at=message.arrived_at,
+        source=message.source,
+        topic=message.topic,
+        stage="store",
+        reason="dedup_conflict",
+        detail=(
+            f"dedup key {uplink.dedup_key.hex()} is stored with other content "
+            f"({_describe(stored)}); this message has {_describe(_content(uplink))}"
+        ),
+        body=message.body,
+        dev_eui=uplink.dev_eui,
+        dedup_key=uplink.dedup_key,
     )
 
 
 def with_decoder_ids(
-    conn: psycopg.Connection,
-    rows: Sequence[UplinkRow],
-    by_key: Mapping[bytes, Sequence[ReadingRow]],
-    decoder_ids: DecoderIds,
+    conn: psycopg.Connection, items: Sequence[Prepared], decoder_ids: DecoderIds
 ) -> list[ReadingRow]:
-    """Return the readings of `rows`, each with its uplink's decoder id."""
-    names = {row.decoder for row in rows if row.decoder and by_key.get(row.uplink.dedup_key)}
+    """Return the readings of `items`, each with its uplink's decoder id."""
+    names = {item.row.decoder for item in items if item.row.decoder and item.readings}
     ids = decoder_ids.resolve(conn, names)
     readings: list[ReadingRow] = []
-    for row in rows:
-        if of_row := by_key.get(row.uplink.dedup_key):
-            decoder_id = ids[row.decoder] if row.decoder else None
+    for item in items:
+        if item.readings:
+            decoder = item.row.decoder
+            decoder_id = ids[decoder] if decoder else None
             # A new row outright: dataclasses.replace costs several times as much.
             readings += [
-                ReadingRow(r.time, r.device_id, r.metric, r.value, decoder_id) for r in of_row
+                ReadingRow(r.time, r.device_id, r.metric, r.value, decoder_id)
+                for r in item.readings
             ]
     return readings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,6 +41,37 @@ def claim_keys(conn: psycopg.Connection, *, keys: Sequence[tuple[bytes, datetime
         ([k for k, _ in keys], [t for _, t in keys]),
     ).fetchall()
     return {bytes(key) for (key,) in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContent:
+    """What a stored uplink carries, to tell a redelivery from another uplink under its key."""
+
+    dev_eui: str
+    f_port: int | None
+    f_cnt: int
+    payload: bytes
+
+
+def select_contents(
+    conn: psycopg.Connection, *, keys: Collection[bytes]
+) -> dict[bytes, StoredContent]:
+    """Return the content of the stored uplinks claimed under `keys`, by key."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT d.dedup_key, u.dev_eui, u.f_port, u.f_cnt, u.payload
+        FROM uplink_dedup d
+        JOIN uplink u ON u.received_at = d.received_at AND u.dedup_key = d.dedup_key
+        WHERE d.dedup_key = ANY(%s::bytea[])
+        """,
+        (list(keys),),
+    ).fetchall()
+    return {
+        bytes(key): StoredContent(eui, port, f_cnt, bytes(payload))
+        for key, eui, port, f_cnt, payload in rows
+    }
 
 
 def prune_dedup_keys(conn: psycopg.Connection, *, before: datetime, limit: int) -> int:

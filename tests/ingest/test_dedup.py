@@ -1,0 +1,112 @@
+"""What identifies an uplink: redeliveries are duplicates, other uplinks never are, and a copy
+with other content never rewrites what is stored (TimescaleDB and PostgreSQL, a rollback per
+test)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import psycopg
+import pytest
+from democatalog import demo_catalog, demo_catalog_settings
+from ingest_builders import NOW, SOURCES, expected, generate, register, stored
+
+import simulators
+from datahub.config import Settings
+from datahub.ingest.mqtt import Message
+from datahub.ingest.pipeline import Pipeline
+
+_mid = itertools.count(1)
+FORMATS = {s.name: s.format for s in SOURCES}
+
+
+@pytest.fixture(scope="module")
+def scenario() -> simulators.Scenario:
+    return simulators.load_scenario()
+
+
+@pytest.fixture
+def settings(database: object) -> Settings:
+    return database.settings(  # type: ignore[attr-defined]
+        sources=SOURCES, catalog=demo_catalog_settings()
+    )
+
+
+@pytest.fixture
+def registered(conn: psycopg.Connection, scenario: simulators.Scenario) -> None:
+    register(conn, scenario)
+
+
+def pipeline(settings: Settings) -> Pipeline:
+    return Pipeline(settings, catalog=demo_catalog(), clock=lambda: NOW)
+
+
+def message(sim: simulators.SimUplink, *, payload: bytes | None = None) -> Message:
+    """The uplink's message; with `payload`, the same envelope (same dedup key) around it."""
+    topic, body = simulators.build_message(
+        FORMATS[sim.source],
+        device=sim.device,
+        f_cnt=sim.f_cnt,
+        f_port=sim.f_port,
+        payload=sim.payload if payload is None else payload,
+        time=sim.time,
+        radio=sim.radio,
+        session=sim.session,
+    )
+    return Message(sim.source, topic, body, qos=1, mid=next(_mid), arrived_at=NOW)
+
+
+def letters(conn: psycopg.Connection) -> list[tuple[str, str, bytes]]:
+    rows = conn.execute("SELECT stage, reason, body FROM dead_letter ORDER BY id").fetchall()
+    return [(stage, reason, bytes(body)) for stage, reason, body in rows]
+
+
+def same_profile_pairs(
+    sims: Sequence[simulators.SimUplink],
+) -> list[tuple[simulators.SimUplink, simulators.SimUplink]]:
+    """Pairs of uplinks of one profile whose payloads differ: one's payload in the other's
+    envelope decodes, into other values."""
+    pairs = []
+    for a, b in itertools.combinations(sims, 2):
+        same_kind = a.device.profile == b.device.profile and a.source == b.source
+        if same_kind and a.payload != b.payload and a.f_port == b.f_port:
+            pairs.append((a, b))
+    return pairs
+
+
+@pytest.mark.usefixtures("registered")
+def test_a_copy_with_other_content_in_the_same_batch_never_rewrites_the_uplink(
+    conn: psycopg.Connection, settings: Settings, scenario: simulators.Scenario
+) -> None:
+    sims = generate(scenario, 300)
+    pairs = same_profile_pairs(sims)
+    by_source = {source: [p for p in pairs if p[0].source == source] for source in FORMATS}
+    (a, b), (c, d) = by_source["ttn-dortmund"][0], by_source["chirpstack-schwerte"][0]
+    lht65 = next(s for s in sims if s.device.profile == "dragino/lht65" and s not in (a, c))
+    others = [s for s in sims if s not in (a, b, c, d, lht65)][:200]
+    hostile = [
+        message(a, payload=b.payload),  # back to back with the original
+        message(c, payload=d.payload),  # far apart in the batch
+        message(lht65, payload=lht65.payload[:5]),  # a copy that fails to decode
+    ]
+    batch = [
+        message(a),
+        hostile[0],
+        message(c),
+        message(lht65),
+        *[message(s) for s in others],
+        hostile[1],
+        hostile[2],
+    ]
+
+    result = pipeline(settings).process(conn, batch)
+
+    good = [a, c, lht65, *others]
+    assert result.uplinks == len(good)
+    assert stored(conn) == expected(good, demo_catalog())
+    assert conn.execute("SELECT DISTINCT decode_status FROM uplink").fetchall() == [("decoded",)]
+    assert [(stage, reason) for stage, reason, _ in letters(conn)] == [
+        ("store", "dedup_conflict")
+    ] * 3
+    assert [body for *_, body in letters(conn)] == [m.body for m in hostile]
