@@ -82,7 +82,8 @@ class Uplink:
     """One LoRaWAN uplink as the hub sees it, whatever network server delivered it.
 
     `dedup_key` is 16 bytes, equal for every redelivery of the same uplink and different
-    for any other uplink, also after a rejoin restarts `f_cnt`.
+    for any other uplink, also after a rejoin or a reset restarts `f_cnt`. `legacy_key` is
+    the key the same uplink had before the scheme changed (ingest/envelope.py), where it did.
     """
 
     dev_eui: str
@@ -96,6 +97,7 @@ class Uplink:
     radio: Radio = field(default_factory=Radio)
     dev_addr: str | None = None
     ns_decoded: Mapping[str, Any] | None = None
+    legacy_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

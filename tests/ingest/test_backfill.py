@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from counter_reset import counter_resets, ttn_body
 from democatalog import DEPLOY_CODECS, demo_catalog
 from realservices import BROKER_URL, Database, temporary_database
 
@@ -203,6 +204,28 @@ def test_since_and_until_bound_the_backfill(
 
     assert report["stored"] == sum(1 for at in times if since < at < until)
     assert state.requests[0]["before"].startswith(until.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_a_device_that_resets_its_frame_counter_is_backfilled_whole(
+    integration: tuple[StorageIntegration, str],
+    database: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state, url = integration
+    clear(database)
+    sims = list(simulators.generate(simulators.load_scenario(), seed=5, start=START, count=3000))
+    resets = counter_resets(sims, start=START + timedelta(hours=1))
+    state.messages = [(sim.time, ttn_body(sim)) for sim in resets]
+    path = config(tmp_path, database, url)
+
+    first = run(path, capsys, "--since", START.isoformat())
+    again = run(path, capsys, "--since", START.isoformat())
+
+    assert (first["stored"], first["dead_letters"]) == (100, 0)
+    assert first["duplicates"] == first["fetched"] - 100
+    assert (again["stored"], again["duplicates"]) == (0, again["fetched"])
+    assert readings(database) == expected([body for _, body in state.messages])
 
 
 def test_a_line_that_is_no_uplink_becomes_a_dead_letter(

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import timedelta
 
 import psycopg
 import pytest
+from counter_reset import counter_resets
 from democatalog import demo_catalog, demo_catalog_settings
-from ingest_builders import NOW, SOURCES, expected, generate, register, stored
+from ingest_builders import NOW, SOURCES, expected, generate, message, register, stored
 
 import simulators
 from datahub.config import Settings
-from datahub.ingest.mqtt import Message
 from datahub.ingest.pipeline import Pipeline
-
-_mid = itertools.count(1)
-FORMATS = {s.name: s.format for s in SOURCES}
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +38,6 @@ def registered(conn: psycopg.Connection, scenario: simulators.Scenario) -> None:
 
 def pipeline(settings: Settings) -> Pipeline:
     return Pipeline(settings, catalog=demo_catalog(), clock=lambda: NOW)
-
-
-def message(sim: simulators.SimUplink, *, payload: bytes | None = None) -> Message:
-    """The uplink's message; with `payload`, the same envelope (same dedup key) around it."""
-    topic, body = simulators.build_message(
-        FORMATS[sim.source],
-        device=sim.device,
-        f_cnt=sim.f_cnt,
-        f_port=sim.f_port,
-        payload=sim.payload if payload is None else payload,
-        time=sim.time,
-        radio=sim.radio,
-        session=sim.session,
-    )
-    return Message(sim.source, topic, body, qos=1, mid=next(_mid), arrived_at=NOW)
 
 
 def letters(conn: psycopg.Connection) -> list[tuple[str, str, bytes]]:
@@ -81,7 +64,9 @@ def test_a_copy_with_other_content_in_the_same_batch_never_rewrites_the_uplink(
 ) -> None:
     sims = generate(scenario, 300)
     pairs = same_profile_pairs(sims)
-    by_source = {source: [p for p in pairs if p[0].source == source] for source in FORMATS}
+    by_source = {
+        source: [p for p in pairs if p[0].source == source] for source in (s.name for s in SOURCES)
+    }
     (a, b), (c, d) = by_source["ttn-dortmund"][0], by_source["chirpstack-schwerte"][0]
     lht65 = next(s for s in sims if s.device.profile == "dragino/lht65" and s not in (a, c))
     others = [s for s in sims if s not in (a, b, c, d, lht65)][:200]
@@ -110,3 +95,44 @@ def test_a_copy_with_other_content_in_the_same_batch_never_rewrites_the_uplink(
         ("store", "dedup_conflict")
     ] * 3
     assert [body for *_, body in letters(conn)] == [m.body for m in hostile]
+
+
+@pytest.mark.usefixtures("registered")
+def test_a_copy_with_other_content_in_a_later_batch_is_a_dead_letter(
+    conn: psycopg.Connection, settings: Settings, scenario: simulators.Scenario
+) -> None:
+    sims = generate(scenario, 300)
+    (a, b), (c, d) = same_profile_pairs(sims)[:2]
+    pipe = pipeline(settings)
+    pipe.process(conn, [message(a), message(c)])
+    copies = [message(a, payload=b.payload), message(c), message(c, payload=d.payload)]
+
+    result = pipe.process(conn, copies)
+
+    assert (result.uplinks, result.duplicates, len(result.conflicts)) == (0, 1, 2)
+    assert stored(conn) == expected([a, c], demo_catalog())
+    assert letters(conn) == [
+        ("store", "dedup_conflict", copies[0].body),
+        ("store", "dedup_conflict", copies[2].body),
+    ]
+    detail = conn.execute("SELECT detail FROM dead_letter ORDER BY id LIMIT 1").fetchone()
+    assert detail is not None
+    assert a.payload.hex() in detail[0] and b.payload.hex() in detail[0]
+
+
+@pytest.mark.usefixtures("registered")
+def test_a_device_that_resets_its_frame_counter_loses_nothing(
+    conn: psycopg.Connection, settings: Settings, scenario: simulators.Scenario
+) -> None:
+    sims = counter_resets(generate(scenario, 3000), start=NOW - timedelta(hours=3))
+    assert [s.f_cnt for s in sims] == [*range(1, 51), *range(1, 51)]
+    pipe = pipeline(settings)
+
+    before = pipe.process(conn, [message(s) for s in sims[:50]])
+    after = pipe.process(conn, [message(s) for s in sims[50:]])
+    again = pipe.process(conn, [message(s) for s in sims])
+
+    assert (before.uplinks, after.uplinks) == (50, 50)
+    assert (again.uplinks, again.duplicates, again.conflicts) == (0, 100, [])
+    assert stored(conn) == expected(sims, demo_catalog())
+    assert letters(conn) == []

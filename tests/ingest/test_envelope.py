@@ -947,6 +947,15 @@ DIFFERENT_UPLINKS: list[tuple[str, SourceFormat, Callable[[], bytes], Callable[[
         lambda: ttn(**{"uplink_message.session_key_id": "AXA50tHUGUucuzS/bCGMOA=="}),
     ),
     (
+        "ttn frame counter reset in the same session",
+        TTN,
+        lambda: ttn(),
+        lambda: ttn(
+            received_at="2020-02-13T09:00:00.1Z",
+            **{"uplink_message.received_at": "2020-02-13T09:00:00Z"},
+        ),
+    ),
+    (
         "ttn without session key, next f_cnt",
         TTN,
         lambda: ttn(**{"uplink_message.session_key_id": DELETE}),
@@ -1003,6 +1012,33 @@ def test_different_uplinks_get_different_keys(
     fmt: SourceFormat, first: Callable[[], bytes], second: Callable[[], bytes]
 ) -> None:
     assert key(first(), fmt) != key(second(), fmt)
+
+
+def test_ttn_key_takes_the_network_servers_time() -> None:
+    # The Application Server's received_at changes when it takes an uplink again from the
+    # network server; the network server's own time does not.
+    again = ttn(received_at="2020-02-12T15:16:00Z")
+    assert key(again, TTN) == key(ttn(), TTN)
+    # Without one, the message's time stands in.
+    without = ttn(**{"uplink_message.received_at": DELETE})
+    assert key(without, TTN) != key(ttn(), TTN)
+    assert key(without, TTN) == key(ttn(**{"uplink_message.received_at": DELETE}), TTN)
+
+
+# The keys uplinks stored before migration 0008 have, computed then.
+LEGACY_KEYS = {
+    "ttn-v3-uplink.json": "960150f62003532dde96886924910b50",
+    "ttn-v3-uplink-current.json": "960150f62003532dde96886924910b50",
+    "ttn-v3-uplink-mqtt-doc.json": "a63b5ea53203fd0403c2a6c2d90cea90",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_legacy_key_is_the_key_before_migration_0008(name: str) -> None:
+    uplink = parse(documented_body(name), FIXTURE_FORMATS[name])
+    legacy = uplink.legacy_key.hex() if uplink.legacy_key else None
+    assert legacy == LEGACY_KEYS.get(name)
+    assert uplink.dedup_key != uplink.legacy_key
 
 
 def test_both_chirpstack_v3_marshalers_give_the_same_key() -> None:

@@ -1,19 +1,27 @@
 """Every migration goes down and up again on both backends, back to the same schema; the
 reading provenance migration (0002) keeps the readings on its way down; decoders stay
-append-only (0007)."""
+append-only (0007); dedup keys stored before 0008 still recognise their redeliveries."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from datetime import timedelta
 
 import psycopg
 import pytest
+from counter_reset import counter_resets
+from democatalog import demo_catalog, demo_catalog_settings
+from ingest_builders import NOW, SOURCES, generate, message, register
 from realservices import BACKENDS, Database, temporary_database
 
+import simulators
+from datahub.ingest.pipeline import Pipeline
+from datahub.ingest.store import Batch, store
 from datahub.storage import migrate
 
-HEAD = "0007"
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]  # oldest first
+HEAD = "0008"
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]  # oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -164,3 +172,43 @@ def test_decoders_are_append_only(fresh: Database) -> None:
         assert conn.execute("SELECT id, name FROM decoder").fetchall() == [
             (1, "acme/thermo@1#00000000")
         ]
+
+
+def test_keys_stored_before_0008_still_recognise_their_redeliveries(fresh: Database) -> None:
+    """ttn-v3 uplinks stored under the previous keys are duplicates when they come again
+    after the upgrade; another uplink under a previous key, after a counter reset, is new."""
+    sims = counter_resets(
+        generate(simulators.load_scenario(), 3000), start=NOW - timedelta(hours=3)
+    )
+    first, reset = sims[:50], sims[50:]
+    settings = fresh.settings(sources=SOURCES, catalog=demo_catalog_settings())
+    migrate.downgrade(fresh.settings(), "0007")
+    with psycopg.connect(fresh.url) as conn:
+        register(conn, simulators.load_scenario())
+        # What the version before stored: the first cycle, under the keys of its scheme.
+        pipeline = Pipeline(settings, catalog=demo_catalog(), clock=lambda: NOW)
+        batch = pipeline.prepare([message(s) for s in first])
+        for item in batch.uplinks:
+            uplink = item.row.uplink
+            assert uplink.legacy_key is not None
+            item.row.uplink = dataclasses.replace(
+                uplink, dedup_key=uplink.legacy_key, legacy_key=None
+            )
+        assert store(conn, Batch(uplinks=batch.uplinks, dead_letters=[])).uplinks == 50
+
+    migrate.upgrade(fresh.settings())
+
+    forged = message(first[0], payload=reset[0].payload)  # an old key, its time, other bytes
+    with psycopg.connect(fresh.url) as conn:
+        pipeline = Pipeline(settings, catalog=demo_catalog(), clock=lambda: NOW)
+        result = pipeline.process(conn, [*[message(s) for s in sims], forged])
+        assert (result.uplinks, result.duplicates, len(result.conflicts)) == (50, 50, 1)
+        assert [item.row.uplink.f_cnt for item in result.fresh] == [s.f_cnt for s in reset]
+        assert conn.execute("SELECT count(*) FROM uplink").fetchone() == (100,)
+        (until,) = conn.execute("SELECT received_until FROM uplink_dedup_legacy").fetchone()
+        assert until >= max(s.time for s in first)
+
+    migrate.downgrade(fresh.settings(), "0007")
+    with psycopg.connect(fresh.url) as conn:  # the uplinks and their keys stay
+        assert conn.execute("SELECT count(*) FROM uplink_dedup").fetchone() == (100,)
+        assert conn.execute("SELECT to_regclass('uplink_dedup_legacy')").fetchone() == (None,)

@@ -48,9 +48,16 @@ Dedup key
     ("ttn-v3", "chirpstack-v4", "chirpstack-v3") and the second the scheme, so keys of different
     families or schemes never hash the same input:
 
-    ttn-v3         "session", dev_eui, session_key_id, f_cnt. A rejoin draws a new session key,
-                   so a restarted f_cnt still gives a new key. Without a session_key_id:
-                   "time", dev_eui, dev_addr, f_cnt, received_at.
+    ttn-v3         "session-time", dev_eui, session_key_id, f_cnt, and the network server's
+                   reception time: uplink_message.received_at, else received_at as above. A
+                   rejoin draws a new session key, but an ABP device whose frame counter
+                   resets (The Things Stack allows it per device) keeps its session, and its
+                   f_cnt repeats: the reception time tells those uplinks apart. It is the same
+                   in every copy of one uplink: MQTT and the Storage Integration hand on the
+                   same message, and should the Application Server take an uplink from the
+                   network server again, its own received_at changes but not the network
+                   server's. Without any time: "body". Without a session_key_id: "time",
+                   dev_eui, dev_addr, f_cnt, received_at.
     chirpstack-v4  "dedup", deduplicationId. This is a UUID the network server draws per uplink,
                    the same in the JSON and the protobuf encoding. Without one: "time", dev_eui,
                    dev_addr, f_cnt, received_at.
@@ -59,6 +66,14 @@ Dedup key
                    and nil UUIDs are ignored. Without any: "time", dev_eui, f_cnt, received_at.
     any            "body", the raw body, when the message has neither a unique id nor a time of
                    its own. A redelivery is byte-identical.
+
+    Until migration 0008 a ttn-v3 key with a session_key_id was "session", dev_eui,
+    session_key_id, f_cnt, and uplinks stored then are stored under it. `Uplink.legacy_key`
+    carries that key, so that the store recognises their redeliveries (ingest/store.py).
+
+    The key identifies an uplink; its content (DevEUI, f_port, f_cnt, payload) is the witness
+    that a second message under a key is a redelivery: the store keeps a message whose key is
+    taken by other content as a dead letter, never in place of the stored uplink.
 """
 
 from __future__ import annotations
@@ -399,8 +414,20 @@ def _parse_ttn_v3(body: bytes, source: str, city: City, now: datetime) -> Uplink
     else:
         received_at = None
 
+    legacy_key = None
     if session_key_id:
-        dedup_key = _dedup_key("ttn-v3", "session", dev_eui, session_key_id, f_cnt)
+        legacy_key = _dedup_key("ttn-v3", "session", dev_eui, session_key_id, f_cnt)
+        value = up.get("received_at")
+        if value is None or doc.get("received_at") is None:
+            session_time = received_at  # that value, or what stands in for it
+        else:
+            session_time = _time(value, "uplink_message.received_at")
+        if session_time is not None:
+            dedup_key = _dedup_key(
+                "ttn-v3", "session-time", dev_eui, session_key_id, f_cnt, session_time.isoformat()
+            )
+        else:
+            dedup_key = _body_key("ttn-v3", body)
     elif received_at is not None:
         dedup_key = _dedup_key(
             "ttn-v3", "time", dev_eui, dev_addr or "", f_cnt, received_at.isoformat()
@@ -420,6 +447,7 @@ def _parse_ttn_v3(body: bytes, source: str, city: City, now: datetime) -> Uplink
         radio=Radio(tuple(gateways), spreading_factor, bandwidth, frequency),
         dev_addr=dev_addr,
         ns_decoded=_decoded_object(up.get("decoded_payload")),
+        legacy_key=legacy_key,
     )
 
 

@@ -40,7 +40,7 @@ from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
 from datahub.ingest.store import Batch, DecoderIds, Prepared, Stored, store
-from datahub.storage import db, dead_letters, devices, sources
+from datahub.storage import db, dead_letters, devices, sources, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
 from datahub.storage.readings import ReadingRow
@@ -190,6 +190,9 @@ class Pipeline:
         # so that a retried batch is counted once.
         self._pending: Counter[tuple[str, str | None]] = Counter()
         self._pending_newest: datetime | None = None
+        # Read once: it changes only with a migration (uplinks.select_legacy_until).
+        self._legacy_until: datetime | None = None
+        self._legacy_read = False
 
     def prepare(self, messages: Sequence[Message]) -> Batch:
         """Run the pure stages over a batch: envelope, decode, normalize.
@@ -289,8 +292,16 @@ class Pipeline:
         self._pending_newest = None
         if self.registry.refresh_if_due(conn) and isinstance(self._catalog, CodecCatalog):
             self._catalog.rescan()  # a device added with a new codec arrives with both
+        if not self._legacy_read:
+            self._legacy_until = uplinks.select_legacy_until(conn)
+            self._legacy_read = True
         batch = self.prepare(messages)
-        stored = store(conn, batch, decoder_ids=self.decoder_ids)
+        stored = store(
+            conn,
+            batch,
+            decoder_ids=self.decoder_ids,
+            legacy_until=self._legacy_until,
+        )
         for item in stored.fresh:
             source = item.row.uplink.source
             self._count(_OUTCOME[item.row.status], source=source)

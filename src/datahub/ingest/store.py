@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,14 +77,19 @@ class DecoderIds:
 
 
 def store(
-    conn: psycopg.Connection, batch: Batch, *, decoder_ids: DecoderIds | None = None
+    conn: psycopg.Connection,
+    batch: Batch,
+    *,
+    decoder_ids: DecoderIds | None = None,
+    legacy_until: datetime | None = None,
 ) -> Stored:
     """Write a batch; uplinks already stored, in this batch or before, are skipped.
 
     A message whose dedup key is stored (or comes earlier in the batch) with other content
     (DevEUI, f_port, f_cnt, payload) is another uplink under the same key, or forged: it is
     kept as a `dedup_conflict` dead letter and never touches the stored uplink. Each
-    reading records the decoder of its uplink (`UplinkRow.decoder`), by id.
+    reading records the decoder of its uplink (`UplinkRow.decoder`), by id. `legacy_until`:
+    see `uplinks.select_legacy_until`.
     """
     first: dict[bytes, Prepared] = {}
     repeated: list[Prepared] = []
@@ -95,7 +100,9 @@ def store(
         else:
             first[key] = item
     new_keys = uplinks.claim_keys(
-        conn, keys=[(key, item.row.uplink.received_at) for key, item in first.items()]
+        conn,
+        keys=[(key, item.row.uplink.received_at) for key, item in first.items()],
+        legacy_keys=_legacy_keys(first.values(), legacy_until),
     )
     fresh = [item for key, item in first.items() if key in new_keys]
     again = [item for key, item in first.items() if key not in new_keys]
@@ -107,8 +114,16 @@ def store(
         if key in new_keys and key not in reference:
             reference[key] = _content(first[key].row.uplink)
     if again:
-        contents = uplinks.select_contents(conn, keys={item.row.uplink.dedup_key for item in again})
-        reference.update(contents)
+        keys = {item.row.uplink.dedup_key for item in again}
+        keys |= {u.legacy_key for item in again if (u := item.row.uplink).legacy_key}
+        contents = uplinks.select_contents(conn, keys=keys)
+        for item in again:
+            u = item.row.uplink
+            found = contents.get(u.dedup_key)
+            if found is None and u.legacy_key is not None:
+                found = contents.get(u.legacy_key)
+            if found is not None:
+                reference[u.dedup_key] = found
     redelivered: list[Prepared] = []
     conflicts: list[Prepared] = []
     for item in [*again, *repeated]:
@@ -141,6 +156,17 @@ def store(
         readings=stored_readings,
         dead_letters=len(letters),
     )
+
+
+def _legacy_keys(items: Iterable[Prepared], until: datetime | None) -> dict[bytes, bytes]:
+    """Key -> previous key, for the uplinks that may be stored under their previous key."""
+    if until is None:
+        return {}
+    return {
+        u.dedup_key: u.legacy_key
+        for item in items
+        if (u := item.row.uplink).legacy_key is not None and u.received_at <= until
+    }
 
 
 def _content(uplink: Uplink) -> StoredContent:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,23 +24,61 @@ class UplinkRow:
     error: str | None = None
 
 
-def claim_keys(conn: psycopg.Connection, *, keys: Sequence[tuple[bytes, datetime]]) -> set[bytes]:
-    """Record dedup keys; return those not seen before (the uplinks to store now)."""
+def claim_keys(
+    conn: psycopg.Connection,
+    *,
+    keys: Sequence[tuple[bytes, datetime]],
+    legacy_keys: Mapping[bytes, bytes] | None = None,
+) -> set[bytes]:
+    """Record dedup keys; return those not seen before (the uplinks to store now).
+
+    Each key comes with its uplink's received_at. `legacy_keys` gives, for uplinks that may
+    have been stored under the key scheme before migration 0008, their key of that scheme:
+    stored with the same received_at, it is the same uplink, and its key is not claimed
+    (see `select_legacy_until`).
+    """
     if not keys:
         return set()
     # In key order, so that two writers claiming overlapping keys (the ingest and a back-fill)
     # lock them in the same order and cannot deadlock.
     keys = sorted(keys)
-    rows = conn.execute(
-        """
-        INSERT INTO uplink_dedup (dedup_key, received_at)
-        SELECT * FROM unnest(%s::bytea[], %s::timestamptz[])
-        ON CONFLICT (dedup_key) DO NOTHING
-        RETURNING dedup_key
-        """,
-        ([k for k, _ in keys], [t for _, t in keys]),
-    ).fetchall()
+    if not legacy_keys:
+        rows = conn.execute(
+            """
+            INSERT INTO uplink_dedup (dedup_key, received_at)
+            SELECT * FROM unnest(%s::bytea[], %s::timestamptz[])
+            ON CONFLICT (dedup_key) DO NOTHING
+            RETURNING dedup_key
+            """,
+            ([k for k, _ in keys], [t for _, t in keys]),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            """
+            INSERT INTO uplink_dedup (dedup_key, received_at)
+            SELECT n.dedup_key, n.received_at
+            FROM unnest(%s::bytea[], %s::timestamptz[], %s::bytea[])
+                AS n (dedup_key, received_at, legacy_key)
+            WHERE n.legacy_key IS NULL OR NOT EXISTS (
+                SELECT FROM uplink_dedup d
+                WHERE d.dedup_key = n.legacy_key AND d.received_at = n.received_at
+            )
+            ON CONFLICT (dedup_key) DO NOTHING
+            RETURNING dedup_key
+            """,
+            ([k for k, _ in keys], [t for _, t in keys], [legacy_keys.get(k) for k, _ in keys]),
+        ).fetchall()
     return {bytes(key) for (key,) in rows}
+
+
+def select_legacy_until(conn: psycopg.Connection) -> datetime | None:
+    """Return the latest received_at an uplink stored under the previous key scheme can have.
+
+    Migration 0008 changed the ttn-v3 session key; uplinks received until this time may be
+    stored under the key before it. None: nothing was stored before the change.
+    """
+    row = conn.execute("SELECT received_until FROM uplink_dedup_legacy").fetchone()
+    return row[0] if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,9 +54,18 @@ def generate(scenario: simulators.Scenario, count: int) -> list[simulators.SimUp
     return list(simulators.generate(scenario, seed=7, start=NOW - timedelta(hours=2), count=count))
 
 
-def message(uplink: simulators.SimUplink) -> Message:
-    fmt = next(s.format for s in SOURCES if s.name == uplink.source)
-    topic, body = uplink.message(fmt)
+def message(uplink: simulators.SimUplink, *, payload: bytes | None = None) -> Message:
+    """The uplink's message; with `payload`, the same envelope (same dedup key) around it."""
+    topic, body = simulators.build_message(
+        next(s.format for s in SOURCES if s.name == uplink.source),
+        device=uplink.device,
+        f_cnt=uplink.f_cnt,
+        f_port=uplink.f_port,
+        payload=uplink.payload if payload is None else payload,
+        time=uplink.time,
+        radio=uplink.radio,
+        session=uplink.session,
+    )
     return Message(uplink.source, topic, body, qos=1, mid=next(_mid), arrived_at=NOW)
 
 

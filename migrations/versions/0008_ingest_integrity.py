@@ -1,0 +1,53 @@
+"""Dedup keys that tell a frame-counter reset from a redelivery.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-10
+
+The ttn-v3 dedup key of an uplink with a session key id was (DevEUI, session key id,
+f_cnt). An ABP device whose frame counter resets keeps its session key id, so its uplinks
+after a reset took the keys of earlier ones and were dropped as duplicates. The key now
+also holds the network server's reception time (ingest/envelope.py). The keys stored so
+far stay valid: `uplink_dedup_legacy` records until when an uplink can have been stored
+under the previous key (the newest key's received_at, or now if later), and the ingest
+checks the previous key of a ttn-v3 uplink received until then, with its received_at, so
+that a redelivery of an uplink stored before the upgrade is still a duplicate. No row: the
+table `uplink_dedup` was empty, nothing was stored under the previous keys.
+
+The ingest must be stopped while this runs (docs/operations.md, Upgrading): a previous
+version still running afterwards would store keys the record does not cover.
+
+Downgrade: the table goes. Uplinks stored since the upgrade keep their new keys, which the
+previous version does not compute: a redelivery of such a ttn-v3 uplink (a broker's
+unacknowledged QoS 1 message, an overlapping back-fill) would be stored a second time by it.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+UPGRADE = """
+CREATE TABLE uplink_dedup_legacy (
+    id              smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    received_until  timestamptz NOT NULL
+);
+INSERT INTO uplink_dedup_legacy (received_until)
+SELECT greatest(max(received_at), now()) FROM uplink_dedup HAVING count(*) > 0;
+"""
+
+DOWNGRADE = """
+DROP TABLE uplink_dedup_legacy;
+"""
+
+
+def upgrade() -> None:
+    op.execute(UPGRADE)
+
+
+def downgrade() -> None:
+    op.execute(DOWNGRADE)
