@@ -1,4 +1,4 @@
-"""Dedup keys that tell a frame-counter reset from a redelivery.
+"""Dedup keys that tell a frame-counter reset from a redelivery, and a copy with other content.
 
 Revision ID: 0008
 Revises: 0007
@@ -13,6 +13,12 @@ under the previous key (the newest key's received_at, or now if later), and the 
 checks the previous key of a ttn-v3 uplink received until then, with its received_at, so
 that a redelivery of an uplink stored before the upgrade is still a duplicate. No row: the
 table `uplink_dedup` was empty, nothing was stored under the previous keys.
+
+Each key is kept with a digest of its uplink's content (DevEUI, f_port, f_cnt, payload), so
+that a message under a taken key is told to be a redelivery or another uplink (a
+`dedup_conflict` dead letter) by one index probe of `uplink_dedup`, without reading the
+`uplink` hypertable. Keys recorded before have none (NULL; filling them would rewrite the
+whole table): for those the ingest reads the stored uplink instead.
 
 The ingest must be stopped while this runs (docs/operations.md, Upgrading): a previous
 version still running afterwards would store keys the record does not cover.
@@ -32,6 +38,8 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
+ALTER TABLE uplink_dedup ADD COLUMN content_digest bytea;
+
 CREATE TABLE uplink_dedup_legacy (
     id              smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     received_until  timestamptz NOT NULL
@@ -42,6 +50,7 @@ SELECT greatest(max(received_at), now()) FROM uplink_dedup HAVING count(*) > 0;
 
 DOWNGRADE = """
 DROP TABLE uplink_dedup_legacy;
+ALTER TABLE uplink_dedup DROP COLUMN content_digest;
 """
 
 

@@ -117,7 +117,8 @@ def test_a_copy_with_other_content_in_a_later_batch_is_a_dead_letter(
     ]
     detail = conn.execute("SELECT detail FROM dead_letter ORDER BY id LIMIT 1").fetchone()
     assert detail is not None
-    assert a.payload.hex() in detail[0] and b.payload.hex() in detail[0]
+    assert f"is stored for the uplink received at {a.time.isoformat()}" in detail[0]
+    assert f"payload {b.payload.hex()}" in detail[0]
 
 
 @pytest.mark.usefixtures("registered")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import blake2b
 
 import psycopg
 
@@ -13,7 +14,7 @@ from datahub.ingest.mqtt import Message
 from datahub.storage import dead_letters, devices, provenance, readings, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.readings import ReadingRow
-from datahub.storage.uplinks import StoredContent, UplinkRow
+from datahub.storage.uplinks import UplinkRow
 
 
 @dataclass(slots=True)  # not frozen: one per uplink ingested
@@ -99,37 +100,28 @@ def store(
             repeated.append(item)
         else:
             first[key] = item
+    digests = {key: content_digest(item.row.uplink) for key, item in first.items()}
     new_keys = uplinks.claim_keys(
         conn,
         keys=[(key, item.row.uplink.received_at) for key, item in first.items()],
+        digests=digests,
         legacy_keys=_legacy_keys(first.values(), legacy_until),
     )
     fresh = [item for key, item in first.items() if key in new_keys]
     again = [item for key, item in first.items() if key not in new_keys]
-    # What each key already stands for: the first copy in this batch, if it was new, else
-    # what is stored under it.
-    reference: dict[bytes, StoredContent] = {}
-    for item in repeated:
-        key = item.row.uplink.dedup_key
-        if key in new_keys and key not in reference:
-            reference[key] = _content(first[key].row.uplink)
+    # What each key stands for: the digest of the first copy in this batch, if that was
+    # new, else of the stored uplink (None: unknown, taken for the same).
+    reference: dict[bytes, bytes | None] = {key: digests[key] for key in new_keys}
+    stored_at: dict[bytes, datetime] = {}
     if again:
-        keys = {item.row.uplink.dedup_key for item in again}
-        keys |= {u.legacy_key for item in again if (u := item.row.uplink).legacy_key}
-        contents = uplinks.select_contents(conn, keys=keys)
-        for item in again:
-            u = item.row.uplink
-            found = contents.get(u.dedup_key)
-            if found is None and u.legacy_key is not None:
-                found = contents.get(u.legacy_key)
-            if found is not None:
-                reference[u.dedup_key] = found
+        reference |= _stored_digests(conn, again, stored_at)
     redelivered: list[Prepared] = []
     conflicts: list[Prepared] = []
     for item in [*again, *repeated]:
-        # A key whose stored uplink cannot be read back (none so far) counts as a redelivery.
-        known = reference.get(item.row.uplink.dedup_key)
-        if known is None or known == _content(item.row.uplink):
+        key = item.row.uplink.dedup_key
+        known = reference.get(key)
+        own = digests[key] if item is first[key] else content_digest(item.row.uplink)
+        if known is None or known == own:
             redelivered.append(item)
         else:
             conflicts.append(item)
@@ -140,7 +132,7 @@ def store(
     stored_readings = readings.insert_readings(conn, rows=fresh_readings)
     letters = [*batch.dead_letters]
     letters += [item.failure for item in fresh if item.failure is not None]
-    letters += [_conflict(item, reference[item.row.uplink.dedup_key]) for item in conflicts]
+    letters += [_conflict(item, first[item.row.uplink.dedup_key], stored_at) for item in conflicts]
     dead_letters.insert_dead_letters(conn, letters=letters)
     last_seen: dict[int, datetime] = {}
     for row in rows:
@@ -158,6 +150,50 @@ def store(
     )
 
 
+def content_digest(uplink: Uplink) -> bytes:
+    """Digest what a redelivery of `uplink` repeats: DevEUI, f_port, f_cnt and payload."""
+    return _digest(uplink.dev_eui, uplink.f_port, uplink.f_cnt, uplink.payload)
+
+
+def _digest(dev_eui: str, f_port: int | None, f_cnt: int, payload: bytes) -> bytes:
+    # The port's "" (none) cannot be mistaken for a number, nor a DevEUI for the rest: the
+    # DevEUI is 16 hex digits, the separators are not digits.
+    head = f"{dev_eui}:{'' if f_port is None else f_port}:{f_cnt}:".encode()
+    return blake2b(head + payload, digest_size=16).digest()
+
+
+def _stored_digests(
+    conn: psycopg.Connection, again: Sequence[Prepared], stored_at: dict[bytes, datetime]
+) -> dict[bytes, bytes | None]:
+    """Return the digests of what is stored under the keys of `again` (or their previous
+    keys); note when each was received in `stored_at`."""
+    keys = {item.row.uplink.dedup_key for item in again}
+    keys |= {u.legacy_key for item in again if (u := item.row.uplink).legacy_key is not None}
+    claimed = uplinks.select_claimed(conn, keys=keys)
+    found: dict[bytes, tuple[bytes, uplinks.ClaimedKey]] = {}
+    for item in again:
+        u = item.row.uplink
+        for stored_key in (u.dedup_key, u.legacy_key):
+            if stored_key is not None and stored_key in claimed:
+                found[u.dedup_key] = stored_key, claimed[stored_key]
+                break
+    digests: dict[bytes, bytes | None] = {}
+    # Keys claimed before migration 0008 have no digest: their uplinks are read instead.
+    unknown = {
+        stored_key: claim.received_at
+        for stored_key, claim in found.values()
+        if claim.content_digest is None
+    }
+    contents = uplinks.select_contents(conn, keys=unknown) if unknown else {}
+    for key, (stored_key, claim) in found.items():
+        stored_at[key] = claim.received_at
+        if claim.content_digest is not None:
+            digests[key] = claim.content_digest
+        elif (content := contents.get(stored_key)) is not None:
+            digests[key] = _digest(content.dev_eui, content.f_port, content.f_cnt, content.payload)
+    return digests
+
+
 def _legacy_keys(items: Iterable[Prepared], until: datetime | None) -> dict[bytes, bytes]:
     """Key -> previous key, for the uplinks that may be stored under their previous key."""
     if until is None:
@@ -169,19 +205,22 @@ def _legacy_keys(items: Iterable[Prepared], until: datetime | None) -> dict[byte
     }
 
 
-def _content(uplink: Uplink) -> StoredContent:
-    return StoredContent(uplink.dev_eui, uplink.f_port, uplink.f_cnt, uplink.payload)
-
-
-def _describe(content: StoredContent) -> str:
+def _describe(uplink: Uplink) -> str:
     return (
-        f"DevEUI {content.dev_eui}, f_port {content.f_port}, f_cnt {content.f_cnt}, "
-        f"payload {content.payload.hex() or '(empty)'}"
+        f"DevEUI {uplink.dev_eui}, f_port {uplink.f_port}, f_cnt {uplink.f_cnt}, "
+        f"payload {uplink.payload.hex() or '(empty)'}"
     )
 
 
-def _conflict(item: Prepared, stored: StoredContent) -> DeadLetterRow:
+def _conflict(
+    item: Prepared, first: Prepared, stored_at: Mapping[bytes, datetime]
+) -> DeadLetterRow:
     uplink, message = item.row.uplink, item.message
+    key = uplink.dedup_key
+    if key in stored_at:
+        taken = f"is stored for the uplink received at {stored_at[key].isoformat()}"
+    else:
+        taken = f"came earlier in the batch for {_describe(first.row.uplink)}"
     return DeadLetterRow(
         received_at=message.arrived_at,
         source=message.source,
@@ -189,12 +228,11 @@ def _conflict(item: Prepared, stored: StoredContent) -> DeadLetterRow:
         stage="store",
         reason="dedup_conflict",
         detail=(
-            f"dedup key {uplink.dedup_key.hex()} is stored with other content "
-            f"({_describe(stored)}); this message has {_describe(_content(uplink))}"
+            f"dedup key {key.hex()} {taken}, other content than this message's: {_describe(uplink)}"
         ),
         body=message.body,
         dev_eui=uplink.dev_eui,
-        dedup_key=uplink.dedup_key,
+        dedup_key=key,
     )
 
 

@@ -28,37 +28,41 @@ def claim_keys(
     conn: psycopg.Connection,
     *,
     keys: Sequence[tuple[bytes, datetime]],
+    digests: Mapping[bytes, bytes] | None = None,
     legacy_keys: Mapping[bytes, bytes] | None = None,
 ) -> set[bytes]:
     """Record dedup keys; return those not seen before (the uplinks to store now).
 
-    Each key comes with its uplink's received_at. `legacy_keys` gives, for uplinks that may
-    have been stored under the key scheme before migration 0008, their key of that scheme:
-    stored with the same received_at, it is the same uplink, and its key is not claimed
-    (see `select_legacy_until`).
+    Each key comes with its uplink's received_at, and is kept with the digest of its
+    uplink's content from `digests`. `legacy_keys` gives, for uplinks that may have been
+    stored under the key scheme before migration 0008, their key of that scheme: stored
+    with the same received_at, it is the same uplink, and its key is not claimed (see
+    `select_legacy_until`).
     """
     if not keys:
         return set()
+    digests = digests or {}
     # In key order, so that two writers claiming overlapping keys (the ingest and a back-fill)
     # lock them in the same order and cannot deadlock.
     keys = sorted(keys)
+    params = ([k for k, _ in keys], [t for _, t in keys], [digests.get(k) for k, _ in keys])
     if not legacy_keys:
         rows = conn.execute(
             """
-            INSERT INTO uplink_dedup (dedup_key, received_at)
-            SELECT * FROM unnest(%s::bytea[], %s::timestamptz[])
+            INSERT INTO uplink_dedup (dedup_key, received_at, content_digest)
+            SELECT * FROM unnest(%s::bytea[], %s::timestamptz[], %s::bytea[])
             ON CONFLICT (dedup_key) DO NOTHING
             RETURNING dedup_key
             """,
-            ([k for k, _ in keys], [t for _, t in keys]),
+            params,
         ).fetchall()
     else:
         rows = conn.execute(
             """
-            INSERT INTO uplink_dedup (dedup_key, received_at)
-            SELECT n.dedup_key, n.received_at
-            FROM unnest(%s::bytea[], %s::timestamptz[], %s::bytea[])
-                AS n (dedup_key, received_at, legacy_key)
+            INSERT INTO uplink_dedup (dedup_key, received_at, content_digest)
+            SELECT n.dedup_key, n.received_at, n.content_digest
+            FROM unnest(%s::bytea[], %s::timestamptz[], %s::bytea[], %s::bytea[])
+                AS n (dedup_key, received_at, content_digest, legacy_key)
             WHERE n.legacy_key IS NULL OR NOT EXISTS (
                 SELECT FROM uplink_dedup d
                 WHERE d.dedup_key = n.legacy_key AND d.received_at = n.received_at
@@ -66,9 +70,32 @@ def claim_keys(
             ON CONFLICT (dedup_key) DO NOTHING
             RETURNING dedup_key
             """,
-            ([k for k, _ in keys], [t for _, t in keys], [legacy_keys.get(k) for k, _ in keys]),
+            (*params, [legacy_keys.get(k) for k, _ in keys]),
         ).fetchall()
     return {bytes(key) for (key,) in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedKey:
+    """A dedup key as recorded: its uplink's received_at and the digest of its content."""
+
+    received_at: datetime
+    content_digest: bytes | None  # None: claimed before migration 0008
+
+
+def select_claimed(conn: psycopg.Connection, *, keys: Collection[bytes]) -> dict[bytes, ClaimedKey]:
+    """Return the recorded dedup keys among `keys`."""
+    rows = conn.execute(
+        """
+        SELECT dedup_key, received_at, content_digest FROM uplink_dedup
+        WHERE dedup_key = ANY(%s::bytea[])
+        """,
+        (list(keys),),
+    ).fetchall()
+    return {
+        bytes(key): ClaimedKey(at, bytes(digest) if digest is not None else None)
+        for key, at, digest in rows
+    }
 
 
 def select_legacy_until(conn: psycopg.Connection) -> datetime | None:
@@ -83,7 +110,7 @@ def select_legacy_until(conn: psycopg.Connection) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class StoredContent:
-    """What a stored uplink carries, to tell a redelivery from another uplink under its key."""
+    """What a stored uplink carries that a redelivery repeats."""
 
     dev_eui: str
     f_port: int | None
@@ -92,19 +119,23 @@ class StoredContent:
 
 
 def select_contents(
-    conn: psycopg.Connection, *, keys: Collection[bytes]
+    conn: psycopg.Connection, *, keys: Mapping[bytes, datetime]
 ) -> dict[bytes, StoredContent]:
-    """Return the content of the stored uplinks claimed under `keys`, by key."""
-    if not keys:
-        return {}
+    """Return the content of the stored uplinks with these keys and received_at, by key.
+
+    One index probe per key: a join would read every chunk of the `uplink` hypertable.
+    """
     rows = conn.execute(
         """
-        SELECT d.dedup_key, u.dev_eui, u.f_port, u.f_cnt, u.payload
-        FROM uplink_dedup d
-        JOIN uplink u ON u.received_at = d.received_at AND u.dedup_key = d.dedup_key
-        WHERE d.dedup_key = ANY(%s::bytea[])
+        SELECT n.dedup_key, u.dev_eui, u.f_port, u.f_cnt, u.payload
+        FROM unnest(%s::bytea[], %s::timestamptz[]) AS n (dedup_key, received_at)
+        CROSS JOIN LATERAL (
+            SELECT dev_eui, f_port, f_cnt, payload FROM uplink
+            WHERE received_at = n.received_at AND dedup_key = n.dedup_key
+            LIMIT 1
+        ) u
         """,
-        (list(keys),),
+        (list(keys), list(keys.values())),
     ).fetchall()
     return {
         bytes(key): StoredContent(eui, port, f_cnt, bytes(payload))
