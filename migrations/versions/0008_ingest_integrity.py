@@ -1,4 +1,5 @@
-"""Dedup keys that tell a frame-counter reset from a redelivery, and a copy with other content.
+"""Dedup keys that tell a frame-counter reset from a redelivery, and a copy with other
+content; dead letters that keep a bounded head of their message.
 
 Revision ID: 0008
 Revises: 0007
@@ -23,9 +24,17 @@ whole table): for those the ingest reads the stored uplink instead.
 The ingest must be stopped while this runs (docs/operations.md, Upgrading): a previous
 version still running afterwards would store keys the record does not cover.
 
-Downgrade: the table goes. Uplinks stored since the upgrade keep their new keys, which the
-previous version does not compute: a redelivery of such a ttn-v3 uplink (a broker's
-unacknowledged QoS 1 message, an overlapping back-fill) would be stored a second time by it.
+`dead_letter` keeps the first `ingest.dead_letter_head_bytes` of a rejected message
+(`body`) with the whole message's length (`body_length`) and SHA-256 (`body_sha256`): a
+flood of large messages stored whole could fill the database. Rows stored before keep
+their whole body, which nothing could recompute, with its length and digest computed here;
+docs/operations.md shows how to trim them once their tails are not needed.
+
+Downgrade: the legacy table, the digests and the two dead-letter columns go. Bodies stored
+as heads stay heads: their tails were never stored. Uplinks stored since the upgrade keep
+their new keys, which the previous version does not compute: a redelivery of such a ttn-v3
+uplink (a broker's unacknowledged QoS 1 message, an overlapping back-fill) would be stored a
+second time by it.
 """
 
 from __future__ import annotations
@@ -40,6 +49,11 @@ depends_on = None
 UPGRADE = """
 ALTER TABLE uplink_dedup ADD COLUMN content_digest bytea;
 
+ALTER TABLE dead_letter ADD COLUMN body_length bigint, ADD COLUMN body_sha256 bytea;
+UPDATE dead_letter SET body_length = octet_length(body), body_sha256 = sha256(body);
+ALTER TABLE dead_letter ALTER COLUMN body_length SET NOT NULL,
+                        ALTER COLUMN body_sha256 SET NOT NULL;
+
 CREATE TABLE uplink_dedup_legacy (
     id              smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     received_until  timestamptz NOT NULL
@@ -49,6 +63,7 @@ SELECT greatest(max(received_at), now()) FROM uplink_dedup HAVING count(*) > 0;
 """
 
 DOWNGRADE = """
+ALTER TABLE dead_letter DROP COLUMN body_sha256, DROP COLUMN body_length;
 DROP TABLE uplink_dedup_legacy;
 ALTER TABLE uplink_dedup DROP COLUMN content_digest;
 """

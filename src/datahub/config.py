@@ -126,6 +126,11 @@ class IngestSettings(_Section):
         default=3600, ge=0, description="uplinks dated further in the future are rejected"
     )
     max_age_days: int = Field(default=400, ge=1, description="older uplinks are rejected")
+    dead_letter_head_bytes: int = Field(
+        default=16_384,
+        ge=0,
+        description="bytes of a dead-lettered message kept; with its length and SHA-256",
+    )
     retry_max_backoff_s: float = Field(default=30.0, gt=0)
     rollup_refresh_s: float = Field(
         default=1.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 from democatalog import demo_catalog, demo_catalog_settings
 from ingest_builders import NOW, SOURCES, generate, register
+from realservices import Database
 
 import simulators
 from datahub.config import Settings
@@ -145,7 +147,8 @@ def test_bad_messages_become_dead_letters_without_blocking_good_ones(
     stored = pipeline(settings).process(conn, batch)
     assert (stored.uplinks, stored.dead_letters) == (20, len(BAD_MESSAGES))
     letters = conn.execute("SELECT stage, reason, detail, body FROM dead_letter").fetchall()
-    assert {bytes(body) for *_, body in letters} == set(BAD_MESSAGES.values())
+    head = settings.ingest.dead_letter_head_bytes
+    assert {bytes(body) for *_, body in letters} == {b[:head] for b in BAD_MESSAGES.values()}
     assert {(stage, reason) for stage, reason, *_ in letters} == {("envelope", "bad_envelope")}
     assert any("exceeds the limit of 65536 bytes" in detail for _, _, detail, _ in letters)
 
@@ -201,4 +204,25 @@ def test_decoder_failures_keep_the_uplink_and_a_dead_letter(
     assert "dragino/lht65" in error
     assert conn.execute("SELECT stage, reason FROM dead_letter").fetchall() == [
         ("decode", "decode_failed")
+    ]
+
+
+def test_a_dead_letter_keeps_a_bounded_head_with_the_length_and_digest_of_the_whole(
+    conn: psycopg.Connection, database: Database
+) -> None:
+    settings = database.settings(sources=SOURCES, ingest={"dead_letter_head_bytes": 1024})
+    huge = b'{"end_device_ids": "' + b"x" * 1_000_000 + b'"}'
+    small = b"{not json"
+
+    stored = pipeline(settings).process(
+        conn, [raw("ttn-dortmund", huge), raw("ttn-dortmund", small)]
+    )
+
+    assert stored.dead_letters == 2
+    rows = conn.execute(
+        "SELECT body, body_length, body_sha256 FROM dead_letter ORDER BY id"
+    ).fetchall()
+    assert [(bytes(body), n, bytes(digest)) for body, n, digest in rows] == [
+        (huge[:1024], len(huge), hashlib.sha256(huge).digest()),
+        (small, len(small), hashlib.sha256(small).digest()),
     ]

@@ -5,6 +5,7 @@ append-only (0007); dedup keys stored before 0008 still recognise their redelive
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -212,3 +213,30 @@ def test_keys_stored_before_0008_still_recognise_their_redeliveries(fresh: Datab
     with psycopg.connect(fresh.url) as conn:  # the uplinks and their keys stay
         assert conn.execute("SELECT count(*) FROM uplink_dedup").fetchone() == (100,)
         assert conn.execute("SELECT to_regclass('uplink_dedup_legacy')").fetchone() == (None,)
+
+
+def test_dead_letters_stored_before_0008_keep_their_whole_body(fresh: Database) -> None:
+    body = b"\x00" + bytes(range(256)) * 4096  # 1 MiB, stored whole before 0008
+    migrate.downgrade(fresh.settings(), "0007")
+    with psycopg.connect(fresh.url) as conn:
+        conn.execute(
+            """
+            INSERT INTO dead_letter (source, topic, stage, reason, detail, body)
+            VALUES ('ttn', 't', 'envelope', 'bad_envelope', 'too large', %s)
+            """,
+            (body,),
+        )
+
+    migrate.upgrade(fresh.settings())
+
+    with psycopg.connect(fresh.url) as conn:
+        row = conn.execute("SELECT body, body_length, body_sha256 FROM dead_letter").fetchone()
+        assert row is not None
+        assert (bytes(row[0]), row[1], bytes(row[2])) == (
+            body,
+            len(body),
+            hashlib.sha256(body).digest(),
+        )
+    migrate.downgrade(fresh.settings(), "0007")
+    with psycopg.connect(fresh.url) as conn:
+        assert conn.execute("SELECT body FROM dead_letter").fetchone() == (body,)

@@ -301,6 +301,7 @@ class Pipeline:
             batch,
             decoder_ids=self.decoder_ids,
             legacy_until=self._legacy_until,
+            letter_head_bytes=self._settings.ingest.dead_letter_head_bytes,
         )
         for item in stored.fresh:
             source = item.row.uplink.source
@@ -602,7 +603,9 @@ class Ingest:
         )
         conn = self._connection()
         with conn.transaction():
-            dead_letters.insert_dead_letters(conn, letters=[letter])
+            dead_letters.insert_dead_letters(
+                conn, letters=[letter], head_bytes=self._settings.ingest.dead_letter_head_bytes
+            )
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

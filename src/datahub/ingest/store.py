@@ -83,6 +83,7 @@ def store(
     *,
     decoder_ids: DecoderIds | None = None,
     legacy_until: datetime | None = None,
+    letter_head_bytes: int,
 ) -> Stored:
     """Write a batch; uplinks already stored, in this batch or before, are skipped.
 
@@ -90,7 +91,7 @@ def store(
     (DevEUI, f_port, f_cnt, payload) is another uplink under the same key, or forged: it is
     kept as a `dedup_conflict` dead letter and never touches the stored uplink. Each
     reading records the decoder of its uplink (`UplinkRow.decoder`), by id. `legacy_until`:
-    see `uplinks.select_legacy_until`.
+    see `uplinks.select_legacy_until`; `letter_head_bytes`: `insert_dead_letters`.
     """
     first: dict[bytes, Prepared] = {}
     repeated: list[Prepared] = []
@@ -133,7 +134,7 @@ def store(
     letters = [*batch.dead_letters]
     letters += [item.failure for item in fresh if item.failure is not None]
     letters += [_conflict(item, first[item.row.uplink.dedup_key], stored_at) for item in conflicts]
-    dead_letters.insert_dead_letters(conn, letters=letters)
+    dead_letters.insert_dead_letters(conn, letters=letters, head_bytes=letter_head_bytes)
     last_seen: dict[int, datetime] = {}
     for row in rows:
         if row.device_id is not None:
