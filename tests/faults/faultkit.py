@@ -27,9 +27,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import psycopg
 import yaml
 from democatalog import CODEC_TIMEOUT_MS, DEPLOY_CODECS, demo_catalog
+from paho.mqtt.enums import CallbackAPIVersion
 
 import simulators
 from datahub.config import Settings
@@ -367,6 +369,21 @@ class Publisher(threading.Thread):
         assert not self.is_alive(), "the publisher did not finish"
         assert self.error is None, f"publishing failed: {self.error!r}"
         assert self.published == len(self.sims)
+
+
+def publish_raw(broker_port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish (topic, body) pairs as they are, at QoS 1; return once the broker has them."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fault-raw-{uuid.uuid4().hex}")
+    client.connect("127.0.0.1", broker_port)
+    client.loop_start()
+    try:
+        sent = [client.publish(topic, body, qos=1) for topic, body in messages]
+        for info in sent:
+            info.wait_for_publish(timeout=30)
+            assert info.is_published(), "the broker did not acknowledge a message"
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def migrated(url: str) -> str:

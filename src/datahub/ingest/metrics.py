@@ -52,18 +52,36 @@ class Family:
         return [values[label] for label in self.labels]
 
 
-_UNDECODED = "uplinks stored without readings, by reason"
+# Every message taken is received, then exactly one of stored, duplicates, dead-lettered
+# or undecoded: received = stored + duplicates + dead_letters + undecoded, per source.
+_UNDECODED = (
+    "messages stored as new uplinks that could not be decoded, by reason: unknown_device, "
+    "no_decoder, decode_failed"
+)
 
 # Stage counter keys of `Stats` (see pipeline.py) and the counter families they feed.
 FAMILIES = (
-    Family("received", "datahub_ingest_received", "MQTT messages taken from the brokers"),
-    Family("stored", "datahub_ingest_stored", "uplinks written to the database"),
-    Family("duplicates", "datahub_ingest_duplicates", "uplinks already stored, skipped"),
+    Family(
+        "received",
+        "datahub_ingest_received",
+        "messages taken from the brokers or a back-fill, counted once their outcome is "
+        "committed; = stored + duplicates + dead_letters + undecoded",
+    ),
+    Family(
+        "stored",
+        "datahub_ingest_stored",
+        "messages stored as new uplinks and decoded (some may have no readings)",
+    ),
+    Family(
+        "duplicates",
+        "datahub_ingest_duplicates",
+        "messages of uplinks stored before with the same content: skipped",
+    ),
     Family("acknowledged", "datahub_ingest_acknowledged", "QoS 1 messages acknowledged"),
     Family(
         "dead_letter.",
         "datahub_ingest_dead_letters",
-        "messages kept as dead letters, by reason",
+        "messages not stored as uplinks, kept in dead_letter, by reason",
         labels=("source", "reason"),
     ),
     Family(
@@ -90,14 +108,18 @@ FAMILIES = (
     Family(
         "backfilled",
         "datahub_ingest_backfilled",
-        "uplinks stored by the back-fill after a QoS 0 source reconnected",
+        "new uplinks stored by the back-fill after a QoS 0 source reconnected",
     ),
     Family(
         "backfill_failed",
         "datahub_ingest_backfill_failures",
         "reconnect back-fills given up after their retries",
     ),
-    Family("value_skipped", "datahub_ingest_values_skipped", "decoded values not normalized"),
+    Family(
+        "value_skipped",
+        "datahub_ingest_values_skipped",
+        "decoded values of stored uplinks that did not become readings",
+    ),
     Family("readings", "datahub_ingest_readings", "readings written", labels=()),
     Family("retries", "datahub_ingest_retries", "batch attempts failed and retried", labels=()),
 )

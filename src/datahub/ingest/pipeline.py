@@ -591,7 +591,6 @@ class Ingest:
 
     def _refuse(self, message: Message, exc: psycopg.Error) -> None:
         log.error("database refused a message from %s: %s", message.source, exc)
-        self.pipeline.stats.add("dead_letter.storage_refused", source=message.source)
         letter = DeadLetterRow(
             received_at=message.arrived_at,
             source=message.source,
@@ -606,6 +605,9 @@ class Ingest:
             dead_letters.insert_dead_letters(
                 conn, letters=[letter], head_bytes=self._settings.ingest.dead_letter_head_bytes
             )
+        # Its batch's counts were dropped with the transaction that failed on it.
+        self.pipeline.stats.add("received", source=message.source)
+        self.pipeline.stats.add("dead_letter.storage_refused", source=message.source)
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
