@@ -131,7 +131,14 @@ class IngestSettings(_Section):
         ge=0,
         description="bytes of a dead-lettered message kept; with its length and SHA-256",
     )
-    retry_max_backoff_s: float = Field(default=30.0, gt=0)
+    retry_max_backoff_s: float = Field(
+        default=30.0, gt=0, description="longest pause between attempts of a failing batch"
+    )
+    probe_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="while the database does not answer, how often it is probed to resume",
+    )
     rollup_refresh_s: float = Field(
         default=1.0,
         ge=0,

@@ -1,7 +1,7 @@
-"""Database outage: the private PostgreSQL stops for `DATAHUB_FAULT_OUTAGE_S` seconds (30 by
-default) while uplinks stream in. The ingest stops acknowledging, holds its memory, retries
-with back-off and stores everything exactly once when the database is back; the API answers
-503 meanwhile and recovers by itself."""
+"""Database outage: the private PostgreSQL stops for `DATAHUB_FAULT_OUTAGE_S` seconds (35 by
+default) while uplinks stream in. The ingest stops acknowledging, holds its memory, probes the
+database and resumes within seconds of its return, storing everything exactly once; the API
+answers 503 meanwhile and recovers by itself."""
 
 from __future__ import annotations
 
@@ -33,13 +33,17 @@ from datahub.config import Settings
 
 pytestmark = pytest.mark.services
 
-OUTAGE_S = float(os.environ.get("DATAHUB_FAULT_OUTAGE_S", "30"))
+OUTAGE_S = float(os.environ.get("DATAHUB_FAULT_OUTAGE_S", "35"))
 RATE = 600  # uplinks per second, published throughout the outage
 N = int(RATE * (OUTAGE_S + 12))
 QUEUE_LIMIT = 1000
 # The ingest may hold QUEUE_LIMIT messages plus a batch: a few MiB. Without a bound it would
 # hold everything published during the outage.
 RSS_GROWTH_LIMIT_KIB = 16 * 1024
+# From the database accepting connections again to the first batch stored after it; the
+# figure is printed (docs/operations.md reports it). A bound, not a benchmark: retrying on a
+# back-off grown to its 30 s maximum took 26-27 s.
+RESUME_WITHIN_S = 10
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ def test_database_outage_holds_back_then_stores_everything_once(
         broker.url,
         url,
         tmp_path,
-        ingest={"queue_limit": QUEUE_LIMIT, "retry_max_backoff_s": 4},
+        ingest={"queue_limit": QUEUE_LIMIT},
         database={"connect_timeout_s": 1},
     )
     sims = generate(ingest.run, N)
@@ -95,7 +99,13 @@ def test_database_outage_holds_back_then_stores_everything_once(
                 time.sleep(1)
             retries = total(ingest.metrics(), "datahub_ingest_retries_total")
             postgres.start()
-            outage = time.monotonic() - down_at
+            up_at = time.monotonic()
+            outage = up_at - down_at
+            stored_before = stored(url)
+            wait_until(
+                "a batch stored after the outage", lambda: stored(url) > stored_before, 60, 0.1
+            )
+            resumed = time.monotonic() - up_at
 
             publisher.finish(timeout=120)
             drain(url, ingest, N, timeout=120)
@@ -103,12 +113,14 @@ def test_database_outage_holds_back_then_stores_everything_once(
             wait_until("the API to recover", lambda: api.get("/v1/devices").status_code == 200, 60)
             assert api.get("/health/ready").status_code == 200
             print(
-                f"\noutage: {outage:.1f} s, N={N}, stored={counts(url)}, retries={retries:.0f}, "
+                f"\noutage: {outage:.1f} s, resumed {resumed:.1f} s after the database was back, "
+                f"N={N}, stored={counts(url)}, retries={retries:.0f}, "
                 f"RSS KiB before={rss_before} during max={max(rss_during)} after={rss_after}, "
                 f"backlog max={max(backlog):.0f}"
             )
         assert api_checked
-        assert retries >= 3, "the ingest should have retried with back-off"
+        assert retries >= 1, "the ingest should have retried"
+        assert resumed < RESUME_WITHIN_S
         assert max(backlog) <= QUEUE_LIMIT + 500
         assert max(rss_during) - rss_before < RSS_GROWTH_LIMIT_KIB
         assert rss_after - rss_before < RSS_GROWTH_LIMIT_KIB

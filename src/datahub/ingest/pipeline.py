@@ -551,24 +551,63 @@ class Ingest:
 
     def _store_with_retry(self, batch: list[Message]) -> None:
         delay = 0.5
+        down_since: float | None = None
         while True:
             try:
                 self._store_isolating(batch)
                 self._database_up = True
+                if down_since is not None:
+                    log.info(
+                        "stored the batch of %d after %.1f s of failures",
+                        len(batch),
+                        time.monotonic() - down_since,
+                    )
                 return
             except RetryError as exc:
                 self._database_up = False
+                down_since = down_since or time.monotonic()
                 self.pipeline.stats.add("retries")
                 log.warning(
-                    "storing a batch of %d failed (%s); retrying in %.1fs", len(batch), exc, delay
+                    "storing a batch of %d failed (%s); retrying within %.1f s, or as soon as "
+                    "the database answers again",
+                    len(batch),
+                    exc,
+                    delay,
                 )
                 self._drop_connection()
                 # Keep retrying even when asked to stop: the batch is not acknowledged, so
                 # giving up is also safe, but finishing it is what graceful shutdown means.
-                time.sleep(delay)
+                self._pause(delay)
                 delay = min(delay * 2, self._settings.ingest.retry_max_backoff_s)
                 if self.stop_event.is_set() and delay >= self._settings.ingest.retry_max_backoff_s:
                     raise
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before the next attempt, probing the database meanwhile: once it answers
+        again after not answering, stop waiting.
+
+        A database that answers throughout (the batch failed for another reason) gets the
+        whole pause, so that a failing batch does not hammer it. A probe is a connection
+        and a `SELECT 1`; the connection is kept for the next attempt.
+        """
+        deadline = time.monotonic() + seconds
+        unreachable = False
+        while (left := deadline - time.monotonic()) > 0:
+            if self._probe():
+                if unreachable:
+                    log.info("the database answers again")
+                    return
+            else:
+                unreachable = True
+            time.sleep(min(self._settings.ingest.probe_interval_s, max(left, 0.0)))
+
+    def _probe(self) -> bool:
+        try:
+            db.ping(self._connection())
+            return True
+        except (StorageUnavailable, *db.UNAVAILABLE):
+            self._drop_connection()
+            return False
 
     def _store_isolating(self, batch: list[Message]) -> None:
         """Store a batch; a message the database refuses is isolated by halving, then dropped."""

@@ -43,16 +43,25 @@ class Refresher:
     def _run(self) -> None:
         interval = self._settings.ingest.rollup_refresh_s
         conn: psycopg.Connection | None = None
+        failing = False
         while not self._stop.wait(interval):
             try:
                 if conn is None or conn.closed:
                     conn = db.connect(self._settings, autocommit=True)
                 self.refresh_all(conn)
             except (StorageUnavailable, psycopg.Error) as exc:
-                log.warning("rollup refresh failed (%s); trying again", exc)
+                if not failing:  # once per outage, not once a second
+                    log.warning(
+                        "rollup refresh failed (%s); trying again every %g s", exc, interval
+                    )
+                failing = True
                 if conn is not None:
                     conn.close()
                 conn = None
+            else:
+                if failing:
+                    log.info("rollup refresh works again")
+                failing = False
         if conn is not None:
             conn.close()
 
