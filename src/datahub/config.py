@@ -107,7 +107,35 @@ class SourceSettings(_Section):
 class DatabaseSettings(_Section):
     pool_size: int = Field(default=8, ge=1, le=256)
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="the server cancels a statement running longer"
+    )
+    response_timeout_s: float = Field(
+        default=40.0,
+        gt=0,
+        description="longest wait for any answer of the server; then the connection is closed",
+    )
+    keepalive_idle_s: int = Field(
+        default=10, ge=1, description="TCP keepalive probes start after this much silence"
+    )
+    keepalive_interval_s: int = Field(default=5, ge=1, description="between keepalive probes")
+    keepalive_count: int = Field(
+        default=3, ge=1, description="unanswered keepalive probes that end a connection"
+    )
+    tcp_user_timeout_ms: int = Field(
+        default=30_000, ge=0, description="data unacknowledged this long ends a connection"
+    )
+
+    @model_validator(mode="after")
+    def _server_cancels_first(self) -> DatabaseSettings:
+        if self.statement_timeout_ms and self.response_timeout_s * 1000 <= (
+            self.statement_timeout_ms
+        ):
+            raise ValueError(
+                "database.response_timeout_s must exceed statement_timeout_ms, so that the "
+                "server cancels a slow statement before the client gives up on the connection"
+            )
+        return self
 
 
 class IngestSettings(_Section):
@@ -138,6 +166,11 @@ class IngestSettings(_Section):
         default=1.0,
         gt=0,
         description="while the database does not answer, how often it is probed to resume",
+    )
+    ready_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="not ready when messages wait and no batch committed for this long",
     )
     rollup_refresh_s: float = Field(
         default=1.0,

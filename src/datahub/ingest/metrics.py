@@ -2,7 +2,8 @@
 
     GET /metrics        Prometheus text format
     GET /health/live    200 while the process runs
-    GET /health/ready   200 when every source is subscribed and the database answers, else 503
+    GET /health/ready   200 when every source is subscribed, the database answers and the
+                        pipeline drains what it received; else 503, with the reasons
 
 The pipeline counts its stages in `Stats`; this module only translates those counters into
 metric families when scraped, so the hot path never touches Prometheus. Labels are the
@@ -125,6 +126,18 @@ FAMILIES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """The checks of /health/ready, and why those that fail do."""
+
+    checks: dict[str, bool]
+    reasons: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return all(self.checks.values())
+
+
 class IngestState(Protocol):
     """What the collector reads from the running ingest at scrape time."""
 
@@ -220,7 +233,7 @@ class HealthServer:
         *,
         host: str,
         port: int,
-        ready: Callable[[], dict[str, bool]],
+        ready: Callable[[], Readiness],
     ) -> None:
         handler = _handler(metrics, ready)
         self._server = ThreadingHTTPServer((host, port), handler)
@@ -243,7 +256,7 @@ class HealthServer:
 
 
 def _handler(
-    metrics: IngestMetrics, ready: Callable[[], dict[str, bool]]
+    metrics: IngestMetrics, ready: Callable[[], Readiness]
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -254,14 +267,15 @@ def _handler(
                 self._json(HTTPStatus.OK, {"status": "ok"})
             elif path == "/health/ready":
                 started = time.monotonic()
-                checks = ready()
-                ok = all(checks.values())
+                readiness = ready()
                 body: dict[str, object] = {
-                    "status": "ok" if ok else "unavailable",
-                    "checks": checks,
+                    "status": "ok" if readiness.ok else "unavailable",
+                    "checks": readiness.checks,
+                    "reasons": readiness.reasons,
                 }
                 body["seconds"] = round(time.monotonic() - started, 3)
-                self._json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
+                status = HTTPStatus.OK if readiness.ok else HTTPStatus.SERVICE_UNAVAILABLE
+                self._json(status, body)
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "NotFound", "detail": path})
 

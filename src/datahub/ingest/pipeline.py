@@ -35,7 +35,7 @@ from datahub.errors import (
     StorageUnavailable,
 )
 from datahub.ingest import decode, envelope, normalize
-from datahub.ingest.metrics import HealthServer, IngestMetrics
+from datahub.ingest.metrics import HealthServer, IngestMetrics, Readiness
 from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
@@ -395,6 +395,8 @@ class Ingest:
         self._conn: psycopg.Connection | None = None
         self._in_flight = 0  # messages of the batch being stored, not yet acknowledged
         self._database_up = False
+        # When the pipeline last made progress: a batch committed, or nothing waited.
+        self._progress_at = time.monotonic()
         self.metrics = IngestMetrics(self)
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
@@ -451,18 +453,30 @@ class Ingest:
                 for source, n in self.subscriber.ack(batch).items():
                     self.pipeline.stats.add("acknowledged", n, source=source)
             self._in_flight = 0
+        self._progress_at = time.monotonic()
         return len(batch)
 
-    def ready(self) -> dict[str, bool]:
-        """Readiness: every source subscribed, and the database answering a query now."""
+    def ready(self) -> Readiness:
+        """Readiness: every source subscribed, the database answering a query now, and the
+        pipeline draining what it received."""
         checks = {f"source:{name}": up for name, up in self.subscriber.online().items()}
+        reasons = {name: "not connected and subscribed" for name, up in checks.items() if not up}
         try:
             with db.connect(self._settings) as conn:
                 db.ping(conn)
             checks["database"] = True
-        except (StorageUnavailable, psycopg.Error):
+        except (StorageUnavailable, psycopg.Error) as exc:
             checks["database"] = False
-        return checks
+            reasons["database"] = str(exc)
+        # A fresh connection can answer while the pipeline's own is stuck: the backlog tells.
+        backlog = self.backlog()
+        stalled_s = time.monotonic() - self._progress_at
+        checks["pipeline"] = not backlog or stalled_s < self._settings.ingest.ready_stall_s
+        if not checks["pipeline"]:
+            reasons["pipeline"] = (
+                f"{backlog} messages waiting, no batch committed for {stalled_s:.0f} s"
+            )
+        return Readiness(checks, reasons)
 
     # What the metrics endpoint reads (datahub.ingest.metrics.IngestState).
 

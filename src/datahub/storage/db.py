@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
+from psycopg.abc import PQGen
+from psycopg.rows import TupleRow
 from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -14,14 +18,73 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
 
+RV = TypeVar("RV")
+_WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait looks up from select()
+
 # Errors that mean "the database is not there right now", as opposed to a bug in a query.
 UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeout)
+
+
+class NoResponse(psycopg.OperationalError):
+    """The server did not answer within `database.response_timeout_s`; the connection is
+    closed, as it is in an unknown state."""
+
+
+class BoundedConnection(psycopg.Connection[TupleRow]):
+    """A connection whose every wait for the server ends within `response_timeout_s`.
+
+    A connection can freeze without being closed: after a failover, or behind a proxy or
+    firewall that stops forwarding, no FIN or RST ever comes, the kernel may even go on
+    acknowledging what is sent, and neither TCP keepalives nor `tcp_user_timeout` fire. The
+    server's `statement_timeout` cannot help either: the statement never reaches it. Every
+    wait of psycopg (a statement, a COPY, a commit) goes through `wait`, so bounding it here
+    bounds them all, on the client's side.
+    """
+
+    response_timeout_s: float | None = None
+
+    def wait(
+        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL_S, timeout: float | None = None
+    ) -> RV:
+        limit = self.response_timeout_s
+        if timeout is not None or limit is None:
+            return super().wait(gen, interval, timeout)
+        started = time.monotonic()
+        try:
+            return super().wait(gen, interval, limit)
+        except psycopg.OperationalError:
+            if time.monotonic() - started < limit:
+                raise
+            # Halfway through the protocol: the connection can never be used again.
+            self.pgconn.finish()
+            raise NoResponse(
+                f"no answer from the database within {limit:g} s: connection closed"
+            ) from None
+
+
+def _libpq_options(settings: Settings) -> dict[str, Any]:
+    """Timeouts and TCP settings of every connection (libpq parameters)."""
+    database = settings.database
+    return {
+        "connect_timeout": max(1, round(database.connect_timeout_s)),
+        "options": f"-c statement_timeout={database.statement_timeout_ms}",
+        # A peer that vanished (a failover, a cable) is noticed on an idle connection by
+        # keepalives, and on a busy one when what was sent goes unacknowledged.
+        "keepalives": 1,
+        "keepalives_idle": database.keepalive_idle_s,
+        "keepalives_interval": database.keepalive_interval_s,
+        "keepalives_count": database.keepalive_count,
+        "tcp_user_timeout": database.tcp_user_timeout_ms,
+    }
 
 
 def connect(
     settings: Settings, *, autocommit: bool = False, batch_writes: bool = False
 ) -> psycopg.Connection:
     """Open one connection with the configured timeouts.
+
+    Every wait for the server is bounded by `database.response_timeout_s`: past it the
+    connection is closed and `NoResponse` raised (an OperationalError, so in UNAVAILABLE).
 
     With `batch_writes`, list parameters (the `unnest(%s::…[])` of batch writes) are sent
     in binary, which costs about a quarter of the Python time of psycopg's default text
@@ -30,35 +93,43 @@ def connect(
     as null where the standard library writes NaN, which PostgreSQL refuses).
     """
     try:
-        conn = psycopg.connect(
+        conn = BoundedConnection.connect(
             settings.conninfo,
             autocommit=autocommit,
-            connect_timeout=max(1, round(settings.database.connect_timeout_s)),
-            options=f"-c statement_timeout={settings.database.statement_timeout_ms}",
             application_name="datahub",
+            **_libpq_options(settings),
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
+    conn.response_timeout_s = settings.database.response_timeout_s
     if batch_writes:
         conn.adapters.register_dumper(list, ListBinaryDumper)
         set_json_dumps(orjson.dumps, conn)
     return conn
 
 
-def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> ConnectionPool:
-    """Open a connection pool that does not wait for the database to be up."""
+def open_pool(
+    settings: Settings, *, name: str, max_size: int | None = None
+) -> ConnectionPool[BoundedConnection]:
+    """Open a pool of bounded connections (see `connect`) that does not wait for the
+    database to be up."""
     size = max_size or settings.database.pool_size
+    response_timeout_s = settings.database.response_timeout_s
+
+    def configure(conn: BoundedConnection) -> None:
+        conn.response_timeout_s = response_timeout_s
+
     return ConnectionPool(
         settings.conninfo,
+        connection_class=BoundedConnection,
         min_size=1,
         max_size=size,
         name=name,
         timeout=settings.database.connect_timeout_s,
-        kwargs={
-            "connect_timeout": max(1, round(settings.database.connect_timeout_s)),
-            "options": f"-c statement_timeout={settings.database.statement_timeout_ms}",
-            "application_name": f"datahub-{name}",
-        },
+        kwargs={**_libpq_options(settings), "application_name": f"datahub-{name}"},
+        configure=configure,
+        # A connection frozen since it was returned fails this check within the response
+        # timeout, and the pool replaces it.
         check=ConnectionPool.check_connection,
         # open=True starts the workers without waiting for a first connection.
         open=True,
