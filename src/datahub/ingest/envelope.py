@@ -48,7 +48,7 @@ Dedup key
     ("ttn-v3", "chirpstack-v4", "chirpstack-v3") and the second the scheme, so keys of different
     families or schemes never hash the same input:
 
-    ttn-v3         "session-time", dev_eui, session_key_id, f_cnt, and the network server's
+    ttn-v3         "session", dev_eui, session_key_id, f_cnt, and the network server's
                    reception time: uplink_message.received_at, else received_at as above. A
                    rejoin draws a new session key, but an ABP device whose frame counter
                    resets (The Things Stack allows it per device) keeps its session, and its
@@ -67,7 +67,7 @@ Dedup key
     any            "body", the raw body, when the message has neither a unique id nor a time of
                    its own. A redelivery is byte-identical.
 
-    Until migration 0008 a ttn-v3 key with a session_key_id was "session", dev_eui,
+    Until migration 0008 a ttn-v3 key with a session_key_id had no time: "session", dev_eui,
     session_key_id, f_cnt, and uplinks stored then are stored under it. `Uplink.legacy_key`
     carries that key, so that the store recognises their redeliveries (ingest/store.py).
 
@@ -331,11 +331,22 @@ def _decoded_object(value: Any) -> dict[str, Any] | None:
     return value if type(value) is dict else None
 
 
-def _dedup_key(*parts: str | int) -> bytes:
-    """Hash the parts as netstrings ("6:ttn-v3,"): no two part lists give the same input."""
+def _dedup_hash(*parts: str | int) -> Any:
+    """Start hashing the parts as netstrings ("6:ttn-v3,"): no two part lists give the same
+    input, and more parts may follow (`_netstring`)."""
     text = "".join([f"{len(part)}:{part}," for part in map(str, parts)])
     # surrogatepass: hash, never raise, should a lone surrogate ever get past orjson and upb.
-    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+
+
+def _netstring(part: str) -> bytes:
+    return f"{len(part)}:{part},".encode("utf-8", "surrogatepass")
+
+
+def _dedup_key(*parts: str | int) -> bytes:
+    """Hash the parts as netstrings: the dedup key of exactly these parts."""
+    digest: bytes = _dedup_hash(*parts).digest()
+    return digest
 
 
 def _body_key(family: str, body: bytes) -> bytes:
@@ -416,16 +427,18 @@ def _parse_ttn_v3(body: bytes, source: str, city: City, now: datetime) -> Uplink
 
     legacy_key = None
     if session_key_id:
-        legacy_key = _dedup_key("ttn-v3", "session", dev_eui, session_key_id, f_cnt)
+        # The key before migration 0008 is the new one without its last part: one hash
+        # state gives both.
+        session = _dedup_hash("ttn-v3", "session", dev_eui, session_key_id, f_cnt)
+        legacy_key = session.copy().digest()
         value = up.get("received_at")
         if value is None or doc.get("received_at") is None:
             session_time = received_at  # that value, or what stands in for it
         else:
             session_time = _time(value, "uplink_message.received_at")
         if session_time is not None:
-            dedup_key = _dedup_key(
-                "ttn-v3", "session-time", dev_eui, session_key_id, f_cnt, session_time.isoformat()
-            )
+            session.update(_netstring(session_time.isoformat()))
+            dedup_key = session.digest()
         else:
             dedup_key = _body_key("ttn-v3", body)
     elif received_at is not None:
