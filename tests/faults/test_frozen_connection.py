@@ -1,7 +1,9 @@
 """A half-open database connection: a TCP proxy between the ingest and the database stops
 forwarding on the connections it holds, closing none (as after a failover, or behind a
 stuck proxy), while new connections get through. The ingest notices within its response
-timeout, replaces its connection, says so in the log, and stores everything exactly once;
+timeout, replaces its connection, ends the old one's server session (which behind the
+proxy lives on, holding the locks of the batch to retry), says so in the log, and stores
+everything exactly once;
 meanwhile /health/ready reports the stalled pipeline. SIGTERM with a frozen connection in
 flight still stops it."""
 
@@ -80,6 +82,7 @@ def test_a_frozen_connection_is_replaced_and_nothing_is_lost(
             assert_exactly(database.url, first)
             log = ingest.log_path.read_text()
             assert f"no answer from the database within {RESPONSE_TIMEOUT_S} s" in log
+            assert "ended the server session" in log  # it held the batch's dedup keys
             assert total(ingest.metrics(), "datahub_ingest_retries_total") >= 1
             assert ingest.get("/health/ready")[0] == 200
             print(f"\nfrozen: readiness {status} {answer}")

@@ -25,7 +25,7 @@ def proxy(database: Database) -> Iterator[TcpProxy]:
     proxy.close()
 
 
-def test_a_frozen_connection_is_closed_within_the_response_timeout(
+def test_a_frozen_connection_is_closed_within_the_response_timeout_and_its_session_ended(
     database: Database, proxy: TcpProxy
 ) -> None:
     parts = urlsplit(database.url)
@@ -34,8 +34,9 @@ def test_a_frozen_connection_is_closed_within_the_response_timeout(
         database_url=url,  # type: ignore[arg-type]
         database={"response_timeout_s": 1, "statement_timeout_ms": 500},  # type: ignore[arg-type]
     )
-    with db.connect(settings, autocommit=True) as conn:
-        db.ping(conn)
+    with db.connect(settings) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(8008)")  # held by its open transaction
+        pid = conn.info.backend_pid
         proxy.freeze()
         started = time.monotonic()
         with pytest.raises(db.NoResponse, match="no answer from the database within 1 s"):
@@ -43,6 +44,12 @@ def test_a_frozen_connection_is_closed_within_the_response_timeout(
         assert time.monotonic() - started < 5
         assert conn.closed
         assert isinstance(db.NoResponse("x"), db.UNAVAILABLE)
+    # Behind the proxy its session would live on, holding the lock: it was ended.
+    with psycopg.connect(database.url, autocommit=True) as direct:
+        assert direct.execute("SELECT pg_try_advisory_lock(8008)").fetchone() == (True,)
+        assert direct.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone() == (0,)
     with db.connect(settings, autocommit=True) as fresh:  # new connections get through
         db.ping(fresh)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
 
+log = logging.getLogger(__name__)
+
 RV = TypeVar("RV")
+APPLICATION_NAME = "datahub"  # as pg_stat_activity shows our sessions
 _WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait looks up from select()
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a query.
@@ -39,9 +43,20 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
     server's `statement_timeout` cannot help either: the statement never reaches it. Every
     wait of psycopg (a statement, a COPY, a commit) goes through `wait`, so bounding it here
     bounds them all, on the client's side.
+
+    Closing such a connection is not enough: behind a stuck proxy its server session lives
+    on, in its transaction, holding its locks (the dedup keys of the batch that is about to
+    be retried), and neither `statement_timeout` (not while a COPY waits for data) nor
+    `idle_in_transaction_session_timeout` (not during a COPY) ends it. So the session is
+    ended through a new connection (`end_session`).
     """
 
     response_timeout_s: float | None = None
+    # Set by `_bind`: what ends this connection's server session should it stop answering.
+    _settings: Settings | None = None
+    _server_pid = 0
+    _application_name = ""
+    _opened_at = 0.0
 
     def wait(
         self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL_S, timeout: float | None = None
@@ -57,9 +72,63 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
                 raise
             # Halfway through the protocol: the connection can never be used again.
             self.pgconn.finish()
+            self._end_server_session()
             raise NoResponse(
                 f"no answer from the database within {limit:g} s: connection closed"
             ) from None
+
+    def _bind(self, settings: Settings, application_name: str) -> None:
+        self.response_timeout_s = settings.database.response_timeout_s
+        self._settings = settings
+        self._server_pid = self.info.backend_pid
+        self._application_name = application_name
+        self._opened_at = time.monotonic()
+
+    def _end_server_session(self) -> None:
+        if self._settings is None:
+            return
+        try:
+            with connect(self._settings, autocommit=True) as conn:
+                conn._settings = None  # should this one freeze too, no more of this
+                ended = end_session(
+                    conn,
+                    pid=self._server_pid,
+                    application_name=self._application_name,
+                    opened_s_ago=time.monotonic() - self._opened_at,
+                )
+        except (StorageUnavailable, psycopg.Error) as exc:
+            log.warning(
+                "could not end the server session %d of a connection that stopped "
+                "answering (%s); it ends when the server notices",
+                self._server_pid,
+                exc,
+            )
+            return
+        if ended:
+            log.warning(
+                "ended the server session %d of a connection that stopped answering",
+                self._server_pid,
+            )
+
+
+def end_session(
+    conn: psycopg.Connection, *, pid: int, application_name: str, opened_s_ago: float
+) -> bool:
+    """End the server session of one of our connections; return whether it was running.
+
+    The pid alone could by now be another session's: the session must also be ours (role,
+    application name) and have started no later than the connection was opened.
+    """
+    row = conn.execute(
+        """
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE pid = %(pid)s AND usename = current_user AND application_name = %(name)s
+          AND backend_start <= now() - make_interval(secs => %(age)s)
+        """,
+        # A second for the way from the client's clock to the server's.
+        {"pid": pid, "name": application_name, "age": max(opened_s_ago - 1.0, 0.0)},
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _libpq_options(settings: Settings) -> dict[str, Any]:
@@ -80,7 +149,7 @@ def _libpq_options(settings: Settings) -> dict[str, Any]:
 
 def connect(
     settings: Settings, *, autocommit: bool = False, batch_writes: bool = False
-) -> psycopg.Connection:
+) -> BoundedConnection:
     """Open one connection with the configured timeouts.
 
     Every wait for the server is bounded by `database.response_timeout_s`: past it the
@@ -96,12 +165,12 @@ def connect(
         conn = BoundedConnection.connect(
             settings.conninfo,
             autocommit=autocommit,
-            application_name="datahub",
+            application_name=APPLICATION_NAME,
             **_libpq_options(settings),
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
-    conn.response_timeout_s = settings.database.response_timeout_s
+    conn._bind(settings, APPLICATION_NAME)
     if batch_writes:
         conn.adapters.register_dumper(list, ListBinaryDumper)
         set_json_dumps(orjson.dumps, conn)
@@ -114,10 +183,10 @@ def open_pool(
     """Open a pool of bounded connections (see `connect`) that does not wait for the
     database to be up."""
     size = max_size or settings.database.pool_size
-    response_timeout_s = settings.database.response_timeout_s
+    application_name = f"{APPLICATION_NAME}-{name}"
 
     def configure(conn: BoundedConnection) -> None:
-        conn.response_timeout_s = response_timeout_s
+        conn._bind(settings, application_name)
 
     return ConnectionPool(
         settings.conninfo,
@@ -126,7 +195,7 @@ def open_pool(
         max_size=size,
         name=name,
         timeout=settings.database.connect_timeout_s,
-        kwargs={**_libpq_options(settings), "application_name": f"datahub-{name}"},
+        kwargs={**_libpq_options(settings), "application_name": application_name},
         configure=configure,
         # A connection frozen since it was returned fails this check within the response
         # timeout, and the pool replaces it.
