@@ -37,7 +37,7 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from datahub.ingest.pipeline import Ingest, tuned_collector
+    from datahub.ingest.supervisor import Ingest, tuned_collector
 
     if not settings.sources:
         raise ConfigError("no sources configured: list them under `sources:` in the config file")

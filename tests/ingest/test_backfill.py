@@ -228,6 +228,31 @@ def test_a_device_that_resets_its_frame_counter_is_backfilled_whole(
     assert readings(database) == expected([body for _, body in state.messages])
 
 
+def test_a_message_the_database_refuses_is_dead_lettered_alone(
+    integration: tuple[StorageIntegration, str],
+    database: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state, url = integration
+    clear(database)
+    at, body = state.messages[7]
+    doc = json.loads(body)
+    doc["uplink_message"]["decoded_payload"] = {"note": "\x00"}  # jsonb cannot store it
+    state.messages[7] = (at, json.dumps(doc).encode())
+    path = config(tmp_path, database, url)
+
+    report = run(path, capsys, "--since", (START - timedelta(hours=1)).isoformat())
+
+    n = len(state.messages)
+    assert (report["stored"], report["dead_letters"]) == (n - 1, 1)
+    assert report["fetched"] == report["stored"] + report["duplicates"] + 1
+    with psycopg.connect(database.url) as conn:
+        letters = conn.execute("SELECT stage, reason, body FROM dead_letter").fetchall()
+    assert [(stage, reason) for stage, reason, _ in letters] == [("store", "storage_refused")]
+    assert json.loads(bytes(letters[0][2]))["uplink_message"]["decoded_payload"] == {"note": "\x00"}
+
+
 def test_a_line_that_is_no_uplink_becomes_a_dead_letter(
     integration: tuple[StorageIntegration, str],
     database: Database,

@@ -12,9 +12,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from datahub.config import Settings, SourceSettings, StorageApiSettings
 from datahub.domain import City, SourceFormat
-from datahub.ingest import pipeline
+from datahub.ingest import supervisor
 from datahub.ingest.mqtt import UNNOTICED, Subscriber
-from datahub.ingest.pipeline import BACKFILL_MARGIN, Ingest
+from datahub.ingest.supervisor import BACKFILL_MARGIN, Ingest
 
 API = StorageApiSettings(url="http://127.0.0.1:9", application_id="app", api_key="k")
 TTN = SourceSettings(
@@ -77,7 +77,7 @@ def test_one_backfill_per_source_at_a_time_taking_the_gaps_that_come_meanwhile(
         running.release()
         release.wait(10)
 
-    monkeypatch.setattr(pipeline.Ingest, "_backfill_since", backfill_since)
+    monkeypatch.setattr(supervisor.Ingest, "_backfill_since", backfill_since)
     t0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
     ingest._backfill_gap("cs", t0)  # QoS 1: the broker's session redelivers

@@ -48,7 +48,8 @@ from datahub.config import (
     parse_broker_url,
 )
 from datahub.ingest.mqtt import Message
-from datahub.ingest.pipeline import Pipeline, tuned_collector
+from datahub.ingest.pipeline import Pipeline
+from datahub.ingest.supervisor import tuned_collector
 from datahub.storage import bench, db
 
 POLL_S = 0.02

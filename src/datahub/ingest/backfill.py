@@ -5,8 +5,9 @@
 
 answers one JSON object per line, `{"result": <uplink message>}`, the message being the same
 document TTN publishes over MQTT. Each goes through the ingest pipeline like an MQTT message,
-in batches of `ingest.batch_size`, one transaction each; the dedup keys make a back-fill
-idempotent and harmless next to the running ingest.
+in batches of `ingest.batch_size` stored as the live ingest stores them
+(`Pipeline.store_batch`: a message the database refuses becomes a dead letter alone); the
+dedup keys make a back-fill idempotent and harmless next to the running ingest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datahub.domain import SourceFormat
 from datahub.errors import ConfigError, DatahubError
 from datahub.ingest.envelope import parse_rfc3339
 from datahub.ingest.mqtt import Message
-from datahub.ingest.pipeline import Pipeline
+from datahub.ingest.pipeline import Outcome, Pipeline
 from datahub.storage import db
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,10 @@ def backfill(
     assert source.storage_api is not None
     pipeline = pipeline or Pipeline(settings)
     size = settings.ingest.batch_size
-    fetched = stored = duplicates = letters = 0
+    fetched = 0
     topic = f"v3/{source.storage_api.application_id}/storage"
-    with db.connect(settings, autocommit=True) as conn:
+    outcome = Outcome(stored=0, duplicates=0, dead_letters=0)
+    with db.connect(settings, autocommit=True, batch_writes=True) as conn:
         batch: list[Message] = []
         bodies = fetch_uplinks(source.storage_api, since=since, until=until, opener=opener)
         for body in itertools.chain(bodies, [None]):
@@ -160,14 +162,9 @@ def backfill(
                 now = datetime.now(UTC)
                 batch.append(Message(source.name, topic, body, qos=0, mid=0, arrived_at=now))
             if batch and (body is None or len(batch) >= size):
-                with conn.transaction():
-                    result = pipeline.process(conn, batch)
-                pipeline.committed()
-                stored += result.uplinks
-                duplicates += result.duplicates
-                letters += len(batch) - result.uplinks - result.duplicates
+                outcome += pipeline.store_batch(conn, batch)
                 batch = []
-    report = BackfillReport(fetched, stored, duplicates, letters)
+    report = BackfillReport(fetched, outcome.stored, outcome.duplicates, outcome.dead_letters)
     log.info("back-fill of %s since %s: %s", source.name, _rfc3339(since), report.as_json())
     return report
 

@@ -1,23 +1,21 @@
 """The ingest pipeline: the only place that chains the stages, counts them and decides
-whether a message is dropped (kept as a dead letter, acknowledged) or retried (not
-acknowledged, tried again after a back-off).
+whether a message is dropped (kept as a dead letter) or must be retried (StorageUnavailable:
+the caller tries the batch again later and acknowledges nothing meanwhile).
 
-    MQTT message -> envelope -> decode -> normalize -> store (one transaction per batch) -> ack
+    message -> envelope -> decode -> normalize -> store (one transaction per batch)
 
-When a QoS 0 source with a Storage Integration reconnects, the ingest back-fills what the
-broker dropped meanwhile (ingest/backfill.py), on a worker thread with a pipeline of its own.
+Its callers: the ingest process (ingest/supervisor.py), which takes MQTT messages, retries
+and acknowledges, and the back-fill (ingest/backfill.py), which takes The Things Stack's
+stored messages. Both store a batch through `Pipeline.store_batch`.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -25,22 +23,13 @@ import psycopg
 
 import decoders
 from datahub.catalog import open_catalog
-from datahub.config import Settings, parse_broker_url
-from datahub.domain import DecodeStatus, SourceFormat, Uplink
-from datahub.errors import (
-    DatahubError,
-    DropError,
-    EnvelopeError,
-    RetryError,
-    StorageUnavailable,
-)
+from datahub.config import Settings
+from datahub.domain import DecodeStatus, Uplink
+from datahub.errors import DropError, EnvelopeError, StorageUnavailable
 from datahub.ingest import decode, envelope, normalize
-from datahub.ingest.metrics import HealthServer, IngestMetrics, Readiness
-from datahub.ingest.mqtt import Message, Subscriber
-from datahub.ingest.refresher import Refresher
-from datahub.ingest.retention import DedupRetention
+from datahub.ingest.mqtt import Message
 from datahub.ingest.store import Batch, DecoderIds, Prepared, Stored, store
-from datahub.storage import db, dead_letters, devices, sources, uplinks
+from datahub.storage import db, dead_letters, devices, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
 from datahub.storage.readings import ReadingRow
@@ -50,43 +39,6 @@ from decoders.codec_dir import CodecCatalog
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-# A reconnect back-fill starts this long before the gap: received_at is the network server's
-# clock, and an uplink may have been in flight when the connection died.
-BACKFILL_MARGIN = timedelta(seconds=60)
-BACKFILL_ATTEMPTS = 5
-# A batch closes this long after its last message. A QoS 1 source sends no more than its
-# in-flight window (the broker's max_inflight_messages, or our MQTT 5 Receive Maximum)
-# until the batch is committed and acknowledged: waiting out batch_wait_ms for messages that
-# cannot come would cap it at one window per batch_wait_ms. A steady stream has gaps far
-# shorter than this, so its batches still fill.
-BATCH_IDLE_S = 0.05
-
-
-# The ingest's collector: a young-generation collection every 10,000 allocations net of
-# frees (Python's default is 700), so a batch of 2,000 messages triggers a few dozen, not
-# hundreds. Higher thresholds gained little more and let garbage in cycles (a failed
-# batch's traceback holds its frames) pile up while the database is down.
-GC_THRESHOLDS = (10_000, 10, 10)
-
-
-@contextmanager
-def tuned_collector() -> Iterator[None]:
-    """Run the ingest's work with its garbage collector settings; restore them after.
-
-    What the process built so far (the catalog, codecs, settings) is frozen out of the
-    collector's sight, and collections are rarer: the pure stages run ~25 % faster. A
-    batch's objects are freed by reference counting; few of them form cycles.
-    """
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 def _utcnow() -> datetime:
@@ -100,6 +52,22 @@ _OUTCOME = {
     DecodeStatus.NO_DECODER: "no_decoder",
     DecodeStatus.FAILED: "decode_failed",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of the messages of a batch: every one is exactly one of these."""
+
+    stored: int  # new uplinks, decoded or not
+    duplicates: int  # uplinks stored before
+    dead_letters: int  # kept as dead letters instead of uplinks
+
+    def __add__(self, other: Outcome) -> Outcome:
+        return Outcome(
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.dead_letters + other.dead_letters,
+        )
 
 
 @dataclass
@@ -329,6 +297,54 @@ class Pipeline:
             self._pending_newest = max(item.row.uplink.received_at for item in batch.uplinks)
         return stored
 
+    def store_batch(self, conn: psycopg.Connection, messages: Sequence[Message]) -> Outcome:
+        """Prepare and store a batch on an autocommit connection, a transaction per part.
+
+        A message the database refuses (say, text it cannot store) is isolated by halving
+        the batch and kept as a `storage_refused` dead letter alone; the others are stored.
+        Raise StorageUnavailable when the database is not there: nothing of the part in
+        hand is stored, and the caller tries again.
+        """
+        try:
+            with conn.transaction():
+                stored = self.process(conn, messages)
+            self.committed()
+        except db.UNAVAILABLE as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise StorageUnavailable(str(exc)) from exc
+            if len(messages) == 1:
+                self._refuse(conn, messages[0], exc)
+                return Outcome(stored=0, duplicates=0, dead_letters=1)
+            half = len(messages) // 2
+            first = self.store_batch(conn, messages[:half])
+            return first + self.store_batch(conn, messages[half:])
+        dropped = len(messages) - stored.uplinks - stored.duplicates
+        return Outcome(stored=stored.uplinks, duplicates=stored.duplicates, dead_letters=dropped)
+
+    def _refuse(self, conn: psycopg.Connection, message: Message, exc: psycopg.Error) -> None:
+        log.error("database refused a message from %s: %s", message.source, exc)
+        letter = DeadLetterRow(
+            received_at=message.arrived_at,
+            source=message.source,
+            topic=message.topic,
+            stage="store",
+            reason="storage_refused",
+            detail=str(exc).replace("\x00", "\\x00"),
+            body=message.body,
+        )
+        try:
+            with conn.transaction():
+                dead_letters.insert_dead_letters(
+                    conn, letters=[letter], head_bytes=self._settings.ingest.dead_letter_head_bytes
+                )
+        except db.UNAVAILABLE as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        # Its batch's counts were dropped with the transaction that failed on it.
+        self.stats.add("received", source=message.source)
+        self.stats.add("dead_letter.storage_refused", source=message.source)
+
     def committed(self) -> None:
         """Count the batch last processed: its transaction has committed."""
         self.stats.merge(self._pending)
@@ -355,350 +371,3 @@ def _letter(
         dev_eui=uplink.dev_eui if uplink else None,
         dedup_key=uplink.dedup_key if uplink else None,
     )
-
-
-def take_batch(
-    inbox: queue.SimpleQueue[Message], *, size: int, wait_s: float, idle_s: float = BATCH_IDLE_S
-) -> list[Message]:
-    """Take up to `size` messages, waiting at most `wait_s` after the first one, and closing
-    the batch early once no message has come for `idle_s`."""
-    try:
-        batch = [inbox.get(timeout=wait_s)]
-    except queue.Empty:
-        return []
-    deadline = time.monotonic() + wait_s
-    while len(batch) < size:
-        remaining = min(deadline - time.monotonic(), idle_s)
-        try:
-            batch.append(inbox.get(timeout=remaining) if remaining > 0 else inbox.get_nowait())
-        except queue.Empty:
-            break
-    return batch
-
-
-class Ingest:
-    """The ingest process: subscribe, batch, store with retries, acknowledge after commit."""
-
-    def __init__(self, settings: Settings, *, pipeline: Pipeline | None = None) -> None:
-        self._settings = settings
-        self.pipeline = pipeline or Pipeline(settings)
-        # Bounded by the subscriber at ingest.queue_limit (ingest/mqtt.py).
-        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self.subscriber = Subscriber(settings, inbox=self.inbox, on_resubscribed=self._backfill_gap)
-        self._sources = {s.name: s for s in settings.sources}
-        # Per source: the earliest start of a gap not back-filled yet, and whether its worker
-        # runs; one worker per source at a time, which takes the gaps that come meanwhile.
-        self._backfill_due: dict[str, datetime] = {}
-        self._backfilling: set[str] = set()
-        self._backfill_lock = threading.Lock()
-        self.stop_event = threading.Event()
-        self._conn: psycopg.Connection | None = None
-        self._in_flight = 0  # messages of the batch being stored, not yet acknowledged
-        self._database_up = False
-        # When the pipeline last made progress: a batch committed, or nothing waited.
-        self._progress_at = time.monotonic()
-        self.metrics = IngestMetrics(self)
-        self.health: HealthServer | None = None
-        self.refresher = Refresher(settings, stop_event=self.stop_event)
-        self.retention = DedupRetention(settings, stop_event=self.stop_event)
-
-    def run(self) -> None:
-        """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
-        limits = self._settings.ingest
-        if limits.metrics_port:
-            try:
-                self.health = HealthServer(
-                    self.metrics,
-                    host=limits.metrics_host,
-                    port=limits.metrics_port,
-                    ready=self.ready,
-                )
-                self.health.start()
-            except OSError as exc:
-                # Storing uplinks matters more than being observed: run on without the endpoint.
-                log.error(
-                    "cannot serve metrics on %s:%d (%s); running without them",
-                    limits.metrics_host,
-                    limits.metrics_port,
-                    exc,
-                )
-        try:
-            self._record_sources()
-            self.subscriber.start()
-            self.refresher.start()
-            self.retention.start()
-            log.info("ingest running with %d sources", len(self._settings.sources))
-            try:
-                while not self.stop_event.is_set():
-                    self.run_once()
-            finally:
-                self.subscriber.stop()
-                self.refresher.join(timeout=10.0)
-                self.retention.join(timeout=10.0)
-                # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
-                if self._conn is not None:
-                    self._conn.close()
-        finally:
-            if self.health is not None:
-                self.health.stop()
-
-    def run_once(self) -> int:
-        """Take one batch from the inbox, store it (retrying) and acknowledge it."""
-        limits = self._settings.ingest
-        batch = take_batch(self.inbox, size=limits.batch_size, wait_s=limits.batch_wait_ms / 1000)
-        if batch:
-            self._in_flight = len(batch)
-            with self.metrics.batch_seconds.time():
-                self._store_with_retry(batch)
-                for source, n in self.subscriber.ack(batch).items():
-                    self.pipeline.stats.add("acknowledged", n, source=source)
-            self._in_flight = 0
-        self._progress_at = time.monotonic()
-        return len(batch)
-
-    def ready(self) -> Readiness:
-        """Readiness: every source subscribed, the database answering a query now, and the
-        pipeline draining what it received."""
-        checks = {f"source:{name}": up for name, up in self.subscriber.online().items()}
-        reasons = {name: "not connected and subscribed" for name, up in checks.items() if not up}
-        try:
-            with db.connect(self._settings) as conn:
-                db.ping(conn)
-            checks["database"] = True
-        except (StorageUnavailable, psycopg.Error) as exc:
-            checks["database"] = False
-            reasons["database"] = str(exc)
-        # A fresh connection can answer while the pipeline's own is stuck: the backlog tells.
-        backlog = self.backlog()
-        stalled_s = time.monotonic() - self._progress_at
-        checks["pipeline"] = not backlog or stalled_s < self._settings.ingest.ready_stall_s
-        if not checks["pipeline"]:
-            reasons["pipeline"] = (
-                f"{backlog} messages waiting, no batch committed for {stalled_s:.0f} s"
-            )
-        return Readiness(checks, reasons)
-
-    # What the metrics endpoint reads (datahub.ingest.metrics.IngestState).
-
-    def counters(self) -> dict[tuple[str, str | None], int]:
-        return self.pipeline.stats.snapshot_by_source()
-
-    def backlog(self) -> int:
-        return self.inbox.qsize() + self._in_flight
-
-    def last_stored_at(self) -> datetime | None:
-        return self.pipeline.stats.last_stored_at
-
-    def sources_online(self) -> dict[str, bool]:
-        return self.subscriber.online()
-
-    def database_up(self) -> bool:
-        return self._database_up
-
-    def _backfill_gap(self, source_name: str, gap_start: datetime) -> None:
-        """Back-fill a reconnected QoS 0 source from its Storage Integration, off this thread."""
-        source = self._sources[source_name]
-        if source.qos != 0 or source.storage_api is None or source.format != SourceFormat.TTN_V3:
-            return  # a QoS 1 session redelivers by itself; without an API nothing can be done
-        since = gap_start - BACKFILL_MARGIN
-        with self._backfill_lock:
-            due = self._backfill_due.get(source_name)
-            self._backfill_due[source_name] = min(due, since) if due else since
-            if source_name in self._backfilling:
-                return
-            self._backfilling.add(source_name)
-        threading.Thread(
-            target=self._backfill_worker,
-            args=(source_name,),
-            name=f"backfill-{source_name}",
-            daemon=True,
-        ).start()
-
-    def _backfill_worker(self, source_name: str) -> None:
-        while True:
-            with self._backfill_lock:
-                since = self._backfill_due.pop(source_name, None)
-                if since is None or self.stop_event.is_set():
-                    self._backfilling.discard(source_name)
-                    return
-            try:
-                self._backfill_since(source_name, since)
-            except Exception:  # a bug must not stop the back-fills of this source for good
-                log.exception("source %s: back-fill since %s failed", source_name, since)
-                self.pipeline.stats.add("backfill_failed", source=source_name)
-
-    def _backfill_since(self, source_name: str, since: datetime) -> None:
-        # Imported here: the back-fill module builds on this one.
-        from datahub.ingest.backfill import backfill
-
-        log.info("source %s: reconnected, back-filling since %s", source_name, since.isoformat())
-        delay = 2.0
-        for attempt in range(1, BACKFILL_ATTEMPTS + 1):
-            # A pipeline of its own (the ingest thread's is not shared); counted in the same
-            # stats. Overlaps with the live stream are duplicates, skipped by the dedup keys.
-            pipeline = Pipeline(self._settings, stats=self.pipeline.stats)
-            try:
-                report = backfill(self._settings, source_name, since=since, pipeline=pipeline)
-            except (DatahubError, psycopg.Error) as exc:
-                log.warning(
-                    "source %s: back-fill attempt %d of %d failed: %s",
-                    source_name,
-                    attempt,
-                    BACKFILL_ATTEMPTS,
-                    exc,
-                )
-                if attempt < BACKFILL_ATTEMPTS and not self.stop_event.wait(delay):
-                    delay = min(delay * 2, 30.0)
-                    continue
-                break
-            self.pipeline.stats.add("backfilled", report.stored, source=source_name)
-            log.info("source %s: back-filled %s", source_name, report.as_json())
-            return
-        self.pipeline.stats.add("backfill_failed", source=source_name)
-        log.error(
-            "source %s: back-fill since %s failed; run `datahub backfill --source %s --since %s`",
-            source_name,
-            since.isoformat(),
-            source_name,
-            since.isoformat(),
-        )
-
-    def _store_with_retry(self, batch: list[Message]) -> None:
-        delay = 0.5
-        down_since: float | None = None
-        while True:
-            try:
-                self._store_isolating(batch)
-                self._database_up = True
-                if down_since is not None:
-                    log.info(
-                        "stored the batch of %d after %.1f s of failures",
-                        len(batch),
-                        time.monotonic() - down_since,
-                    )
-                return
-            except RetryError as exc:
-                self._database_up = False
-                down_since = down_since or time.monotonic()
-                self.pipeline.stats.add("retries")
-                log.warning(
-                    "storing a batch of %d failed (%s); retrying within %.1f s, or as soon as "
-                    "the database answers again",
-                    len(batch),
-                    exc,
-                    delay,
-                )
-                self._drop_connection()
-                # Keep retrying even when asked to stop: the batch is not acknowledged, so
-                # giving up is also safe, but finishing it is what graceful shutdown means.
-                self._pause(delay)
-                delay = min(delay * 2, self._settings.ingest.retry_max_backoff_s)
-                if self.stop_event.is_set() and delay >= self._settings.ingest.retry_max_backoff_s:
-                    raise
-
-    def _pause(self, seconds: float) -> None:
-        """Wait before the next attempt, probing the database meanwhile: once it answers
-        again after not answering, stop waiting.
-
-        A database that answers throughout (the batch failed for another reason) gets the
-        whole pause, so that a failing batch does not hammer it. A probe is a connection
-        and a `SELECT 1`; the connection is kept for the next attempt.
-        """
-        deadline = time.monotonic() + seconds
-        unreachable = False
-        while (left := deadline - time.monotonic()) > 0:
-            if self._probe():
-                if unreachable:
-                    log.info("the database answers again")
-                    return
-            else:
-                unreachable = True
-            time.sleep(min(self._settings.ingest.probe_interval_s, max(left, 0.0)))
-
-    def _probe(self) -> bool:
-        try:
-            db.ping(self._connection())
-            return True
-        except (StorageUnavailable, *db.UNAVAILABLE):
-            self._drop_connection()
-            return False
-
-    def _store_isolating(self, batch: list[Message]) -> None:
-        """Store a batch; a message the database refuses is isolated by halving, then dropped."""
-        conn = self._connection()
-        try:
-            with conn.transaction():
-                self.pipeline.process(conn, batch)
-            self.pipeline.committed()
-        except db.UNAVAILABLE as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        except psycopg.Error as exc:
-            if conn.closed or conn.broken:
-                raise StorageUnavailable(str(exc)) from exc
-            if len(batch) == 1:
-                self._refuse(batch[0], exc)
-                return
-            half = len(batch) // 2
-            self._store_isolating(batch[:half])
-            self._store_isolating(batch[half:])
-
-    def _refuse(self, message: Message, exc: psycopg.Error) -> None:
-        log.error("database refused a message from %s: %s", message.source, exc)
-        letter = DeadLetterRow(
-            received_at=message.arrived_at,
-            source=message.source,
-            topic=message.topic,
-            stage="store",
-            reason="storage_refused",
-            detail=str(exc).replace("\x00", "\\x00"),
-            body=message.body,
-        )
-        conn = self._connection()
-        with conn.transaction():
-            dead_letters.insert_dead_letters(
-                conn, letters=[letter], head_bytes=self._settings.ingest.dead_letter_head_bytes
-            )
-        # Its batch's counts were dropped with the transaction that failed on it.
-        self.pipeline.stats.add("received", source=message.source)
-        self.pipeline.stats.add("dead_letter.storage_refused", source=message.source)
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self._settings, autocommit=True, batch_writes=True)
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    def _record_sources(self) -> None:
-        rows = [
-            sources.SourceRow(
-                name=s.name,
-                city=str(s.city),
-                format=str(s.format),
-                broker=_redact(self._settings.broker_for(s)),
-                topic=s.topic_filter,
-                qos=s.qos,
-            )
-            for s in self._settings.sources
-        ]
-        while True:
-            try:
-                conn = self._connection()
-                with conn.transaction():
-                    sources.upsert_sources(conn, sources=rows)
-                return
-            except (StorageUnavailable, *db.UNAVAILABLE) as exc:
-                log.warning("database unavailable at start-up (%s); retrying", exc)
-                self._drop_connection()
-                if self.stop_event.wait(2.0):
-                    return
-
-
-def _redact(url: str) -> str:
-    endpoint = parse_broker_url(url)
-    return f"{'mqtts' if endpoint.tls else 'mqtt'}://{endpoint.host}:{endpoint.port}"
