@@ -26,13 +26,13 @@ from datahub.catalog import open_catalog
 from datahub.config import Settings
 from datahub.domain import DecodeStatus, Uplink
 from datahub.errors import DropError, EnvelopeError, StorageUnavailable
-from datahub.ingest import decode, envelope, normalize
+from datahub.ingest import envelope
+from datahub.ingest.interpret import interpret
 from datahub.ingest.mqtt import Message
 from datahub.ingest.store import Batch, DecoderIds, Prepared, Stored, store
 from datahub.storage import db, dead_letters, devices, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
-from datahub.storage.readings import ReadingRow
 from datahub.storage.uplinks import UplinkRow
 from decoders.codec_dir import CodecCatalog
 
@@ -163,65 +163,34 @@ class Pipeline:
         self._legacy_read = False
 
     def prepare(self, messages: Sequence[Message]) -> Batch:
-        """Run the pure stages over a batch: envelope, decode, normalize.
+        """Run the pure stages over a batch: envelope, then decode and normalize together
+        (ingest/interpret.py: the batch's payloads of a JavaScript codec in one call).
 
         Each uplink keeps what its own payload decoded into, whatever other copies under
         its dedup key the batch holds: `store` decides which copy is written.
         """
         now = self._clock()
-        prepared: list[Prepared] = []
-        # The decodable ones are decoded once the whole batch is parsed (a JavaScript codec
-        # takes its payloads in one call).
-        decodable: list[tuple[Prepared, decoders.Profile]] = []
+        received: list[tuple[Message, Uplink]] = []
         letters: list[DeadLetterRow] = []
         for message in messages:
-            source = message.source
-            self._count("received", source=source)
+            self._count("received", source=message.source)
             try:
-                uplink = self._parse(message, now)
+                received.append((message, self._parse(message, now)))
             except DropError as exc:
-                self._count(f"dead_letter.{exc.reason}", source=source)
+                self._count(f"dead_letter.{exc.reason}", source=message.source)
                 letters.append(_letter(message, "envelope", exc))
-                continue
-            entry = self.registry.get(uplink.dev_eui)
-            if entry is None:
-                prepared.append(
-                    Prepared(UplinkRow(uplink, None, DecodeStatus.UNKNOWN_DEVICE), message)
-                )
-                continue
-            profile = self._catalog.get(entry.profile)
-            if profile is None:
-                prepared.append(
-                    Prepared(UplinkRow(uplink, entry.device_id, DecodeStatus.NO_DECODER), message)
-                )
-                continue
-            item = Prepared(UplinkRow(uplink, entry.device_id, DecodeStatus.DECODED), message)
-            prepared.append(item)
-            decodable.append((item, profile))
-
-        outcomes = decode.decode_uplinks(
-            [(p, i.row.uplink.f_port, i.row.uplink.payload) for i, p in decodable]
-        )
-        for (item, profile), outcome in zip(decodable, outcomes, strict=True):
-            row = item.row
-            uplink = row.uplink
-            if isinstance(outcome, DropError):
-                row.status = DecodeStatus.FAILED
-                row.decoder = decode.decoder_name(profile)
-                row.error = outcome.detail
-                item.failure = _letter(item.message, "decode", outcome, uplink)
-                continue
-            normalized = normalize.to_readings(
-                outcome.data, profile.mappings, time=uplink.received_at, dev_eui=uplink.dev_eui
+        uplinks = [uplink for _, uplink in received]
+        results = interpret(uplinks, [self.registry.get(u.dev_eui) for u in uplinks], self._catalog)
+        prepared = [
+            Prepared(
+                UplinkRow(uplink, result.device_id, result.status, result.decoder, result.error),
+                message,
+                result.readings,
+                _letter(message, "decode", result.failure, uplink) if result.failure else None,
+                result.skipped,
             )
-            device_id = row.device_id
-            assert device_id is not None
-            row.decoder = outcome.decoder
-            row.error = "; ".join(normalized.skipped) or None
-            item.skipped = len(normalized.skipped)
-            item.readings = [
-                ReadingRow(r.time, device_id, r.metric, r.value) for r in normalized.readings
-            ]
+            for (message, uplink), result in zip(received, results, strict=True)
+        ]
         return Batch(uplinks=prepared, dead_letters=letters)
 
     def _parse(self, message: Message, now: datetime) -> Uplink:

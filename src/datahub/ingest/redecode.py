@@ -25,8 +25,7 @@ import psycopg
 
 import decoders
 from datahub.domain import DecodeStatus
-from datahub.errors import DropError
-from datahub.ingest import decode, normalize
+from datahub.ingest.interpret import interpret
 from datahub.ingest.store import DecoderIds
 from datahub.storage import devices, readings, uplinks
 from datahub.storage.devices import RegistryEntry
@@ -75,36 +74,19 @@ class Report:
         }
 
 
-def redecode_one(
-    stored: StoredUplink,
-    entry: RegistryEntry | None,
+def redecoded(
+    batch: Sequence[StoredUplink],
+    entries: Sequence[RegistryEntry | None],
     catalog: Mapping[str, decoders.Profile],
-) -> tuple[DecodeResult, tuple[ReadingRow, ...]]:
-    """Decode and normalize one stored uplink as the ingest would now (pure)."""
-
-    def result(
-        device_id: int | None, status: DecodeStatus, name: str | None = None, err: str | None = None
-    ) -> DecodeResult:
-        return DecodeResult(stored.received_at, stored.dedup_key, device_id, status, name, err)
-
-    if entry is None:
-        return result(None, DecodeStatus.UNKNOWN_DEVICE), ()
-    profile = catalog.get(entry.profile)
-    if profile is None:
-        return result(entry.device_id, DecodeStatus.NO_DECODER), ()
-    try:
-        decoded = decode.decode_uplink(profile, f_port=stored.f_port, payload=stored.payload)
-    except DropError as exc:
-        name = decode.decoder_name(profile)
-        return result(entry.device_id, DecodeStatus.FAILED, name, exc.detail), ()
-    normalized = normalize.to_readings(
-        decoded.data, profile.mappings, time=stored.received_at, dev_eui=stored.dev_eui
-    )
-    rows = tuple(
-        ReadingRow(r.time, entry.device_id, r.metric, r.value) for r in normalized.readings
-    )
-    error = "; ".join(normalized.skipped) or None
-    return result(entry.device_id, DecodeStatus.DECODED, decoded.decoder, error), rows
+) -> list[tuple[DecodeResult, tuple[ReadingRow, ...]]]:
+    """Decode and normalize stored uplinks as the ingest would now: its own rule (pure)."""
+    return [
+        (
+            DecodeResult(s.received_at, s.dedup_key, r.device_id, r.status, r.decoder, r.error),
+            tuple(r.readings),
+        )
+        for s, r in zip(batch, interpret(batch, entries, catalog), strict=True)
+    ]
 
 
 ReadingKey = tuple[int, datetime]  # (device id, time): the readings of one uplink
@@ -181,7 +163,7 @@ class Redecoder:
         report: Report,
     ) -> None:
         conn = self._conn
-        outcomes = [redecode_one(u, registry.get(u.dev_eui), self._catalog) for u in batch]
+        outcomes = redecoded(batch, [registry.get(u.dev_eui) for u in batch], self._catalog)
         names = {result.decoder for result, rows in outcomes if rows and result.decoder}
         ids = self._decoder_ids.resolve(conn, names)
         keys: set[ReadingKey] = set()
