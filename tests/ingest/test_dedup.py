@@ -11,29 +11,12 @@ from datetime import timedelta
 import psycopg
 import pytest
 from counter_reset import counter_resets
-from democatalog import demo_catalog, demo_catalog_settings
-from ingest_builders import NOW, SOURCES, expected, generate, message, register, stored
+from democatalog import demo_catalog
+from ingest_builders import NOW, SOURCES, expected, generate, message, stored
 
 import simulators
 from datahub.config import Settings
 from datahub.ingest.pipeline import Pipeline
-
-
-@pytest.fixture(scope="module")
-def scenario() -> simulators.Scenario:
-    return simulators.load_scenario()
-
-
-@pytest.fixture
-def settings(database: object) -> Settings:
-    return database.settings(  # type: ignore[attr-defined]
-        sources=SOURCES, catalog=demo_catalog_settings()
-    )
-
-
-@pytest.fixture
-def registered(conn: psycopg.Connection, scenario: simulators.Scenario) -> None:
-    register(conn, scenario)
 
 
 def pipeline(settings: Settings) -> Pipeline:

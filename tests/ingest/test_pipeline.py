@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from democatalog import demo_catalog, demo_catalog_settings
-from ingest_builders import NOW, SOURCES, generate, register
+from democatalog import demo_catalog
+from ingest_builders import NOW, SOURCES, generate
 from realservices import Database
 
 import simulators
@@ -21,25 +21,6 @@ from datahub.ingest.mqtt import Message
 from datahub.ingest.pipeline import Pipeline
 
 _mid = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def scenario() -> simulators.Scenario:
-    return simulators.load_scenario()
-
-
-@pytest.fixture
-def settings(database: object) -> Settings:
-    # The demo's catalog: its registry names a JavaScript-codec profile of deploy/codecs.
-    return database.settings(  # type: ignore[attr-defined]
-        sources=SOURCES, catalog=demo_catalog_settings()
-    )
-
-
-@pytest.fixture
-def registered(conn: psycopg.Connection, scenario: simulators.Scenario) -> None:
-    """Register every device of the demo scenario."""
-    register(conn, scenario)
 
 
 def uplinks(scenario: simulators.Scenario, count: int) -> list[simulators.SimUplink]:

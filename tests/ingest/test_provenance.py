@@ -16,11 +16,6 @@ from datahub.ingest import decode
 from datahub.storage import provenance
 
 
-@pytest.fixture(scope="module")
-def scenario() -> simulators.Scenario:
-    return simulators.load_scenario()
-
-
 @pytest.fixture
 def settings(database: object) -> Settings:
     return database.settings(sources=SOURCES)  # type: ignore[attr-defined]

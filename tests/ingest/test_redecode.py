@@ -21,11 +21,6 @@ from datahub.storage.uplinks import DecodeResult
 LHT65 = "dragino/lht65"
 
 
-@pytest.fixture(scope="module")
-def scenario() -> simulators.Scenario:
-    return simulators.load_scenario()
-
-
 @pytest.fixture
 def settings(database: object) -> Settings:
     return database.settings(sources=SOURCES)  # type: ignore[attr-defined]
