@@ -1025,6 +1025,17 @@ def test_ttn_key_takes_the_network_servers_time() -> None:
     assert key(without, TTN) == key(ttn(**{"uplink_message.received_at": DELETE}), TTN)
 
 
+def test_ttn_key_reads_the_network_servers_time_as_an_instant() -> None:
+    at = {"uplink_message.received_at": "2020-02-12T15:15:45.789585559Z"}
+    same = [
+        {"uplink_message.received_at": "2020-02-12T16:15:45.7895851+01:00"},
+        {"uplink_message.received_at": "2020-02-12t15:15:45.789585z"},
+    ]
+    assert {key(ttn(**changes), TTN) for changes in [at, *same]} == {key(ttn(**at), TTN)}
+    with pytest.raises(EnvelopeError, match=r"uplink_message\.received_at: expected an RFC"):
+        parse(ttn(**{"uplink_message.received_at": 1581520545}), TTN)
+
+
 # The keys uplinks stored before migration 0008 have, computed then.
 LEGACY_KEYS = {
     "ttn-v3-uplink.json": "960150f62003532dde96886924910b50",

@@ -317,6 +317,20 @@ def _time(value: Any, path: str) -> datetime:
         raise EnvelopeError(f"{path}: {exc}") from exc
 
 
+def _time_part(value: Any, path: str) -> str:
+    """Write an RFC 3339 timestamp as a dedup key part: UTC to the microsecond, truncated as
+    `parse_rfc3339` truncates. A time in UTC already (as network servers write them) is
+    rewritten as text, without the cost of a datetime: its shape is checked, not its
+    ranges, as a key part need not be a valid time, only the same in every copy."""
+    if type(value) is str and (match := _RFC3339.fullmatch(value)) and match[4] in ("Z", "z"):
+        return f"{match[1]}T{match[2]}.{(match[3] or '.')[1:7]:0<6}Z"
+    return _utc_text(_time(value, path))
+
+
+def _utc_text(time: datetime) -> str:
+    return f"{time:%Y-%m-%dT%H:%M:%S}.{time.microsecond:06d}Z"
+
+
 def _earliest(candidates: list[tuple[Any, str]]) -> datetime | None:
     times = [_time(value, path) for value, path in candidates]
     return min(times) if times else None
@@ -432,12 +446,14 @@ def _parse_ttn_v3(body: bytes, source: str, city: City, now: datetime) -> Uplink
         session = _dedup_hash("ttn-v3", "session", dev_eui, session_key_id, f_cnt)
         legacy_key = session.copy().digest()
         value = up.get("received_at")
-        if value is None or doc.get("received_at") is None:
-            session_time = received_at  # that value, or what stands in for it
+        if value is not None:
+            session_time: str | None = _time_part(value, "uplink_message.received_at")
+        elif received_at is not None:  # what stands in for it
+            session_time = _utc_text(received_at)
         else:
-            session_time = _time(value, "uplink_message.received_at")
+            session_time = None
         if session_time is not None:
-            session.update(_netstring(session_time.isoformat()))
+            session.update(_netstring(session_time))
             dedup_key = session.digest()
         else:
             dedup_key = _body_key("ttn-v3", body)
