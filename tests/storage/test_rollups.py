@@ -14,6 +14,7 @@ from realservices import BACKENDS, temporary_database
 
 from datahub.domain import City, Device
 from datahub.storage import datasets, devices, migrate, readings, rollups, suppliers
+from datahub.storage.buckets import floor_to
 from datahub.storage.readings import AggregateFn, BucketRow, ReadingRow
 from datahub.storage.suppliers import SupplierRow
 
@@ -50,7 +51,7 @@ def expect(
     buckets: dict[datetime, list[ReadingRow]] = defaultdict(list)
     for r in rows:
         if start <= r.time < end:
-            buckets[rollups.floor_to(r.time, width)].append(r)
+            buckets[floor_to(r.time, width)].append(r)
     merge = {
         AggregateFn.AVG: lambda g: sum(r.value for r in g) / len(g),
         AggregateFn.MIN: lambda g: min(r.value for r in g),

@@ -21,9 +21,10 @@ from pydantic import BaseModel
 from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
 from datahub.config import Settings
-from datahub.domain import LicenceClass, Purpose
+from datahub.domain import SLUG, LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
+from datahub.fairshare.keys import Scope
 from datahub.storage import consumers, datasets, db, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.tariffs import Price
@@ -376,7 +377,7 @@ def _count_or_none(text: str) -> int | str:
 
 
 def _slug(text: str) -> str:
-    if not admin.SLUG.fullmatch(text):
+    if not SLUG.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a lower-case slug")
     return text
 
@@ -472,7 +473,10 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p = _command(g, "create", "make a key and print it, this once", _key_create, json_output=True)
     p.add_argument("--consumer", required=True, type=_slug)
     p.add_argument(
-        "--scope", action="append", choices=admin.SCOPES, help="repeat for more (default: read)"
+        "--scope",
+        action="append",
+        choices=[s.value for s in Scope],
+        help="repeat for more (default: read)",
     )
     p.add_argument("--label", default="", help="what the key is for")
     p = _command(g, "revoke", "revoke a key by its prefix", _key_revoke)

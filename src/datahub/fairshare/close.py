@@ -51,9 +51,14 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
         or not 1970 <= int(match.group(1)) < 9999
     ):
         raise BadRequest(f"period {period!r} is not a month written YYYY-MM, e.g. 2026-11")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return month_bounds(datetime(int(match.group(1)), int(match.group(2)), 1, tzinfo=UTC))
+
+
+def month_bounds(time: datetime) -> tuple[datetime, datetime]:
+    """Return the start and end (exclusive) of the calendar month (UTC) that holds `time`."""
+    time = time.astimezone(UTC)
+    start = datetime(time.year, time.month, 1, tzinfo=UTC)
+    end = datetime(time.year + time.month // 12, time.month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 

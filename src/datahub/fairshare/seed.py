@@ -17,21 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from datahub.domain import City, LicenceClass, Purpose
+from datahub.domain import SLUG, City, LicenceClass, Purpose
 from datahub.errors import DatahubError
 from datahub.fairshare import admin
+from datahub.fairshare.keys import Scope
 from datahub.storage import consumers, datasets, suppliers, tariffs
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.suppliers import SupplierRow
 from datahub.storage.tariffs import Price
 
-Slug = Field(pattern=admin.SLUG.pattern)
+Slug = Field(pattern=SLUG.pattern)
 
 
 class SeedFileError(DatahubError):
@@ -113,14 +114,14 @@ class DatasetSpec(_Model):
 
 class KeySpec(_Model):
     label: str = Field(min_length=1)
-    scopes: tuple[Literal["read", "admin"], ...] = Field(default=("read",), min_length=1)
+    scopes: tuple[Scope, ...] = Field(default=(Scope.READ,), min_length=1)
 
 
 class ConsumerSpec(_Model):
     slug: str = Slug
     name: str = Field(min_length=1)
     purpose: Purpose
-    supplier: str | None = Field(default=None, pattern=admin.SLUG.pattern)
+    supplier: str | None = Field(default=None, pattern=SLUG.pattern)
     monthly_quota: int | None = Field(default=None, ge=0)
     requests_per_s: int | None = Field(default=None, ge=1)
     grants: tuple[str, ...] = ()

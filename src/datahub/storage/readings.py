@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from datahub.storage import rollups
+from datahub.storage.buckets import BUCKET_ORIGIN
 
 
 # Not frozen: the ingest builds millions, and a frozen __init__ costs 5x as much.
@@ -165,11 +166,6 @@ _INCREASE = """
         ELSE s.value
     END
 """
-
-# date_bin's origin: a Monday, equal to TimescaleDB time_bucket's default origin, so
-# buckets line up with TimescaleDB's, and 1d buckets start at midnight UTC.
-BUCKET_ORIGIN = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
-
 
 # The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
 VISIBLE_DEVICE = "(%(dataset_ids)s::int[] IS NULL OR d.dataset_id = ANY(%(dataset_ids)s::int[]))"

@@ -20,10 +20,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from datahub.storage.buckets import BUCKET_ORIGIN, ceil_to, floor_to
+
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-# Equal to storage.readings.BUCKET_ORIGIN: rollup buckets line up with the queries' buckets.
-ORIGIN = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
 # One refresher at a time; an arbitrary key of the advisory lock namespace ("rollup").
 REFRESH_LOCK = 0x726F6C6C7570
 
@@ -56,17 +56,6 @@ _VALUE = {
 }
 
 
-def floor_to(time: datetime, width: timedelta) -> datetime:
-    """The start of the bucket of `width` holding `time`, as `date_bin` computes it."""
-    return ORIGIN + ((time - ORIGIN) // width) * width
-
-
-def ceil_to(time: datetime, width: timedelta) -> datetime:
-    """The first bucket start of `width` at or after `time`."""
-    start = floor_to(time, width)
-    return start if start == time else start + width
-
-
 def mark_dirty(conn: psycopg.Connection, *, keys: Sequence[tuple[int, datetime]]) -> int:
     """Mark the hours of readings, as (device id, time) pairs, for recomputation.
 
@@ -81,7 +70,7 @@ def mark_dirty(conn: psycopg.Connection, *, keys: Sequence[tuple[int, datetime]]
         SELECT DISTINCT k.device_id, date_bin('1 hour', k.time, %(origin)s)
         FROM unnest(%(ids)s::int[], %(times)s::timestamptz[]) AS k (device_id, time)
         """,
-        {"ids": [d for d, _ in keys], "times": [t for _, t in keys], "origin": ORIGIN},
+        {"ids": [d for d, _ in keys], "times": [t for _, t in keys], "origin": BUCKET_ORIGIN},
     )
     return cur.rowcount
 
@@ -294,7 +283,7 @@ def rebuild(conn: psycopg.Connection, *, start: datetime, end: datetime) -> None
     days of every city and dataset from the devices' days.
     """
     start, end = floor_to(start, DAY), ceil_to(end, DAY)
-    params = {"start": start, "end": end, "origin": ORIGIN}
+    params = {"start": start, "end": end, "origin": BUCKET_ORIGIN}
     for table in ("reading_daily", "reading_hourly"):
         conn.execute(
             sql.SQL("DELETE FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s").format(
@@ -438,7 +427,7 @@ def select_buckets(
             "day_start": day_start,
             "day_end": day_end,
             "width": width,
-            "origin": ORIGIN,
+            "origin": BUCKET_ORIGIN,
         },
         # Thousands of rows with an array each: binary results load several times faster.
         binary=True,
