@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
 from datahub.domain import SLUG, City, LicenceClass
-from datahub.storage.readings import AggregateFn
+from datahub.storage.buckets import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
 UtcTime = Annotated[datetime, AfterValidator(lambda t: t.astimezone(UTC))]
