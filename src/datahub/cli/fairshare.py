@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from datahub.cli import fairshare_admin
@@ -31,16 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--supplier", required=True, help="supplier slug")
     q.add_argument("--period", type=period, required=True, metavar="YYYY-MM")
     q.add_argument("--csv", action="store_true", help="CSV instead of JSON")
-    q.set_defaults(run=_view)
+    q.set_defaults(run=_statement)
     q = fairshare.add_parser("invoice", help="a consumer's invoice of a closed period")
     q.add_argument("--consumer", required=True, help="consumer slug")
     q.add_argument("--period", type=period, required=True, metavar="YYYY-MM")
     q.add_argument("--csv", action="store_true", help="CSV instead of JSON")
-    q.set_defaults(run=_view)
+    q.set_defaults(run=_invoice)
     q = fairshare.add_parser("report", help="the public transparency report of a closed period")
     q.add_argument("--period", type=period, required=True, metavar="YYYY-MM")
     q.add_argument("--csv", action="store_true", help="CSV instead of JSON")
-    q.set_defaults(run=_view)
+    q.set_defaults(run=_report)
 
 
 def _close(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,24 +78,36 @@ def _close(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _view(settings: Settings, args: argparse.Namespace) -> int:
-    """Print a closed period's statement, invoice or report, as JSON or CSV."""
+def _statement(settings: Settings, args: argparse.Namespace) -> int:
     with db.connect(settings) as conn, conn.transaction():
         result = close.get_closed(conn, period=args.period)
-        if args.fairshare_command == "statement":
-            if not periods.supplier_exists(conn, slug=args.supplier):
-                raise NotFound(f"no supplier has the slug {args.supplier!r}")
-            view = statements.supplier_statement(result, args.supplier)
-            header, rows = statements.STATEMENT_HEADER, statements.statement_rows(view)
-        elif args.fairshare_command == "invoice":
-            if not periods.consumer_exists(conn, slug=args.consumer):
-                raise NotFound(f"no consumer has the slug {args.consumer!r}")
-            view = statements.consumer_invoice(result, args.consumer)
-            header, rows = statements.INVOICE_HEADER, statements.invoice_rows(view)
-        else:
-            view = statements.transparency_report(result)
-            header, rows = statements.REPORT_HEADER, statements.report_rows(view)
-    if args.csv:
+        if not periods.supplier_exists(conn, slug=args.supplier):
+            raise NotFound(f"no supplier has the slug {args.supplier!r}")
+    view = statements.supplier_statement(result, args.supplier)
+    return _print(view, args.csv, statements.STATEMENT_HEADER, statements.statement_rows(view))
+
+
+def _invoice(settings: Settings, args: argparse.Namespace) -> int:
+    with db.connect(settings) as conn, conn.transaction():
+        result = close.get_closed(conn, period=args.period)
+        if not periods.consumer_exists(conn, slug=args.consumer):
+            raise NotFound(f"no consumer has the slug {args.consumer!r}")
+    view = statements.consumer_invoice(result, args.consumer)
+    return _print(view, args.csv, statements.INVOICE_HEADER, statements.invoice_rows(view))
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    with db.connect(settings) as conn, conn.transaction():
+        result = close.get_closed(conn, period=args.period)
+    view = statements.transparency_report(result)
+    return _print(view, args.csv, statements.REPORT_HEADER, statements.report_rows(view))
+
+
+def _print(
+    view: Mapping[str, object], csv: bool, header: Sequence[str], rows: Iterable[statements.Row]
+) -> int:
+    """Print a closed period's statement, invoice or report, as JSON or CSV."""
+    if csv:
         sys.stdout.write(statements.to_csv(header, rows))
     else:
         print(json.dumps(view, indent=2, sort_keys=True, ensure_ascii=False))

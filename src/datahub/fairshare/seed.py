@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 import yaml
@@ -210,6 +210,22 @@ class SeededKey:
     secret: str | None
 
 
+class SeededKeyJson(TypedDict):
+    consumer: str
+    purpose: str
+    label: str
+    scopes: list[str]
+    prefix: str
+    key: str | None  # the whole key, when this run made it
+
+
+class SeedReportJson(TypedDict):
+    summary: str
+    changes: list[str]
+    warnings: list[str]
+    keys: list[SeededKeyJson]
+
+
 @dataclass(slots=True)
 class SeedReport:
     """What applying a seed did: one line per change, warnings, and its keys."""
@@ -228,7 +244,7 @@ class SeedReport:
         """Say in one line what changed."""
         return ", ".join(f"{n} {what}" for what, n in self.counts.items()) or "nothing changed"
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> SeedReportJson:
         return {
             "summary": self.summary(),
             "changes": self.changes,
