@@ -63,15 +63,20 @@ demo: venv ## run broker, database, ingest, API and simulator on local defaults 
 test: venv services ## run the test suite against the real local services
 	@$(BIN)/pytest
 
-check: lint types test ## format check, lint, types and tests
+check: lint types test ## format check, lint, types and tests (what CI runs: .ci/run)
 
-lint: venv ## ruff lint and format check
+# web/ is linted and formatted by Biome (web/biome.json), installed from web/package-lock.json.
+BIOME := node_modules/.bin/biome
+
+lint: venv ## lint and format check: ruff for Python, Biome for web/
 	@$(BIN)/ruff check src decoders simulators tests migrations
 	@$(BIN)/ruff format --check src decoders simulators tests migrations
+	@cd web && $(BIOME) ci --error-on-warnings --colors=off .
 
-format: venv ## reformat the code
+format: venv ## reformat the code: ruff for Python, Biome for web/
 	@$(BIN)/ruff format src decoders simulators tests migrations
 	@$(BIN)/ruff check --fix src decoders simulators tests migrations
+	@cd web && $(BIOME) check --write .
 
 types: venv ## mypy
 	@$(BIN)/mypy src decoders simulators

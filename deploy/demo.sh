@@ -71,9 +71,9 @@ fi
 pids+=($!)
 "$BIN/datahub" api &
 pids+=($!)
-# A new seed per run gives new LoRaWAN sessions, as after a rejoin: a second demo run on
-# the same database adds uplinks instead of repeating the first run's frame counters.
-"$BIN/datahub" simulate --history "$HISTORY_H" --speed "$SPEED" --seed "$(date +%s)" >/dev/null &
+# Each run draws a new seed (new LoRaWAN sessions, as after a rejoin): a second demo run
+# on the same database adds uplinks instead of repeating the first run's.
+"$BIN/datahub" simulate --history "$HISTORY_H" --speed "$SPEED" >/dev/null &
 pids+=($!)
 
 port=$("$BIN/python" -c 'from datahub.config import load_settings; print(load_settings().api.port)')

@@ -32,7 +32,10 @@ const result = await esbuild.build({
 
 // Version the asset URLs by content, so a rebuilt bundle is never mixed with a cached one.
 const version = async (name) =>
-  createHash("sha256").update(await readFile(path.join(outdir, name))).digest("hex").slice(0, 12);
+  createHash("sha256")
+    .update(await readFile(path.join(outdir, name)))
+    .digest("hex")
+    .slice(0, 12);
 const page = (await readFile(path.join(here, "src", "index.html"), "utf8"))
   .replace("__JS_VERSION__", await version("dashboard.js"))
   .replace("__CSS_VERSION__", await version("dashboard.css"));

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+# The name of a supplier, dataset or consumer in URLs, files and commands: lower-case
+# letters, digits and '-', at most 63 characters, not starting with '-'.
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class City(StrEnum):

@@ -1,4 +1,10 @@
-"""A progress bar for long commands: redrawn in place on a terminal, plain lines otherwise."""
+"""A progress bar for long commands: redrawn in place on a terminal, plain lines otherwise.
+
+Not a library's: a re-decode or a data set load runs for hours, often with its output in a
+log file, which needs a plain line now and then. tqdm writes its redraws (carriage
+returns, no newline) to a file as to a terminal, one endless line; rich writes nothing to
+a file until the end (both tried, tqdm 4.70, rich 15). tests/test_progress.py pins both forms.
+"""
 
 from __future__ import annotations
 

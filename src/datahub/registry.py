@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from datahub.domain import City, Device, Location
+from datahub.domain import SLUG, City, Device, Location
 from datahub.errors import DatahubError
 from datahub.storage.suppliers import SupplierRow
 
@@ -70,10 +70,10 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
     if profile not in known:
         raise RegistryFileError(f"{where}: profile {profile!r} is not in the device catalog")
     supplier = field("supplier")
-    if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", supplier):
+    if not SLUG.fullmatch(supplier):
         raise RegistryFileError(f"{where}: supplier {supplier!r} must be a lower-case slug")
     dataset = field("dataset") or None
-    if dataset is not None and not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", dataset):
+    if dataset is not None and not SLUG.fullmatch(dataset):
         raise RegistryFileError(f"{where}: dataset {dataset!r} must be a lower-case slug")
     location = None
     if field("latitude") or field("longitude"):

@@ -20,7 +20,7 @@ from dashboard_seed import DEVICES, RESTRICTED_DATASET, RESTRICTED_DEVICES
 from dashboard_stack import PHONE, Stack, Visit
 from playwright.sync_api import Locator, Page, Response, Route, expect
 
-from datahub.storage.readings import BUCKET_ORIGIN
+from datahub.storage.buckets import BUCKET_ORIGIN
 
 SILENT = next(d for d in DEVICES if d.silent_for is not None)
 SCHWERTE_AIR = next(d for d in DEVICES if d.name == "sw-luft-rathaus")

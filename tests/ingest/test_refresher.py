@@ -14,6 +14,7 @@ from datahub.domain import City, Device
 from datahub.ingest import refresher
 from datahub.ingest.refresher import Refresher
 from datahub.storage import devices, readings, rollups, suppliers
+from datahub.storage.buckets import AggregateFn, CityScope
 from datahub.storage.readings import ReadingRow
 from datahub.storage.suppliers import SupplierRow
 
@@ -40,12 +41,12 @@ def test_the_refresher_clears_every_mark_in_batches(
     assert rollups.count_dirty(conn) == 0
     got = readings.select_buckets(
         conn,
+        scope=CityScope("dortmund", per_device=True),
         metric="co2",
         start=T0,
         end=T0 + timedelta(days=1),
         width=timedelta(days=1),
-        fn=readings.AggregateFn.SUM,
-        city="dortmund",
+        fn=AggregateFn.SUM,
     )
     assert [(r.value, r.count) for r in got] == [(45.0, 10)]
 

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 from realservices import BROKER_URL
 
+from datahub import cli
 from datahub.config import Settings, SourceSettings, parse_broker_url
 from datahub.domain import City, SourceFormat
+from datahub.ingest.envelope import parse_envelope
 from simulators.envelopes import topic_for
 from simulators.generator import SimUplink, generate
 from simulators.publisher import PublishError, Target, publish, simulate, targets_from_settings
@@ -148,6 +153,103 @@ def test_simulate_publishes_fresh_uplinks_to_the_configured_sources(
     assert counter.wait_for(40) == 40
     ttn = next(json.loads(body) for topic, body in counter.received if topic.startswith("v3/"))
     assert ttn["received_at"] >= before.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class SimulateCommand:
+    """`datahub simulate` of the private scenario, run in this process; one run at a time."""
+
+    def __init__(self, tmp_path: Path, scenario_data: dict[str, Any], counter: Counter) -> None:
+        self.scenario = tmp_path / "scenario.yaml"
+        self.scenario.write_text(yaml.safe_dump(scenario_data), encoding="utf-8")
+        self.config = tmp_path / "datahub.yaml"
+        settings = _settings()
+        sources = [
+            {"name": s.name, "city": s.city.value, "format": s.format.value}
+            for s in settings.sources
+        ]
+        config = {"broker_url": BROKER_URL, "sources": sources}
+        self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.sources = {s.name: s for s in settings.sources}
+        self.counter = counter
+
+    def run(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, set[bytes]]:
+        """Publish 20 uplinks; return the seed used, stderr and the uplinks' dedup keys."""
+        before = len(self.counter.received)
+        config, scenario = str(self.config), str(self.scenario)
+        code = cli.main(
+            ["--config", config, "simulate", "--scenario", scenario, "--count", "20", *args]
+        )
+        assert code == 0
+        out, err = capsys.readouterr()
+        report = json.loads(out)
+        assert report["published"] == 20
+        assert self.counter.wait_for(before + 20) == before + 20
+        return report["seed"], err, {self._key(t, b) for t, b in self.counter.received[before:]}
+
+    def _key(self, topic: str, body: bytes) -> bytes:
+        source = self.sources["ttn-dortmund" if topic.startswith("v3/") else "chirpstack-schwerte"]
+        uplink = parse_envelope(
+            body,
+            format=source.format,
+            source=source.name,
+            city=source.city,
+            topic=topic,
+            now=datetime.now(UTC),
+        )
+        return uplink.dedup_key
+
+
+def test_each_simulate_run_publishes_new_uplinks_and_says_its_seed(
+    tmp_path: Path,
+    scenario_data: dict[str, Any],
+    counter: Counter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `counter` made scenario_data private (the `private` fixture) before subscribing.
+    command = SimulateCommand(tmp_path, scenario_data, counter)
+    first_seed, first_err, first = command.run(capsys)
+    second_seed, _, second = command.run(capsys)
+    assert first_seed != second_seed
+    assert len(first) == len(second) == 20
+    assert not first & second  # the hub stores both runs
+    assert f"seed {first_seed} (a new one; --seed {first_seed} publishes these uplinks " in (
+        first_err
+    )
+
+
+def test_simulate_with_a_seed_used_before_publishes_duplicates_and_says_so(
+    tmp_path: Path,
+    scenario_data: dict[str, Any],
+    counter: Counter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `counter` made scenario_data private (the `private` fixture) before subscribing.
+    command = SimulateCommand(tmp_path, scenario_data, counter)
+    seed, _, first = command.run(capsys)
+    again_seed, err, again = command.run(capsys, "--seed", str(seed))
+    assert again_seed == seed
+    assert again == first  # every one a duplicate the hub skips
+    assert "given; if it was used before, its uplinks are duplicates the hub skips" in err
+
+
+def test_simulate_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["simulate", "--help"])
+    usage = capsys.readouterr().out
+    # "  --count N        stop after N uplinks ...": an option, its value, what it does
+    explained = dict(re.findall(r"^  (--[a-z]+)(?: \S+)? {2,}(\S.*)$", usage, re.MULTILINE))
+    assert sorted(explained) == [
+        "--count",
+        "--duration",
+        "--history",
+        "--qos",
+        "--rate",
+        "--registry",
+        "--scenario",
+        "--seed",
+        "--speed",
+    ]
+    assert "used before publishes the same uplinks again" in usage
 
 
 def test_simulate_needs_every_source_of_the_scenario(demo: Scenario) -> None:

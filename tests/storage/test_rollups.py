@@ -14,7 +14,8 @@ from realservices import BACKENDS, temporary_database
 
 from datahub.domain import City, Device
 from datahub.storage import datasets, devices, migrate, readings, rollups, suppliers
-from datahub.storage.readings import AggregateFn, BucketRow, ReadingRow
+from datahub.storage.buckets import AggregateFn, CityScope, DeviceScope, floor_to
+from datahub.storage.readings import BucketRow, ReadingRow
 from datahub.storage.suppliers import SupplierRow
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -50,7 +51,7 @@ def expect(
     buckets: dict[datetime, list[ReadingRow]] = defaultdict(list)
     for r in rows:
         if start <= r.time < end:
-            buckets[rollups.floor_to(r.time, width)].append(r)
+            buckets[floor_to(r.time, width)].append(r)
     merge = {
         AggregateFn.AVG: lambda g: sum(r.value for r in g) / len(g),
         AggregateFn.MIN: lambda g: min(r.value for r in g),
@@ -78,14 +79,12 @@ def check(
 ) -> None:
     got = readings.select_buckets(
         conn,
+        scope=DeviceScope(device_id) if device_id is not None else CityScope("dortmund"),
         metric="co2",
         start=start,
         end=end,
         width=width,
         fn=fn,
-        device_id=device_id,
-        city=None if device_id else "dortmund",
-        per_device=device_id is not None,
     )
     want = expect((r for r in stored if device_id in (None, r.device_id)), fn, width, start, end)
     assert answer(got).keys() == want.keys()
@@ -186,12 +185,12 @@ def test_a_bucket_whose_readings_are_all_gone_disappears(conn: psycopg.Connectio
     rollups.refresh(conn)
     got = readings.select_buckets(
         conn,
+        scope=DeviceScope(device_id),
         metric="co2",
         start=T0,
         end=T0 + DAY,
         width=HOUR,
         fn=AggregateFn.AVG,
-        device_id=device_id,
     )
     assert got == []
 
@@ -232,14 +231,12 @@ def test_rollups_keep_each_buckets_datasets_and_the_callers_filter(
     def city(dataset_ids: list[int] | None, width: timedelta) -> list[BucketRow]:
         return readings.select_buckets(
             conn,
+            scope=CityScope("dortmund", dataset_ids=_ids(dataset_ids)),
             metric="co2",
             start=T0,
             end=T0 + 3 * DAY,
             width=width,
             fn=AggregateFn.SUM,
-            city="dortmund",
-            per_device=False,
-            dataset_ids=dataset_ids,
         )
 
     def same(got: list[BucketRow], stored: list[ReadingRow], width: timedelta) -> None:
@@ -296,14 +293,12 @@ def test_a_city_series_follows_devices_that_change_city_or_dataset(
         members = {d.id for d in devices.list_devices(conn, city=city, dataset_ids=dataset_ids)}
         got = readings.select_buckets(
             conn,
+            scope=CityScope(city, dataset_ids=_ids(dataset_ids)),
             metric="co2",
             start=T0,
             end=T0 + 3 * DAY,
             width=DAY,
             fn=AggregateFn.SUM,
-            city=city,
-            per_device=False,
-            dataset_ids=dataset_ids,
         )
         want = expect(
             (r for r in stored if r.device_id in members), AggregateFn.SUM, DAY, T0, T0 + 3 * DAY
@@ -447,3 +442,7 @@ def test_the_migration_goes_down_and_up_and_fills_the_rollups(backend: str) -> N
                     start=T0,
                     end=T0 + 3 * DAY,
                 )
+
+
+def _ids(dataset_ids: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(dataset_ids) if dataset_ids is not None else None

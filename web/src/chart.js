@@ -64,7 +64,9 @@ function timeTicks() {
       const date = new Date(seconds * 1000);
       if (increment >= 86400) return day.format(date);
       const label = time.format(date);
-      return date.getHours() === 0 && date.getMinutes() === 0 ? `${label}\n${day.format(date)}` : label;
+      return date.getHours() === 0 && date.getMinutes() === 0
+        ? `${label}\n${day.format(date)}`
+        : label;
     });
 }
 

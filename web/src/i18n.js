@@ -74,7 +74,8 @@ const MESSAGES = {
     "filter.all_cities": "Beide Städte",
     "filter.all_datasets": "Alle offenen Datensätze",
     "map.heading": "Karte der Sensoren",
-    "map.tiles_unavailable": "Kartenhintergrund nicht verfügbar; die Sensoren werden ohne ihn gezeigt.",
+    "map.tiles_unavailable":
+      "Kartenhintergrund nicht verfügbar; die Sensoren werden ohne ihn gezeigt.",
     "legend.silent": "stumm (seit über 3 Meldeintervallen keine Nachricht)",
     "legend.no_value": "noch kein Wert",
     "legend.free": "frei",
@@ -113,7 +114,8 @@ const MESSAGES = {
     "datasets.attribution": "Namensnennung: ",
     "datasets.none": "Keine offenen Datensätze.",
     "status.loading": "Die Sensoren werden geladen…",
-    "status.failed": "Die Daten konnten nicht geladen werden ({error}); neuer Versuch in einer Minute.",
+    "status.failed":
+      "Die Daten konnten nicht geladen werden ({error}); neuer Versuch in einer Minute.",
     "status.empty": "Noch keine offenen Sensoren.",
     "status.throttled": "Gerade viele Anfragen; neuer Versuch in {seconds} s.",
     "footer.text": "Offene Daten der gemeinsamen LoRaWAN-Plattform der Städte.",
@@ -255,7 +257,9 @@ export function formatValue(value, unit) {
 }
 
 export function formatTime(date) {
-  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(date);
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(
+    date,
+  );
 }
 
 export function formatAgo(date, now = new Date()) {

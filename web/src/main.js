@@ -143,11 +143,15 @@ async function refresh() {
 }
 
 function setData(devices, latest) {
-  state.devices = devices.filter((d) => !state.datasets || !d.dataset || state.datasets.has(d.dataset));
+  state.devices = devices.filter(
+    (d) => !state.datasets || !d.dataset || state.datasets.has(d.dataset),
+  );
   state.latest = new Map();
   for (const item of latest) {
     if (!state.latest.has(item.dev_eui)) state.latest.set(item.dev_eui, new Map());
-    state.latest.get(item.dev_eui).set(item.metric, { time: new Date(item.time), value: item.value });
+    state.latest
+      .get(item.dev_eui)
+      .set(item.metric, { time: new Date(item.time), value: item.value });
   }
   state.loadedAt = new Date();
 }
@@ -167,8 +171,7 @@ function latestOf(device, metric) {
 function devicesInScope({ city = state.filters.city } = {}) {
   return state.devices.filter(
     (d) =>
-      (!city || d.city === city) &&
-      (!state.filters.dataset || d.dataset === state.filters.dataset),
+      (!city || d.city === city) && (!state.filters.dataset || d.dataset === state.filters.dataset),
   );
 }
 
@@ -236,7 +239,9 @@ function readHash() {
   state.filters.metric = params.get("metric") ?? "";
   state.filters.dataset = params.get("dataset") ?? "";
   const sensor = params.get("sensor");
-  state.selected = sensor ? { devEui: sensor, range: params.get("range") in RANGES ? params.get("range") : "24h" } : null;
+  state.selected = sensor
+    ? { devEui: sensor, range: params.get("range") in RANGES ? params.get("range") : "24h" }
+    : null;
 }
 
 function writeHash() {
@@ -403,7 +408,11 @@ function renderSummary() {
       if (title) dd.title = title;
       list.append(dt, dd);
     };
-    add("online", t("summary.online"), t("summary.online_value", { online: online.length, total: devices.length }));
+    add(
+      "online",
+      t("summary.online"),
+      t("summary.online_value", { online: online.length, total: devices.length }),
+    );
     add(
       "last_update",
       t("summary.last_update"),
@@ -418,13 +427,21 @@ function renderSummary() {
       const values = online.map((d) => latestOf(d, metric)?.value).filter((v) => v !== undefined);
       const average = mean(values);
       if (average === null) continue;
-      add(`mean_${metric}`, t("summary.mean", { metric: metricName(metric) }), formatValue(average, metricUnit(metric)));
+      add(
+        `mean_${metric}`,
+        t("summary.mean", { metric: metricName(metric) }),
+        formatValue(average, metricUnit(metric)),
+      );
     }
     const bays = online.filter((d) => d.metrics.includes("occupancy"));
     const states = bays.map((d) => latestOf(d, "occupancy")?.value).filter((v) => v !== undefined);
     if (states.length) {
       const free = states.filter((v) => v === 0).length;
-      add("free_bays", t("summary.free_bays"), t("summary.free_value", { free, total: states.length }));
+      add(
+        "free_bays",
+        t("summary.free_bays"),
+        t("summary.free_value", { free, total: states.length }),
+      );
     }
     card.append(heading, list);
     cards.push(card);
@@ -460,7 +477,8 @@ function renderDatasets() {
   }
   list.closest("section").hidden = false;
   const counts = new Map();
-  for (const device of state.devices) counts.set(device.dataset, (counts.get(device.dataset) ?? 0) + 1);
+  for (const device of state.devices)
+    counts.set(device.dataset, (counts.get(device.dataset) ?? 0) + 1);
   const datasets = [...state.datasets.values()]
     .filter((d) => !state.filters.dataset || d.slug === state.filters.dataset)
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -502,8 +520,9 @@ function selectedDevice() {
   if (!state.selected) return null;
   const metric = state.filters.metric;
   return (
-    devicesInScope().find((d) => d.dev_eui === state.selected.devEui && d.metrics.includes(metric)) ??
-    null
+    devicesInScope().find(
+      (d) => d.dev_eui === state.selected.devEui && d.metrics.includes(metric),
+    ) ?? null
   );
 }
 
@@ -535,7 +554,8 @@ function renderDetail({ reloadChart = false } = {}) {
     clearChart($("chart"));
     return;
   }
-  const changed = panel.dataset.sensor !== device.dev_eui || panel.dataset.metric !== state.filters.metric;
+  const changed =
+    panel.dataset.sensor !== device.dev_eui || panel.dataset.metric !== state.filters.metric;
   panel.hidden = false;
   panel.dataset.sensor = device.dev_eui;
   panel.dataset.metric = state.filters.metric;
@@ -549,7 +569,10 @@ function renderDetail({ reloadChart = false } = {}) {
   const lines = [];
   lines.push(
     latest
-      ? t("detail.latest", { value: formatValue(latest.value, metricUnit(metric)), time: formatTime(latest.time) })
+      ? t("detail.latest", {
+          value: formatValue(latest.value, metricUnit(metric)),
+          time: formatTime(latest.time),
+        })
       : t("detail.no_value"),
   );
   if (isSilent(device, now)) {
@@ -564,7 +587,10 @@ function renderDetail({ reloadChart = false } = {}) {
   const dataset = state.datasets?.get(device.dataset);
   if (dataset) {
     const line = document.createElement("div");
-    line.textContent = t("detail.dataset", { name: dataset.name, supplier: dataset.supplier?.name ?? "" });
+    line.textContent = t("detail.dataset", {
+      name: dataset.name,
+      supplier: dataset.supplier?.name ?? "",
+    });
     const licenceLine = document.createElement("div");
     licenceLine.append(document.createTextNode(t("detail.licence")), licenceLink(dataset.licence));
     const parts = [line, licenceLine];
@@ -611,7 +637,11 @@ async function loadChart(device, metric, range) {
       caption.textContent += ` — ${t("chart.empty")}`;
       chart.dataset.points = "0";
     } else {
-      drawChart(chart, $("chart-table"), { points, label: metricName(metric), unit: unitSymbol(body.unit) });
+      drawChart(chart, $("chart-table"), {
+        points,
+        label: metricName(metric),
+        unit: unitSymbol(body.unit),
+      });
     }
     chart.dataset.state = "ready";
   } catch (error) {

@@ -5,47 +5,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
-from datahub.api.schemas import LicenceRefOut, UtcTime
-from datahub.domain import LicenceClass, Purpose
+from datahub.api.schemas import InModel, LicenceRefOut, OutModel, UtcTime
+from datahub.domain import SLUG, LicenceClass, Purpose
+from datahub.fairshare.keys import Scope
 from datahub.storage.consumers import ConsumerRecord, GrantRecord, KeyRecord
 from datahub.storage.datasets import DatasetRecord
 from datahub.storage.suppliers import SupplierRecord
 from datahub.storage.tariffs import TariffRecord
 
-SlugField = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", examples=["edg"])]
+SlugField = Annotated[str, Field(pattern=SLUG.pattern, examples=["edg"])]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
-
-
-class _InModel(BaseModel):
-    # A misspelt field is an error, not silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _OutModel(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class _QueryModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # Query strings ----------------------------------------------------------------------------
 
 
-class AdminDatasetQuery(_QueryModel):
+class AdminDatasetQuery(InModel):
     supplier: SlugField | None = Field(default=None, description="only this supplier's")
 
 
-class GrantQuery(_QueryModel):
+class GrantQuery(InModel):
     consumer: SlugField | None = Field(default=None, description="only this consumer's")
     dataset: SlugField | None = Field(default=None, description="only on this dataset")
 
 
-class TariffQuery(_QueryModel):
+class TariffQuery(InModel):
     dataset: SlugField | None = Field(default=None, description="only this dataset's")
     current: bool = Field(default=False, description="only the versions in force now")
 
@@ -53,19 +41,19 @@ class TariffQuery(_QueryModel):
 # Bodies -----------------------------------------------------------------------------------
 
 
-class SupplierIn(_InModel):
+class SupplierIn(InModel):
     slug: SlugField
     name: Text
     kind: Text = Field(default="other", examples=["waste_company"])
 
 
-class LicenceIn(_InModel):
+class LicenceIn(InModel):
     id: Text = Field(examples=["dl-de/by-2-0", "CC-BY-4.0"])
     name: Text = Field(examples=["Datenlizenz Deutschland Namensnennung 2.0"])
     url: str | None = Field(default=None, examples=["https://www.govdata.de/dl-de/by-2-0"])
 
 
-class DatasetIn(_InModel):
+class DatasetIn(InModel):
     slug: SlugField
     supplier: SlugField
     name: Text
@@ -74,7 +62,7 @@ class DatasetIn(_InModel):
     attribution: Text = Field(description="the text to show wherever the data is shown")
 
 
-class DatasetPatch(_InModel):
+class DatasetPatch(InModel):
     """The fields to change; `licence` replaces id, name and URL together."""
 
     name: Text | None = None
@@ -83,7 +71,7 @@ class DatasetPatch(_InModel):
     attribution: Text | None = None
 
 
-class ConsumerIn(_InModel):
+class ConsumerIn(InModel):
     slug: SlugField
     name: Text
     purpose: Purpose
@@ -98,7 +86,7 @@ class ConsumerIn(_InModel):
     )
 
 
-class ConsumerPatch(_InModel):
+class ConsumerPatch(InModel):
     """The fields to change; null clears `supplier`, `monthly_quota` and `requests_per_s`."""
 
     name: Text | None = None
@@ -108,12 +96,12 @@ class ConsumerPatch(_InModel):
     requests_per_s: int | None = Field(default=None, ge=1)
 
 
-class KeyIn(_InModel):
-    scopes: list[Literal["read", "admin"]] = Field(default=["read"], min_length=1)
+class KeyIn(InModel):
+    scopes: list[Scope] = Field(default=[Scope.READ], min_length=1)
     label: str = Field(default="", max_length=200, description="what the key is for")
 
 
-class TariffIn(_InModel):
+class TariffIn(InModel):
     dataset: SlugField
     purpose: Purpose
     cents_per_million: int = Field(ge=0, description="price: cents per million observations")
@@ -129,7 +117,7 @@ class TariffIn(_InModel):
 # Answers ----------------------------------------------------------------------------------
 
 
-class AdminSupplierOut(_OutModel):
+class AdminSupplierOut(OutModel):
     slug: str
     name: str
     kind: str
@@ -138,11 +126,11 @@ class AdminSupplierOut(_OutModel):
     created_at: UtcTime
 
 
-class AdminSupplierListOut(_OutModel):
+class AdminSupplierListOut(OutModel):
     items: list[AdminSupplierOut]
 
 
-class AdminDatasetOut(_OutModel):
+class AdminDatasetOut(OutModel):
     slug: str
     supplier: str = Field(description="the supplier's slug")
     name: str
@@ -154,11 +142,11 @@ class AdminDatasetOut(_OutModel):
     updated_at: UtcTime
 
 
-class AdminDatasetListOut(_OutModel):
+class AdminDatasetListOut(OutModel):
     items: list[AdminDatasetOut]
 
 
-class ConsumerOut(_OutModel):
+class ConsumerOut(OutModel):
     slug: str
     name: str
     purpose: Purpose
@@ -171,11 +159,11 @@ class ConsumerOut(_OutModel):
     updated_at: UtcTime
 
 
-class ConsumerListOut(_OutModel):
+class ConsumerListOut(OutModel):
     items: list[ConsumerOut]
 
 
-class KeyOut(_OutModel):
+class KeyOut(OutModel):
     prefix: str = Field(description="identifies the key; the key itself is never shown again")
     consumer: str
     scopes: list[str]
@@ -184,7 +172,7 @@ class KeyOut(_OutModel):
     revoked_at: UtcTime | None
 
 
-class KeyListOut(_OutModel):
+class KeyListOut(OutModel):
     items: list[KeyOut]
 
 
@@ -192,18 +180,18 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="the whole key, shown this once; only its hash is kept")
 
 
-class GrantOut(_OutModel):
+class GrantOut(OutModel):
     consumer: str
     dataset: str
     licence_class: LicenceClass
     granted_at: UtcTime
 
 
-class GrantListOut(_OutModel):
+class GrantListOut(OutModel):
     items: list[GrantOut]
 
 
-class TariffOut(_OutModel):
+class TariffOut(OutModel):
     dataset: str
     supplier: str
     licence_class: LicenceClass
@@ -216,7 +204,7 @@ class TariffOut(_OutModel):
     current: bool = Field(description="whether this version is in force now")
 
 
-class TariffListOut(_OutModel):
+class TariffListOut(OutModel):
     items: list[TariffOut]
 
 

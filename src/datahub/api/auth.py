@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from enum import StrEnum
 
 import psycopg
 
@@ -18,17 +17,11 @@ from datahub.config import FairShareSettings
 from datahub.domain import Purpose
 from datahub.errors import Forbidden, TooManyRequests, Unauthorized
 from datahub.fairshare import keys
+from datahub.fairshare.keys import Scope
 from datahub.storage import access
 
 # One request in this many also clears out old rate windows.
 _CLEANUP_ONE_IN = 500
-
-
-class Scope(StrEnum):
-    """What a key may do: read data and its own usage, or administer the hub."""
-
-    READ = "read"
-    ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg_pool import ConnectionPool
 
 from datahub.api import auth
-from datahub.api.auth import Access, Scope
+from datahub.api.auth import Access
 from datahub.api.catalog import MetricCatalog
 from datahub.api.metering import Meter, check_idempotency_key
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
+from datahub.fairshare.keys import Scope
 from datahub.storage import db
 
 

@@ -13,13 +13,14 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import psycopg
 
 from datahub.api.auth import Access
 from datahub.errors import BadRequest, Conflict, TooManyRequests
+from datahub.fairshare.close import month_bounds
 from datahub.storage import usage
 
 # RFC 9110 token characters, at most 255 of them: keys are opaque, e.g. a UUID.
@@ -66,7 +67,7 @@ class Meter:
         total = sum(n for n in observations.values() if n > 0)
         quota = self.caller.monthly_quota
         if quota is not None and self.caller.consumer_id is not None and total > 0:
-            month = date(now.year, now.month, 1)
+            month = month_bounds(now)[0].date()
             if (
                 usage.charge_quota(
                     self.conn,
@@ -117,6 +118,5 @@ def count_by_dataset(dataset_ids: Iterable[int], *, weight: int = 1) -> dict[int
 
 def seconds_to_next_month(now: datetime) -> int:
     """Whole seconds, rounded up, until the next calendar month begins (UTC)."""
-    now = now.astimezone(UTC)
-    next_month = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    _, next_month = month_bounds(now)
     return max(1, math.ceil((next_month - now).total_seconds()))

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 from datahub.api.catalog import MetricCatalog
 from datahub.config import ApiSettings
 from datahub.errors import BadRequest
-from datahub.storage.readings import BUCKET_ORIGIN
+from datahub.storage.buckets import BUCKET_ORIGIN
 
 DEFAULT_RANGE = timedelta(hours=24)
 

@@ -11,19 +11,23 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
-from datahub.domain import City, LicenceClass
-from datahub.storage.readings import AggregateFn
+from datahub.domain import SLUG, City, LicenceClass
+from datahub.storage.buckets import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
 UtcTime = Annotated[datetime, AfterValidator(lambda t: t.astimezone(UTC))]
 
 
-class _QueryModel(BaseModel):
-    # A misspelt parameter (`metrics=`, `start=`) is an error, not silently ignored.
+class InModel(BaseModel):
+    """The base of query strings and request bodies."""
+
+    # A misspelt parameter (`metrics=`, `start=`) or field is an error, not silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _OutModel(BaseModel):
+class OutModel(BaseModel):
+    """The base of response bodies."""
+
     model_config = ConfigDict(frozen=True)
 
 
@@ -47,10 +51,10 @@ To = Annotated[
     Rfc3339 | None,
     Field(alias="to", description="end, exclusive, RFC 3339 with offset; default: now"),
 ]
-# The registry's slug rule (registry.py); anything else, NUL bytes included, is a 422.
+# Anything but a slug (domain.SLUG), NUL bytes included, is a 422.
 Supplier = Annotated[
     str | None,
-    Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="supplier slug, e.g. `dew21`"),
+    Field(pattern=SLUG.pattern, description="supplier slug, e.g. `dew21`"),
 ]
 Format = Annotated[
     OutputFormat | None,
@@ -60,11 +64,11 @@ Format = Annotated[
 
 Dataset = Annotated[
     str | None,
-    Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="dataset slug, e.g. `klima-dortmund`"),
+    Field(pattern=SLUG.pattern, description="dataset slug, e.g. `klima-dortmund`"),
 ]
 
 
-class DeviceListQuery(_QueryModel):
+class DeviceListQuery(InModel):
     city: City | None = None
     supplier: Supplier = None
     dataset: Dataset = None
@@ -73,7 +77,7 @@ class DeviceListQuery(_QueryModel):
     cursor: Cursor = None
 
 
-class ReadingsQuery(_QueryModel):
+class ReadingsQuery(InModel):
     metric: str | None = Field(default=None, description="one metric; default: every metric")
     start: From = None
     end: To = None
@@ -82,7 +86,7 @@ class ReadingsQuery(_QueryModel):
     format: Format = None
 
 
-class AggregateQuery(_QueryModel):
+class AggregateQuery(InModel):
     metric: str
     bucket: Bucket = Bucket.HOUR
     fn: AggregateFn = AggregateFn.AVG
@@ -98,7 +102,7 @@ class AggregateQuery(_QueryModel):
     format: Format = None
 
 
-class LatestQuery(_QueryModel):
+class LatestQuery(InModel):
     city: City | None = None
     metric: str | None = None
     supplier: Supplier = None
@@ -109,43 +113,43 @@ class LatestQuery(_QueryModel):
 # Response models ------------------------------------------------------------------------
 
 
-class ErrorOut(_OutModel):
+class ErrorOut(OutModel):
     error: str = Field(description="the error's class name", examples=["BadRequest"])
     detail: str = Field(description="what went wrong and what to change")
 
 
-class LiveOut(_OutModel):
+class LiveOut(OutModel):
     status: Literal["ok"] = "ok"
 
 
-class HealthOut(_OutModel):
+class HealthOut(OutModel):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
     timescaledb: str | None = Field(description="the TimescaleDB version; null without it")
 
 
-class MetricOut(_OutModel):
+class MetricOut(OutModel):
     name: str
     unit: str
     description: str
     profiles: list[str] = Field(description="device profiles that report this metric")
 
 
-class MetricListOut(_OutModel):
+class MetricListOut(OutModel):
     items: list[MetricOut]
 
 
-class SupplierOut(_OutModel):
+class SupplierOut(OutModel):
     slug: str
     name: str
 
 
-class LocationOut(_OutModel):
+class LocationOut(OutModel):
     latitude: float
     longitude: float
 
 
-class DeviceOut(_OutModel):
+class DeviceOut(OutModel):
     dev_eui: str
     name: str
     city: City
@@ -160,12 +164,12 @@ class DeviceOut(_OutModel):
     metrics: list[str] = Field(description="the metrics the device's profile reports")
 
 
-class DevicePageOut(_OutModel):
+class DevicePageOut(OutModel):
     items: list[DeviceOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
 
 
-class LicenceOut(_OutModel):
+class LicenceOut(OutModel):
     dataset: str = Field(description="slug of the dataset the data comes from")
     licence: str = Field(description="licence identifier, e.g. `dl-de/by-2-0`")
     name: str
@@ -173,13 +177,13 @@ class LicenceOut(_OutModel):
     attribution: str = Field(description="the text to show wherever the data is shown")
 
 
-class LicenceRefOut(_OutModel):
+class LicenceRefOut(OutModel):
     id: str = Field(description="licence identifier, e.g. `dl-de/by-2-0` or `CC-BY-4.0`")
     name: str
     url: str | None
 
 
-class DatasetOut(_OutModel):
+class DatasetOut(OutModel):
     slug: str
     name: str
     supplier: SupplierOut
@@ -193,11 +197,11 @@ class DatasetOut(_OutModel):
     device_count: int
 
 
-class DatasetListOut(_OutModel):
+class DatasetListOut(OutModel):
     items: list[DatasetOut]
 
 
-class ReadingOut(_OutModel):
+class ReadingOut(OutModel):
     time: UtcTime
     metric: str
     value: float
@@ -209,7 +213,7 @@ class ReadingOut(_OutModel):
     )
 
 
-class ReadingPageOut(_OutModel):
+class ReadingPageOut(OutModel):
     dev_eui: str
     start: UtcTime = Field(serialization_alias="from")
     end: UtcTime = Field(serialization_alias="to")
@@ -218,19 +222,19 @@ class ReadingPageOut(_OutModel):
     licences: list[LicenceOut] = Field(description="the licence of the data on this page")
 
 
-class PointOut(_OutModel):
+class PointOut(OutModel):
     time: UtcTime = Field(description="start of the bucket")
     value: float
     count: int = Field(description="readings in the bucket")
 
 
-class SeriesOut(_OutModel):
+class SeriesOut(OutModel):
     device: str | None = Field(description="DevEUI; null for a city-wide series")
     city: City
     points: list[PointOut]
 
 
-class AggregateOut(_OutModel):
+class AggregateOut(OutModel):
     metric: str
     unit: str | None
     bucket: Bucket
@@ -241,7 +245,7 @@ class AggregateOut(_OutModel):
     licences: list[LicenceOut] = Field(description="the licences of the data aggregated")
 
 
-class LatestOut(_OutModel):
+class LatestOut(OutModel):
     dev_eui: str
     name: str
     city: City
@@ -251,7 +255,7 @@ class LatestOut(_OutModel):
     value: float
 
 
-class LatestListOut(_OutModel):
+class LatestListOut(OutModel):
     items: list[LatestOut]
     licences: list[LicenceOut] = Field(description="the licences of the values listed")
 

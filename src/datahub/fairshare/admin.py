@@ -9,25 +9,23 @@ Nothing here commits: the caller owns the transaction.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from datahub.domain import LicenceClass, Purpose
+from datahub.domain import SLUG, LicenceClass, Purpose
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare import keys
 from datahub.fairshare.close import period_bounds
+from datahub.fairshare.keys import Scope
 from datahub.storage import consumers, datasets, periods, suppliers, tariffs
 from datahub.storage.consumers import ConsumerFields, ConsumerRecord, GrantRecord, KeyRecord
 from datahub.storage.datasets import DatasetFields, DatasetRecord
 from datahub.storage.suppliers import SupplierRecord, SupplierRow
 from datahub.storage.tariffs import Price, TariffRecord
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SCOPES = ("read", "admin")
 MAX_BASIS_POINTS = 10_000
 
 
@@ -55,12 +53,12 @@ def check_text(what: str, value: str) -> str:
 
 def check_scopes(scopes: Collection[str]) -> tuple[str, ...]:
     """Return the scopes in canonical order; BadRequest for none or an unknown one."""
-    unknown = sorted(set(scopes) - set(SCOPES))
+    unknown = sorted(set(scopes) - set(Scope))
     if unknown:
-        raise BadRequest(f"unknown scope {', '.join(unknown)}; scopes are {', '.join(SCOPES)}")
+        raise BadRequest(f"unknown scope {', '.join(unknown)}; scopes are {', '.join(Scope)}")
     if not scopes:
         raise BadRequest("a key needs at least one scope")
-    return tuple(s for s in SCOPES if s in scopes)
+    return tuple(s.value for s in Scope if s in scopes)
 
 
 def check_consumer_limits(*, monthly_quota: int | None, requests_per_s: int | None) -> None:

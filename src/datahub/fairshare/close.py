@@ -20,13 +20,25 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
 from datahub.domain import LicenceClass, Purpose
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare.money import MILLION, largest_remainder, round_half_up, split_fee
+from datahub.fairshare.result import (
+    AppliedTariff,
+    ClosedPeriod,
+    Conservation,
+    Invoice,
+    InvoiceLine,
+    PublishedPeriod,
+    PurposeTotals,
+    RatedPeriod,
+    StatementLine,
+    SupplierResult,
+)
 from datahub.storage import periods
 from datahub.storage.periods import PeriodRow, RatedUsageRow, TariffRow
 
@@ -51,15 +63,20 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
         or not 1970 <= int(match.group(1)) < 9999
     ):
         raise BadRequest(f"period {period!r} is not a month written YYYY-MM, e.g. 2026-11")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return month_bounds(datetime(int(match.group(1)), int(match.group(2)), 1, tzinfo=UTC))
+
+
+def month_bounds(time: datetime) -> tuple[datetime, datetime]:
+    """Return the start and end (exclusive) of the calendar month (UTC) that holds `time`."""
+    time = time.astimezone(UTC)
+    start = datetime(time.year, time.month, 1, tzinfo=UTC)
+    end = datetime(time.year + time.month // 12, time.month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 
 def close_period(
     conn: psycopg.Connection, *, period: str, now: datetime, currency: str
-) -> dict[str, Any]:
+) -> PublishedPeriod:
     """Close a month that has ended, or return its stored result if it is closed already.
 
     Every open usage row that occurred before the month's end is rated and assigned to
@@ -80,18 +97,17 @@ def close_period(
             f"and the usage of {period} went into a later one"
         )
     staged = periods.stage_usage_to_close(conn, before=end)
-    result = rate_period(period=period, currency=currency, usage=periods.select_rated_usage(conn))
-    result["usage_rows"] = staged
-    result["usage_before"] = _iso(end)
+    rated = rate_period(period=period, currency=currency, usage=periods.select_rated_usage(conn))
+    result: ClosedPeriod = {**rated, "usage_rows": staged, "usage_before": _iso(end)}
     digest = result_hash(result)
     periods.insert_period(conn, period=period, closed_at=now, hash=digest, result=result)
     assigned = periods.assign_period(conn, period=period)
     if assigned != staged:
         raise ConservationError(f"{staged} usage rows staged for {period}, {assigned} assigned")
-    return published(PeriodRow(period=period, closed_at=now, hash=digest, result=result))
+    return published(PeriodRow(period=period, closed_at=now, hash=digest, result=dict(result)))
 
 
-def get_closed(conn: psycopg.Connection, *, period: str) -> dict[str, Any]:
+def get_closed(conn: psycopg.Connection, *, period: str) -> PublishedPeriod:
     """Return a closed period's published result; 404 if the period is not closed."""
     period_bounds(period)
     row = periods.get_period(conn, period=period)
@@ -100,13 +116,14 @@ def get_closed(conn: psycopg.Connection, *, period: str) -> dict[str, Any]:
     return published(row)
 
 
-def published(row: PeriodRow) -> dict[str, Any]:
+def published(row: PeriodRow) -> PublishedPeriod:
     """Return a stored period's result with its hash and closing time, keys sorted.
 
     (jsonb keeps its own key order; sorting makes a stored result read as it was closed.)
     """
-    result: dict[str, Any] = json.loads(canonical_json(row.result))
-    return {**result, "hash": row.hash, "closed_at": _iso(row.closed_at)}
+    result = json.loads(canonical_json(row.result))
+    # A stored result is what close_period wrote: a ClosedPeriod.
+    return cast(PublishedPeriod, {**result, "hash": row.hash, "closed_at": _iso(row.closed_at)})
 
 
 def canonical_json(result: Mapping[str, Any]) -> bytes:
@@ -145,7 +162,7 @@ def charged_price(row: RatedUsageRow) -> int:
     return row.tariff.cents_per_million
 
 
-def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -> dict[str, Any]:
+def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -> RatedPeriod:
     """Rate a period's usage: invoices, supplier payouts, platform fee and shadow values."""
     tallies: dict[str, dict[LineKey, _Tally]] = defaultdict(lambda: defaultdict(_Tally))
     for row in usage:
@@ -156,7 +173,7 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
         elif charged_price(row) == 0:
             tally.shadow_exact += row.observations * row.tariff.shadow_cents_per_million
 
-    invoices = []
+    invoices: list[Invoice] = []
     by_consumer: dict[str, list[RatedUsageRow]] = defaultdict(list)
     for row in usage:
         if row.consumer is not None:  # anonymous use is free and never invoiced
@@ -174,7 +191,16 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
     revenue = sum(i["total_cents"] for i in invoices)
     fee = sum(s["platform_fee_cents"] for s in suppliers.values())
     payouts = {slug: s["payout_cents"] for slug, s in suppliers.items()}
-    result: dict[str, Any] = {
+    conservation = check_conservation(
+        revenue_cents=revenue,
+        platform_fee_cents=fee,
+        supplier_payouts_cents=payouts,
+        invoices=invoices,
+        suppliers=suppliers,
+    )
+    if not all(conservation.values()):
+        raise ConservationError(f"period {period}: {conservation}")
+    return {
         "period": period,
         "currency": currency,
         "revenue_cents": revenue,
@@ -188,24 +214,26 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
         "invoices": invoices,
         "suppliers": suppliers,
         "tariffs": _tariffs(usage),
+        "conservation": conservation,
     }
-    result["conservation"] = check_conservation(result)
-    if not all(result["conservation"].values()):
-        raise ConservationError(f"period {period}: {result['conservation']}")
-    return result
 
 
-def check_conservation(result: Mapping[str, Any]) -> dict[str, bool]:
+def check_conservation(
+    *,
+    revenue_cents: int,
+    platform_fee_cents: int,
+    supplier_payouts_cents: Mapping[str, int],
+    invoices: Sequence[Invoice],
+    suppliers: Mapping[str, SupplierResult],
+) -> Conservation:
     """Check that every split of a result sums exactly to its whole."""
-    lines = [line for invoice in result["invoices"] for line in invoice["lines"]]
+    lines = [line for invoice in invoices for line in invoice["lines"]]
     return {
-        "revenue_equals_platform_fee_plus_payouts": result["revenue_cents"]
-        == result["platform_fee_cents"] + sum(result["supplier_payouts_cents"].values()),
-        "revenue_equals_invoice_totals": result["revenue_cents"]
-        == sum(i["total_cents"] for i in result["invoices"]),
+        "revenue_equals_platform_fee_plus_payouts": revenue_cents
+        == platform_fee_cents + sum(supplier_payouts_cents.values()),
+        "revenue_equals_invoice_totals": revenue_cents == sum(i["total_cents"] for i in invoices),
         "invoices_equal_their_lines": all(
-            i["total_cents"] == sum(line["cents"] for line in i["lines"])
-            for i in result["invoices"]
+            i["total_cents"] == sum(line["cents"] for line in i["lines"]) for i in invoices
         ),
         "lines_equal_platform_fee_plus_supplier_share": all(
             line["cents"] == line["platform_fee_cents"] + line["supplier_cents"] for line in lines
@@ -213,7 +241,7 @@ def check_conservation(result: Mapping[str, Any]) -> dict[str, bool]:
         "suppliers_equal_their_lines": all(
             s["payout_cents"] == sum(line["payout_cents"] for line in s["lines"])
             and s["shadow_value_cents"] == sum(line["shadow_value_cents"] for line in s["lines"])
-            for s in result["suppliers"].values()
+            for s in suppliers.values()
         ),
     }
 
@@ -223,11 +251,11 @@ def _line_key(row: RatedUsageRow) -> LineKey:
     return (row.dataset, row.supplier, row.purpose, version)
 
 
-def _key_of_line(line: Mapping[str, Any]) -> LineKey:
+def _key_of_line(line: InvoiceLine) -> LineKey:
     return (line["dataset"], line["supplier"], line["purpose"], line["tariff_version"] or 0)
 
 
-def _invoice(consumer: str, rows: Sequence[RatedUsageRow]) -> dict[str, Any]:
+def _invoice(consumer: str, rows: Sequence[RatedUsageRow]) -> Invoice:
     """Invoice one consumer: round the exact total once, then split it over the lines."""
     merged: dict[LineKey, list[RatedUsageRow]] = defaultdict(list)
     for row in rows:
@@ -239,7 +267,7 @@ def _invoice(consumer: str, rows: Sequence[RatedUsageRow]) -> dict[str, Any]:
     exact = [n * price for n, price in zip(observations, prices, strict=True)]
     total = round_half_up(sum(exact), MILLION)
     cents = largest_remainder(total, exact)
-    lines = []
+    lines: list[InvoiceLine] = []
     for key, row, n, price, line_cents in zip(
         keys, firsts, observations, prices, cents, strict=True
     ):
@@ -269,7 +297,7 @@ def _invoice(consumer: str, rows: Sequence[RatedUsageRow]) -> dict[str, Any]:
     }
 
 
-def _supplier(tallies: Mapping[LineKey, _Tally]) -> dict[str, Any]:
+def _supplier(tallies: Mapping[LineKey, _Tally]) -> SupplierResult:
     """A supplier's impact: payout, observations per purpose, the shadow value of free use."""
     keys = sorted(tallies)
     shadow_total = round_half_up(sum(tallies[k].shadow_exact for k in keys), MILLION)
@@ -277,7 +305,7 @@ def _supplier(tallies: Mapping[LineKey, _Tally]) -> dict[str, Any]:
     by_purpose = dict.fromkeys(PURPOSES, 0)
     for key in keys:
         by_purpose[key[2]] += tallies[key].observations
-    lines = [
+    lines: list[StatementLine] = [
         {
             "dataset": key[0],
             "purpose": key[2],
@@ -304,10 +332,12 @@ def _supplier(tallies: Mapping[LineKey, _Tally]) -> dict[str, Any]:
 
 
 def _purposes(
-    usage: Iterable[RatedUsageRow], invoices: Sequence[Mapping[str, Any]]
-) -> dict[str, dict[str, int]]:
+    usage: Iterable[RatedUsageRow], invoices: Sequence[Invoice]
+) -> dict[str, PurposeTotals]:
     """Totals per purpose, without naming any consumer."""
-    out = {p: {"observations": 0, "revenue_cents": 0, "consumers": 0} for p in PURPOSES}
+    out: dict[str, PurposeTotals] = {
+        p: {"observations": 0, "revenue_cents": 0, "consumers": 0} for p in PURPOSES
+    }
     consumers: dict[str, set[str]] = defaultdict(set)
     for row in usage:
         out[row.purpose]["observations"] += row.observations
@@ -321,7 +351,7 @@ def _purposes(
     return out
 
 
-def _tariffs(usage: Iterable[RatedUsageRow]) -> list[dict[str, Any]]:
+def _tariffs(usage: Iterable[RatedUsageRow]) -> list[AppliedTariff]:
     """The tariff versions applied, with the observations each rated."""
     applied: dict[TariffRow, tuple[int, int]] = {}
     for row in usage:

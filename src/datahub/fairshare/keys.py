@@ -7,8 +7,16 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 _KEY = re.compile(r"^dh_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+
+
+class Scope(StrEnum):
+    """What a key may do: read data and its own usage, or administer the hub."""
+
+    READ = "read"
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,21 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypedDict
 
 import psycopg
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from datahub.domain import City, LicenceClass, Purpose
+from datahub.domain import SLUG, City, LicenceClass, Purpose
 from datahub.errors import DatahubError
 from datahub.fairshare import admin
+from datahub.fairshare.keys import Scope
 from datahub.storage import consumers, datasets, suppliers, tariffs
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.suppliers import SupplierRow
 from datahub.storage.tariffs import Price
 
-Slug = Field(pattern=admin.SLUG.pattern)
+Slug = Field(pattern=SLUG.pattern)
 
 
 class SeedFileError(DatahubError):
@@ -113,14 +114,14 @@ class DatasetSpec(_Model):
 
 class KeySpec(_Model):
     label: str = Field(min_length=1)
-    scopes: tuple[Literal["read", "admin"], ...] = Field(default=("read",), min_length=1)
+    scopes: tuple[Scope, ...] = Field(default=(Scope.READ,), min_length=1)
 
 
 class ConsumerSpec(_Model):
     slug: str = Slug
     name: str = Field(min_length=1)
     purpose: Purpose
-    supplier: str | None = Field(default=None, pattern=admin.SLUG.pattern)
+    supplier: str | None = Field(default=None, pattern=SLUG.pattern)
     monthly_quota: int | None = Field(default=None, ge=0)
     requests_per_s: int | None = Field(default=None, ge=1)
     grants: tuple[str, ...] = ()
@@ -209,6 +210,22 @@ class SeededKey:
     secret: str | None
 
 
+class SeededKeyJson(TypedDict):
+    consumer: str
+    purpose: str
+    label: str
+    scopes: list[str]
+    prefix: str
+    key: str | None  # the whole key, when this run made it
+
+
+class SeedReportJson(TypedDict):
+    summary: str
+    changes: list[str]
+    warnings: list[str]
+    keys: list[SeededKeyJson]
+
+
 @dataclass(slots=True)
 class SeedReport:
     """What applying a seed did: one line per change, warnings, and its keys."""
@@ -227,7 +244,7 @@ class SeedReport:
         """Say in one line what changed."""
         return ", ".join(f"{n} {what}" for what, n in self.counts.items()) or "nothing changed"
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> SeedReportJson:
         return {
             "summary": self.summary(),
             "changes": self.changes,

@@ -1,5 +1,5 @@
 """What each party sees of a closed period: a supplier's statement, a consumer's invoice,
-and the public transparency report; as JSON-ready dicts and as CSV rows.
+and the public transparency report; as JSON-ready TypedDicts and as CSV rows.
 
 All of it is cut from the period's stored result; nothing here is recomputed or rounded
 again. The report names no consumer: its totals are per supplier, purpose and tariff.
@@ -9,15 +9,64 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TypedDict
 
 from datahub.fairshare.close import PURPOSES
+from datahub.fairshare.result import (
+    AppliedTariff,
+    Conservation,
+    Invoice,
+    PublishedPeriod,
+    PurposeTotals,
+    SupplierResult,
+    SupplierTotals,
+)
 
 Row = Sequence[str | int | None]
 
 
-def supplier_statement(result: Mapping[str, Any], supplier: str) -> dict[str, Any]:
+class SupplierStatement(SupplierResult):
+    """A supplier's statement: its payout and the impact of free use, per dataset line."""
+
+    period: str
+    currency: str
+    supplier: str
+    hash: str
+    closed_at: str
+
+
+class ConsumerInvoice(Invoice):
+    """A consumer's invoice of a closed period."""
+
+    period: str
+    currency: str
+    hash: str
+    closed_at: str
+
+
+class TransparencyReport(TypedDict):
+    """The public report of a closed period; it names no consumer."""
+
+    period: str
+    currency: str
+    closed_at: str
+    hash: str
+    revenue_cents: int
+    platform_fee_cents: int
+    supplier_payouts_cents: dict[str, int]
+    shadow_value_cents: int
+    observations: int
+    anonymous_observations: int
+    unpriced_observations: int
+    invoices: int  # how many consumers were invoiced
+    purposes: dict[str, PurposeTotals]
+    suppliers: dict[str, SupplierTotals]
+    tariffs: list[AppliedTariff]
+    conservation: Conservation
+
+
+def supplier_statement(result: PublishedPeriod, supplier: str) -> SupplierStatement:
     """Return a supplier's statement: its payout, lines and the shadow value of free use.
 
     A supplier without usage in the period gets a statement of zeros.
@@ -28,33 +77,38 @@ def supplier_statement(result: Mapping[str, Any], supplier: str) -> dict[str, An
         "currency": result["currency"],
         "supplier": supplier,
         **part,
-        "hash": result.get("hash"),
-        "closed_at": result.get("closed_at"),
+        "hash": result["hash"],
+        "closed_at": result["closed_at"],
     }
 
 
-def consumer_invoice(result: Mapping[str, Any], consumer: str) -> dict[str, Any]:
+def consumer_invoice(result: PublishedPeriod, consumer: str) -> ConsumerInvoice:
     """Return a consumer's invoice; one without usage in the period is empty, total 0."""
     invoice = next((i for i in result["invoices"] if i["consumer"] == consumer), None)
     if invoice is None:
-        invoice = {"consumer": consumer, "purpose": None, "observations": 0, "total_cents": 0}
-        invoice["lines"] = []
+        invoice = {
+            "consumer": consumer,
+            "purpose": None,
+            "observations": 0,
+            "total_cents": 0,
+            "lines": [],
+        }
     return {
         "period": result["period"],
         "currency": result["currency"],
         **invoice,
-        "hash": result.get("hash"),
-        "closed_at": result.get("closed_at"),
+        "hash": result["hash"],
+        "closed_at": result["closed_at"],
     }
 
 
-def transparency_report(result: Mapping[str, Any]) -> dict[str, Any]:
+def transparency_report(result: PublishedPeriod) -> TransparencyReport:
     """Return the public report: totals per supplier and purpose, tariffs, the conservation."""
     return {
         "period": result["period"],
         "currency": result["currency"],
-        "closed_at": result.get("closed_at"),
-        "hash": result.get("hash"),
+        "closed_at": result["closed_at"],
+        "hash": result["hash"],
         "revenue_cents": result["revenue_cents"],
         "platform_fee_cents": result["platform_fee_cents"],
         "supplier_payouts_cents": result["supplier_payouts_cents"],
@@ -64,23 +118,21 @@ def transparency_report(result: Mapping[str, Any]) -> dict[str, Any]:
         "unpriced_observations": result["unpriced_observations"],
         "invoices": len(result["invoices"]),
         "purposes": result["purposes"],
-        "suppliers": {
-            slug: {
-                key: s[key]
-                for key in (
-                    "payout_cents",
-                    "revenue_cents",
-                    "platform_fee_cents",
-                    "observations",
-                    "observations_by_purpose",
-                    "shadow_value_cents",
-                    "unpriced_observations",
-                )
-            }
-            for slug, s in result["suppliers"].items()
-        },
+        "suppliers": {slug: _totals(s) for slug, s in result["suppliers"].items()},
         "tariffs": result["tariffs"],
         "conservation": result["conservation"],
+    }
+
+
+def _totals(supplier: SupplierResult) -> SupplierTotals:
+    return {
+        "payout_cents": supplier["payout_cents"],
+        "revenue_cents": supplier["revenue_cents"],
+        "platform_fee_cents": supplier["platform_fee_cents"],
+        "observations": supplier["observations"],
+        "observations_by_purpose": supplier["observations_by_purpose"],
+        "shadow_value_cents": supplier["shadow_value_cents"],
+        "unpriced_observations": supplier["unpriced_observations"],
     }
 
 
@@ -99,7 +151,7 @@ STATEMENT_HEADER: tuple[str, ...] = (
 )
 
 
-def statement_rows(statement: Mapping[str, Any]) -> list[Row]:
+def statement_rows(statement: SupplierStatement) -> list[Row]:
     """One CSV row per statement line, then a `total` row (dataset empty)."""
     rows: list[Row] = [
         (
@@ -148,7 +200,7 @@ INVOICE_HEADER: tuple[str, ...] = (
 )
 
 
-def invoice_rows(invoice: Mapping[str, Any]) -> list[Row]:
+def invoice_rows(invoice: ConsumerInvoice) -> list[Row]:
     """One CSV row per invoice line, then a `total` row."""
     rows: list[Row] = [
         (
@@ -193,7 +245,7 @@ REPORT_HEADER: tuple[str, ...] = (
 )
 
 
-def report_rows(report: Mapping[str, Any]) -> list[Row]:
+def report_rows(report: TransparencyReport) -> list[Row]:
     """One CSV row per supplier, then a `total` row: revenue = platform fee + payouts."""
     rows: list[Row] = []
     for slug, s in report["suppliers"].items():
@@ -235,7 +287,7 @@ def to_csv(header: Sequence[str], rows: Iterable[Row]) -> str:
     return buffer.getvalue()
 
 
-def _empty_supplier() -> dict[str, Any]:
+def _empty_supplier() -> SupplierResult:
     return {
         "payout_cents": 0,
         "revenue_cents": 0,

@@ -9,7 +9,9 @@ from datetime import datetime
 import psycopg
 
 from datahub.domain import Device
-from datahub.storage.readings import VISIBLE_DEVICE
+
+# The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
+VISIBLE_DEVICE = "(%(dataset_ids)s::int[] IS NULL OR d.dataset_id = ANY(%(dataset_ids)s::int[]))"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 import psycopg
 from psycopg import sql
 
 from datahub.storage import rollups
+from datahub.storage.buckets import BUCKET_ORIGIN, AggregateFn, BucketScope, series_of
+from datahub.storage.devices import VISIBLE_DEVICE
 
 
 # Not frozen: the ingest builds millions, and a frozen __init__ costs 5x as much.
@@ -128,28 +129,6 @@ def replace_readings(
     return deleted, insert_readings(conn, rows=rows)
 
 
-class AggregateFn(StrEnum):
-    """How the readings of one time bucket become one value."""
-
-    AVG = "avg"
-    MIN = "min"
-    MAX = "max"
-    SUM = "sum"
-    COUNT = "count"
-    LAST = "last"
-    DELTA = "delta"  # counters only: the increase within each bucket, across resets and wraps
-
-
-_AGGREGATES = {
-    AggregateFn.AVG: sql.SQL("avg(r.value)"),
-    AggregateFn.MIN: sql.SQL("min(r.value)"),
-    AggregateFn.MAX: sql.SQL("max(r.value)"),
-    AggregateFn.SUM: sql.SQL("sum(r.value)"),
-    AggregateFn.COUNT: sql.SQL("count(*)::float8"),
-    # Standard SQL for TimescaleDB's last(value, time), so plain PostgreSQL runs it too.
-    AggregateFn.LAST: sql.SQL("(array_agg(r.value ORDER BY r.time DESC))[1]"),
-}
-
 # fn=delta of a counter: each reading's increase over the reading before it (the last
 # one before the range, for the range's first), summed per bucket. A drop is a wrap-around
 # when the counter's width is known, the previous value lay in the top quarter of its
@@ -165,14 +144,6 @@ _INCREASE = """
         ELSE s.value
     END
 """
-
-# date_bin's origin: a Monday, equal to TimescaleDB time_bucket's default origin, so
-# buckets line up with TimescaleDB's, and 1d buckets start at midnight UTC.
-BUCKET_ORIGIN = datetime.fromisoformat("2000-01-03T00:00:00+00:00")
-
-
-# The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
-VISIBLE_DEVICE = "(%(dataset_ids)s::int[] IS NULL OR d.dataset_id = ANY(%(dataset_ids)s::int[]))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,61 +224,40 @@ def select_readings(
 def select_buckets(
     conn: psycopg.Connection,
     *,
+    scope: BucketScope,
     metric: str,
     start: datetime,
     end: datetime,
     width: timedelta,
     fn: AggregateFn,
-    device_id: int | None = None,
-    city: str | None = None,
-    per_device: bool = True,
     counters: Mapping[str, float | None] | None = None,
-    dataset_ids: Sequence[int] | None = None,
 ) -> list[BucketRow]:
-    """Aggregate one metric in [start, end) into buckets of `width`, per device or per city.
+    """Aggregate one metric of a scope's devices in [start, end) into buckets of `width`.
 
-    Select the readings of one device (`device_id`) or of every device of a `city`;
-    only buckets holding readings are returned, ordered by series, then time.
+    Only buckets holding readings are returned, ordered by series, then time.
     `fn=delta` needs `counters`, profile -> counter modulus (or None), and only
-    devices of those profiles count. `dataset_ids` keeps only the devices of those
-    datasets (None: every dataset). Each bucket names the datasets it holds readings of.
+    devices of those profiles count. Each bucket names the datasets it holds readings of.
     """
-    if (device_id is None) == (city is None):
-        raise ValueError("pass exactly one of device_id and city")
-    where = "d.id = %(device_id)s" if device_id is not None else "d.city = %(city)s"
-    scope = sql.SQL(f"{where} AND {VISIBLE_DEVICE}")
-    series = sql.SQL("d.dev_eui" if per_device else "NULL::text")
-    params = {
-        "metric": metric,
-        "start": start,
-        "end": end,
-        "width": width,
-        "origin": BUCKET_ORIGIN,
-        "device_id": device_id,
-        "city": city,
-        "profiles": list(counters or {}),
-        "moduli": list((counters or {}).values()),
-        "dataset_ids": list(dataset_ids) if dataset_ids is not None else None,
-    }
     # The rollups answer whole hours and days; fn=delta and finer buckets need the readings.
     rows = rollups.select_buckets(
-        conn,
-        series=series,
-        scope=scope,
-        fn=fn,
-        start=start,
-        end=end,
-        width=width,
-        params=params,
-        per_device=per_device,
+        conn, scope=scope, metric=metric, fn=fn, start=start, end=end, width=width
     )
     if rows is None:
+        params = {
+            **scope.params(),
+            "metric": metric,
+            "start": start,
+            "end": end,
+            "width": width,
+            "origin": BUCKET_ORIGIN,
+        }
         if fn is AggregateFn.DELTA:
             if counters is None:
                 raise ValueError("fn=delta needs the counter profiles")
-            query = _delta_query(series, scope)
+            query = _delta_query(scope.WHERE, scope.per_device)
+            params |= {"profiles": list(counters), "moduli": list(counters.values())}
         else:
-            query = _bucket_query(series, scope, fn)
+            query = _bucket_query(scope.WHERE, scope.per_device, fn)
         rows = conn.execute(query, params, binary=True).fetchall()
     return [
         BucketRow(dev_eui, city, time, value, count, datasets=tuple(datasets))
@@ -315,7 +265,7 @@ def select_buckets(
     ]
 
 
-def _delta_query(series: sql.Composable, scope: sql.Composable) -> sql.Composed:
+def _delta_query(where: str, per_device: bool) -> sql.Composed:
     # The newest reading before the range is taken per device with one index probe
     # (LATERAL ... LIMIT 1), so the range's first increase is known too.
     return sql.SQL(
@@ -352,10 +302,10 @@ def _delta_query(series: sql.Composable, scope: sql.Composable) -> sql.Composed:
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
         """
-    ).format(series=series, scope=scope, increase=sql.SQL(_INCREASE))
+    ).format(series=series_of(per_device), scope=sql.SQL(where), increase=sql.SQL(_INCREASE))
 
 
-def _bucket_query(series: sql.Composable, scope: sql.Composable, fn: AggregateFn) -> sql.Composed:
+def _bucket_query(where: str, per_device: bool, fn: AggregateFn) -> sql.Composed:
     return sql.SQL(
         """
         SELECT {series}, d.city, date_bin(%(width)s, r.time, %(origin)s) AS bucket,
@@ -365,7 +315,7 @@ def _bucket_query(series: sql.Composable, scope: sql.Composable, fn: AggregateFn
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
         """
-    ).format(series=series, value=_AGGREGATES[fn], scope=scope)
+    ).format(series=series_of(per_device), value=fn.raw("r"), scope=sql.SQL(where))
 
 
 def select_latest(

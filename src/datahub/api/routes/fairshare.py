@@ -13,13 +13,14 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from datahub.api import render
 from datahub.api.auth import Access
 from datahub.api.deps import ANONYMOUS_TOO, Caller, Conn, Reader
 from datahub.api.query import Rfc3339
-from datahub.api.schemas import CSV_RESPONSE, Format, error_responses
+from datahub.api.schemas import CSV_RESPONSE, Format, InModel, OutModel, error_responses
+from datahub.domain import SLUG
 from datahub.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from datahub.fairshare import close, statements
 from datahub.storage import periods
@@ -29,38 +30,29 @@ router = APIRouter(tags=["fair share"])
 # The longest range of one usage query.
 MAX_USAGE_RANGE = timedelta(days=366)
 
-_SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # A closed month, YYYY-MM; malformed is a 400 (close.period_bounds), not closed a 404.
 PeriodPath = Annotated[str, Path(description="a closed month, YYYY-MM (UTC)", examples=["2026-11"])]
 
 
-class _Query(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ViewQuery(_Query):
+class ViewQuery(InModel):
     format: Format = None
 
 
-class StatementQuery(_Query):
+class StatementQuery(InModel):
     supplier: str | None = Field(
-        default=None, pattern=_SLUG, description="administrators: this supplier's statement"
+        default=None, pattern=SLUG.pattern, description="administrators: this supplier's statement"
     )
     format: Format = None
 
 
-class InvoiceQuery(_Query):
+class InvoiceQuery(InModel):
     consumer: str | None = Field(
-        default=None, pattern=_SLUG, description="administrators: this consumer's invoice"
+        default=None, pattern=SLUG.pattern, description="administrators: this consumer's invoice"
     )
     format: Format = None
 
 
-class UsageQuery(_Query):
+class UsageQuery(InModel):
     start: Rfc3339 | None = Field(
         default=None, alias="from", description="start, inclusive; default: this month's start"
     )
@@ -70,29 +62,29 @@ class UsageQuery(_Query):
     format: Format = None
 
 
-class PeriodOut(_Out):
+class PeriodOut(OutModel):
     period: str = Field(description="YYYY-MM")
     closed_at: datetime
     hash: str = Field(description="SHA-256 of the period's canonical result JSON")
 
 
-class PeriodListOut(_Out):
+class PeriodListOut(OutModel):
     items: list[PeriodOut]
 
 
-class PurposeTotalsOut(_Out):
+class PurposeTotalsOut(OutModel):
     observations: int
     revenue_cents: int
     consumers: int = Field(description="consumers with usage of this purpose (not anonymous)")
 
 
-class ObservationsByPurposeOut(_Out):
+class ObservationsByPurposeOut(OutModel):
     public_interest: int
     research: int
     commercial: int
 
 
-class SupplierTotalsOut(_Out):
+class SupplierTotalsOut(OutModel):
     payout_cents: int
     revenue_cents: int
     platform_fee_cents: int
@@ -102,7 +94,7 @@ class SupplierTotalsOut(_Out):
     unpriced_observations: int = Field(description="observations no tariff was in force for")
 
 
-class TariffOut(_Out):
+class TariffOut(OutModel):
     dataset: str
     purpose: str
     version: int
@@ -114,7 +106,7 @@ class TariffOut(_Out):
     observations: int = Field(description="observations this tariff rated in the period")
 
 
-class ReportOut(_Out):
+class ReportOut(OutModel):
     """The public transparency report of a closed period; it names no consumer."""
 
     period: str
@@ -135,7 +127,7 @@ class ReportOut(_Out):
     conservation: dict[str, bool] = Field(description="every split sums to its whole")
 
 
-class StatementLineOut(_Out):
+class StatementLineOut(OutModel):
     dataset: str
     purpose: str
     tariff_version: int | None
@@ -158,7 +150,7 @@ class StatementOut(SupplierTotalsOut):
     lines: list[StatementLineOut]
 
 
-class InvoiceLineOut(_Out):
+class InvoiceLineOut(OutModel):
     dataset: str
     supplier: str
     purpose: str
@@ -171,7 +163,7 @@ class InvoiceLineOut(_Out):
     supplier_cents: int
 
 
-class InvoiceOut(_Out):
+class InvoiceOut(OutModel):
     """A consumer's invoice: the total is rounded once, the lines sum exactly to it."""
 
     period: str
@@ -185,7 +177,7 @@ class InvoiceOut(_Out):
     lines: list[InvoiceLineOut]
 
 
-class DailyUsageOut(_Out):
+class DailyUsageOut(OutModel):
     day: date
     dataset: str
     supplier: str
@@ -193,7 +185,7 @@ class DailyUsageOut(_Out):
     observations: int
 
 
-class UsageOut(_Out):
+class UsageOut(OutModel):
     """A consumer's own usage, closed periods and the open one alike."""
 
     consumer: str

@@ -26,7 +26,8 @@ from datahub.api.schemas import (
 )
 from datahub.errors import BadRequest, NotFound
 from datahub.storage import access, readings
-from datahub.storage.readings import AggregateFn, BucketRow
+from datahub.storage.buckets import AggregateFn, CityScope, DeviceScope
+from datahub.storage.readings import BucketRow
 
 router = APIRouter(tags=["readings"])
 
@@ -162,28 +163,27 @@ def aggregate_readings(
             )
         rows = readings.select_buckets(
             conn,
+            scope=DeviceScope(device.id),
             metric=metric,
             start=start,
             end=end,
             width=params.bucket.width,
             fn=params.fn,
-            device_id=device.id,
             counters=counters,
         )
         empty = {"device": device.dev_eui, "city": device.city, "points": []}
     elif params.city is not None:
         per_device = params.group is Grouping.DEVICE
+        visible = _visible(conn, meter.caller.dataset_ids, params.dataset)
         rows = readings.select_buckets(
             conn,
+            scope=CityScope(params.city, per_device=per_device, dataset_ids=visible),
             metric=metric,
             start=start,
             end=end,
             width=params.bucket.width,
             fn=params.fn,
-            city=params.city,
-            per_device=per_device,
             counters=counters,
-            dataset_ids=_visible(conn, meter.caller.dataset_ids, params.dataset),
         )
         empty = None if per_device else {"device": None, "city": params.city, "points": []}
     else:
@@ -219,15 +219,15 @@ def aggregate_readings(
 
 
 def _visible(
-    conn: psycopg.Connection, visible: Sequence[int] | None, dataset: str | None
-) -> Sequence[int] | None:
+    conn: psycopg.Connection, visible: tuple[int, ...] | None, dataset: str | None
+) -> tuple[int, ...] | None:
     """Narrow the datasets a caller may see to the one named by `dataset`, if any."""
     if dataset is None:
         return visible
     found = access.dataset_id(conn, slug=dataset)
     if found is None or (visible is not None and found not in visible):
         raise NotFound(f"no dataset has slug {dataset!r}")
-    return [found]
+    return (found,)
 
 
 def _series(rows: Sequence[BucketRow]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The `datahub fairshare` administration subcommands: suppliers … tariffs, and the demo seed.
+"""`datahub fairshare supplier|dataset|consumer|key|grant|tariff|seed`: the administration.
 
 Each command runs in one transaction through the rules of datahub.fairshare.admin, which
 the admin API uses too; an error (unknown slug, duplicate, refused tariff) is exit 2.
@@ -20,10 +20,12 @@ from pydantic import BaseModel
 
 from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
+from datahub.cli.arguments import NONE, aware_time, count, count_or_none, slug, slug_or_none
 from datahub.config import Settings
 from datahub.domain import LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
+from datahub.fairshare.keys import Scope
 from datahub.storage import consumers, datasets, db, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.tariffs import Price
@@ -160,7 +162,7 @@ def _consumer_update(settings: Settings, args: argparse.Namespace) -> int:
     names = ("name", "purpose", "supplier", "monthly_quota", "requests_per_s")
     # `none` clears an optional field; absent options keep theirs.
     changes: dict[str, Any] = {
-        n: None if getattr(args, n) == _NONE else getattr(args, n)
+        n: None if getattr(args, n) == NONE else getattr(args, n)
         for n in names
         if getattr(args, n) is not None
     }
@@ -358,43 +360,6 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
 # Parser -----------------------------------------------------------------------------------
 
-_NONE = "none"
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
-
-def _count_or_none(text: str) -> int | str:
-    return _NONE if text == _NONE else _count(text)
-
-
-def _slug(text: str) -> str:
-    if not admin.SLUG.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a lower-case slug")
-    return text
-
-
-def _slug_or_none(text: str) -> str:
-    return _NONE if text == _NONE else _slug(text)
-
-
-def aware_time(text: str) -> datetime:
-    """An argument type: an ISO 8601 time with a UTC offset."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +01:00")
-    return value
-
 
 def _group(
     fairshare: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
@@ -425,15 +390,15 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
 
     g = _group(fairshare, "supplier", "organisations that own devices")
     p = _command(g, "add", "add a supplier (with its own restricted dataset)", _supplier_add)
-    p.add_argument("slug", type=_slug)
+    p.add_argument("slug", type=slug)
     p.add_argument("--name", required=True)
     p.add_argument("--kind", default="other", help="e.g. city_department, utility, university")
     _command(g, "list", "list suppliers", _supplier_list, json_output=True)
 
     g = _group(fairshare, "dataset", "named sets of one supplier's devices, with a licence")
     p = _command(g, "add", "add a dataset", _dataset_add)
-    p.add_argument("slug", type=_slug)
-    p.add_argument("--supplier", required=True, type=_slug)
+    p.add_argument("slug", type=slug)
+    p.add_argument("--supplier", required=True, type=slug)
     p.add_argument("--name", required=True)
     p.add_argument("--licence-class", required=True, choices=classes)
     p.add_argument("--licence-id", required=True, help="e.g. dl-de/by-2-0, CC-BY-4.0")
@@ -441,7 +406,7 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-url")
     p.add_argument("--attribution", required=True, help="shown wherever the data is shown")
     p = _command(g, "update", "change a dataset's name, licence or attribution", _dataset_update)
-    p.add_argument("slug", type=_slug)
+    p.add_argument("slug", type=slug)
     p.add_argument("--name")
     p.add_argument("--licence-class", choices=classes)
     p.add_argument("--licence-id")
@@ -449,36 +414,39 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-url", help="'' removes it")
     p.add_argument("--attribution")
     p = _command(g, "list", "list datasets", _dataset_list, json_output=True)
-    p.add_argument("--supplier", type=_slug)
+    p.add_argument("--supplier", type=slug)
 
     g = _group(fairshare, "consumer", "holders of API keys, with a purpose")
     p = _command(g, "add", "add a consumer", _consumer_add)
-    p.add_argument("slug", type=_slug)
+    p.add_argument("slug", type=slug)
     p.add_argument("--name", required=True)
     p.add_argument("--purpose", required=True, choices=purposes)
-    p.add_argument("--supplier", type=_slug, help="the supplier it acts for")
-    p.add_argument("--monthly-quota", type=_count, help="observations per month")
-    p.add_argument("--requests-per-s", type=_count)
+    p.add_argument("--supplier", type=slug, help="the supplier it acts for")
+    p.add_argument("--monthly-quota", type=count, help="observations per month")
+    p.add_argument("--requests-per-s", type=count)
     p = _command(g, "update", "change a consumer; `none` clears an option", _consumer_update)
-    p.add_argument("slug", type=_slug)
+    p.add_argument("slug", type=slug)
     p.add_argument("--name")
     p.add_argument("--purpose", choices=purposes)
-    p.add_argument("--supplier", type=_slug_or_none, help="a slug, or none")
-    p.add_argument("--monthly-quota", type=_count_or_none, help="a number, or none")
-    p.add_argument("--requests-per-s", type=_count_or_none, help="a number, or none")
+    p.add_argument("--supplier", type=slug_or_none, help="a slug, or none")
+    p.add_argument("--monthly-quota", type=count_or_none, help="a number, or none")
+    p.add_argument("--requests-per-s", type=count_or_none, help="a number, or none")
     _command(g, "list", "list consumers", _consumer_list, json_output=True)
 
     g = _group(fairshare, "key", "API keys: shown once, stored hashed")
     p = _command(g, "create", "make a key and print it, this once", _key_create, json_output=True)
-    p.add_argument("--consumer", required=True, type=_slug)
+    p.add_argument("--consumer", required=True, type=slug)
     p.add_argument(
-        "--scope", action="append", choices=admin.SCOPES, help="repeat for more (default: read)"
+        "--scope",
+        action="append",
+        choices=[s.value for s in Scope],
+        help="repeat for more (default: read)",
     )
     p.add_argument("--label", default="", help="what the key is for")
     p = _command(g, "revoke", "revoke a key by its prefix", _key_revoke)
     p.add_argument("prefix")
     p = _command(g, "list", "list keys by prefix (never the keys)", _key_list, json_output=True)
-    p.add_argument("--consumer", type=_slug)
+    p.add_argument("--consumer", type=slug)
 
     g = _group(fairshare, "grant", "consumers' access to restricted and commercial datasets")
     for name, help, run in (
@@ -486,22 +454,22 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
         ("revoke", "withdraw a grant", _grant_revoke),
     ):
         p = _command(g, name, help, run)
-        p.add_argument("--consumer", required=True, type=_slug)
-        p.add_argument("--dataset", required=True, type=_slug)
+        p.add_argument("--consumer", required=True, type=slug)
+        p.add_argument("--dataset", required=True, type=slug)
     p = _command(g, "list", "list grants", _grant_list, json_output=True)
-    p.add_argument("--consumer", type=_slug)
-    p.add_argument("--dataset", type=_slug)
+    p.add_argument("--consumer", type=slug)
+    p.add_argument("--dataset", type=slug)
 
     g = _group(fairshare, "tariff", "prices per dataset and purpose, versioned")
     p = _command(g, "add", "add the next version of a tariff", _tariff_add)
-    p.add_argument("--dataset", required=True, type=_slug)
+    p.add_argument("--dataset", required=True, type=slug)
     p.add_argument("--purpose", required=True, choices=purposes)
-    p.add_argument("--cents-per-million", required=True, type=_count, help="0 on open data")
-    p.add_argument("--shadow-cents-per-million", required=True, type=_count)
-    p.add_argument("--platform-fee-bp", required=True, type=_count, help="basis points: 1 %% = 100")
+    p.add_argument("--cents-per-million", required=True, type=count, help="0 on open data")
+    p.add_argument("--shadow-cents-per-million", required=True, type=count)
+    p.add_argument("--platform-fee-bp", required=True, type=count, help="basis points: 1 %% = 100")
     p.add_argument("--valid-from", type=aware_time, help="ISO 8601 with offset (default: now)")
     p = _command(g, "list", "list tariff versions", _tariff_list, json_output=True)
-    p.add_argument("--dataset", type=_slug)
+    p.add_argument("--dataset", type=slug)
     p.add_argument("--current", action="store_true", help="only the versions in force now")
 
     p = fairshare.add_parser(

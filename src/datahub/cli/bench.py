@@ -1,4 +1,4 @@
-"""`datahub bench ingest|query|plot`: the subcommands, added to the `datahub` parser."""
+"""`datahub bench ingest|query|plot`: benchmark ingest and queries (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from datahub.bench import ingest, query
+from datahub.bench.ingest import IngestOptions
+from datahub.bench.plot import plot
+from datahub.bench.query import QueryOptions
 from datahub.config import Settings
 
 
-def add_commands(commands: Any) -> None:
-    """Add `bench` and its actions to the `datahub` subparsers."""
-    p = commands.add_parser("bench", help="benchmark ingest and queries (docs/performance.md)")
-    sub = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the actions of `datahub bench`."""
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
 
     q = sub.add_parser("ingest", help="ceilings, naive, end to end (QoS 0 and 1), latency")
     q.add_argument("--uplinks", type=int, default=100_000, help="uplinks per message set")
@@ -73,8 +76,6 @@ def _workdir() -> Path:
 
 
 def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from datahub.bench.ingest import IngestOptions, run
-
     options = IngestOptions(
         uplinks=args.uplinks,
         workers=args.workers,
@@ -84,12 +85,10 @@ def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         mqtt_version=args.mqtt_version,
         database=args.database,
     )
-    return _emit(run(settings, options, _workdir()), args)
+    return _emit(ingest.run(settings, options, _workdir()), args)
 
 
 def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
-    from datahub.bench.query import QueryOptions, run
-
     options = QueryOptions(
         devices=args.devices,
         days=args.days,
@@ -97,12 +96,10 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
         clients=args.clients,
         rps_seconds=args.rps_seconds,
     )
-    return _emit(run(settings, options, _workdir()), args)
+    return _emit(query.run(settings, options, _workdir()), args)
 
 
 def _cmd_plot(settings: Settings, args: argparse.Namespace) -> int:
-    from datahub.bench.plot import plot
-
     def load(path: Path | None) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8")) if path and path.exists() else None
 
