@@ -155,7 +155,13 @@ class RadioLink:
         self._links.sort(key=lambda link: -link[1])
         self.spreading_factor = _spreading_factor(self._links[0][1])
 
-    def next(self) -> RadioMeta:
+    def next(self, time: datetime) -> RadioMeta:
+        """The radio side of an uplink sent at `time`.
+
+        ChirpStack's deduplication id is a UUID its network server draws per uplink: from
+        the seeded stream and the time, so a seed used again at other times never repeats
+        one (a repeated id with other content would be a dedup conflict at the hub).
+        """
         rng = self._rng
         receptions = []
         for index, (gateway, mean) in enumerate(self._links[:MAX_GATEWAYS]):
@@ -176,7 +182,9 @@ class RadioLink:
                 )
             )
         return RadioMeta(
-            message_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            message_id=uuid.UUID(
+                bytes=_hash("message", rng.getrandbits(128), time.isoformat())[:16], version=4
+            ),
             frequency=rng.choice(EU868_CHANNELS),
             spreading_factor=self.spreading_factor,
             receptions=tuple(receptions),

@@ -95,7 +95,7 @@ class _DeviceRun:
             payload=payload,
             time=time,
             values=quantized,
-            radio=self.link.next(),
+            radio=self.link.next(time),
             session=self.session,
         )
         self.f_cnt += 1

@@ -212,12 +212,10 @@ def test_each_simulate_run_publishes_new_uplinks_and_says_its_seed(
     assert first_seed != second_seed
     assert len(first) == len(second) == 20
     assert not first & second  # the hub stores both runs
-    assert f"seed {first_seed} (a new one; --seed {first_seed} publishes these uplinks " in (
-        first_err
-    )
+    assert f"seed {first_seed} (a new one; --seed {first_seed} repeats these values " in first_err
 
 
-def test_simulate_with_a_seed_used_before_publishes_duplicates_and_says_so(
+def test_simulate_with_a_seed_used_before_repeats_it_as_new_uplinks_and_says_so(
     tmp_path: Path,
     scenario_data: dict[str, Any],
     counter: Counter,
@@ -228,8 +226,10 @@ def test_simulate_with_a_seed_used_before_publishes_duplicates_and_says_so(
     seed, _, first = command.run(capsys)
     again_seed, err, again = command.run(capsys, "--seed", str(seed))
     assert again_seed == seed
-    assert again == first  # every one a duplicate the hub skips
-    assert "given; if it was used before, its uplinks are duplicates the hub skips" in err
+    assert len(first) == len(again) == 20
+    # The same frame counters at new times: new uplinks, as after a frame-counter reset.
+    assert not first & again
+    assert "given; used before, it repeats values and frame counters at new times" in err
 
 
 def test_simulate_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,7 +249,7 @@ def test_simulate_help_explains_every_option(capsys: pytest.CaptureFixture[str])
         "--seed",
         "--speed",
     ]
-    assert "used before publishes the same uplinks again" in usage
+    assert "a seed used before repeats its values and frame counters at" in usage
 
 
 def test_simulate_needs_every_source_of_the_scenario(demo: Scenario) -> None:

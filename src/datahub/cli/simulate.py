@@ -21,10 +21,11 @@ Things Stack v3, ChirpStack) publish them, to the brokers of the sources in the 
 Devices report in turns as their intervals say; uplinks are dated when they are sent.
 Runs until --count or --duration, or Ctrl-C; then prints a JSON report on stdout.
 
-The seed fixes the values, the radio and the devices' sessions. Without --seed each run
-draws a new one and prints it on stderr: two runs publish new uplinks. A run with a seed
-used before publishes the same uplinks again: the hub keeps the ones it has and counts
-the repeats as duplicates.
+The seed fixes the values, the radio, the devices' sessions and frame counters. Without
+--seed each run draws a new one and prints it on stderr. Every run publishes new uplinks,
+dated when they are sent: a seed used before repeats its values and frame counters at
+new times, which the hub stores as new uplinks, as from devices whose frame counters
+were reset (the dedup key: docs/architecture.md).
 """
 
 
@@ -71,9 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
         type=int,
-        help="the random stream of values, radio and sessions; a seed used before publishes "
-        "the same uplinks again, which the hub counts as duplicates (default: a new seed "
-        "each run, printed at the start)",
+        help="the random stream of values, radio, sessions and frame counters; a seed used "
+        "before repeats them at new times, as new uplinks (default: a new seed each run, "
+        "printed at the start)",
     )
     parser.add_argument(
         "--qos",
@@ -100,10 +101,10 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.seed is None:
         seed = secrets.randbelow(_SEEDS)
-        note = f"a new one; --seed {seed} publishes these uplinks again (as duplicates)"
+        note = f"a new one; --seed {seed} repeats these values and frame counters"
     else:
         seed = args.seed
-        note = "given; if it was used before, its uplinks are duplicates the hub skips"
+        note = "given; used before, it repeats values and frame counters at new times"
     print(f"datahub simulate: seed {seed} ({note})", file=sys.stderr, flush=True)
     report = simulators.simulate(
         scenario,
