@@ -306,9 +306,13 @@ pg_ctl_start() {
         >>"$ROOT$log" 2>&1 </dev/null
 }
 
-# pg_ctl_stop NAME DATA LOG PID
-pg_ctl_stop() {
-    local name=$1 data=$2 log=$3 pid=$4
+# stop_root_cluster NAME DATA LOG (paths inside the root)
+stop_root_cluster() {
+    local name=$1 data=$2 log=$3 pid
+    if ! pid=$(postmaster_pid "$ROOT$data"); then
+        say "$name: not running"
+        return
+    fi
     say "$name: stopping (pid $pid)"
     in_root_as_postgres "$PG17_BIN/pg_ctl" -D "$data" -m fast -w -t "$STOP_TIMEOUT" stop \
         >>"$ROOT$log" 2>&1 </dev/null || die_with_log "$ROOT$log" "$name did not stop"
@@ -338,14 +342,7 @@ $(archive_conf)"
     ensure_datahub_database "$TSDB_HOST" "$TSDB_PORT"
 }
 
-stop_timescaledb() {
-    local pid
-    if ! pid=$(timescaledb_pid); then
-        say "timescaledb: not running"
-        return
-    fi
-    pg_ctl_stop timescaledb "$TSDB_DATA" "$TSDB_LOG" "$pid"
-}
+stop_timescaledb() { stop_root_cluster timescaledb "$TSDB_DATA" "$TSDB_LOG"; }
 
 psql_primary() { psql_admin "$TSDB_HOST" "$TSDB_PORT" "$@"; }
 
@@ -413,14 +410,7 @@ archive_mode = off"
 
 # Stopping keeps the slot, so the replica catches up when started again; the primary
 # keeps at most max_slot_wal_keep_size of WAL for it meanwhile.
-stop_replica() {
-    local pid
-    if ! pid=$(replica_pid); then
-        say "replica: not running"
-        return
-    fi
-    pg_ctl_stop replica "$REPLICA_DATA" "$REPLICA_LOG" "$pid"
-}
+stop_replica() { stop_root_cluster replica "$REPLICA_DATA" "$REPLICA_LOG"; }
 
 # --- pgbouncer -------------------------------------------------------------------
 
@@ -515,9 +505,13 @@ stop_pgbouncer() {
         return
     fi
     say "pgbouncer: stopping (pid $pid)"
-    # SIGINT: close clients and exit at once; SIGTERM waits for every client to leave.
+    # PgBouncer 1.18: SIGINT lets the transactions in flight finish, SIGTERM ends at once.
     kill -INT "$pid"
-    wait_until "$STOP_TIMEOUT" test ! -e "/proc/$pid" || die "pgbouncer (pid $pid) does not exit"
+    if ! wait_until 10 test ! -e "/proc/$pid"; then
+        say "pgbouncer: transactions still open after 10s, shutting down at once"
+        kill -TERM "$pid"
+        wait_until "$STOP_TIMEOUT" test ! -e "/proc/$pid" || die "pgbouncer (pid $pid) does not exit"
+    fi
 }
 
 # --- postgres (host PostgreSQL 15) ------------------------------------------

@@ -184,6 +184,13 @@ def bridge_state(bridge: Mosquitto, client_id: str) -> str:
     return done.stdout.strip()
 
 
+def wait_for_bridges(bridge: Mosquitto) -> None:
+    def connected() -> bool:
+        return bridge_state(bridge, TTN_CLIENT) == bridge_state(bridge, HUB_CLIENT) == "1"
+
+    wait_until("both bridge connections", connected, 30)
+
+
 def delivered(workers: list[Worker], count: int) -> bool:
     return sum(len(w.received) for w in workers) >= count
 
@@ -192,11 +199,7 @@ def test_uplinks_reach_the_shared_subscription_at_qos_1(
     brokers: tuple[Mosquitto, Mosquitto, Mosquitto, Path],
 ) -> None:
     ttn, hub, bridge, ca = brokers
-    wait_until(
-        "both bridge connections",
-        lambda: bridge_state(bridge, TTN_CLIENT) == "1" and bridge_state(bridge, HUB_CLIENT) == "1",
-        30,
-    )
+    wait_for_bridges(bridge)
     workers = [Worker(f"ingest-{i}", hub) for i in (1, 2)]
     try:
         wait_until(
@@ -218,11 +221,7 @@ def test_uplinks_wait_in_the_bridge_while_the_hub_is_down(
     brokers: tuple[Mosquitto, Mosquitto, Mosquitto, Path],
 ) -> None:
     ttn, hub, bridge, ca = brokers
-    wait_until(
-        "both bridge connections",
-        lambda: bridge_state(bridge, TTN_CLIENT) == "1" and bridge_state(bridge, HUB_CLIENT) == "1",
-        30,
-    )
+    wait_for_bridges(bridge)
     worker = Worker("ingest-1", hub)
     wait_until("the worker to subscribe", worker.subscribed.is_set, 10)
     worker.close()  # its persistent session stays at the hub
