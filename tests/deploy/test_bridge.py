@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -50,8 +51,11 @@ class Mosquitto:
 
     def listening(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, (self.dir / "log").read_text()
-        done = subprocess.run(["ss", "-Hltn", f"src {self.host}:{self.port}"], capture_output=True)
-        return bool(done.stdout.strip())
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
