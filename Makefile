@@ -20,7 +20,7 @@ export DATAHUB_TEST_TSDB_URL ?= $(or $(DATAHUB_DATABASE_URL),postgresql://datahu
 export DATAHUB_TEST_PG_URL ?= postgresql://datahub@127.0.0.1:$(DATAHUB_PG_PORT)/datahub
 export DATAHUB_TEST_BROKER_URL ?= $(or $(DATAHUB_BROKER_URL),mqtt://127.0.0.1:$(DATAHUB_MQTT_PORT))
 
-.PHONY: help venv web services stop-services demo test check lint format types bench clean
+.PHONY: help venv web services services-replica stop-services demo test check lint format types bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,9 +50,15 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	@cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The deployment tests (tests/deploy) start private TimescaleDB servers in the trixie root
+# and a PgBouncer of their own, and check deploy/systemd with systemd-analyze.
 services: ## install and start the local services the tests need (and Chromium for the browser tests)
-	@bash deploy/provision.sh $(TEST_SERVICES) chromium
+	@bash deploy/provision.sh $(TEST_SERVICES) replica chromium pgbouncer systemd
 	@bash deploy/services.sh start $(TEST_SERVICES)
+
+services-replica: ## start TimescaleDB with a streaming replica and PgBouncer (docs/deployment.md)
+	@bash deploy/provision.sh timescaledb pgbouncer
+	@bash deploy/services.sh start timescaledb replica pgbouncer
 
 stop-services: ## stop the local services
 	@bash deploy/services.sh stop

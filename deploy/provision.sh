@@ -4,11 +4,13 @@
 # Host packages: Mosquitto, its clients, PostgreSQL 15 and debootstrap.
 # TimescaleDB has no bookworm package, so it runs from a Debian 13 "trixie" root
 # made with debootstrap (PostgreSQL 17 + postgresql-17-timescaledb), started by
-# deploy/services.sh through chroot.
+# deploy/services.sh through chroot; its streaming replica runs from the same root.
 #
-# Usage: provision.sh [mosquitto|timescaledb|postgres|nodejs|chromium ...]  (default: all;
-# the trixie root is made only when timescaledb is among them; nodejs (npm, to build the
-# dashboard) and chromium (its browser tests) named alone install only themselves)
+# Usage: provision.sh [mosquitto|timescaledb|postgres|replica|pgbouncer|nodejs|chromium|systemd ...]
+# (default: all; the trixie root is made only when timescaledb or replica is among them;
+# nodejs (npm, to build the dashboard), chromium (its browser tests), pgbouncer (Debian's
+# PgBouncer) and systemd (systemd-analyze, which checks deploy/systemd) named alone install
+# only themselves)
 #
 # Everything is written under DATAHUB_STATE_DIR (default /var/lib/datahub-local),
 # never inside the git work tree. A second run reuses what exists and takes seconds.
@@ -83,6 +85,21 @@ install_nodejs() {
 # Debian's Chromium, driven by Playwright in the dashboard's browser tests.
 install_chromium() {
     install_missing chromium chromium
+}
+
+# PgBouncer in front of the local primary and replica (deploy/services.sh starts its own
+# instance on 127.0.0.4; the package's system service is left as the package set it up).
+install_pgbouncer() {
+    install_missing pgbouncer pgbouncer
+}
+
+# systemd-analyze checks the unit files of deploy/systemd offline (the tests run it).
+install_systemd_analyze() {
+    if command -v systemd-analyze >/dev/null; then
+        say "systemd: already installed ($(systemd-analyze --version | head -n 1))"
+        return
+    fi
+    install_missing systemd systemd
 }
 
 # Print the first URI of the apt source that serves this release's main suite
@@ -202,7 +219,11 @@ main() {
 
     local services=() arg
     for arg in "$@"; do
-        [[ $arg == nodejs || $arg == chromium ]] || services+=("$arg")
+        case $arg in
+        nodejs | chromium | pgbouncer | systemd) ;;
+        mosquitto | timescaledb | postgres | replica) services+=("$arg") ;;
+        *) die "unknown argument $arg (mosquitto, timescaledb, postgres, replica, pgbouncer, nodejs, chromium, systemd)" ;;
+        esac
     done
     if (($# == 0 || ${#services[@]} > 0)); then
         install_host_packages
@@ -213,8 +234,14 @@ main() {
     if (($# == 0)) || [[ " $* " == *" chromium "* ]]; then
         install_chromium
     fi
+    if (($# == 0)) || [[ " $* " == *" pgbouncer "* ]]; then
+        install_pgbouncer
+    fi
+    if (($# == 0)) || [[ " $* " == *" systemd "* ]]; then
+        install_systemd_analyze
+    fi
     # The trixie root is large and slow to make: only when TimescaleDB is to run here.
-    if (($# == 0)) || [[ " $* " == *" timescaledb "* ]]; then
+    if (($# == 0)) || [[ " $* " == *" timescaledb "* || " $* " == *" replica "* ]]; then
         make_timescale_root
         local pg_version ts_version
         pg_version=$(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' postgresql-17)
