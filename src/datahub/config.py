@@ -105,7 +105,19 @@ class SourceSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    pool_size: int = Field(default=8, ge=1, le=256)
+    pool_size: int = Field(default=8, ge=1, le=256, description="connections per API process")
+    pool_queue: int = Field(
+        default=64,
+        ge=1,
+        description="requests of one API process that may wait for a connection; "
+        "more are answered 429",
+    )
+    pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long a request waits for a connection before it is answered 429 "
+        "(503 if the database is unreachable)",
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
 

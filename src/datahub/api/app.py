@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
+from datahub.api.gate import Gate
 from datahub.api.routes import (
     admin,
     dashboard,
@@ -30,13 +32,21 @@ from datahub.api.routes import (
     tariffs,
 )
 from datahub.config import Settings
-from datahub.errors import ApiError, ServiceUnavailable, StorageUnavailable, TooManyRequests
+from datahub.errors import (
+    ApiError,
+    ServiceUnavailable,
+    StorageBusy,
+    StorageUnavailable,
+    TooManyRequests,
+)
 from datahub.storage import db
 
 logger = logging.getLogger(__name__)
 
 # Seconds a client should wait before retrying while the database is down.
 RETRY_AFTER_S = 5
+# ... and while every connection is in use: requests take milliseconds, so one is free soon.
+BUSY_RETRY_AFTER_S = 1
 
 
 def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> FastAPI:
@@ -51,6 +61,11 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         # answers 503 until it is back.
         pool = db.open_pool(settings, name="api")
         app.state.pool = pool
+        # Sync routes run in this thread pool: a thread for every request the gate lets
+        # in (api/gate.py), so that an admitted request waits for a connection only.
+        to_thread.current_default_thread_limiter().total_tokens = (
+            settings.database.pool_size + settings.database.pool_queue
+        )
         # What start-up made (routes, models, the catalog) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer walks it, which
         # took ~70 ms every dozen requests of thousands of items.
@@ -76,6 +91,9 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     app.state.settings = settings
     app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
     app.state.pool = None
+    app.state.gate = Gate(
+        connections=settings.database.pool_size, queue=settings.database.pool_queue
+    )
     for module in (
         health,
         metrics,
@@ -92,6 +110,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     app.state.request_metrics = telemetry.instrument(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    app.add_exception_handler(StorageBusy, _storage_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -116,17 +135,28 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning(
-        "database unavailable on %s %s: %s",
+        "database unavailable on %s %s: %s (%s)",
         request.method,
         request.url.path,
         exc,
+        exc.__cause__,
         extra={"stage": "api", "method": request.method, "path": request.url.path},
     )
     return _error(
         ServiceUnavailable.status,
         ServiceUnavailable.__name__,
-        f"the database is unavailable; retry in {RETRY_AFTER_S} s",
+        f"{exc}; retry in {RETRY_AFTER_S} s",
         {"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def _storage_busy(request: Request, exc: Exception) -> JSONResponse:
+    # Not the database's fault: more requests at once than connections and queue hold.
+    return _error(
+        TooManyRequests.status,
+        TooManyRequests.__name__,
+        f"the API is busy: {exc}; retry in {BUSY_RETRY_AFTER_S} s",
+        {"Retry-After": str(BUSY_RETRY_AFTER_S)},
     )
 
 

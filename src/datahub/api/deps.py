@@ -6,7 +6,7 @@ pool, one hand-over to a worker thread and back per dependency and request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Annotated
 
@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 from datahub.api import auth
 from datahub.api.auth import Access, Scope
 from datahub.api.catalog import MetricCatalog
+from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
@@ -39,20 +40,36 @@ async def get_catalog(request: Request) -> MetricCatalog:
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
-async def get_lender(request: Request) -> Lender:
+async def admit(request: Request) -> AsyncIterator[None]:
+    """Let the request use the database, or answer 429 at once if too many already wait.
+
+    In the event loop, before any thread is taken: a burst past the bound costs nothing.
+    """
+    gate: Gate = request.app.state.gate
+    with gate.admit():
+        yield
+
+
+Admitted = Annotated[None, Depends(admit)]
+
+
+async def get_lender(request: Request, _admitted: Admitted) -> Lender:
     """Return what lends a pooled connection for one short transaction of its own."""
-    pool: ConnectionPool | None = getattr(request.app.state, "pool", None)
-    if pool is None:
-        raise StorageUnavailable("the connection pool is not open")
+    pool = _pool(request)
     return lambda: db.transaction(pool)
 
 
-async def get_statements_lender(request: Request) -> Lender:
+async def get_statements_lender(request: Request, _admitted: Admitted) -> Lender:
     """Return what lends a pooled connection whose statements each commit on their own."""
+    pool = _pool(request)
+    return lambda: db.statements(pool)
+
+
+def _pool(request: Request) -> ConnectionPool:
     pool: ConnectionPool | None = getattr(request.app.state, "pool", None)
     if pool is None:
         raise StorageUnavailable("the connection pool is not open")
-    return lambda: db.statements(pool)
+    return pool
 
 
 # For the OpenAPI document: both ways of presenting a key. The raw headers are read

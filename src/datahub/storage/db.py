@@ -12,7 +12,7 @@ from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from datahub.config import Settings
-from datahub.errors import StorageUnavailable
+from datahub.errors import StorageBusy, StorageUnavailable
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a query.
 UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeout)
@@ -46,14 +46,18 @@ def connect(
 
 
 def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> ConnectionPool:
-    """Open a connection pool that does not wait for the database to be up."""
+    """Open a connection pool that does not wait for the database to be up.
+
+    A borrower waits at most `database.pool_timeout_s` for a connection (see `transaction`);
+    how many may wait is bounded by the API (api/gate.py).
+    """
     size = max_size or settings.database.pool_size
     return ConnectionPool(
         settings.conninfo,
         min_size=1,
         max_size=size,
         name=name,
-        timeout=settings.database.connect_timeout_s,
+        timeout=settings.database.pool_timeout_s,
         kwargs={
             "connect_timeout": max(1, round(settings.database.connect_timeout_s)),
             "options": f"-c statement_timeout={settings.database.statement_timeout_ms}",
@@ -67,12 +71,16 @@ def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> 
 
 @contextmanager
 def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
-    """Lend a connection for one transaction: commit on success, roll back on error."""
+    """Lend a connection for one transaction: commit on success, roll back on error.
+
+    StorageBusy if no connection comes free in time while the database answers;
+    StorageUnavailable if it does not, or the connection is lost.
+    """
     try:
         with pool.connection() as conn:
             yield conn
     except UNAVAILABLE as exc:
-        raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        raise _lending_error(pool, exc) from exc
 
 
 @contextmanager
@@ -81,6 +89,7 @@ def statements(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
 
     For a few independent statements: no BEGIN and no COMMIT, two round trips fewer than
     `transaction`. The connection goes back to the pool as it came, not in autocommit.
+    Errors as `transaction`'s.
     """
     try:
         with pool.connection() as conn:
@@ -91,7 +100,32 @@ def statements(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
                 if not conn.closed and not conn.broken:
                     conn.autocommit = False
     except UNAVAILABLE as exc:
-        raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        raise _lending_error(pool, exc) from exc
+
+
+def _lending_error(pool: ConnectionPool, exc: Exception) -> StorageBusy | StorageUnavailable:
+    """Tell a busy pool from an unreachable database, in words meant for a client."""
+    if isinstance(exc, PoolTimeout):
+        # The pool cannot tell "all lent" from "cannot connect": one attempt of our own can.
+        if _reachable(pool):
+            return StorageBusy(
+                f"no database connection came free within {pool.timeout:g} s; all are in use"
+            )
+        return StorageUnavailable("the database is unreachable: no connection could be opened")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StorageUnavailable("the database did not answer within the statement time-out")
+    return StorageUnavailable("the connection to the database was lost")
+
+
+def _reachable(pool: ConnectionPool) -> bool:
+    """Tell whether a new connection to the pool's database can be opened right now."""
+    conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+    kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {}
+    try:
+        with psycopg.connect(conninfo, **kwargs):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def has_timescaledb(conn: psycopg.Connection) -> bool:
