@@ -64,18 +64,15 @@ def _cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from datahub.api import server
 
-    from datahub.api.app import create_app
-
-    host = args.host or settings.api.host
-    port = args.port or settings.api.port
-    from datahub.api.catalog import MetricCatalog
-
-    # The API's metric catalog includes the codec directory as it was at start-up.
-    catalog = MetricCatalog.build(decoders.METRICS, open_catalog(settings))
-    app = create_app(settings, catalog=catalog)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    server.serve(
+        settings,
+        host=args.host or settings.api.host,
+        port=args.port or settings.api.port,
+        workers=args.workers or settings.api.workers,
+        config_file=args.config,
+    )
     return 0
 
 
@@ -325,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("api", help="serve the REST API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="worker processes (default: api.workers)")
     p.set_defaults(run=_cmd_api)
 
     p = commands.add_parser("simulate", help="publish simulated uplinks of both cities")

@@ -109,9 +109,7 @@ def burst(api: Api, clients: int) -> tuple[Counter[int], int, list[httpx.Respons
 
 
 @pytest.mark.parametrize("clients", [64, 256])
-def test_a_burst_is_served_or_refused_with_429_and_the_ledger_holds(
-    api: Api, clients: int
-) -> None:
+def test_a_burst_is_served_or_refused_with_429_and_the_ledger_holds(api: Api, clients: int) -> None:
     with psycopg.connect(api.database.url) as conn:
         before = usage.sum_usage(conn)
 

@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException
 
 import datahub
 from datahub.api import telemetry
+from datahub.api.auth import Callers
 from datahub.api.catalog import MetricCatalog
+from datahub.api.deps import Writers
 from datahub.api.gate import Gate
 from datahub.api.routes import (
     admin,
@@ -31,6 +33,7 @@ from datahub.api.routes import (
     readings,
     tariffs,
 )
+from datahub.api.writer import Writer
 from datahub.config import Settings
 from datahub.errors import (
     ApiError,
@@ -50,17 +53,25 @@ BUSY_RETRY_AFTER_S = 1
 
 
 def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> FastAPI:
-    """Build the API; its lifespan opens the connection pool and closes it.
+    """Build the API; its lifespan opens the connection pools and the writers, and closes
+    them.
 
     `catalog` defaults to the device catalog of the `decoders` package.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The pool does not wait for the database: the API starts while it is down and
+        # The pools do not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
-        pool = db.open_pool(settings, name="api")
-        app.state.pool = pool
+        reader = db.open_pool(settings, name="api", autocommit=True)
+        # The writer pool may one day go through PgBouncer in transaction mode, which
+        # keeps no prepared statement from one transaction to the next.
+        writer = db.open_pool(settings, name="api-writer", prepare=False)
+        writers = Writers(
+            rates=Writer(writer, name="rate-writer", durable=False),
+            ledger=Writer(writer, name="ledger-writer", durable=True),
+        )
+        app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
         # Sync routes run in this thread pool: a thread for every request the gate lets
         # in (api/gate.py), so that an admitted request waits for a connection only.
         to_thread.current_default_thread_limiter().total_tokens = (
@@ -75,10 +86,14 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
             yield
         finally:
             gc.unfreeze()
-            # Close the pool this lifespan opened, whatever `app.state` holds by now.
-            pool.close()
-            if app.state.pool is pool:
-                app.state.pool = None
+            # Close what this lifespan opened, whatever `app.state` holds by now.
+            for one in (writers.rates, writers.ledger):
+                assert isinstance(one, Writer)
+                one.close()
+            writer.close()
+            reader.close()
+            if app.state.writers is writers:
+                app.state.reader_pool = app.state.writer_pool = app.state.writers = None
 
     app = FastAPI(
         title="datahub",
@@ -90,7 +105,8 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     )
     app.state.settings = settings
     app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
-    app.state.pool = None
+    app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+    app.state.callers = Callers(settings.fairshare.key_cache_s)
     app.state.gate = Gate(
         connections=settings.database.pool_size, queue=settings.database.pool_queue
     )

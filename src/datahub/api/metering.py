@@ -1,9 +1,11 @@
 """Metering: record what each response serves, per dataset, and hold consumers to their quota.
 
-`Meter.charge` runs in the request's own transaction, after the data is read and before
-it is sent: the usage ledger and the quota counter commit with the request or not at
-all, so the ledger equals what was served, and a request that would pass the quota is
-refused whole (429) instead of answered in part.
+`Meter.charge` runs after the data is read and before it is sent, and returns once the
+usage row and the quota counter are committed durably (in a transaction shared with other
+requests' charges, api/writer.py): a response leaves only after its usage is recorded, so
+the ledger equals what was served, and a request that would pass the quota is refused
+whole (429) instead of answered in part. A request that fails after its charge (it
+cannot, short of a crash: what follows only renders) would be counted unserved.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from uuid import UUID, uuid4
 import psycopg
 
 from datahub.api.auth import Access
+from datahub.api.writer import Writes
 from datahub.errors import BadRequest, Conflict, TooManyRequests
 from datahub.storage import usage
 
@@ -30,7 +33,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,255}$")
 class Meter:
     """Charges one request's observations to its caller; made per request by `deps`."""
 
-    conn: psycopg.Connection
+    ledger: Writes
     caller: Access
     endpoint: str
     fingerprint: str  # method, path and query: what an Idempotency-Key must repeat
@@ -45,10 +48,17 @@ class Meter:
         Raise TooManyRequests, recording nothing, if the caller's monthly quota cannot
         hold them; Conflict if the Idempotency-Key was used for a different request.
         """
-        now = now or datetime.now(UTC)
+        when = now or datetime.now(UTC)
+        self.ledger.run(
+            lambda conn: self._record(conn, observations, when), key=self.caller.subject
+        )
+
+    def _record(
+        self, conn: psycopg.Connection, observations: Mapping[int, int], now: datetime
+    ) -> None:
         if self.idempotency_key is not None:
             earlier = usage.claim_idempotency_key(
-                self.conn,
+                conn,
                 subject=self.caller.subject,
                 key=self.idempotency_key,
                 fingerprint=self.fingerprint,
@@ -69,7 +79,7 @@ class Meter:
             month = date(now.year, now.month, 1)
             if (
                 usage.charge_quota(
-                    self.conn,
+                    conn,
                     consumer_id=self.caller.consumer_id,
                     month=month,
                     observations=total,
@@ -77,9 +87,7 @@ class Meter:
                 )
                 is None
             ):
-                used = usage.get_quota_used(
-                    self.conn, consumer_id=self.caller.consumer_id, month=month
-                )
+                used = usage.get_quota_used(conn, consumer_id=self.caller.consumer_id, month=month)
                 raise TooManyRequests(
                     f"this request would serve {total} observations, more than the "
                     f"{max(quota - used, 0)} left of the monthly quota of {quota}; narrow it, "
@@ -87,7 +95,7 @@ class Meter:
                     retry_after=seconds_to_next_month(now),
                 )
         usage.insert_usage(
-            self.conn,
+            conn,
             request_id=self.request_id,
             consumer_id=self.caller.consumer_id,
             purpose=self.caller.purpose.value,

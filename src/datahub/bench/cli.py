@@ -1,4 +1,4 @@
-"""`datahub bench ingest|query|plot`: the subcommands, added to the `datahub` parser."""
+"""`datahub bench ingest|query|api|plot`: the subcommands, added to the `datahub` parser."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def add_commands(commands: Any) -> None:
     q.add_argument("--rps-seconds", type=float, default=10.0)
     _common(q)
     q.set_defaults(run=_cmd_query)
+
+    q = sub.add_parser("api", help="the API under concurrent load against the database alone")
+    q.add_argument("--devices", type=int, default=2000)
+    q.add_argument("--days", type=int, default=90)
+    q.add_argument(
+        "--clients", type=int, nargs="+", default=[16, 64], help="concurrent clients, each"
+    )
+    q.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
+    q.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each")
+    q.add_argument("--rounds", type=int, default=1, help="times to run every cell")
+    q.add_argument("--workers", type=int, help="API worker processes (default: api.workers)")
+    _common(q)
+    q.set_defaults(run=_cmd_api)
 
     q = sub.add_parser("plot", help="draw ingest and query results into one PNG")
     q.add_argument("--ingest", type=Path, help="a `bench ingest` JSON file")
@@ -96,6 +109,21 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
         repeat=args.repeat,
         clients=args.clients,
         rps_seconds=args.rps_seconds,
+    )
+    return _emit(run(settings, options, _workdir()), args)
+
+
+def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.bench.api import ApiOptions, run
+
+    options = ApiOptions(
+        devices=args.devices,
+        days=args.days,
+        clients=tuple(args.clients),
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        rounds=args.rounds,
+        workers=args.workers,
     )
     return _emit(run(settings, options, _workdir()), args)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 import psycopg
@@ -45,24 +46,38 @@ def connect(
     return conn
 
 
-def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> ConnectionPool:
+def open_pool(
+    settings: Settings,
+    *,
+    name: str,
+    max_size: int | None = None,
+    autocommit: bool = False,
+    prepare: bool = True,
+) -> ConnectionPool:
     """Open a connection pool that does not wait for the database to be up.
 
-    A borrower waits at most `database.pool_timeout_s` for a connection (see `transaction`);
-    how many may wait is bounded by the API (api/gate.py).
+    A borrower waits at most `database.pool_timeout_s` for a connection (see `lend`); how
+    many may wait is bounded by the API (api/gate.py). `autocommit` connections commit
+    each statement on their own (no BEGIN, no COMMIT: for reads). Without `prepare`, no
+    statement is prepared on the server, as a pooler in transaction mode (PgBouncer)
+    requires.
     """
     size = max_size or settings.database.pool_size
+    kwargs: dict[str, Any] = {
+        "connect_timeout": max(1, round(settings.database.connect_timeout_s)),
+        "options": f"-c statement_timeout={settings.database.statement_timeout_ms}",
+        "application_name": f"datahub-{name}",
+        "autocommit": autocommit,
+    }
+    if not prepare:
+        kwargs["prepare_threshold"] = None
     return ConnectionPool(
         settings.conninfo,
         min_size=1,
         max_size=size,
         name=name,
         timeout=settings.database.pool_timeout_s,
-        kwargs={
-            "connect_timeout": max(1, round(settings.database.connect_timeout_s)),
-            "options": f"-c statement_timeout={settings.database.statement_timeout_ms}",
-            "application_name": f"datahub-{name}",
-        },
+        kwargs=kwargs,
         check=ConnectionPool.check_connection,
         # open=True starts the workers without waiting for a first connection.
         open=True,
@@ -70,8 +85,9 @@ def open_pool(settings: Settings, *, name: str, max_size: int | None = None) -> 
 
 
 @contextmanager
-def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
-    """Lend a connection for one transaction: commit on success, roll back on error.
+def lend(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """Lend a pooled connection; unless it is in autocommit, its transaction commits on
+    success and rolls back on error.
 
     StorageBusy if no connection comes free in time while the database answers;
     StorageUnavailable if it does not, or the connection is lost.
@@ -79,26 +95,6 @@ def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
     try:
         with pool.connection() as conn:
             yield conn
-    except UNAVAILABLE as exc:
-        raise _lending_error(pool, exc) from exc
-
-
-@contextmanager
-def statements(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
-    """Lend a connection whose statements each commit on their own (autocommit).
-
-    For a few independent statements: no BEGIN and no COMMIT, two round trips fewer than
-    `transaction`. The connection goes back to the pool as it came, not in autocommit.
-    Errors as `transaction`'s.
-    """
-    try:
-        with pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed and not conn.broken:
-                    conn.autocommit = False
     except UNAVAILABLE as exc:
         raise _lending_error(pool, exc) from exc
 
