@@ -10,7 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -21,11 +21,14 @@ from datahub.api.auth import Callers
 from datahub.api.catalog import MetricCatalog
 from datahub.api.deps import Writers
 from datahub.api.gate import Gate
+from datahub.api.head import HeadAsGet
+from datahub.api.params import check_query
 from datahub.api.routes import (
     admin,
     dashboard,
     datasets,
     devices,
+    docs,
     fairshare,
     health,
     latest,
@@ -102,6 +105,10 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         "Times are RFC 3339: queries need an offset (`Z` or `+02:00`), answers are UTC. "
         'Every error is JSON: `{"error": "ClassName", "detail": "…"}`.',
         lifespan=lifespan,
+        dependencies=[Depends(check_query)],
+        # Served by routes/docs.py from the package, not from a CDN; no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
@@ -121,9 +128,11 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         fairshare,
         admin,
         dashboard,
+        docs,
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
+    app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(StorageBusy, _storage_busy)

@@ -217,6 +217,7 @@ async def get_meter(
         endpoint=endpoint,
         fingerprint=f"{request.method} {request.url.path}?{query}",
         idempotency_key=check_idempotency_key(request.headers.get("idempotency-key")),
+        serves=not getattr(request.state, "head", False),
     )
     request.state.meter = meter
     return meter

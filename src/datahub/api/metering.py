@@ -38,6 +38,7 @@ class Meter:
     endpoint: str
     fingerprint: str  # method, path and query: what an Idempotency-Key must repeat
     idempotency_key: str | None
+    serves: bool = True  # False for a HEAD request: it sends no observation
     request_id: UUID = field(default_factory=uuid4)
     replayed: bool = False  # a retry of a request already counted
     charged: int = 0
@@ -48,6 +49,8 @@ class Meter:
         Raise TooManyRequests, recording nothing, if the caller's monthly quota cannot
         hold them; Conflict if the Idempotency-Key was used for a different request.
         """
+        if not self.serves:
+            return
         when = now or datetime.now(UTC)
         self.ledger.run(
             lambda conn: self._record(conn, observations, when), key=self.caller.subject

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
+from datahub.api.query import Bucket, CityName, Grouping, OutputFormat, Rfc3339
 from datahub.domain import City, LicenceClass
 from datahub.storage.readings import AggregateFn
 
@@ -65,7 +65,7 @@ Dataset = Annotated[
 
 
 class DeviceListQuery(_QueryModel):
-    city: City | None = None
+    city: CityName | None = None
     supplier: Supplier = None
     dataset: Dataset = None
     metric: str | None = Field(default=None, description="only devices whose profile reports it")
@@ -89,7 +89,7 @@ class AggregateQuery(_QueryModel):
     start: From = None
     end: To = None
     device: str | None = Field(default=None, description="one device's DevEUI")
-    city: City | None = Field(default=None, description="every device of a city")
+    city: CityName | None = Field(default=None, description="every device of a city")
     dataset: Dataset = None
     group: Grouping | None = Field(
         default=None,
@@ -99,7 +99,7 @@ class AggregateQuery(_QueryModel):
 
 
 class LatestQuery(_QueryModel):
-    city: City | None = None
+    city: CityName | None = None
     metric: str | None = None
     supplier: Supplier = None
     dataset: Dataset = None
