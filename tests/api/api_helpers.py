@@ -38,6 +38,7 @@ class FakeMapping:
     kind: str = "gauge"
     scale: float = 1.0
     wrap: int | None = None
+    decimals: int | None = None
 
 
 @dataclass(frozen=True)

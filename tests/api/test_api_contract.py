@@ -8,16 +8,34 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_helpers import Seed, at, iso
+from api_helpers import (
+    API_LIMITS,
+    FakeMapping,
+    FakeMetric,
+    FakeProfile,
+    Seed,
+    at,
+    build_app,
+    iso,
+)
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import decoders
+from datahub.api.catalog import MetricCatalog
 from datahub.domain import City
 from datahub.storage import usage
 
 EUI = "70B3D57ED0000A01"
+# Dozens of anonymous requests in a second: the rate limit has tests of its own.
+UNLIMITED = {"anonymous_requests_per_s": 1_000_000}
 # A value for each path parameter of the document (the checks below come first).
 PATH_VALUES = {"dev_eui": EUI}
+
+
+@pytest.fixture
+def app(database: Any, conn: psycopg.Connection) -> FastAPI:
+    return build_app(database.settings(api=API_LIMITS, fairshare=UNLIMITED), conn)
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
@@ -162,3 +180,60 @@ def test_docs_work_without_internet(client: TestClient) -> None:
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
     assert "/openapi.json" in page.text
+
+
+NOISY = MetricCatalog.build(
+    metrics={
+        "temperature": FakeMetric("temperature", "Cel", "air temperature"),
+        "battery_voltage": FakeMetric("battery_voltage", "V", "battery voltage"),
+    },
+    profiles={
+        "sensor": FakeProfile(
+            (
+                FakeMapping("t", "temperature", decimals=3),
+                FakeMapping("v", "battery_voltage", decimals=2),
+            )
+        )
+    },
+)
+
+
+def test_values_are_rendered_at_their_profiles_resolution_and_stored_unchanged(
+    database: Any, conn: psycopg.Connection, seed: Seed
+) -> None:
+    client = TestClient(build_app(database.settings(api=API_LIMITS), conn, catalog=NOISY))
+    seed.device(EUI, profile="sensor")
+    seed.readings(EUI, "temperature", {at(): 7.154999999999999})
+    seed.readings(EUI, "battery_voltage", {at(): 3.3000000000000003})
+    params = {"from": iso(at()), "to": iso(at(hours=1))}
+
+    raw = client.get(f"/v1/devices/{EUI}/readings", params=params).json()["items"]
+    csv = client.get(f"/v1/devices/{EUI}/readings", params={**params, "format": "csv"}).text
+    latest = client.get("/v1/latest").json()["items"]
+
+    assert [(r["metric"], r["value"]) for r in raw] == [
+        ("battery_voltage", 3.3),
+        ("temperature", 7.155),
+    ]
+    assert csv.splitlines()[1:] == [
+        f"{iso(at())},battery_voltage,3.3,V",
+        f"{iso(at())},temperature,7.155,Cel",
+    ]
+    assert [(v["metric"], v["value"]) for v in latest] == [
+        ("battery_voltage", 3.3),
+        ("temperature", 7.155),
+    ]
+    stored = conn.execute("SELECT metric, value FROM reading ORDER BY metric").fetchall()
+    assert stored == [("battery_voltage", 3.3000000000000003), ("temperature", 7.154999999999999)]
+
+
+def test_every_built_in_mapping_but_one_declares_a_resolution() -> None:
+    undeclared = [
+        (profile.id, m.metric)
+        for profile in decoders.CATALOG.values()
+        for m in profile.mappings
+        if m.decimals is None
+    ]
+    # Decentlab computes illuminance from two photodiodes with factors of its own and
+    # documents no resolution: rendered as stored.
+    assert undeclared == [("decentlab/dl-iam", "illuminance")]

@@ -75,11 +75,14 @@ def list_device_readings(
     licences = licences_of(conn, [device.dataset_id])
     next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
     next_url = render.next_page_url(request, settings, next_cursor)
-    unit = {m: catalog.unit(m) for m in {r.metric for r in page}}
+    metrics = {r.metric for r in page}
+    unit = {m: catalog.unit(m) for m in metrics}
+    # Each value at the resolution the device's profile declares; stored values unchanged.
+    rounded = {m: catalog.rounder(device.profile, m) for m in metrics}
     if render.wants_csv(request, params.format):
         csv = render.csv_response(
             ("time", "metric", "value", "unit"),
-            ((r.time, r.metric, r.value, unit[r.metric]) for r in page),
+            ((r.time, r.metric, rounded[r.metric](r.value), unit[r.metric]) for r in page),
             next_url=next_url,
         )
         link_licences(csv, licences)
@@ -95,7 +98,7 @@ def list_device_readings(
                 {
                     "time": r.time.astimezone(UTC),
                     "metric": r.metric,
-                    "value": r.value,
+                    "value": rounded[r.metric](r.value),
                     "unit": unit[r.metric],
                     "decoder": r.decoder,
                 }
