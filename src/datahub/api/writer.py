@@ -8,16 +8,18 @@ connections only read. The writes go through the writer pool: the primary, where
 may some day go to a replica (deps.py).
 
 - The ledger's writer commits durably: a response leaves only after its usage is on disk.
-- The rate windows' writer commits with `synchronous_commit = off` (no wait for the WAL
-  flush): a window lives for a second, and a crash of the database can at worst forget
-  the counts of its last moments, letting a caller a few more requests in that second.
+- The rate windows' writer runs each write in autocommit, one statement each as before,
+  without a transaction around them: a rate slot refuses nothing, and the windows live a
+  second in an unlogged table, which a crash of the database empties anyway.
+
+A writer keeps its connection between batches: no check and no hand-over per batch.
 
 Writes within a transaction run in the order of their `key` (the subject), so two
-processes' batches lock the same rows in the same order and never deadlock. A write that
-raises an `ApiError` (a refusal: over the quota, a reused Idempotency-Key) gets it, and
-the transaction is rolled back and run again without it, so that nothing it wrote
-stays; any other error fails the batch, which is then run one write at a time, so that
-one bad write fails alone.
+processes' batches lock the same rows in the same order and never deadlock. In the ledger's
+transaction, a write that raises an `ApiError` (a refusal: over the quota, a reused
+Idempotency-Key) gets it, and the transaction is rolled back and run again without it,
+so that nothing it wrote stays; any other error fails the batch, which is then run one
+write at a time, so that one bad write fails alone.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Writer:
         self._pool = pool
         self._durable = durable
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._conn: psycopg.Connection | None = None
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -100,46 +103,80 @@ class Writer:
         self._thread.join()
 
     def _serve(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            batch.sort(key=lambda j: j.key)
-            self._commit(batch)
-            for job in batch:
-                job.done()
-            if stop:
-                return
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                batch.sort(key=lambda j: j.key)
+                self._commit(batch)
+                for job in batch:
+                    job.done()
+                if stop:
+                    return
+        finally:
+            self._give_back()
 
-    def _commit(self, batch: list[_Job[Any]]) -> None:
-        """Run the batch in one transaction; see the module's docstring for failures."""
+    def _connection(self) -> psycopg.Connection:
+        """The writer's own connection, kept between batches (no check, no hand-over per
+        batch): taken from the pool at the first write, and again after one broke."""
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._give_back()
+        if self._conn is None:
+            with db.lent_errors(self._pool):
+                conn = self._pool.getconn()
+            conn.autocommit = not self._durable
+            self._conn = conn
+        return self._conn
+
+    def _give_back(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            if not conn.broken and not conn.closed:
+                conn.autocommit = False
+            self._pool.putconn(conn)
+
+    def _commit(self, batch: list[_Job[Any]], *, fresh: bool = False) -> None:
+        """Run the batch; see the module's docstring for failures."""
         pending = batch
         while pending:
             refused = False
+            begun = False
             try:
-                with db.lend(self._pool) as conn:
-                    if not self._durable:
-                        conn.execute("SET LOCAL synchronous_commit = off")
-                    for job in pending:
-                        try:
+                conn = self._connection()
+                with db.lent_errors(self._pool):
+                    if self._durable:
+                        with conn.transaction():
+                            for job in pending:
+                                try:
+                                    job.result = job.work(conn)
+                                except ApiError as exc:
+                                    job.error = exc
+                                    refused = True
+                                begun = True
+                            if refused:
+                                raise psycopg.Rollback()
+                    else:  # each write commits on its own
+                        for job in pending:
                             job.result = job.work(conn)
-                        except ApiError as exc:
-                            job.error = exc
-                            refused = True
-                    if refused:
-                        conn.rollback()
+                            begun = True
             except Exception as exc:
+                if not begun and not fresh and self._conn is not None and self._conn.broken:
+                    # The kept connection died while idle (the database restarted): nothing
+                    # of the batch ran, so it runs again on a new one.
+                    self._commit(pending, fresh=True)
+                    return
                 if len(pending) == 1:
                     pending[0].error = exc
                     return

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -61,6 +62,11 @@ class ApiOptions:
     rounds: int = 1
     workers: int | None = None  # default: api.workers of the settings
     prefix: str = "datahub_bench"  # of the data set's database name
+    kinds: tuple[str, ...] = KINDS
+    # An API already running on this machine, on the data set's database (another
+    # version of it, say), instead of one started by the run; its CPU is that of the
+    # process listening on its port, with its children.
+    api_url: str | None = None
 
 
 def _time(value: str) -> datetime:
@@ -126,32 +132,41 @@ BASELINES: dict[str, Callable[..., int]] = {
 def run(settings: Settings, options: ApiOptions, workdir: Path) -> dict[str, Any]:
     """Load or reuse the data set, start the API, run every cell; return the JSON document."""
     load_before = os.getloadavg()[0]
+    if unknown := set(options.kinds) - set(KINDS):
+        raise BenchError(f"no request kind {', '.join(sorted(unknown))}; kinds: {', '.join(KINDS)}")
     data = dataset.ensure(
         settings, devices_count=options.devices, days=options.days, prefix=options.prefix
     )
     key, open_ids = _prepare(data.settings)
     workers = options.workers or settings.api.workers
-    port = free_port()
-    config = {
-        **database_config(data.settings),
-        "database": settings.database.model_dump(mode="json"),
-        "api": {"port": port, "workers": workers},
-        "fairshare": {"anonymous_requests_per_s": REQUESTS_PER_S},
-    }
-    api = Service("api", config, ["api", "--port", str(port)], workdir)
-    base = f"http://127.0.0.1:{port}"
+    api: Service | None = None
+    if options.api_url is None:
+        port = free_port()
+        config = {
+            **database_config(data.settings),
+            "database": settings.database.model_dump(mode="json"),
+            "api": {"port": port, "workers": workers},
+            "fairshare": {"anonymous_requests_per_s": REQUESTS_PER_S},
+        }
+        api = Service("api", config, ["api", "--port", str(port)], workdir)
+        base = f"http://127.0.0.1:{port}"
+        server: cpu.Group | None = cpu.Group(pids=(api.process.pid,), leader=api.process.pid)
+    else:
+        base = options.api_url.rstrip("/")
+        parts = urlsplit(base)
+        server = cpu.server(parts.hostname or "localhost", parts.port or 80)
     requests = _requests(data, key, open_ids)
     target = conninfo_to_dict(data.settings.conninfo)
     database = cpu.server(str(target.get("host", "localhost")), int(target.get("port") or 5432))
     cells: list[dict[str, Any]] = []
     try:
-        api.wait_http(f"{base}/health")
+        if api is not None:
+            api.wait_http(f"{base}/health")
         with db.connect(data.settings) as conn:
             recorded_before = usage.sum_usage(conn)
         for round_ in range(options.rounds):
             for clients in options.clients:
-                for kind in KINDS:
-                    server = cpu.Group(pids=(api.process.pid,), leader=api.process.pid)
+                for kind in options.kinds:
                     on_api = _measure(
                         requests[kind]["http"](base, clients, options),
                         {"api": server, "database": database},
@@ -173,7 +188,8 @@ def run(settings: Settings, options: ApiOptions, workdir: Path) -> dict[str, Any
         with db.connect(data.settings) as conn:
             recorded = usage.sum_usage(conn) - recorded_before
     finally:
-        api.stop()
+        if api is not None:
+            api.stop()
     served = sum(cell["api"].pop("observations") for cell in cells)
     for cell in cells:
         cell["database"].pop("observations")
@@ -184,7 +200,8 @@ def run(settings: Settings, options: ApiOptions, workdir: Path) -> dict[str, Any
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "devices": options.devices,
         "days": options.days,
-        "workers": workers,
+        "workers": workers if api is not None else None,
+        "api_url": options.api_url,
         "pool_size": settings.database.pool_size,
         "seconds": options.seconds,
         "rounds": options.rounds,

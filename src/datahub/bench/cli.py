@@ -56,6 +56,12 @@ def add_commands(commands: Any) -> None:
     q.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each")
     q.add_argument("--rounds", type=int, default=1, help="times to run every cell")
     q.add_argument("--workers", type=int, help="API worker processes (default: api.workers)")
+    q.add_argument(
+        "--kinds", nargs="+", help="request kinds to run (default: all, see docs/performance.md)"
+    )
+    q.add_argument(
+        "--api-url", help="measure an API already running on the data set's database instead"
+    )
     _common(q)
     q.set_defaults(run=_cmd_api)
 
@@ -114,7 +120,7 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from datahub.bench.api import ApiOptions, run
+    from datahub.bench.api import KINDS, ApiOptions, run
 
     options = ApiOptions(
         devices=args.devices,
@@ -124,6 +130,8 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         warmup_s=args.warmup,
         rounds=args.rounds,
         workers=args.workers,
+        kinds=tuple(args.kinds or KINDS),
+        api_url=args.api_url,
     )
     return _emit(run(settings, options, _workdir()), args)
 

@@ -99,6 +99,16 @@ def lend(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
         raise _lending_error(pool, exc) from exc
 
 
+@contextmanager
+def lent_errors(pool: ConnectionPool) -> Iterator[None]:
+    """Translate the errors of taking a connection from `pool`, or of using one, as `lend`
+    does."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise _lending_error(pool, exc) from exc
+
+
 def _lending_error(pool: ConnectionPool, exc: Exception) -> StorageBusy | StorageUnavailable:
     """Tell a busy pool from an unreachable database, in words meant for a client."""
     if isinstance(exc, PoolTimeout):
