@@ -290,30 +290,25 @@ def _requests(data: dataset.Dataset, key: str, open_ids: list[int]) -> dict[str,
         ),
     }
 
+    def spec(mode: str, asked: list[Any], clients: int, options: ApiOptions, **where: Any) -> Spec:
+        return Spec(
+            mode=mode,
+            clients=clients,
+            seconds=options.seconds,
+            warmup_s=options.warmup_s,
+            requests=asked,
+            **where,
+        )
+
     def makers(http: list[Any], base: list[Any], count: str) -> dict[str, Any]:
-        def http_spec(url: str, clients: int, options: ApiOptions) -> Spec:
-            return Spec(
-                mode="http",
-                clients=clients,
-                seconds=options.seconds,
-                warmup_s=options.warmup_s,
-                requests=http,
-                base_url=url,
-                headers=headers,
-                count=count,
-            )
-
-        def db_spec(conninfo: str, clients: int, options: ApiOptions) -> Spec:
-            return Spec(
-                mode="db",
-                clients=clients,
-                seconds=options.seconds,
-                warmup_s=options.warmup_s,
-                requests=base,
-                conninfo=conninfo,
-            )
-
-        return {"http": http_spec, "db": db_spec}
+        return {
+            "http": lambda url, clients, options: spec(
+                "http", http, clients, options, base_url=url, headers=headers, count=count
+            ),
+            "db": lambda conninfo, clients, options: spec(
+                "db", base, clients, options, conninfo=conninfo
+            ),
+        }
 
     return {kind: makers(*spec) for kind, spec in kinds.items()}
 
