@@ -148,7 +148,7 @@ def build_app(
     process's writers: everything a request reads and writes rolls back with the test.
 
     The app remembers no caller (fairshare.key_cache_s 0), so that a change a test makes
-    to keys or grants shows at once; tests/api/test_api_access.py tests the memory.
+    to keys or grants shows at once; tests/api/test_api_callers.py tests the memory.
     """
     app = create_app(settings, catalog=catalog)
     on_conn = Inline(conn)

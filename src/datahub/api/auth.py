@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -84,8 +85,9 @@ class Callers:
     database no statement to learn who calls. A key revoked, or a grant changed, takes
     effect within that time; 0 keeps nothing."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
+        self._clock = clock
         # prefix -> (until, key hash, the caller; None: no such key); "" is anonymous
         self._kept: dict[str, tuple[float, bytes, Access | None]] = {}
 
@@ -93,7 +95,7 @@ class Callers:
         """Return the caller if it is remembered and the key matches; None: resolve it."""
         prefix = "" if secret is None else keys.parse_prefix(secret)
         kept = self._kept.get(prefix) if prefix is not None else None
-        if kept is None or kept[0] <= time.monotonic():
+        if kept is None or kept[0] <= self._clock():
             return None
         _, key_hash, caller = kept
         if secret is None:
@@ -143,7 +145,7 @@ class Callers:
             return
         if len(self._kept) >= _MAX_KEYS_KEPT:
             self._kept.clear()
-        self._kept[prefix] = (time.monotonic() + self.ttl_s, key_hash, caller)
+        self._kept[prefix] = (self._clock() + self.ttl_s, key_hash, caller)
 
 
 async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
