@@ -35,10 +35,12 @@ TBMS100 = Profile(
     description="Browan TBMS100: PIR motion and occupancy, with board temperature",
     decode=decode_tbms100,
     mappings=(
-        MetricMapping(("status",), "occupancy", MetricKind.STATE),
-        MetricMapping(("count",), "motion_count", MetricKind.COUNTER, wrap=24),  # 3 bytes
-        MetricMapping(("temperatureBoard",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("battery",), "battery_voltage", MetricKind.GAUGE),
+        MetricMapping(("status",), "occupancy", MetricKind.STATE, decimals=0),
+        MetricMapping(
+            ("count",), "motion_count", MetricKind.COUNTER, wrap=24, decimals=0
+        ),  # 3 bytes
+        MetricMapping(("temperatureBoard",), "temperature", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("battery",), "battery_voltage", MetricKind.GAUGE, decimals=1),
     ),
     reporting_interval_s=3600,
     examples=load_examples("browan", "tbms100"),

@@ -56,6 +56,11 @@ class MetricMapping:
     # A counter's width in bits, when the payload field is known to wrap around (2**wrap
     # follows 2**wrap - 1); None for gauges and for counters that only ever reset.
     wrap: int | None = None
+    # Decimal places of the value in the metric's unit, from the resolution the vendor
+    # documents (0.01 °C: 2). The API renders values so, without the binary noise of
+    # the decoding (175 * x / 65535 - 45 = 7.154999999999999 is 7.15); stored values
+    # stay as decoded. None: no documented resolution, rendered as stored.
+    decimals: int | None = None
 
     def __post_init__(self) -> None:
         if not self.path or not all(isinstance(key, str) for key in self.path):
@@ -64,6 +69,8 @@ class MetricMapping:
             raise ValueError(f"{self.metric!r} is not a canonical metric")
         if self.wrap is not None and (self.kind is not MetricKind.COUNTER or self.wrap < 2):
             raise ValueError(f"{self.metric}: wrap is a counter's width in bits, got {self.wrap}")
+        if self.decimals is not None and not 0 <= self.decimals <= 9:
+            raise ValueError(f"{self.metric}: decimals must be 0 to 9, got {self.decimals}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ Layout: `<codecs_dir>/<vendor>/<model>.js` (the vendor's codec file, unchanged) 
     description: Example thermometer
     reporting_interval_s: 600
     metrics:                       # the mapping of decoded fields onto canonical metrics
-      - {path: [temperature], metric: temperature, kind: gauge}
+      - {path: [temperature], metric: temperature, kind: gauge, decimals: 2}  # 0.01 °C
       - {path: [battery, volts], metric: battery_voltage, kind: gauge, scale: 1}
       - {path: [pulses], metric: pulse_count, kind: counter, wrap: 16}  # wrap: counter bits
     examples:                      # optional; replayed by `datahub decoders test`
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _YAML_KEYS = {"description", "reporting_interval_s", "metrics", "examples"}
-_METRIC_KEYS = {"path", "metric", "kind", "scale", "wrap"}
+_METRIC_KEYS = {"path", "metric", "kind", "scale", "wrap", "decimals"}
 _EXAMPLE_KEYS = {"description", "f_port", "bytes_hex", "expected", "warnings", "errors"}
 
 
@@ -132,8 +132,13 @@ def _mapping(index: int, raw: Any) -> MetricMapping:
     wrap = raw.get("wrap")  # a counter's width in bits, when it wraps around
     if wrap is not None and (not isinstance(wrap, int) or isinstance(wrap, bool)):
         raise ValueError(f"{where}: wrap must be a number of bits, got {wrap!r}")
+    decimals = raw.get("decimals")  # the vendor's resolution, in decimal places
+    if decimals is not None and (not isinstance(decimals, int) or isinstance(decimals, bool)):
+        raise ValueError(f"{where}: decimals must be a whole number, got {decimals!r}")
     try:
-        return MetricMapping(tuple(path), str(raw["metric"]), kind, float(scale), wrap=wrap)
+        return MetricMapping(
+            tuple(path), str(raw["metric"]), kind, float(scale), wrap=wrap, decimals=decimals
+        )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 

@@ -239,10 +239,10 @@ LHT65 = Profile(
     description="Dragino LHT65: temperature and humidity, with an optional external probe",
     decode=decode_lht65,
     mappings=(
-        MetricMapping(("TempC_SHT",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("Hum_SHT",), "relative_humidity", MetricKind.GAUGE),
-        MetricMapping(("TempC_DS",), "external_temperature", MetricKind.GAUGE),
-        MetricMapping(("BatV",), "battery_voltage", MetricKind.GAUGE),
+        MetricMapping(("TempC_SHT",), "temperature", MetricKind.GAUGE, decimals=2),
+        MetricMapping(("Hum_SHT",), "relative_humidity", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("TempC_DS",), "external_temperature", MetricKind.GAUGE, decimals=2),
+        MetricMapping(("BatV",), "battery_voltage", MetricKind.GAUGE, decimals=3),
     ),
     reporting_interval_s=1200,
     examples=load_examples("dragino", "lht65"),
@@ -258,8 +258,8 @@ LDDS75 = Profile(
     mappings=(
         # The codec's swap (see decode_ldds75): `value` is the distance, `distance` the
         # battery millivolts. "No Sensor" and "Invalid Reading" are not numbers.
-        MetricMapping(("value",), "distance", MetricKind.GAUGE),
-        MetricMapping(("distance",), "battery_voltage", MetricKind.GAUGE, scale=0.001),
+        MetricMapping(("value",), "distance", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("distance",), "battery_voltage", MetricKind.GAUGE, scale=0.001, decimals=3),
     ),
     reporting_interval_s=1200,
     examples=load_examples("dragino", "ldds75"),
@@ -274,11 +274,11 @@ LSN50_V2 = Profile(
     decode=decode_lsn50_v2,
     mappings=(
         # TempC1 is left out: without a probe the node sends 0, not the "NULL" pattern.
-        MetricMapping(("TempC_SHT",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("Hum_SHT",), "relative_humidity", MetricKind.GAUGE),
-        MetricMapping(("Illum",), "illuminance", MetricKind.GAUGE),
-        MetricMapping(("Distance_cm",), "distance", MetricKind.GAUGE, scale=10.0),
-        MetricMapping(("BatV",), "battery_voltage", MetricKind.GAUGE),
+        MetricMapping(("TempC_SHT",), "temperature", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("Hum_SHT",), "relative_humidity", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("Illum",), "illuminance", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("Distance_cm",), "distance", MetricKind.GAUGE, scale=10.0, decimals=0),
+        MetricMapping(("BatV",), "battery_voltage", MetricKind.GAUGE, decimals=3),
     ),
     reporting_interval_s=1200,
     examples=load_examples("dragino", "lsn50-v2"),

@@ -186,11 +186,11 @@ EM500_CO2 = Profile(
     description="Milesight EM500-CO2: CO2, temperature, humidity and barometric pressure",
     decode=decode_em500_co2,
     mappings=(
-        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE),
-        MetricMapping(("co2",), "co2", MetricKind.GAUGE),
-        MetricMapping(("pressure",), "barometric_pressure", MetricKind.GAUGE),
-        MetricMapping(("battery",), "battery", MetricKind.GAUGE),
+        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("co2",), "co2", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("pressure",), "barometric_pressure", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("battery",), "battery", MetricKind.GAUGE, decimals=0),
     ),
     reporting_interval_s=600,
     examples=load_examples("milesight-iot", "em500-co2"),
@@ -205,14 +205,14 @@ AM319 = Profile(
     decode=decode_am319,
     mappings=(
         # tvoc is left out: an IAQ index, not a concentration. activity and beep are text.
-        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE),
-        MetricMapping(("co2",), "co2", MetricKind.GAUGE),
-        MetricMapping(("pressure",), "barometric_pressure", MetricKind.GAUGE),
-        MetricMapping(("hcho",), "hcho", MetricKind.GAUGE),
-        MetricMapping(("pm2.5",), "pm2_5", MetricKind.GAUGE),
-        MetricMapping(("pm10",), "pm10", MetricKind.GAUGE),
-        MetricMapping(("battery",), "battery", MetricKind.GAUGE),  # AM307 only
+        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("co2",), "co2", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("pressure",), "barometric_pressure", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("hcho",), "hcho", MetricKind.GAUGE, decimals=2),
+        MetricMapping(("pm2.5",), "pm2_5", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("pm10",), "pm10", MetricKind.GAUGE, decimals=0),
+        MetricMapping(("battery",), "battery", MetricKind.GAUGE, decimals=0),  # AM307 only
     ),
     reporting_interval_s=600,
     examples=load_examples("milesight-iot", "am319"),
@@ -229,8 +229,10 @@ VS133 = Profile(
         # Line 1 only: one metric per profile, and a door needs one line. The period
         # counts follow from the totals.
         # Totals are u32 fields: they wrap at 2**32.
-        MetricMapping(("line_1", "total_in"), "people_in", MetricKind.COUNTER, wrap=32),
-        MetricMapping(("line_1", "total_out"), "people_out", MetricKind.COUNTER, wrap=32),
+        MetricMapping(("line_1", "total_in"), "people_in", MetricKind.COUNTER, wrap=32, decimals=0),
+        MetricMapping(
+            ("line_1", "total_out"), "people_out", MetricKind.COUNTER, wrap=32, decimals=0
+        ),
     ),
     reporting_interval_s=600,
     examples=load_examples("milesight-iot", "vs133"),
@@ -244,10 +246,12 @@ EM300_DI = Profile(
     description="Milesight EM300-DI: pulse counter for water, gas or energy meters",
     decode=decode_em300_di,
     mappings=(
-        MetricMapping(("pulse",), "pulse_count", MetricKind.COUNTER, wrap=32),  # u32 field
-        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE),
-        MetricMapping(("battery",), "battery", MetricKind.GAUGE),
+        MetricMapping(
+            ("pulse",), "pulse_count", MetricKind.COUNTER, wrap=32, decimals=0
+        ),  # u32 field
+        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("humidity",), "relative_humidity", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("battery",), "battery", MetricKind.GAUGE, decimals=0),
     ),
     reporting_interval_s=600,
     examples=load_examples("milesight-iot", "em300-di"),

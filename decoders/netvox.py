@@ -83,10 +83,10 @@ R718A = Profile(
     description="Netvox R718A: temperature and humidity, for cold environments",
     decode=decode_r718a,
     mappings=(
-        MetricMapping(("Temp",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("Humi",), "relative_humidity", MetricKind.GAUGE),
+        MetricMapping(("Temp",), "temperature", MetricKind.GAUGE, decimals=2),
+        MetricMapping(("Humi",), "relative_humidity", MetricKind.GAUGE, decimals=2),
         # A string ("3.2(low battery)") when the low-battery bit is set: not stored.
-        MetricMapping(("Volt",), "battery_voltage", MetricKind.GAUGE),
+        MetricMapping(("Volt",), "battery_voltage", MetricKind.GAUGE, decimals=1),
     ),
     reporting_interval_s=3600,
     examples=load_examples("netvox", "r718a"),

@@ -127,9 +127,9 @@ NPS405 = Profile(
     description="Nwave NPS405: in-ground parking bay occupancy sensor",
     decode=decode_nps405,
     mappings=(
-        MetricMapping(("occupied",), "occupancy", MetricKind.STATE),
-        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE),
-        MetricMapping(("battery_voltage",), "battery_voltage", MetricKind.GAUGE),
+        MetricMapping(("occupied",), "occupancy", MetricKind.STATE, decimals=0),
+        MetricMapping(("temperature",), "temperature", MetricKind.GAUGE, decimals=1),
+        MetricMapping(("battery_voltage",), "battery_voltage", MetricKind.GAUGE, decimals=3),
     ),
     # Reports each change of state at once; the heartbeat comes every 24 hours.
     reporting_interval_s=86_400,

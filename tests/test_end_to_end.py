@@ -152,8 +152,15 @@ def expected_readings(sims: list[simulators.SimUplink]) -> dict[str, set[tuple[s
         norm = normalize.to_readings(
             data, profile.mappings, time=sim.time, dev_eui=sim.device.dev_eui
         )
+        # As the API renders them: at the resolution the profile's mapping declares.
+        places = {m.metric: m.decimals for m in profile.mappings}
         out.setdefault(sim.device.dev_eui, set()).update(
-            (r.time.isoformat().replace("+00:00", "Z"), r.metric, r.value) for r in norm.readings
+            (
+                r.time.isoformat().replace("+00:00", "Z"),
+                r.metric,
+                r.value if places[r.metric] is None else round(r.value, places[r.metric]),
+            )
+            for r in norm.readings
         )
     return out
 

@@ -105,7 +105,19 @@ class SourceSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    pool_size: int = Field(default=8, ge=1, le=256)
+    pool_size: int = Field(default=8, ge=1, le=256, description="connections per API process")
+    pool_queue: int = Field(
+        default=64,
+        ge=1,
+        description="requests of one API process that may wait for a connection; "
+        "more are answered 429",
+    )
+    pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long a request waits for a connection before it is answered 429 "
+        "(503 if the database is unreachable)",
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="the server cancels a statement running longer"
@@ -196,6 +208,9 @@ class CatalogSettings(_Section):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="API processes sharing the port (uvicorn workers)"
+    )
     page_size_default: int = Field(default=1000, ge=1)
     page_size_max: int = Field(default=10_000, ge=1)
     max_buckets: int = Field(
@@ -228,6 +243,12 @@ class FairShareSettings(_Section):
     )
     consumer_requests_per_s: int = Field(
         default=50, ge=1, description="requests per second of a consumer that sets none"
+    )
+    key_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long an API process remembers a key, its grants and the open "
+        "datasets: a revocation or a grant takes effect within this time; 0: not at all",
     )
     aggregate_point_weight: int = Field(
         default=1, ge=1, description="observations one aggregate point counts as, per dataset"

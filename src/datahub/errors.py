@@ -6,8 +6,10 @@ DatahubError
 │   │                        count it, keep it as a dead letter, acknowledge it
 │   ├── EnvelopeError        not a valid uplink message of the source's format
 │   └── DecodeFailure        the payload could not be decoded (the uplink is kept)
-├── RetryError               ingest: a dependency is down; back off, do not acknowledge
-│   └── StorageUnavailable   the database cannot be reached
+├── RetryError               a dependency is down or busy; back off, do not acknowledge
+│   ├── StorageUnavailable   the database cannot be reached (the API answers 503)
+│   └── StorageBusy          every pooled connection is in use and the queue for one is
+│                            full or too slow (the API answers 429)
 └── ApiError                 carries its HTTP status; rendered as {"error", "detail"}
     ├── BadRequest           400: a parameter is malformed or out of range
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
@@ -56,7 +58,15 @@ class RetryError(DatahubError):
 
 
 class StorageUnavailable(RetryError):
-    """The database cannot be reached or lost the connection."""
+    """The database cannot be reached or lost the connection.
+
+    The message is meant for clients: it says what failed, not where (the cause, with
+    host and port, is chained for the log).
+    """
+
+
+class StorageBusy(RetryError):
+    """The database answers, but no pooled connection came free in time."""
 
 
 class ApiError(DatahubError):

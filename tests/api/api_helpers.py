@@ -10,8 +10,10 @@ import psycopg
 from fastapi import FastAPI
 
 from datahub.api.app import create_app
+from datahub.api.auth import Callers
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import get_lender, get_statements_lender
+from datahub.api.deps import Writers, get_lender, get_read_lender, get_writers
+from datahub.api.writer import Inline
 from datahub.config import Settings
 from datahub.domain import City, Device, Location
 from datahub.storage import devices, readings, suppliers
@@ -36,6 +38,7 @@ class FakeMapping:
     kind: str = "gauge"
     scale: float = 1.0
     wrap: int | None = None
+    decimals: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,19 @@ class Seed:
         devices.mark_seen(self.conn, last_seen={self.ids[dev_eui]: when})
 
 
-def build_app(settings: Settings, conn: psycopg.Connection) -> FastAPI:
-    """Build the app on the test catalog, lending `conn` instead of pooled connections."""
-    app = create_app(settings, catalog=TEST_CATALOG)
+def build_app(
+    settings: Settings, conn: psycopg.Connection, catalog: MetricCatalog = TEST_CATALOG
+) -> FastAPI:
+    """Build the app on the test catalog, on `conn` instead of pooled connections and the
+    process's writers: everything a request reads and writes rolls back with the test.
 
+    The app remembers no caller (fairshare.key_cache_s 0), so that a change a test makes
+    to keys or grants shows at once; tests/api/test_api_callers.py tests the memory.
+    """
+    app = create_app(settings, catalog=catalog)
+    on_conn = Inline(conn)
+    app.dependency_overrides[get_read_lender] = lambda: lambda: nullcontext(conn)
     app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
-    app.dependency_overrides[get_statements_lender] = lambda: lambda: nullcontext(conn)
+    app.dependency_overrides[get_writers] = lambda: Writers(rates=on_conn, ledger=on_conn)
+    app.state.callers = Callers(0)
     return app

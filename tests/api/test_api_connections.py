@@ -51,7 +51,7 @@ def test_database_unreachable_answers_503_with_retry_after() -> None:
         assert response.headers["retry-after"] == "5"
         assert response.json() == {
             "error": "ServiceUnavailable",
-            "detail": "the database is unavailable; retry in 5 s",
+            "detail": "the database is unreachable: no connection could be opened; retry in 5 s",
         }
 
 
@@ -69,20 +69,45 @@ def test_connection_lost_mid_request_answers_503(
         after = client.get("/v1/devices")
 
     assert lost.status_code == 503
-    assert lost.json()["error"] == "ServiceUnavailable"
+    assert lost.json() == {
+        "error": "ServiceUnavailable",
+        "detail": "the connection to the database was lost; retry in 5 s",
+    }
     assert after.status_code == 200
 
 
-def test_a_connection_lent_for_statements_goes_back_out_of_autocommit(database: Any) -> None:
+def test_a_reading_connection_is_in_autocommit_and_goes_back_after_an_error(
+    database: Any,
+) -> None:
     settings = database.settings(database={"pool_size": 1, "connect_timeout_s": 2})
-    pool = db.open_pool(settings, name="test")
+    pool = db.open_pool(settings, name="test", autocommit=True)
     try:
-        with db.statements(pool) as conn:
-            assert conn.autocommit
-            conn.execute("SELECT 1")
-        with pytest.raises(psycopg.errors.DivisionByZero), db.statements(pool) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero), db.lend(pool) as conn:
             conn.execute("SELECT 1 / 0")
-        with db.transaction(pool) as conn:  # the pool's only connection, as it was lent
-            assert not conn.autocommit
+        with db.lend(pool) as conn:  # the pool's only connection, usable again
+            assert conn.autocommit
+            assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         pool.close()
+
+
+def test_no_connection_free_in_time_is_429_not_503(database: Any) -> None:
+    settings = database.settings(database={"pool_size": 1, "pool_timeout_s": 0.5})
+    app = create_app(settings, catalog=TEST_CATALOG)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        held = app.state.reader_pool.getconn()  # the pool's only connection, busy elsewhere
+        try:
+            busy = client.get("/v1/devices")
+        finally:
+            app.state.reader_pool.putconn(held)
+        after = client.get("/v1/devices")
+
+    assert busy.status_code == 429
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json() == {
+        "error": "TooManyRequests",
+        "detail": "the API is busy: no database connection came free within 0.5 s; all are "
+        "in use; retry in 1 s",
+    }
+    assert after.status_code == 200

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import psycopg
 import pytest
-from api_helpers import API_LIMITS, FakeMapping, FakeMetric, FakeProfile, Seed, at, iso
+from api_helpers import API_LIMITS, FakeMapping, FakeMetric, FakeProfile, Seed, at, build_app, iso
 from fastapi.testclient import TestClient
 
-from datahub.api.app import create_app
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import get_lender, get_statements_lender
 from datahub.domain import City
 
 PATH = "/v1/readings/aggregate"
@@ -36,11 +32,7 @@ CATALOG = MetricCatalog.build(
 
 @pytest.fixture
 def client(database: object, conn: psycopg.Connection) -> TestClient:
-    app = create_app(database.settings(api=API_LIMITS), catalog=CATALOG)  # type: ignore[attr-defined]
-
-    app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
-    app.dependency_overrides[get_statements_lender] = lambda: lambda: nullcontext(conn)
-    return TestClient(app)
+    return TestClient(build_app(database.settings(api=API_LIMITS), conn, catalog=CATALOG))  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from realservices import BACKENDS, BROKER_URL, drop_database
 
-from datahub.bench import ingest, query
+from datahub.bench import api, ingest, query
 from datahub.config import Settings
 
 pytestmark = pytest.mark.services
@@ -41,6 +41,30 @@ def test_bench_query_times_every_query(tmp_path: Path) -> None:
     for name in ("aggregate_90d_hourly", "raw_1d", "latest_city", "city_daily_90d"):
         assert 0 < result[f"{name}_p50_ms"] <= result[f"{name}_p95_ms"]
     assert result["raw_rps_2_clients"] > 0 and set(result["raw_rps_statuses"]) == {200}
+
+
+def test_bench_api_measures_the_api_beside_the_database(tmp_path: Path) -> None:
+    prefix = f"datahub_test_bench_api_{os.getpid()}"
+    options = api.ApiOptions(
+        devices=4, days=2, clients=(2,), seconds=1.0, warmup_s=0.5, workers=2, prefix=prefix
+    )
+    try:
+        result = api.run(settings(), options, tmp_path)
+    finally:
+        drop_database("timescaledb", f"{prefix}_q4x2")
+    kinds = {(cell["kind"], cell["clients"]) for cell in result["cells"]}
+    assert kinds == {(kind, 2) for kind in api.KINDS}
+    for cell in result["cells"]:
+        for side in ("api", "database"):
+            figures = cell[side]
+            assert set(figures["statuses"]) == {"200"}, (cell["kind"], side, figures)
+            assert figures["ok_per_s"] > 0, (cell["kind"], side, figures)
+            assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+            assert "generator" in figures["cpu_us_per_request"]
+        assert cell["ratio"] > 0
+    # Every observation the clients received is in the ledger, across two API processes.
+    assert result["ledger"]["exact"] and result["ledger"]["served"] > 0
+    assert result["workers"] == 2
 
 
 def test_bench_ingest_measures_ceilings_and_the_real_ingest(tmp_path: Path) -> None:

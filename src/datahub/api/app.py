@@ -9,19 +9,26 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from anyio import to_thread
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import datahub
 from datahub.api import telemetry
+from datahub.api.auth import Callers
 from datahub.api.catalog import MetricCatalog
+from datahub.api.deps import Writers
+from datahub.api.gate import Gate
+from datahub.api.head import HeadAsGet
+from datahub.api.params import check_query, declared_parameters
 from datahub.api.routes import (
     admin,
     dashboard,
     datasets,
     devices,
+    docs,
     fairshare,
     health,
     latest,
@@ -29,28 +36,52 @@ from datahub.api.routes import (
     readings,
     tariffs,
 )
+from datahub.api.writer import Writer
 from datahub.config import Settings
-from datahub.errors import ApiError, ServiceUnavailable, StorageUnavailable, TooManyRequests
+from datahub.errors import (
+    ApiError,
+    ServiceUnavailable,
+    StorageBusy,
+    StorageUnavailable,
+    TooManyRequests,
+)
 from datahub.storage import db
 
 logger = logging.getLogger(__name__)
 
 # Seconds a client should wait before retrying while the database is down.
 RETRY_AFTER_S = 5
+# ... and while every connection is in use: requests take milliseconds, so one is free soon.
+BUSY_RETRY_AFTER_S = 1
 
 
 def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> FastAPI:
-    """Build the API; its lifespan opens the connection pool and closes it.
+    """Build the API; its lifespan opens the connection pools and the writers, and closes
+    them.
 
     `catalog` defaults to the device catalog of the `decoders` package.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The pool does not wait for the database: the API starts while it is down and
+        # The pools do not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
-        pool = db.open_pool(settings, name="api")
-        app.state.pool = pool
+        reader = db.open_pool(settings, name="api", autocommit=True)
+        # The writer pool may one day go through PgBouncer in transaction mode, which
+        # keeps no prepared statement from one transaction to the next.
+        writer = db.open_pool(settings, name="api-writer", prepare=False)
+        writers = Writers(
+            rates=Writer(writer, name="rate-writer", durable=False),
+            ledger=Writer(writer, name="ledger-writer", durable=True),
+        )
+        app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
+        # Sync routes run in this thread pool: a thread for every request the gate lets
+        # in (api/gate.py), so that an admitted request waits for a connection only.
+        to_thread.current_default_thread_limiter().total_tokens = (
+            settings.database.pool_size + settings.database.pool_queue
+        )
+        # Built now rather than by the first request, which it would hold up (~1 s here).
+        app.state.declared_parameters = declared_parameters(app)
         # What start-up made (routes, models, the catalog) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer walks it, which
         # took ~70 ms every dozen requests of thousands of items.
@@ -60,10 +91,14 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
             yield
         finally:
             gc.unfreeze()
-            # Close the pool this lifespan opened, whatever `app.state` holds by now.
-            pool.close()
-            if app.state.pool is pool:
-                app.state.pool = None
+            # Close what this lifespan opened, whatever `app.state` holds by now.
+            for one in (writers.rates, writers.ledger):
+                assert isinstance(one, Writer)
+                one.close()
+            writer.close()
+            reader.close()
+            if app.state.writers is writers:
+                app.state.reader_pool = app.state.writer_pool = app.state.writers = None
 
     app = FastAPI(
         title="datahub",
@@ -72,10 +107,18 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         "Times are RFC 3339: queries need an offset (`Z` or `+02:00`), answers are UTC. "
         'Every error is JSON: `{"error": "ClassName", "detail": "…"}`.',
         lifespan=lifespan,
+        dependencies=[Depends(check_query)],
+        # Served by routes/docs.py from the package, not from a CDN; no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
-    app.state.pool = None
+    app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+    app.state.callers = Callers(settings.fairshare.key_cache_s)
+    app.state.gate = Gate(
+        connections=settings.database.pool_size, queue=settings.database.pool_queue
+    )
     for module in (
         health,
         metrics,
@@ -87,11 +130,14 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         fairshare,
         admin,
         dashboard,
+        docs,
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
+    app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    app.add_exception_handler(StorageBusy, _storage_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -116,17 +162,28 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning(
-        "database unavailable on %s %s: %s",
+        "database unavailable on %s %s: %s (%s)",
         request.method,
         request.url.path,
         exc,
+        exc.__cause__,
         extra={"stage": "api", "method": request.method, "path": request.url.path},
     )
     return _error(
         ServiceUnavailable.status,
         ServiceUnavailable.__name__,
-        f"the database is unavailable; retry in {RETRY_AFTER_S} s",
+        f"{exc}; retry in {RETRY_AFTER_S} s",
         {"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def _storage_busy(request: Request, exc: Exception) -> JSONResponse:
+    # Not the database's fault: more requests at once than connections and queue hold.
+    return _error(
+        TooManyRequests.status,
+        TooManyRequests.__name__,
+        f"the API is busy: {exc}; retry in {BUSY_RETRY_AFTER_S} s",
+        {"Retry-After": str(BUSY_RETRY_AFTER_S)},
     )
 
 

@@ -8,11 +8,15 @@ its key is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
 
+from datahub.api.writer import Writes
 from datahub.config import FairShareSettings
 from datahub.domain import Purpose
 from datahub.errors import Forbidden, TooManyRequests, Unauthorized
@@ -22,6 +26,9 @@ from datahub.storage import access
 
 # One request in this many also clears out old rate windows.
 _CLEANUP_ONE_IN = 500
+# Keys remembered per process at most; past it the memory starts afresh (an attacker
+# sending random prefixes cannot grow it without bound).
+_MAX_KEYS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,53 +72,94 @@ def presented_key(authorization: str | None, api_key: str | None) -> str | None:
     return None
 
 
-def authenticate(
-    conn: psycopg.Connection,
-    *,
-    secret: str | None,
-    client: str,
-    settings: FairShareSettings,
-) -> Access:
-    """Resolve the caller of a request and take one slot of its rate limit.
+class Callers:
+    """The callers this process resolved lately, by key prefix (and the open datasets, for
+    anonymous callers), kept `fairshare.key_cache_s` seconds: most requests then send the
+    database no statement to learn who calls. A key revoked, or a grant changed, takes
+    effect within that time; 0 keeps nothing."""
 
-    `client` is the caller's address, the anonymous callers' rate-limit subject.
-    Run it before the request's own transaction, in autocommit or a short transaction of
-    its own: the rate slot's row lock lasts until its commit.
-    """
-    if secret is None:
-        caller = Access(
-            consumer_id=None,
-            consumer_slug=None,
-            purpose=Purpose.PUBLIC_INTEREST,
-            scopes=frozenset({Scope.READ}),
-            supplier_id=None,
-            monthly_quota=None,
-            requests_per_s=settings.anonymous_requests_per_s,
-            dataset_ids=access.select_open_datasets(conn),
-            subject=f"ip:{client}",
-        )
-    else:
-        caller = _consumer(conn, secret, settings)
-    if random.randrange(_CLEANUP_ONE_IN) == 0:
-        access.delete_old_rate_windows(conn)
-    if not access.take_rate_slot(conn, subject=caller.subject, limit=caller.requests_per_s):
+    def __init__(self, ttl_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        # prefix -> (until, key hash, the caller; None: no such key); "" is anonymous
+        self._kept: dict[str, tuple[float, bytes, Access | None]] = {}
+
+    def remembered(self, secret: str | None, *, client: str) -> Access | None:
+        """Return the caller if it is remembered and the key matches; None: resolve it."""
+        prefix = "" if secret is None else keys.parse_prefix(secret)
+        kept = self._kept.get(prefix) if prefix is not None else None
+        if kept is None or kept[0] <= self._clock():
+            return None
+        _, key_hash, caller = kept
+        if secret is None:
+            assert caller is not None
+            return dataclasses.replace(caller, subject=f"ip:{client}")
+        if caller is None or not keys.matches(secret, key_hash):
+            return None  # resolved again: the same answer as without the memory
+        return caller
+
+    def resolve(
+        self,
+        conn: psycopg.Connection,
+        secret: str | None,
+        settings: FairShareSettings,
+        *,
+        client: str,
+    ) -> Access:
+        """Resolve the caller on `conn` and remember it; Unauthorized for a bad key."""
+        if secret is None:
+            caller = Access(
+                consumer_id=None,
+                consumer_slug=None,
+                purpose=Purpose.PUBLIC_INTEREST,
+                scopes=frozenset({Scope.READ}),
+                supplier_id=None,
+                monthly_quota=None,
+                requests_per_s=settings.anonymous_requests_per_s,
+                dataset_ids=access.select_open_datasets(conn),
+                subject=f"ip:{client}",
+            )
+            self._keep("", b"", caller)
+            return caller
+        prefix = keys.parse_prefix(secret)
+        if prefix is None:
+            raise Unauthorized("the API key is malformed; keys look like dh_<12 characters>_<43>")
+        row = access.get_key(conn, prefix=prefix)
+        if row is None or not keys.matches(secret, row.key_hash):
+            raise Unauthorized("the API key is not known")
+        if row.revoked_at is not None:
+            raise Unauthorized("the API key has been revoked")
+        caller = _consumer(row, settings)
+        self._keep(prefix, row.key_hash, caller)
+        return caller
+
+    def _keep(self, prefix: str, key_hash: bytes, caller: Access) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._kept) >= _MAX_KEYS_KEPT:
+            self._kept.clear()
+        self._kept[prefix] = (self._clock() + self.ttl_s, key_hash, caller)
+
+
+async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
+    """Take one slot of the caller's rate limit, on the database every process shares;
+    TooManyRequests (429) over it."""
+    cleanup = random.randrange(_CLEANUP_ONE_IN) == 0
+
+    def take(conn: psycopg.Connection) -> bool:
+        if cleanup:
+            access.delete_old_rate_windows(conn)
+        return access.take_rate_slot(conn, subject=caller.subject, limit=caller.requests_per_s)
+
+    if not await rates.run_async(take, key=caller.subject):
         raise TooManyRequests(
             f"over the rate limit of {caller.requests_per_s} requests per second"
             + (" for anonymous callers; an API key raises it" if caller.anonymous else ""),
             retry_after=1,
         )
-    return caller
 
 
-def _consumer(conn: psycopg.Connection, secret: str, settings: FairShareSettings) -> Access:
-    prefix = keys.parse_prefix(secret)
-    if prefix is None:
-        raise Unauthorized("the API key is malformed; keys look like dh_<12 characters>_<43>")
-    row = access.get_key(conn, prefix=prefix)
-    if row is None or not keys.matches(secret, row.key_hash):
-        raise Unauthorized("the API key is not known")
-    if row.revoked_at is not None:
-        raise Unauthorized("the API key has been revoked")
+def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
     scopes = frozenset(Scope(s) for s in row.scopes)
     return Access(
         consumer_id=row.consumer_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +27,8 @@ class MappingLike(Protocol):
     def scale(self) -> float: ...
     @property
     def wrap(self) -> int | None: ...
+    @property
+    def decimals(self) -> int | None: ...
 
 
 class ProfileLike(Protocol):
@@ -34,6 +36,10 @@ class ProfileLike(Protocol):
     def mappings(self) -> Sequence[MappingLike]: ...
     @property
     def reporting_interval_s(self) -> int | None: ...
+
+
+def _as_stored(value: float) -> float:
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,9 @@ class MetricCatalog:
     counters: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     # profile -> typical seconds between uplinks
     intervals: Mapping[str, int | None] = field(default_factory=dict)
+    # (profile, metric) -> the decimal places values are rendered with (the vendor's
+    # resolution); a pair without one is rendered as stored
+    decimals: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -81,8 +90,18 @@ class MetricCatalog:
                     modulus = float(2**m.wrap * m.scale) if m.wrap is not None else None
                     counters.setdefault(m.metric, {})[name] = modulus
         intervals = {name: profile.reporting_interval_s for name, profile in profiles.items()}
+        decimals = {
+            (name, m.metric): m.decimals
+            for name, profile in profiles.items()
+            for m in profile.mappings
+            if m.decimals is not None
+        }
         return cls(
-            metrics=infos, profile_metrics=profile_metrics, counters=counters, intervals=intervals
+            metrics=infos,
+            profile_metrics=profile_metrics,
+            counters=counters,
+            intervals=intervals,
+            decimals=decimals,
         )
 
     @classmethod
@@ -107,6 +126,14 @@ class MetricCatalog:
         """Return the profiles whose mapping produces `metric`."""
         info = self.metrics.get(metric)
         return info.profiles if info is not None else ()
+
+    def rounder(self, profile: str, metric: str) -> Callable[[float], float]:
+        """Return what renders a profile's values of `metric` at the resolution its mapping
+        declares (`round` to its decimal places), or leaves them as stored."""
+        places = self.decimals.get((profile, metric))
+        if places is None:
+            return _as_stored
+        return lambda value: round(value, places)
 
     def reporting_interval(self, profile: str) -> int | None:
         """Return a profile's typical seconds between uplinks; None if unknown."""

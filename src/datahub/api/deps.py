@@ -1,24 +1,38 @@
 """The API's dependencies, the only place that calls `Depends`.
 
+Reads and writes go separate ways, so that reads can move to a replica without touching
+a route: `Conn` lends a connection of the reader pool in autocommit (no BEGIN, no COMMIT);
+the rate slots and the usage ledger are written by the process's writers (api/writer.py)
+and the administration's changes in a `WriteConn` transaction, both on the writer pool
+(the primary). Today both pools point at `database_url`.
+
 Those that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread
-pool, one hand-over to a worker thread and back per dependency and request.
+pool, one hand-over to a worker thread and back per dependency and request (~0.1 ms of
+CPU each here). The caller is resolved in the event loop from what the process remembers
+(auth.Callers), its rate slot awaited from the writer without a thread of its own; the
+reading connection is taken in a worker thread (taking one may wait) and given back in
+the event loop (giving back an idle autocommit connection does not wait).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
 
 from datahub.api import auth
-from datahub.api.auth import Access
+from datahub.api.auth import Access, Callers
 from datahub.api.catalog import MetricCatalog
+from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
+from datahub.api.writer import Writes
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
 from datahub.fairshare.keys import Scope
@@ -40,20 +54,58 @@ async def get_catalog(request: Request) -> MetricCatalog:
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
-async def get_lender(request: Request) -> Lender:
-    """Return what lends a pooled connection for one short transaction of its own."""
-    pool: ConnectionPool | None = getattr(request.app.state, "pool", None)
-    if pool is None:
-        raise StorageUnavailable("the connection pool is not open")
-    return lambda: db.transaction(pool)
+@dataclass(frozen=True, slots=True)
+class Writers:
+    """The writes every request makes: its rate slot, and its usage."""
+
+    rates: Writes
+    ledger: Writes
 
 
-async def get_statements_lender(request: Request) -> Lender:
-    """Return what lends a pooled connection whose statements each commit on their own."""
-    pool: ConnectionPool | None = getattr(request.app.state, "pool", None)
+async def admit(request: Request) -> AsyncIterator[None]:
+    """Let the request use the database, or answer 429 at once if too many already wait.
+
+    In the event loop, before any thread is taken: a burst past the bound costs nothing.
+    """
+    gate: Gate = request.app.state.gate
+    with gate.admit():
+        yield
+
+
+Admitted = Annotated[None, Depends(admit)]
+
+
+async def get_read_lender(request: Request, _admitted: Admitted) -> Lender:
+    """Return what lends a connection of the reader pool, in autocommit."""
+    pool = _pool(request, "reader")
+    return lambda: db.lend(pool)
+
+
+async def get_lender(request: Request, _admitted: Admitted) -> Lender:
+    """Return what lends a connection of the writer pool for one transaction of its own."""
+    pool = _pool(request, "writer")
+    return lambda: db.lend(pool)
+
+
+async def get_writers(request: Request) -> Writers:
+    """Return the process's writers of rate slots and usage."""
+    writers: Writers | None = getattr(request.app.state, "writers", None)
+    if writers is None:
+        raise StorageUnavailable("the connection pool is not open")
+    return writers
+
+
+async def get_callers(request: Request) -> Callers:
+    """Return the callers this process remembers."""
+    callers: Callers = request.app.state.callers
+    return callers
+
+
+def _pool(request: Request, which: str) -> ConnectionPool:
+    pool: ConnectionPool | None = getattr(request.app.state, f"{which}_pool", None)
     if pool is None:
         raise StorageUnavailable("the connection pool is not open")
-    return lambda: db.statements(pool)
+    return pool
 
 
 # For the OpenAPI document: both ways of presenting a key. The raw headers are read
@@ -66,25 +118,34 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API 
 ANONYMOUS_TOO: dict[str, object] = {"security": [{}]}
 
 
-def get_access(
+async def get_access(
     request: Request,
-    lend: Annotated[Lender, Depends(get_statements_lender)],
+    lend: Annotated[Lender, Depends(get_read_lender)],
+    writers: Annotated[Writers, Depends(get_writers)],
+    callers: Annotated[Callers, Depends(get_callers)],
     _bearer_doc: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _key_doc: Annotated[str | None, Depends(_api_key)],
 ) -> Access:
-    """Resolve the caller and take a slot of its rate limit, on a connection of its own.
+    """Resolve the caller and take a slot of its rate limit.
 
-    Each statement commits on its own (the key lookup reads, the rate slot's upsert commits
-    at once and holds its row lock no longer). 401 for a malformed, unknown or revoked
-    key; 429 over the rate limit.
+    401 for a malformed, unknown or revoked key; 429 over the rate limit. What the process
+    does not remember is read on a reading connection of its own, given back before the
+    request's own is lent: a request never holds two, so requests cannot starve the pool.
     """
     settings: Settings = request.app.state.settings
     secret = auth.presented_key(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
     client = request.client.host if request.client else "unknown"
-    with lend() as conn:
-        caller = auth.authenticate(conn, secret=secret, client=client, settings=settings.fairshare)
+    caller = callers.remembered(secret, client=client)
+    if caller is None:
+
+        def resolve() -> Access:
+            with lend() as conn:
+                return callers.resolve(conn, secret, settings.fairshare, client=client)
+
+        caller = await run_in_threadpool(resolve)
+    await auth.take_rate_slot(caller, rates=writers.rates)
     request.state.access = caller
     return caller
 
@@ -101,24 +162,40 @@ async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
     return caller
 
 
-def get_conn(
+async def get_conn(
+    lend: Annotated[Lender, Depends(get_read_lender)],
+    _caller: Annotated[Access, Depends(get_access)],
+) -> AsyncIterator[psycopg.Connection]:
+    """Lend the request's reading connection, in autocommit, once the caller is resolved.
+
+    A pool that cannot lend a connection in time answers 429 while the database is up,
+    503 if it is not (storage/db.py); so does a connection lost mid-request.
+    """
+    lent = lend()
+    conn = await run_in_threadpool(lent.__enter__)
+    try:
+        yield conn
+    except BaseException as exc:
+        if not lent.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        lent.__exit__(None, None, None)
+
+
+def get_write_conn(
     lend: Annotated[Lender, Depends(get_lender)],
     _caller: Annotated[Access, Depends(get_access)],
 ) -> Iterator[psycopg.Connection]:
-    """Lend a pooled connection for the request's transaction: commit on success, roll back
-    on error.
-
-    The caller is resolved first, on a connection of its own that is back in the pool
-    before this one is lent: a request never holds two, so concurrent requests cannot
-    starve the pool. A pool that cannot lend a connection in time, or a connection lost
-    mid-request, raises `StorageUnavailable` (503).
-    """
+    """Lend a connection of the writer pool for the request's transaction: commit on
+    success, roll back on error. For the administration's changes."""
     with lend() as conn:
         yield conn
 
 
-def get_probe_conn(lend: Annotated[Lender, Depends(get_lender)]) -> Iterator[psycopg.Connection]:
-    """Lend a pooled connection to a health probe, which needs no caller and no rate limit."""
+def get_probe_conn(
+    lend: Annotated[Lender, Depends(get_read_lender)],
+) -> Iterator[psycopg.Connection]:
+    """Lend a reading connection to a health probe, which needs no caller and no rate limit."""
     with lend() as conn:
         yield conn
 
@@ -126,9 +203,9 @@ def get_probe_conn(lend: Annotated[Lender, Depends(get_lender)]) -> Iterator[psy
 async def get_meter(
     request: Request,
     caller: Annotated[Access, Depends(get_reader)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn, scope="function")],
+    writers: Annotated[Writers, Depends(get_writers)],
 ) -> Meter:
-    """Make the meter of one request that serves observations, in the request's transaction.
+    """Make the meter of one request that serves observations.
 
     An `Idempotency-Key` header makes a retry of the same request count once.
     """
@@ -136,11 +213,12 @@ async def get_meter(
     endpoint = getattr(route, "path", request.url.path)
     query = "&".join(sorted(request.url.query.split("&"))) if request.url.query else ""
     meter = Meter(
-        conn=conn,
+        ledger=writers.ledger,
         caller=caller,
         endpoint=endpoint,
         fingerprint=f"{request.method} {request.url.path}?{query}",
         idempotency_key=check_idempotency_key(request.headers.get("idempotency-key")),
+        serves=not getattr(request.state, "head", False),
     )
     request.state.meter = meter
     return meter
@@ -148,9 +226,11 @@ async def get_meter(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
+# scope="function": the connection goes back before the response is sent.
+Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a
 # failed commit can still answer with an error.
-Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
+WriteConn = Annotated[psycopg.Connection, Depends(get_write_conn, scope="function")]
 ProbeConn = Annotated[psycopg.Connection, Depends(get_probe_conn, scope="function")]
 # Any caller, a key of any scope or anonymous (routes that decide by scope themselves).
 Caller = Annotated[Access, Depends(get_access)]

@@ -1,9 +1,11 @@
 """Metering: record what each response serves, per dataset, and hold consumers to their quota.
 
-`Meter.charge` runs in the request's own transaction, after the data is read and before
-it is sent: the usage ledger and the quota counter commit with the request or not at
-all, so the ledger equals what was served, and a request that would pass the quota is
-refused whole (429) instead of answered in part.
+`Meter.charge` runs after the data is read and before it is sent, and returns once the
+usage row and the quota counter are committed durably (in a transaction shared with other
+requests' charges, api/writer.py): a response leaves only after its usage is recorded, so
+the ledger equals what was served, and a request that would pass the quota is refused
+whole (429) instead of answered in part. A request that fails after its charge (it
+cannot, short of a crash: what follows only renders) would be counted unserved.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from uuid import UUID, uuid4
 import psycopg
 
 from datahub.api.auth import Access
+from datahub.api.writer import Writes
 from datahub.errors import BadRequest, Conflict, TooManyRequests
 from datahub.fairshare.close import month_bounds
 from datahub.storage import usage
@@ -31,11 +34,12 @@ _IDEMPOTENCY_KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,255}$")
 class Meter:
     """Charges one request's observations to its caller; made per request by `deps`."""
 
-    conn: psycopg.Connection
+    ledger: Writes
     caller: Access
     endpoint: str
     fingerprint: str  # method, path and query: what an Idempotency-Key must repeat
     idempotency_key: str | None
+    serves: bool = True  # False for a HEAD request: it sends no observation
     request_id: UUID = field(default_factory=uuid4)
     replayed: bool = False  # a retry of a request already counted
     charged: int = 0
@@ -46,10 +50,19 @@ class Meter:
         Raise TooManyRequests, recording nothing, if the caller's monthly quota cannot
         hold them; Conflict if the Idempotency-Key was used for a different request.
         """
-        now = now or datetime.now(UTC)
+        if not self.serves:
+            return
+        when = now or datetime.now(UTC)
+        self.ledger.run(
+            lambda conn: self._record(conn, observations, when), key=self.caller.subject
+        )
+
+    def _record(
+        self, conn: psycopg.Connection, observations: Mapping[int, int], now: datetime
+    ) -> None:
         if self.idempotency_key is not None:
             earlier = usage.claim_idempotency_key(
-                self.conn,
+                conn,
                 subject=self.caller.subject,
                 key=self.idempotency_key,
                 fingerprint=self.fingerprint,
@@ -70,7 +83,7 @@ class Meter:
             month = month_bounds(now)[0].date()
             if (
                 usage.charge_quota(
-                    self.conn,
+                    conn,
                     consumer_id=self.caller.consumer_id,
                     month=month,
                     observations=total,
@@ -78,9 +91,7 @@ class Meter:
                 )
                 is None
             ):
-                used = usage.get_quota_used(
-                    self.conn, consumer_id=self.caller.consumer_id, month=month
-                )
+                used = usage.get_quota_used(conn, consumer_id=self.caller.consumer_id, month=month)
                 raise TooManyRequests(
                     f"this request would serve {total} observations, more than the "
                     f"{max(quota - used, 0)} left of the monthly quota of {quota}; narrow it, "
@@ -88,7 +99,7 @@ class Meter:
                     retry_after=seconds_to_next_month(now),
                 )
         usage.insert_usage(
-            self.conn,
+            conn,
             request_id=self.request_id,
             consumer_id=self.caller.consumer_id,
             purpose=self.caller.purpose.value,

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 from datahub.api.catalog import MetricCatalog
 from datahub.config import ApiSettings
+from datahub.domain import City
 from datahub.errors import BadRequest
 from datahub.storage.buckets import BUCKET_ORIGIN
 
@@ -89,6 +90,31 @@ def parse_time(value: Any) -> datetime:
 
 # A query parameter holding an RFC 3339 time; naive times are rejected, aware ones made UTC.
 Rfc3339 = Annotated[datetime, BeforeValidator(parse_time)]
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _any_case(words: Sequence[str]) -> str:
+    """A pattern matching any of `words` in any case (JSON Schema patterns have no flags)."""
+    either = "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in w) for w in words)
+    return f"^({either})$"
+
+
+# A city in a query, in any case (`Dortmund`, `DORTMUND`), as DevEUIs are; answered
+# lower-case.
+CityName = Annotated[
+    City,
+    BeforeValidator(_lower),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _any_case([c.value for c in City]),
+            "description": "`dortmund` or `schwerte`, in any case",
+        }
+    ),
+]
 
 
 def parse_dev_eui(value: str) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
+from datahub.api.query import Bucket, CityName, Grouping, OutputFormat, Rfc3339
 from datahub.domain import SLUG, City, LicenceClass
 from datahub.storage.buckets import AggregateFn
 
@@ -69,7 +69,7 @@ Dataset = Annotated[
 
 
 class DeviceListQuery(InModel):
-    city: City | None = None
+    city: CityName | None = None
     supplier: Supplier = None
     dataset: Dataset = None
     metric: str | None = Field(default=None, description="only devices whose profile reports it")
@@ -93,7 +93,7 @@ class AggregateQuery(InModel):
     start: From = None
     end: To = None
     device: str | None = Field(default=None, description="one device's DevEUI")
-    city: City | None = Field(default=None, description="every device of a city")
+    city: CityName | None = Field(default=None, description="every device of a city")
     dataset: Dataset = None
     group: Grouping | None = Field(
         default=None,
@@ -103,7 +103,7 @@ class AggregateQuery(InModel):
 
 
 class LatestQuery(InModel):
-    city: City | None = None
+    city: CityName | None = None
     metric: str | None = None
     supplier: Supplier = None
     dataset: Dataset = None

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
-import decoders
-from datahub.api.app import create_app
-from datahub.api.catalog import MetricCatalog
-from datahub.catalog import open_catalog
+from datahub.api import server
 from datahub.config import Settings
 
 
@@ -17,14 +12,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of `datahub api`; the settings give the defaults."""
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=int, help="worker processes (default: api.workers)")
     parser.set_defaults(run=_api)
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
-    host = args.host or settings.api.host
-    port = args.port or settings.api.port
-    # The API's metric catalog includes the codec directory as it was at start-up.
-    catalog = MetricCatalog.build(decoders.METRICS, open_catalog(settings))
-    app = create_app(settings, catalog=catalog)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    server.serve(
+        settings,
+        host=args.host or settings.api.host,
+        port=args.port or settings.api.port,
+        workers=args.workers or settings.api.workers,
+        config_file=args.config,
+    )
     return 0

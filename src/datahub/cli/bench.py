@@ -1,4 +1,5 @@
-"""`datahub bench ingest|query|plot`: benchmark ingest and queries (docs/performance.md)."""
+"""`datahub bench ingest|query|api|plot`: benchmark ingest, queries and the API under load
+(docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from datahub.bench import ingest, query
+from datahub.bench import api, ingest, query
+from datahub.bench.api import ApiOptions
 from datahub.bench.ingest import IngestOptions
 from datahub.bench.plot import plot
 from datahub.bench.query import QueryOptions
@@ -48,6 +50,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--rps-seconds", type=float, default=10.0)
     _common(q)
     q.set_defaults(run=_cmd_query)
+
+    q = sub.add_parser("api", help="the API under concurrent load against the database alone")
+    q.add_argument("--devices", type=int, default=2000)
+    q.add_argument("--days", type=int, default=90)
+    q.add_argument(
+        "--clients", type=int, nargs="+", default=[16, 64], help="concurrent clients, each"
+    )
+    q.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
+    q.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each")
+    q.add_argument("--rounds", type=int, default=1, help="times to run every cell")
+    q.add_argument("--workers", type=int, help="API worker processes (default: api.workers)")
+    q.add_argument(
+        "--kinds", nargs="+", help="request kinds to run (default: all, see docs/performance.md)"
+    )
+    q.add_argument(
+        "--api-url", help="measure an API already running on the data set's database instead"
+    )
+    _common(q)
+    q.set_defaults(run=_cmd_api)
 
     q = sub.add_parser("plot", help="draw ingest and query results into one PNG")
     q.add_argument("--ingest", type=Path, help="a `bench ingest` JSON file")
@@ -97,6 +118,21 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
         rps_seconds=args.rps_seconds,
     )
     return _emit(query.run(settings, options, _workdir()), args)
+
+
+def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    options = ApiOptions(
+        devices=args.devices,
+        days=args.days,
+        clients=tuple(args.clients),
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        rounds=args.rounds,
+        workers=args.workers,
+        kinds=tuple(args.kinds or api.KINDS),
+        api_url=args.api_url,
+    )
+    return _emit(api.run(settings, options, _workdir()), args)
 
 
 def _cmd_plot(settings: Settings, args: argparse.Namespace) -> int:

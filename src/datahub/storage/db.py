@@ -17,7 +17,7 @@ from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from datahub.config import Settings
-from datahub.errors import StorageUnavailable
+from datahub.errors import StorageBusy, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,31 @@ def connect(
 
 
 def open_pool(
-    settings: Settings, *, name: str, max_size: int | None = None
+    settings: Settings,
+    *,
+    name: str,
+    max_size: int | None = None,
+    autocommit: bool = False,
+    prepare: bool = True,
 ) -> ConnectionPool[BoundedConnection]:
     """Open a pool of bounded connections (see `connect`) that does not wait for the
-    database to be up."""
+    database to be up.
+
+    A borrower waits at most `database.pool_timeout_s` for a connection (see `lend`); how
+    many may wait is bounded by the API (api/gate.py). `autocommit` connections commit
+    each statement on their own (no BEGIN, no COMMIT: for reads). Without `prepare`, no
+    statement is prepared on the server, as a pooler in transaction mode (PgBouncer)
+    requires.
+    """
     size = max_size or settings.database.pool_size
     application_name = f"{APPLICATION_NAME}-{name}"
+    kwargs: dict[str, Any] = {
+        **_libpq_options(settings),
+        "application_name": application_name,
+        "autocommit": autocommit,
+    }
+    if not prepare:
+        kwargs["prepare_threshold"] = None
 
     def configure(conn: BoundedConnection) -> None:
         conn._bind(settings, application_name)
@@ -194,8 +213,8 @@ def open_pool(
         min_size=1,
         max_size=size,
         name=name,
-        timeout=settings.database.connect_timeout_s,
-        kwargs={**_libpq_options(settings), "application_name": application_name},
+        timeout=settings.database.pool_timeout_s,
+        kwargs=kwargs,
         configure=configure,
         # A connection frozen since it was returned fails this check within the response
         # timeout, and the pool replaces it.
@@ -206,32 +225,53 @@ def open_pool(
 
 
 @contextmanager
-def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
-    """Lend a connection for one transaction: commit on success, roll back on error."""
+def lend(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """Lend a pooled connection; unless it is in autocommit, its transaction commits on
+    success and rolls back on error.
+
+    StorageBusy if no connection comes free in time while the database answers;
+    StorageUnavailable if it does not, or the connection is lost.
+    """
     try:
         with pool.connection() as conn:
             yield conn
     except UNAVAILABLE as exc:
-        raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        raise _lending_error(pool, exc) from exc
 
 
 @contextmanager
-def statements(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
-    """Lend a connection whose statements each commit on their own (autocommit).
-
-    For a few independent statements: no BEGIN and no COMMIT, two round trips fewer than
-    `transaction`. The connection goes back to the pool as it came, not in autocommit.
-    """
+def lent_errors(pool: ConnectionPool) -> Iterator[None]:
+    """Translate the errors of taking a connection from `pool`, or of using one, as `lend`
+    does."""
     try:
-        with pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed and not conn.broken:
-                    conn.autocommit = False
+        yield
     except UNAVAILABLE as exc:
-        raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        raise _lending_error(pool, exc) from exc
+
+
+def _lending_error(pool: ConnectionPool, exc: Exception) -> StorageBusy | StorageUnavailable:
+    """Tell a busy pool from an unreachable database, in words meant for a client."""
+    if isinstance(exc, PoolTimeout):
+        # The pool cannot tell "all lent" from "cannot connect": one attempt of our own can.
+        if _reachable(pool):
+            return StorageBusy(
+                f"no database connection came free within {pool.timeout:g} s; all are in use"
+            )
+        return StorageUnavailable("the database is unreachable: no connection could be opened")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StorageUnavailable("the database did not answer within the statement time-out")
+    return StorageUnavailable("the connection to the database was lost")
+
+
+def _reachable(pool: ConnectionPool) -> bool:
+    """Tell whether a new connection to the pool's database can be opened right now."""
+    conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+    kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {}
+    try:
+        with psycopg.connect(conninfo, **kwargs):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def has_timescaledb(conn: psycopg.Connection) -> bool:

@@ -177,6 +177,7 @@ class LatestRow:
     time: datetime
     value: float
     dataset_id: int
+    profile: str
 
 
 def select_readings(
@@ -343,7 +344,8 @@ def select_latest(
     rows = conn.execute(
         f"""
         WITH p AS (
-            SELECT d.id AS device_id, d.dev_eui, d.name, d.city, d.dataset_id, pm.metric
+            SELECT d.id AS device_id, d.dev_eui, d.name, d.city, d.dataset_id, d.profile,
+                   pm.metric
             FROM device d
             JOIN unnest(%(profiles)s::text[], %(metrics)s::text[]) AS pm (profile, metric)
               ON pm.profile = d.profile
@@ -357,7 +359,7 @@ def select_latest(
             -- the newest marked hour of each device (the refresher has not caught up)
             SELECT x.device_id, max(x.hour) AS hour FROM rollup_dirty x GROUP BY 1
         )
-        SELECT p.dev_eui, p.name, p.city, p.metric, v.time, v.value, p.dataset_id
+        SELECT p.dev_eui, p.name, p.city, p.metric, v.time, v.value, p.dataset_id, p.profile
         FROM p
         LEFT JOIN reading_latest l ON l.device_id = p.device_id AND l.metric = p.metric
         LEFT JOIN dirty x ON x.device_id = p.device_id

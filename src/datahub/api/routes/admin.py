@@ -43,7 +43,7 @@ from datahub.api.admin_schemas import (
     supplier_out,
     tariff_out,
 )
-from datahub.api.deps import Admin, Conn
+from datahub.api.deps import Admin, Conn, WriteConn
 from datahub.api.schemas import error_responses
 from datahub.errors import BadRequest
 from datahub.fairshare import admin
@@ -72,7 +72,7 @@ def list_suppliers(conn: Conn, caller: Admin) -> AdminSupplierListOut:
     status_code=status.HTTP_201_CREATED,
     responses=_WRITE_ERRORS,
 )
-def add_supplier(body: SupplierIn, conn: Conn, caller: Admin) -> AdminSupplierOut:
+def add_supplier(body: SupplierIn, conn: WriteConn, caller: Admin) -> AdminSupplierOut:
     """Add a supplier; it gets its own restricted dataset, named by its slug. 409 if it exists."""
     return supplier_out(admin.add_supplier(conn, slug=body.slug, name=body.name, kind=body.kind))
 
@@ -96,7 +96,7 @@ def list_datasets(
     status_code=status.HTTP_201_CREATED,
     responses=_WRITE_ERRORS,
 )
-def add_dataset(body: DatasetIn, conn: Conn, caller: Admin) -> AdminDatasetOut:
+def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDatasetOut:
     """Add a dataset of a supplier. Devices join it through the registry's `dataset` column."""
     fields = DatasetFields(
         name=body.name,
@@ -112,7 +112,9 @@ def add_dataset(body: DatasetIn, conn: Conn, caller: Admin) -> AdminDatasetOut:
 
 
 @router.patch("/datasets/{slug}", response_model=AdminDatasetOut, responses=_WRITE_ERRORS)
-def update_dataset(slug: str, body: DatasetPatch, conn: Conn, caller: Admin) -> AdminDatasetOut:
+def update_dataset(
+    slug: str, body: DatasetPatch, conn: WriteConn, caller: Admin
+) -> AdminDatasetOut:
     """Change a dataset's name, licence class, licence or attribution.
 
     400 for making it open while it charges for use: open data is free.
@@ -147,7 +149,7 @@ def list_consumers(conn: Conn, caller: Admin) -> ConsumerListOut:
     status_code=status.HTTP_201_CREATED,
     responses=_WRITE_ERRORS,
 )
-def add_consumer(body: ConsumerIn, conn: Conn, caller: Admin) -> ConsumerOut:
+def add_consumer(body: ConsumerIn, conn: WriteConn, caller: Admin) -> ConsumerOut:
     """Add a consumer; make it keys with `POST /v1/admin/consumers/{slug}/keys`."""
     record = admin.add_consumer(
         conn,
@@ -162,7 +164,7 @@ def add_consumer(body: ConsumerIn, conn: Conn, caller: Admin) -> ConsumerOut:
 
 
 @router.patch("/consumers/{slug}", response_model=ConsumerOut, responses=_WRITE_ERRORS)
-def update_consumer(slug: str, body: ConsumerPatch, conn: Conn, caller: Admin) -> ConsumerOut:
+def update_consumer(slug: str, body: ConsumerPatch, conn: WriteConn, caller: Admin) -> ConsumerOut:
     """Change a consumer's name, purpose, supplier, monthly quota or rate limit."""
     changes = body.model_dump(exclude_unset=True)
     if changes.get("name", "") is None or changes.get("purpose", "") is None:
@@ -177,7 +179,9 @@ def update_consumer(slug: str, body: ConsumerPatch, conn: Conn, caller: Admin) -
     status_code=status.HTTP_201_CREATED,
     responses=_WRITE_ERRORS,
 )
-def create_key(slug: str, body: KeyIn, response: Response, conn: Conn, caller: Admin) -> NewKeyOut:
+def create_key(
+    slug: str, body: KeyIn, response: Response, conn: WriteConn, caller: Admin
+) -> NewKeyOut:
     """Make an API key for a consumer. The key is in this answer only; only its hash is kept."""
     record, secret = admin.create_key(conn, consumer=slug, scopes=body.scopes, label=body.label)
     response.headers["Cache-Control"] = "no-store"
@@ -191,7 +195,7 @@ def list_keys(slug: str, conn: Conn, caller: Admin) -> KeyListOut:
 
 
 @router.delete("/keys/{prefix}", response_model=KeyOut, responses=_WRITE_ERRORS)
-def revoke_key(prefix: str, conn: Conn, caller: Admin) -> KeyOut:
+def revoke_key(prefix: str, conn: WriteConn, caller: Admin) -> KeyOut:
     """Revoke a key by its prefix: from now on it is answered 401. Revoking again is a no-op."""
     return key_out(admin.revoke_key(conn, prefix=prefix))
 
@@ -208,7 +212,7 @@ def list_grants(params: Annotated[GrantQuery, Query()], conn: Conn, caller: Admi
 
 @router.put("/grants/{consumer}/{dataset}", response_model=GrantOut, responses=_WRITE_ERRORS)
 def put_grant(
-    consumer: str, dataset: str, response: Response, conn: Conn, caller: Admin
+    consumer: str, dataset: str, response: Response, conn: WriteConn, caller: Admin
 ) -> GrantOut:
     """Grant a consumer a restricted or commercial dataset: 201 if new, 200 if it had it."""
     grant, created = admin.add_grant(conn, consumer=consumer, dataset=dataset)
@@ -222,7 +226,7 @@ def put_grant(
     response_class=Response,
     responses=_WRITE_ERRORS,
 )
-def delete_grant(consumer: str, dataset: str, conn: Conn, caller: Admin) -> None:
+def delete_grant(consumer: str, dataset: str, conn: WriteConn, caller: Admin) -> None:
     """Withdraw a consumer's grant on a dataset; 404 if it had none."""
     admin.revoke_grant(conn, consumer=consumer, dataset=dataset)
 
@@ -245,7 +249,7 @@ def list_tariffs(
     status_code=status.HTTP_201_CREATED,
     responses=_WRITE_ERRORS,
 )
-def add_tariff(body: TariffIn, conn: Conn, caller: Admin) -> TariffOut:
+def add_tariff(body: TariffIn, conn: WriteConn, caller: Admin) -> TariffOut:
     """Add the next version of a dataset's tariff for a purpose, from `valid_from` (now).
 
     400 for a price on an open dataset (open data is free; set its shadow price), or a

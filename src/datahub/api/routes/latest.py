@@ -52,6 +52,10 @@ def list_latest(
     meter.charge(served)
     licences = licences_of(conn, served)
     units = {m: catalog.unit(m) for m in {row.metric for row in latest}}
+    # Each value at the resolution its profile declares; stored values stay as they are.
+    rounders = {
+        pair: catalog.rounder(*pair) for pair in {(row.profile, row.metric) for row in latest}
+    }
     # Thousands of values: rendered straight to JSON in `LatestOut`'s shape, without a
     # model per value (tests/api/test_api_latest.py checks the body against the models).
     items = [
@@ -62,7 +66,7 @@ def list_latest(
             "metric": row.metric,
             "unit": units[row.metric],
             "time": row.time.astimezone(UTC),
-            "value": row.value,
+            "value": rounders[row.profile, row.metric](row.value),
         }
         for row in latest
     ]
