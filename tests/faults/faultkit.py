@@ -251,7 +251,11 @@ class Ingest:
         }
         self.config = self.workdir / "datahub.yaml"
         self.config.write_text(yaml.safe_dump(config))
-        self.env = {**os.environ, "DATAHUB_DATABASE_URL": self.database_url}
+        self.env = {
+            **os.environ,
+            "DATAHUB_DATABASE_URL": self.database_url,
+            "PYTHONFAULTHANDLER": "1",  # a stuck process shows its stacks (terminate)
+        }
         self.env.pop("DATAHUB_CONFIG", None)
 
     def command(self, *args: str) -> list[str]:
@@ -290,9 +294,17 @@ class Ingest:
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, and the exit status; a process still running after `timeout` is made to
+        write every thread's stack to its log (faulthandler, on SIGABRT) before the test
+        fails."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=10)
+            raise
 
     def close(self) -> None:
         if self.alive():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -73,23 +74,44 @@ def tuned_collector() -> Iterator[None]:
         gc.unfreeze()
 
 
+# The signals the ingest process handles (SIGTERM and Ctrl-C stop it).
+HANDLED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Keep the handled signals from interrupting this thread: the kernel hands them to
+    another thread, and their handlers run in the main thread once this is over.
+
+    CPython 3.11's `SimpleQueue.get(timeout=…)` waits for good when a signal handler runs
+    during its wait and outlasts what was left of the timeout (it takes the negative
+    remainder for "no timeout"): a SIGTERM then left an idle ingest unable ever to stop.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def take_batch(
     inbox: queue.SimpleQueue[Message], *, size: int, wait_s: float, idle_s: float = BATCH_IDLE_S
 ) -> list[Message]:
     """Take up to `size` messages, waiting at most `wait_s` after the first one, and closing
     the batch early once no message has come for `idle_s`."""
-    try:
-        batch = [inbox.get(timeout=wait_s)]
-    except queue.Empty:
-        return []
-    deadline = time.monotonic() + wait_s
-    while len(batch) < size:
-        remaining = min(deadline - time.monotonic(), idle_s)
+    with signals_deferred():
         try:
-            batch.append(inbox.get(timeout=remaining) if remaining > 0 else inbox.get_nowait())
+            batch = [inbox.get(timeout=wait_s)]
         except queue.Empty:
-            break
-    return batch
+            return []
+        deadline = time.monotonic() + wait_s
+        while len(batch) < size:
+            remaining = min(deadline - time.monotonic(), idle_s)
+            try:
+                batch.append(inbox.get(timeout=remaining) if remaining > 0 else inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
 
 class Ingest:
