@@ -12,8 +12,8 @@ from realservices import BACKENDS, Database, temporary_database
 
 from datahub.storage import migrate
 
-HEAD = "0007"
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]  # oldest first
+HEAD = "0008"
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]  # oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))
