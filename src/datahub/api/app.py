@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
+from datahub.api.sensorthings import routes as sensorthings
 from datahub.api.routes import (
     admin,
     dashboard,
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         fairshare,
         admin,
         dashboard,
+        sensorthings,
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)

@@ -45,6 +45,17 @@ class MetricInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileInfo:
+    """What the catalog says of a profile beyond its metrics (the SensorThings Sensor)."""
+
+    vendor: str
+    model: str
+    description: str
+    version: str | None
+    mappings: tuple[tuple[str, str, float], ...]  # (metric, kind, scale) of each mapping
+
+
+@dataclass(frozen=True, slots=True)
 class MetricCatalog:
     """Metric name -> metric, and profile name -> the metrics its mapping produces."""
 
@@ -55,6 +66,7 @@ class MetricCatalog:
     counters: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     # profile -> typical seconds between uplinks
     intervals: Mapping[str, int | None] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -81,8 +93,13 @@ class MetricCatalog:
                     modulus = float(2**m.wrap * m.scale) if m.wrap is not None else None
                     counters.setdefault(m.metric, {})[name] = modulus
         intervals = {name: profile.reporting_interval_s for name, profile in profiles.items()}
+        described = {name: _profile_info(name, profile) for name, profile in profiles.items()}
         return cls(
-            metrics=infos, profile_metrics=profile_metrics, counters=counters, intervals=intervals
+            metrics=infos,
+            profile_metrics=profile_metrics,
+            counters=counters,
+            intervals=intervals,
+            profiles=described,
         )
 
     @classmethod
@@ -111,3 +128,16 @@ class MetricCatalog:
     def reporting_interval(self, profile: str) -> int | None:
         """Return a profile's typical seconds between uplinks; None if unknown."""
         return self.intervals.get(profile)
+
+
+def _profile_info(name: str, profile: ProfileLike) -> ProfileInfo:
+    # Vendor, model, description and version are the catalog's `Profile` fields; a profile
+    # without them (a test's) is described by its name.
+    vendor, _, model = name.partition("/")
+    return ProfileInfo(
+        vendor=getattr(profile, "vendor", vendor),
+        model=getattr(profile, "model", model),
+        description=getattr(profile, "description", name),
+        version=getattr(profile, "version", None),
+        mappings=tuple((m.metric, m.kind, m.scale) for m in profile.mappings),
+    )
