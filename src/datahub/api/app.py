@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
-from datahub.api.sensorthings import routes as sensorthings
 from datahub.api.routes import (
     admin,
     dashboard,
@@ -30,6 +29,7 @@ from datahub.api.routes import (
     readings,
     tariffs,
 )
+from datahub.api.sensorthings import routes as sensorthings
 from datahub.config import Settings
 from datahub.errors import ApiError, ServiceUnavailable, StorageUnavailable, TooManyRequests
 from datahub.storage import db
