@@ -11,11 +11,10 @@ A Datastream's id is derived from its device's and metric's, an Observation's fr
 Datastream's and its time (see datahub/observations.py): no id is stored per reading, so
 neither the ingest's COPY nor the reading hypertable changes.
 
-`profile` rows are added by a trigger whenever a device names a profile not seen before;
-`metric` rows by whoever needs an id for a name (`sensorthings.ensure_ids`). Ids are
-assigned only to names not yet present (INSERT … WHERE NOT EXISTS), so repeated imports
-draw no sequence numbers. `metric.id` stays below 100: a Datastream id is
-`device_id * 100 + metric_id`.
+`profile` rows are added by a trigger whenever a device names a profile not seen before
+(INSERT … WHERE NOT EXISTS: repeated imports draw no numbers); `metric` rows by whoever
+needs an id for a name (`sensorthings.ensure_ids`), each the next number after the
+largest. `metric.id` stays below 100: a Datastream id is `device_id * 100 + metric_id`.
 
 `device_location` keeps each location a device has had, from when: a trigger adds a row
 when a device is registered with coordinates or moves. These are the SensorThings
@@ -33,8 +32,10 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
+-- Not an identity: a sequence draws numbers also for rows whose transaction rolls back,
+-- and metric ids are few (1..99). A new name takes the next number after the largest.
 CREATE TABLE metric (
-    id          smallint GENERATED ALWAYS AS IDENTITY (MAXVALUE 99) PRIMARY KEY,
+    id          smallint PRIMARY KEY CONSTRAINT ck_metric_id CHECK (id BETWEEN 1 AND 99),
     name        text NOT NULL CONSTRAINT uq_metric_name UNIQUE,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
@@ -54,7 +55,9 @@ CREATE TABLE device_location (
 );
 CREATE INDEX ix_device_location_device_id_since ON device_location (device_id, since);
 
-INSERT INTO metric (name) SELECT DISTINCT metric FROM reading_latest ORDER BY 1;
+INSERT INTO metric (id, name)
+SELECT row_number() OVER (ORDER BY metric), metric
+FROM (SELECT DISTINCT metric FROM reading_latest) AS m;
 INSERT INTO profile (name) SELECT DISTINCT profile FROM device ORDER BY 1;
 INSERT INTO device_location (device_id, latitude, longitude, since)
 SELECT id, latitude, longitude, created_at FROM device

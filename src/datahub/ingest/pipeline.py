@@ -37,6 +37,7 @@ from datahub.errors import (
 from datahub.ingest import decode, envelope, normalize
 from datahub.ingest.metrics import HealthServer, IngestMetrics
 from datahub.ingest.mqtt import Message, Subscriber
+from datahub.ingest.publish import Publisher
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
 from datahub.ingest.store import Batch, DecoderIds, Stored, store
@@ -370,6 +371,7 @@ class Ingest:
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
         self.retention = DedupRetention(settings, stop_event=self.stop_event)
+        self.publisher = Publisher(settings) if settings.sensorthings.mqtt_publish else None
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
@@ -396,6 +398,8 @@ class Ingest:
             self.subscriber.start()
             self.refresher.start()
             self.retention.start()
+            if self.publisher is not None:
+                self.publisher.start()
             log.info("ingest running with %d sources", len(self._settings.sources))
             try:
                 while not self.stop_event.is_set():
@@ -404,6 +408,8 @@ class Ingest:
                 self.subscriber.stop()
                 self.refresher.join(timeout=10.0)
                 self.retention.join(timeout=10.0)
+                if self.publisher is not None:
+                    self.publisher.stop()
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
                 if self._conn is not None:
                     self._conn.close()
@@ -546,8 +552,10 @@ class Ingest:
         conn = self._connection()
         try:
             with conn.transaction():
-                self.pipeline.process(conn, batch)
+                stored = self.pipeline.process(conn, batch)
             self.pipeline.committed()
+            if self.publisher is not None:
+                self.publisher.committed(stored.new_readings)
         except db.UNAVAILABLE as exc:
             raise StorageUnavailable(str(exc)) from exc
         except psycopg.Error as exc:

@@ -190,7 +190,9 @@ SOURCES: dict[EntityType, Source] = {
         "profile @pr LEFT JOIN unnest(%(s_name)s::text[], %(s_description)s::text[],"
         " %(s_vendor)s::text[], %(s_model)s::text[], %(s_version)s::text[],"
         " %(s_metadata)s::text[]) AS @si (name, description, vendor, model, version, metadata)"
-        " ON @si.name = @pr.name WHERE true",
+        " ON @si.name = @pr.name"
+        # Only the profiles of devices the caller may see: nothing hints at the others.
+        " WHERE EXISTS (SELECT 1 FROM device @d WHERE @d.profile = @pr.name AND " + _VISIBLE + ")",
         _cols(
             id="@pr.id",
             name=_text("@pr.name"),
@@ -205,7 +207,13 @@ SOURCES: dict[EntityType, Source] = {
         ),
     ),
     E.OBSERVED_PROPERTY: Source(
-        "metric @m LEFT JOIN " + _UNITS + " ON @u.metric = @m.name WHERE true",
+        "metric @m LEFT JOIN " + _UNITS + " ON @u.metric = @m.name"
+        # Only the metrics of Datastreams the caller may see.
+        " WHERE (EXISTS (SELECT 1 FROM reading_latest @q JOIN device @d ON @d.id = @q.device_id"
+        " WHERE @q.metric = @m.name AND " + _VISIBLE + ")"
+        " OR EXISTS (SELECT 1 FROM unnest(%(cat_profile)s::text[], %(cat_metric)s::text[])"
+        " AS @c (profile, metric) JOIN device @d ON @d.profile = @c.profile"
+        " WHERE @c.metric = @m.name AND " + _VISIBLE + "))",
         _cols(
             id="@m.id",
             name=_text("@m.name"),
@@ -567,7 +575,8 @@ def _literal(expr: Literal, stmt: Statement) -> str:
     if isinstance(value, bool):
         return stmt.bind(value) + "::bool"
     if isinstance(value, int):
-        return stmt.bind(value) + "::numeric"
+        # bigint where it fits, so that an integer column's index still answers
+        return stmt.bind(value) + ("::int8" if -(2**63) <= value < 2**63 else "::numeric")
     if isinstance(value, float):
         return stmt.bind(value) + "::float8"
     if isinstance(value, datetime):
@@ -808,9 +817,10 @@ def _conditions(query: Query, alias: Alias, stmt: Statement, parent: Resolver | 
         resolve = parent
         if resolve is None:
             row = query.parent.row
+            types = SOURCES[query.parent.entity].columns
 
             def resolve(column: str) -> str:
-                return stmt.bind(row[column])
+                return f"{stmt.bind(row[column])}::{types[column].type}"
 
         conditions.append(
             JOINS[query.parent.entity, query.parent.relation.name](resolve, alias.col)
@@ -1119,13 +1129,16 @@ def ensure_ids(
 ) -> None:
     """Give an id to each metric and profile name that has none yet (no number is drawn for
     a name that has one), and to the metrics of the newest readings."""
+    # Each new name takes the next number after the largest (no sequence: numbers drawn by
+    # a transaction that rolls back would be lost, and there are only 99). A concurrent
+    # writer that took the same number wins; the name gets one at the next call.
     conn.execute(
         """
-        INSERT INTO metric (name)
-        SELECT n FROM (SELECT unnest(%(metrics)s::text[]) UNION SELECT metric FROM reading_latest)
+        INSERT INTO metric (id, name)
+        SELECT (SELECT coalesce(max(id), 0) FROM metric) + row_number() OVER (ORDER BY n), n
+        FROM (SELECT unnest(%(metrics)s::text[]) UNION SELECT metric FROM reading_latest)
              AS v (n)
         WHERE NOT EXISTS (SELECT 1 FROM metric m WHERE m.name = v.n)
-        ORDER BY n
         ON CONFLICT DO NOTHING
         """,
         {"metrics": sorted(set(metrics))},
@@ -1176,3 +1189,23 @@ def decode_cursor(order: str, cursor: str) -> list[Any] | None:
         else:
             return None
     return out
+
+
+def select_open_devices(conn: psycopg.Connection) -> dict[int, int]:
+    """Return device id -> dataset id of the devices of open datasets."""
+    rows = conn.execute(
+        "SELECT d.id, d.dataset_id FROM device d JOIN dataset ds ON ds.id = d.dataset_id"
+        " WHERE ds.licence_class = 'open'"
+    ).fetchall()
+    return {device_id: dataset_id for device_id, dataset_id in rows}
+
+
+def select_metric_ids(conn: psycopg.Connection) -> dict[str, int]:
+    """Return metric name -> id."""
+    return {name: metric_id for metric_id, name in conn.execute("SELECT id, name FROM metric")}
+
+
+def select_decoder_names(conn: psycopg.Connection, *, ids: Sequence[int]) -> dict[int, str]:
+    """Return decoder id -> name of the given ids."""
+    rows = conn.execute("SELECT id, name FROM decoder WHERE id = ANY(%s)", (list(ids),))
+    return {decoder_id: name for decoder_id, name in rows}

@@ -80,6 +80,10 @@ def licence(row: Row) -> dict[str, Any]:
     }
 
 
+def _time(value: datetime | None) -> str | None:
+    return format_time(value) if value is not None else None
+
+
 def _interval(start: datetime | None, end: datetime | None) -> str | None:
     if start is None or end is None:
         return None
@@ -100,7 +104,7 @@ def _location(row: Row, base: str) -> dict[str, Any]:
         "description": row["description"],
         "encodingType": row["encoding"],
         "location": point(row),
-        "properties": {"since": format_time(row["since"])},
+        "properties": {"since": _time(row["since"])},
     }
 
 
@@ -110,12 +114,12 @@ def _feature(row: Row, base: str) -> dict[str, Any]:
         "description": row["description"],
         "encodingType": row["encoding"],
         "feature": point(row),
-        "properties": {"since": format_time(row["since"])},
+        "properties": {"since": _time(row["since"])},
     }
 
 
 def _historical_location(row: Row, base: str) -> dict[str, Any]:
-    return {"time": format_time(row["since"])}
+    return {"time": _time(row["since"])}
 
 
 def _datastream(row: Row, base: str) -> dict[str, Any]:
