@@ -838,8 +838,9 @@ def _select(
     *,
     parent: Resolver | None = None,
     extra: Callable[[Alias], list[str]] | None = None,
-) -> tuple[str, int]:
-    """Render the SELECT of one page; return it and the number of order keys (`_k0`, …).
+) -> tuple[str, list[bool]]:
+    """Render the SELECT of one page; return it and whether each order key (`_k0`, …)
+    descends.
 
     `parent` renders the parent's columns (default: its row's values, bound); `extra`
     adds conditions over the entity's alias.
@@ -863,7 +864,7 @@ def _select(
         text += f" LIMIT {stmt.bind(query.limit + 1)}"
     if query.skip:
         text += f" OFFSET {stmt.bind(query.skip)}"
-    return text, len(keys)
+    return text, [descending for _, descending, _ in keys]
 
 
 def _fetch(conn: psycopg.Connection, text: str, params: Mapping[str, Any]) -> list[Row]:
@@ -890,7 +891,8 @@ def select_page(conn: psycopg.Connection, *, scope: Scope, query: Query) -> Page
     if query.entity is E.OBSERVATION and query.parent is None and query.entity_id is None:
         text, arity = _observations_of_all(query, stmt)
     else:
-        text, arity = _select(query, stmt)
+        text, directions = _select(query, stmt)
+        arity = len(directions)
     return _page(_fetch(conn, text, stmt.params), query.limit, arity)
 
 
@@ -949,7 +951,7 @@ def _observations_of_all(query: Query, stmt: Statement) -> tuple[str, int]:
         parent=Parent(E.DATASTREAM, {}, _OBSERVATIONS),
         limit=None if query.limit is None else query.limit + query.skip,
     )
-    text, arity = _select(inner, stmt, parent=lambda column: f"x.{column}", extra=bound)
+    text, directions = _select(inner, stmt, parent=lambda column: f"x.{column}", extra=bound)
     names = [f"o.{c}" for c in sorted(inner.columns)]
     if by_id:
         keys = [
@@ -959,7 +961,7 @@ def _observations_of_all(query: Query, stmt: Statement) -> tuple[str, int]:
         ]
     else:
         last = query.orderby[-1].descending
-        keys = [(f"o._k{i}", d, True) for i, (_, d) in enumerate(_directions(query, arity))]
+        keys = [(f"o._k{i}", d, True) for i, d in enumerate(directions)]
         keys += [("x.device_id", last, False), ("x.metric_id", last, False)]
     conditions = [] if after is None else [_after(keys, after, stmt)]
     outer = (
@@ -975,13 +977,6 @@ def _observations_of_all(query: Query, stmt: Statement) -> tuple[str, int]:
     if query.skip:
         outer += f" OFFSET {stmt.bind(query.skip)}"
     return outer, len(keys)
-
-
-def _directions(query: Query, arity: int) -> list[tuple[int, bool]]:
-    """The direction of each of the inner query's order keys: those asked, then the time."""
-    directions = [item.descending for item in query.orderby]
-    last = directions[-1] if directions else False
-    return [(i, directions[i] if i < len(directions) else last) for i in range(arity)]
 
 
 def parent_columns(entity: EntityType, relation: str) -> set[str]:
@@ -1015,9 +1010,12 @@ def select_related(
     arrays = [stmt.bind(list(range(len(rows)))) + "::int[]"] + [
         stmt.bind([row[c] for row in rows]) + f"::{source[c].type}[]" for c in columns
     ]
-    text, arity = _select(query, stmt, parent=lambda column: f"pv.{column}")
+    text, directions = _select(query, stmt, parent=lambda column: f"pv.{column}")
+    arity = len(directions)
     names = ", ".join(["_parent", *columns])
-    order = ", ".join(["pv._parent", *(f"e._k{i}" for i in range(arity))])
+    order = ", ".join(
+        ["pv._parent", *(f"e._k{i}{' DESC' if d else ''}" for i, d in enumerate(directions))]
+    )
     outer = (
         f"SELECT pv._parent, e.* FROM unnest({', '.join(arrays)}) AS pv ({names})"
         f" CROSS JOIN LATERAL ({text}) AS e ORDER BY {order}"

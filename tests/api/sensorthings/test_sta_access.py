@@ -50,9 +50,7 @@ def test_each_caller_sees_exactly_its_datasets_in_lists_and_counts(
     client: TestClient, world: World, who: str
 ) -> None:
     assert set(things(client, world, who)) == SEES[who]
-    body = client.get(
-        f"{STA}/Observations?$count=true&$top=100", headers=world.headers(who)
-    ).json()
+    body = client.get(f"{STA}/Observations?$count=true&$top=100", headers=world.headers(who)).json()
     assert {o["result"] for o in body["value"]} == {
         VALUES[d] + h for d in SEES[who] for h in range(3)
     }
