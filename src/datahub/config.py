@@ -180,7 +180,9 @@ class SensorThingsSettings(_Section):
         default=True, description="the ingest publishes new Observations of open datasets"
     )
     mqtt_queue: int = Field(
-        default=10_000, ge=1, description="Observations waiting to be published; more are dropped"
+        default=10_000,
+        ge=1,
+        description="committed batches waiting to be published; more are dropped",
     )
 
 
