@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -600,6 +601,8 @@ def _binary(expr: Binary, alias: Alias, stmt: Statement) -> str:
     a, b = _render(left, alias, stmt), _render(right, alias, stmt)
     if expr.op == "div":
         return f"({a}::float8 / nullif({b}::float8, 0))"
+    if expr.op == "mod":
+        return f"mod(({a})::numeric, nullif(({b})::numeric, 0))::float8"
     return f"({a} {_ARITHMETIC[expr.op]} {b})"
 
 
@@ -612,7 +615,7 @@ def _call(expr: Call, alias: Alias, stmt: Statement) -> str:
     a = [_render(x, alias, stmt) for x in args]
     utc = [f"({x} AT TIME ZONE 'UTC')" for x in a]
     if name in _EXTRACT:
-        return f"extract({name} FROM {utc[0]})"
+        return f"extract({name} FROM {utc[0]})::int"
     rendered: dict[str, Callable[[], str]] = {
         "substringof": lambda: f"(strpos({a[1]}, {a[0]}) > 0)",
         "contains": lambda: f"(strpos({a[0]}, {a[1]}) > 0)",
@@ -627,14 +630,14 @@ def _call(expr: Call, alias: Alias, stmt: Statement) -> str:
         "toupper": lambda: f"upper({a[0]})",
         "trim": lambda: f"btrim({a[0]})",
         "concat": lambda: f"({a[0]} || {a[1]})",
-        "second": lambda: f"floor(extract(second FROM {utc[0]}))",
+        "second": lambda: f"floor(extract(second FROM {utc[0]}))::int",
         "fractionalseconds": lambda: (
-            f"(extract(second FROM {utc[0]}) - floor(extract(second FROM {utc[0]})))"
+            f"(extract(second FROM {utc[0]}) - floor(extract(second FROM {utc[0]})))::float8"
         ),
         "date": lambda: f"(date_trunc('day', {utc[0]}) AT TIME ZONE 'UTC')",
         "totaloffsetminutes": lambda: "0",
         "now": lambda: "now()",
-        "round": lambda: f"round(({a[0]})::numeric)",
+        "round": lambda: f"round(({a[0]})::numeric)::float8",
         "floor": lambda: f"floor({a[0]})",
         "ceiling": lambda: f"ceil({a[0]})",
     }
@@ -930,18 +933,15 @@ def _observations_of_all(query: Query, stmt: Statement) -> tuple[str, int]:
                 " ELSE '-infinity'::timestamptz END"
             )
             return [f"{time} > {start}"]
-        first = query.orderby[0]
-        if (
-            isinstance(first.expr, Prop)
-            and not first.expr.hops
-            and first.expr.name
-            in (
-                "phenomenonTime",
-                "resultTime",
-            )
-        ):
-            return [f"{time} {'<=' if first.descending else '>='} {stmt.bind(after[0])}"]
-        return []
+        # The rows of this Datastream at or after the cursor's own keys: those equal to
+        # them may still follow it, by the Datastream ids that break the tie outside.
+        keys = _order_keys(inner, alias, stmt, _fixed(inner))
+        values = after[: len(keys)]
+        same = " AND ".join(
+            f"{k} IS NOT DISTINCT FROM {stmt.bind(v)}"
+            for (k, _, _), v in zip(keys, values, strict=True)
+        )
+        return [f"({_after(keys, values, stmt)} OR ({same}))"]
 
     inner = Query(
         entity=E.OBSERVATION,
@@ -949,7 +949,11 @@ def _observations_of_all(query: Query, stmt: Statement) -> tuple[str, int]:
         filter=query.filter,
         orderby=query.orderby,
         parent=Parent(E.DATASTREAM, {}, _OBSERVATIONS),
-        limit=None if query.limit is None else query.limit + query.skip,
+        # Per Datastream: the page, the rows skipped, and the cursor's own row (its keys
+        # are let through, for the ties the Datastream ids break outside).
+        limit=None
+        if query.limit is None
+        else query.limit + query.skip + (1 if after is not None and not by_id else 0),
     )
     text, directions = _select(inner, stmt, parent=lambda column: f"x.{column}", extra=bound)
     names = [f"o.{c}" for c in sorted(inner.columns)]
@@ -1179,8 +1183,13 @@ def decode_cursor(order: str, cursor: str) -> list[Any] | None:
     for v in values:
         if isinstance(v, dict):
             try:
-                out.append(datetime.fromisoformat(v["t"]))
-            except (KeyError, TypeError, ValueError):
+                if "t" in v:
+                    out.append(datetime.fromisoformat(v["t"]))
+                elif "n" in v:
+                    out.append(Decimal(v["n"]))
+                else:
+                    out.append(timedelta(seconds=float(v["d"])))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
                 return None
         elif v is None or isinstance(v, int | float | str | bool):
             out.append(v)
