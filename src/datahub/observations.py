@@ -13,7 +13,7 @@ and rebuilt rollups, and no id is stored per reading:
   the Datastream's id.
 
 Ids stay below 2**63, so a signed 64-bit integer holds them (Java clients, the OGC test
-suite), which caps device ids at 1,342,177. A reading's key has microseconds; the id has
+suite), which caps device ids at 1,342,176. A reading's key has microseconds; the id has
 a sixteenth of a second: it names one reading as long as a Datastream has at most one
 reading per 62.5 ms, which LoRaWAN guarantees for readings timed by the network server
 (a class A device listens in two receive windows, 1 s and 2 s after each uplink, before
@@ -32,7 +32,7 @@ METRIC_SLOTS = 100  # metric ids are 1..99
 TIME_BITS = 36
 TICKS_PER_S = 16
 DATASTREAM_LIMIT = 2 ** (63 - TIME_BITS)  # Datastream ids are below this
-MAX_DEVICE_ID = (DATASTREAM_LIMIT - 1) // METRIC_SLOTS
+MAX_DEVICE_ID = (DATASTREAM_LIMIT - METRIC_SLOTS) // METRIC_SLOTS  # 1,342,176
 TICK = timedelta(seconds=1 / TICKS_PER_S)
 # What an Observation of the hub is: one number measured at one time.
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
