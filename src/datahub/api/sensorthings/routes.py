@@ -155,7 +155,7 @@ def read(
     if path in ("", "/"):
         return landing_page(request, settings)
     raw = _raw_options(request)
-    sta.set_timeout(conn, milliseconds=settings.sensorthings.statement_timeout_ms)
+    sta.set_limits(conn, milliseconds=settings.sensorthings.statement_timeout_ms)
     ensured = getattr(request.app.state, "sensorthings_ids_at", None)
     now = time.monotonic()
     if ensured is None or now - ensured > ENSURE_IDS_S:
@@ -534,17 +534,22 @@ class Reader:
             self.served[dataset_id] += len(page) * weight
             self.datasets.add(dataset_id)
         label = raw.get("aggregate", "1h")
-        body: dict[str, Any] = {
-            "value": [
-                {
-                    "phenomenonTime": f"{_iso(r.time)}/{_iso(r.time + width)}",
-                    "resultTime": _iso(min(r.time + width, end)),
-                    "result": r.value,
-                    "parameters": {"aggregate": label, "fn": fn.value, "count": r.count},
-                }
-                for r in page
-            ]
-        }
+        # Thousands of points, rendered with as little work each as may be: each time once
+        # (a bucket's end is the next one's start). An aggregate is computed when asked
+        # for: it has no result time of its own.
+        stops = [r.time + width for r in page]
+        texts = {t: _iso(t) for t in {*(r.time for r in page), *stops}}
+        name = fn.value
+        values = [
+            {
+                "phenomenonTime": texts[r.time] + "/" + texts[stop],
+                "resultTime": None,
+                "result": r.value,
+                "parameters": {"aggregate": label, "fn": name, "count": r.count},
+            }
+            for r, stop in zip(page, stops, strict=True)
+        ]
+        body: dict[str, Any] = {"value": values}
         if options.count:
             body = {"@iot.count": len(rows) + (options.skip if after is None else 0), **body}
         if more:
@@ -557,7 +562,10 @@ class Reader:
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+    # The request's session is in UTC (storage.sensorthings.set_limits): no conversion.
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat().removesuffix("+00:00") + "Z"
 
 
 def _json(body: Mapping[str, Any]) -> Response:
