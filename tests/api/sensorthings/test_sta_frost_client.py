@@ -167,12 +167,9 @@ def datastream_of(service: fsc.SensorThingsService, dev_eui: str, metric: str) -
     return found[0]
 
 
-def test_observations_of_a_datastream_equal_the_rest_readings(
-    service: fsc.SensorThingsService, rest: httpx.Client
-) -> None:
-    dev_eui = "70B3D57E0000F002"
-    datastream = datastream_of(service, dev_eui, "temperature")
-    readings = rest.get(
+def temperatures(rest: httpx.Client, dev_eui: str) -> list[dict[str, Any]]:
+    """A device's temperature readings, as the REST API serves them."""
+    items: list[dict[str, Any]] = rest.get(
         f"/v1/devices/{dev_eui}/readings",
         params={
             "metric": "temperature",
@@ -180,6 +177,15 @@ def test_observations_of_a_datastream_equal_the_rest_readings(
             "to": (T0 + timedelta(days=2)).isoformat(),
         },
     ).json()["items"]
+    return items
+
+
+def test_observations_of_a_datastream_equal_the_rest_readings(
+    service: fsc.SensorThingsService, rest: httpx.Client
+) -> None:
+    dev_eui = "70B3D57E0000F002"
+    datastream = datastream_of(service, dev_eui, "temperature")
+    readings = temperatures(rest, dev_eui)
 
     ascending = walk(datastream.get_observations().query().orderby("phenomenonTime", "ASC"))
     descending = walk(datastream.get_observations().query().orderby("phenomenonTime", "DESC"))
@@ -195,14 +201,7 @@ def test_filters_equal_the_rest_readings_filtered(
 ) -> None:
     dev_eui = "70B3D57E0000F001"
     datastream = datastream_of(service, dev_eui, "temperature")
-    readings = rest.get(
-        f"/v1/devices/{dev_eui}/readings",
-        params={
-            "metric": "temperature",
-            "from": T0.isoformat(),
-            "to": (T0 + timedelta(days=2)).isoformat(),
-        },
-    ).json()["items"]
+    readings = temperatures(rest, dev_eui)
     start = (T0 + timedelta(hours=5)).isoformat().replace("+00:00", "Z")
 
     found = walk(

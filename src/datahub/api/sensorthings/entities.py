@@ -98,24 +98,19 @@ def _thing(row: Row, base: str) -> dict[str, Any]:
     return {"name": name, "description": row["description"], "properties": properties}
 
 
-def _location(row: Row, base: str) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "description": row["description"],
-        "encodingType": row["encoding"],
-        "location": point(row),
-        "properties": {"since": _time(row["since"])},
-    }
+def _place(geometry: str) -> Render:
+    """A Location (its geometry is `location`) or a FeatureOfInterest (`feature`)."""
 
+    def render(row: Row, base: str) -> dict[str, Any]:
+        return {
+            "name": row["name"],
+            "description": row["description"],
+            "encodingType": row["encoding"],
+            geometry: point(row),
+            "properties": {"since": _time(row["since"])},
+        }
 
-def _feature(row: Row, base: str) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "description": row["description"],
-        "encodingType": row["encoding"],
-        "feature": point(row),
-        "properties": {"since": _time(row["since"])},
-    }
+    return render
 
 
 def _historical_location(row: Row, base: str) -> dict[str, Any]:
@@ -179,13 +174,13 @@ def _observation(row: Row, base: str) -> dict[str, Any]:
 
 RENDER: dict[EntityType, Render] = {
     E.THING: _thing,
-    E.LOCATION: _location,
+    E.LOCATION: _place("location"),
     E.HISTORICAL_LOCATION: _historical_location,
     E.DATASTREAM: _datastream,
     E.SENSOR: _sensor,
     E.OBSERVED_PROPERTY: _observed_property,
     E.OBSERVATION: _observation,
-    E.FEATURE_OF_INTEREST: _feature,
+    E.FEATURE_OF_INTEREST: _place("feature"),
 }
 
 # The storage columns each property is rendered from; `@iot.id` from `id`.
