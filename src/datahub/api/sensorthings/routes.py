@@ -21,13 +21,12 @@ import psycopg
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import Field
 from pydantic_core import to_json
 
 from datahub.api.catalog import MetricCatalog
 from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered, SettingsDep
 from datahub.api.licences import licences_of, link_licences
-from datahub.api.schemas import ErrorOut, error_responses
+from datahub.api.schemas import error_responses
 from datahub.api.sensorthings import entities
 from datahub.api.sensorthings.ast import Binary, Expand, Expr, Literal, Options, Prop
 from datahub.api.sensorthings.model import RELATIONS, EntityType
@@ -55,12 +54,6 @@ _OPTIONS = {"$filter", "$orderby", "$top", "$skip", "$count", "$select", "$expan
 # Custom options (no `$`): the hub's rollups of one Datastream, and the next page's cursor.
 _CUSTOM = {"aggregate", "aggregateFn", "$skiptoken", "$resultFormat"}
 _WIDTHS = {"1h": rollups.HOUR, "1d": rollups.DAY}
-
-
-class StaErrorOut(ErrorOut):
-    code: int = Field(description="the HTTP status code")
-    type: str = Field(description="always `error`")
-    message: str = Field(description="the same as `detail`, as SensorThings clients read it")
 
 
 def _error(
@@ -108,10 +101,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "An entity, a collection (`value`, `@iot.nextLink`, `@iot.count`), a "
         "property, or a property's raw value (`/$value`, text/plain).",
     },
-    **{
-        status: {"model": StaErrorOut, "description": spec["description"]}
-        for status, spec in error_responses(400, 401, 403, 404, 409, 429, 503).items()
-    },
+    # Rendered as ErrorOut with SensorThings' `code`, `type` and `message` besides.
+    **error_responses(400, 401, 403, 404, 409, 422, 429, 503),
 }
 
 
