@@ -220,6 +220,32 @@ class ApiSettings(_Section):
     public_base_url: str | None = None
 
 
+class SensorThingsSettings(_Section):
+    """The OGC SensorThings API at /sta/v1.1 and its MQTT publication (docs/sensorthings.md)."""
+
+    top_default: int = Field(default=100, ge=1, description="entities per page without $top")
+    top_max: int = Field(default=10_000, ge=1, description="largest $top accepted")
+    skip_max: int = Field(
+        default=10_000, ge=0, description="largest $skip accepted; @iot.nextLink pages deeper"
+    )
+    count_exact_max: int = Field(
+        default=100_000,
+        ge=0,
+        description="$count counts up to this many exactly, beyond it the planner estimates",
+    )
+    statement_timeout_ms: int = Field(
+        default=10_000, ge=100, description="longest a SensorThings request may query"
+    )
+    mqtt_publish: bool = Field(
+        default=True, description="the ingest publishes new Observations of open datasets"
+    )
+    mqtt_queue: int = Field(
+        default=10_000,
+        ge=1,
+        description="committed batches waiting to be published; more are dropped",
+    )
+
+
 class DashboardSettings(_Section):
     """The public dashboard at `/`: where its map's background tiles come from."""
 
@@ -277,6 +303,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    sensorthings: SensorThingsSettings = SensorThingsSettings()
     fairshare: FairShareSettings = FairShareSettings()
     catalog: CatalogSettings = CatalogSettings()
     sources: tuple[SourceSettings, ...] = ()

@@ -36,6 +36,7 @@ from datahub.api.routes import (
     readings,
     tariffs,
 )
+from datahub.api.sensorthings import routes as sensorthings
 from datahub.api.writer import Writer
 from datahub.config import Settings
 from datahub.errors import (
@@ -131,6 +132,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         admin,
         dashboard,
         docs,
+        sensorthings,
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)

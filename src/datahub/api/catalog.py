@@ -51,6 +51,17 @@ class MetricInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileInfo:
+    """What the catalog says of a profile beyond its metrics (the SensorThings Sensor)."""
+
+    vendor: str
+    model: str
+    description: str
+    version: str | None
+    mappings: tuple[tuple[str, str, float], ...]  # (metric, kind, scale) of each mapping
+
+
+@dataclass(frozen=True, slots=True)
 class MetricCatalog:
     """Metric name -> metric, and profile name -> the metrics its mapping produces."""
 
@@ -64,6 +75,7 @@ class MetricCatalog:
     # (profile, metric) -> the decimal places values are rendered with (the vendor's
     # resolution); a pair without one is rendered as stored
     decimals: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -96,12 +108,14 @@ class MetricCatalog:
             for m in profile.mappings
             if m.decimals is not None
         }
+        described = {name: _profile_info(name, profile) for name, profile in profiles.items()}
         return cls(
             metrics=infos,
             profile_metrics=profile_metrics,
             counters=counters,
             intervals=intervals,
             decimals=decimals,
+            profiles=described,
         )
 
     @classmethod
@@ -138,3 +152,16 @@ class MetricCatalog:
     def reporting_interval(self, profile: str) -> int | None:
         """Return a profile's typical seconds between uplinks; None if unknown."""
         return self.intervals.get(profile)
+
+
+def _profile_info(name: str, profile: ProfileLike) -> ProfileInfo:
+    # Vendor, model, description and version are the catalog's `Profile` fields; a profile
+    # without them (a test's) is described by its name.
+    vendor, _, model = name.partition("/")
+    return ProfileInfo(
+        vendor=getattr(profile, "vendor", vendor),
+        model=getattr(profile, "model", model),
+        description=getattr(profile, "description", name),
+        version=getattr(profile, "version", None),
+        mappings=tuple((m.metric, m.kind, m.scale) for m in profile.mappings),
+    )

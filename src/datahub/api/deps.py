@@ -231,6 +231,8 @@ Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a
 # failed commit can still answer with an error.
 WriteConn = Annotated[psycopg.Connection, Depends(get_write_conn, scope="function")]
+# What lends a writer connection on demand, for a read route's occasional write.
+WriteLender = Annotated[Lender, Depends(get_lender)]
 ProbeConn = Annotated[psycopg.Connection, Depends(get_probe_conn, scope="function")]
 # Any caller, a key of any scope or anonymous (routes that decide by scope themselves).
 Caller = Annotated[Access, Depends(get_access)]

@@ -145,7 +145,11 @@ class Pipeline:
         registry: Registry | None = None,
         stats: Stats | None = None,
         clock: Clock = _utcnow,
+        on_commit: Callable[[Stored], None] | None = None,
     ) -> None:
+        """`on_commit` is told what each batch stored once its transaction has committed
+        (`store_batch`): the SensorThings publisher's hand-over. It must neither block nor
+        raise: the batch is stored, and its messages wait for their acknowledgement."""
         self._settings = settings
         self._sources = {s.name: s for s in settings.sources}
         # Default: the built-in profiles plus the codec directory, rescanned with the registry.
@@ -153,6 +157,7 @@ class Pipeline:
         self.registry = registry or Registry()
         self.stats = stats or Stats()
         self._clock = clock
+        self._on_commit = on_commit
         self.decoder_ids = DecoderIds()
         # What the batch in hand did; counted in `stats` once its transaction has committed,
         # so that a retried batch is counted once.
@@ -278,6 +283,8 @@ class Pipeline:
             with conn.transaction():
                 stored = self.process(conn, messages)
             self.committed()
+            if self._on_commit is not None:
+                self._on_commit(stored)
         except db.UNAVAILABLE as exc:
             raise StorageUnavailable(str(exc)) from exc
         except psycopg.Error as exc:

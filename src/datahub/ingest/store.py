@@ -45,6 +45,7 @@ class Stored:
     conflicts: Sequence[Prepared]  # their key is stored with other content: dead letters
     readings: int
     dead_letters: int  # rows written to dead_letter: the batch's, decode failures, conflicts
+    new_readings: Sequence[ReadingRow] = ()  # the readings of the new uplinks
 
     @property
     def uplinks(self) -> int:
@@ -148,6 +149,7 @@ def store(
         conflicts=conflicts,
         readings=stored_readings,
         dead_letters=len(letters),
+        new_readings=fresh_readings,
     )
 
 

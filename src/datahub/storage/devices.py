@@ -59,31 +59,50 @@ def upsert_devices(
     if missing:
         names = ", ".join(sorted(slug for slug, _ in missing))
         raise ValueError(f"no dataset {names} of the devices' supplier; add it first")
-    rows = conn.execute(
+    # Devices already registered are updated first, and only the others inserted: an
+    # INSERT … ON CONFLICT draws an identity value for every row it tries, so repeated
+    # imports would use up device ids, which the SensorThings ids are made of.
+    row = conn.execute(
         """
-        INSERT INTO device (dev_eui, name, city, supplier_id, dataset_id, profile, latitude,
-                            longitude)
-        SELECT v.dev_eui, v.name, v.city, v.supplier_id,
-               CASE WHEN NOT v.named AND cur.supplier_id = v.supplier_id
-                    THEN cur.dataset_id ELSE ds.id END,
-               v.profile, v.latitude, v.longitude
-        FROM unnest(%(dev_eui)s::text[], %(name)s::text[], %(city)s::text[],
-                    %(supplier_id)s::int[], %(dataset)s::text[], %(named)s::bool[],
-                    %(profile)s::text[], %(latitude)s::float8[], %(longitude)s::float8[])
-             AS v (dev_eui, name, city, supplier_id, dataset, named, profile, latitude,
-                   longitude)
-        JOIN dataset ds ON ds.slug = v.dataset
-        LEFT JOIN device cur ON cur.dev_eui = v.dev_eui
-        ON CONFLICT (dev_eui) DO UPDATE SET
-            name = excluded.name, city = excluded.city, supplier_id = excluded.supplier_id,
-            dataset_id = excluded.dataset_id, profile = excluded.profile,
-            latitude = excluded.latitude, longitude = excluded.longitude, updated_at = now()
-        RETURNING (xmax = 0) AS inserted
+        WITH v AS (
+            SELECT * FROM unnest(%(dev_eui)s::text[], %(name)s::text[], %(city)s::text[],
+                                 %(supplier_id)s::int[], %(dataset)s::text[], %(named)s::bool[],
+                                 %(profile)s::text[], %(latitude)s::float8[],
+                                 %(longitude)s::float8[])
+                 AS v (dev_eui, name, city, supplier_id, dataset, named, profile, latitude,
+                       longitude)
+        ), updated AS (
+            UPDATE device d SET
+                name = v.name, city = v.city, supplier_id = v.supplier_id,
+                dataset_id = CASE WHEN NOT v.named AND d.supplier_id = v.supplier_id
+                                  THEN d.dataset_id ELSE ds.id END,
+                profile = v.profile, latitude = v.latitude, longitude = v.longitude,
+                updated_at = now()
+            FROM v JOIN dataset ds ON ds.slug = v.dataset
+            WHERE d.dev_eui = v.dev_eui
+            RETURNING d.id
+        ), inserted AS (
+            INSERT INTO device (dev_eui, name, city, supplier_id, dataset_id, profile, latitude,
+                                longitude)
+            SELECT v.dev_eui, v.name, v.city, v.supplier_id, ds.id, v.profile, v.latitude,
+                   v.longitude
+            FROM v JOIN dataset ds ON ds.slug = v.dataset
+            WHERE NOT EXISTS (SELECT 1 FROM device d WHERE d.dev_eui = v.dev_eui)
+            -- a device registered meanwhile by a concurrent import
+            ON CONFLICT (dev_eui) DO UPDATE SET
+                name = excluded.name, city = excluded.city, supplier_id = excluded.supplier_id,
+                dataset_id = excluded.dataset_id, profile = excluded.profile,
+                latitude = excluded.latitude, longitude = excluded.longitude,
+                updated_at = now()
+            RETURNING (xmax = 0) AS fresh
+        )
+        SELECT (SELECT count(*) FROM inserted WHERE fresh),
+               (SELECT count(*) FROM inserted WHERE NOT fresh) + (SELECT count(*) FROM updated)
         """,
         params,
-    ).fetchall()
-    inserted = sum(1 for (was_inserted,) in rows if was_inserted)
-    return (inserted, len(rows) - inserted)
+    ).fetchone()
+    assert row is not None
+    return (int(row[0]), int(row[1]))
 
 
 def select_registry(conn: psycopg.Connection) -> dict[str, RegistryEntry]:
