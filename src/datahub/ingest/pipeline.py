@@ -40,6 +40,8 @@ from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
 from datahub.ingest.store import Batch, DecoderIds, Stored, store
+from datahub.ops.engine import AlertEngine
+from datahub.ops.worker import OpsWorker
 from datahub.storage import db, dead_letters, devices, sources
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
@@ -177,6 +179,7 @@ class Pipeline:
         self.stats = stats or Stats()
         self._clock = clock
         self.decoder_ids = DecoderIds()
+        self.alerts = AlertEngine(settings.alerts)
         # What the batch in hand did; counted in `stats` once its transaction has committed,
         # so that a retried batch is counted once.
         self._pending: Counter[tuple[str, str | None]] = Counter()
@@ -295,6 +298,10 @@ class Pipeline:
             self._count("stored", fresh, source=source)
             self._count("duplicates", seen - fresh, source=source)
         self._count("readings", stored.readings)
+        # In the batch's transaction: alarms and their notifications commit with the readings.
+        self._count(
+            "alarm_transitions", self.alerts.evaluate(conn, stored.new_readings, now=self._clock())
+        )
         if batch.uplinks:
             # Duplicates count too: they were stored before.
             self._pending_newest = max(row.uplink.received_at for row in batch.uplinks)
@@ -310,6 +317,11 @@ class Pipeline:
 
     def _count(self, key: str, n: int = 1, *, source: str | None = None) -> None:
         self._pending[key, source] += n
+
+    def reporting_interval(self, profile_id: str) -> int | None:
+        """Return a profile's reporting interval in seconds, if the catalog has the profile."""
+        profile = self._catalog.get(profile_id)
+        return profile.reporting_interval_s if profile is not None else None
 
 
 def _letter(
@@ -370,6 +382,9 @@ class Ingest:
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
         self.retention = DedupRetention(settings, stop_event=self.stop_event)
+        self.ops = OpsWorker(
+            settings, stop_event=self.stop_event, interval_of=self.pipeline.reporting_interval
+        )
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
@@ -396,6 +411,7 @@ class Ingest:
             self.subscriber.start()
             self.refresher.start()
             self.retention.start()
+            self.ops.start()
             log.info("ingest running with %d sources", len(self._settings.sources))
             try:
                 while not self.stop_event.is_set():
@@ -404,6 +420,7 @@ class Ingest:
                 self.subscriber.stop()
                 self.refresher.join(timeout=10.0)
                 self.retention.join(timeout=10.0)
+                self.ops.join(timeout=10.0)
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
                 if self._conn is not None:
                     self._conn.close()

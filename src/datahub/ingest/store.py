@@ -33,6 +33,7 @@ class Stored:
     dead_letters: int
     by_source: Mapping[str, int] = field(default_factory=dict)  # new uplinks per source
     seen_by_source: Mapping[str, int] = field(default_factory=dict)  # every uplink per source
+    new_readings: Sequence[ReadingRow] = ()  # the readings of the new uplinks, for the alerts
 
 
 class DecoderIds:
@@ -96,6 +97,7 @@ def store(
         dead_letters=len(letters),
         by_source=Counter(row.uplink.source for row in fresh),
         seen_by_source=Counter(row.uplink.source for row in batch.uplinks),
+        new_readings=fresh_readings,
     )
 
 
