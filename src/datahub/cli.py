@@ -70,11 +70,8 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.api.host
     port = args.port or settings.api.port
-    from datahub.api.catalog import MetricCatalog
-
-    # The API's metric catalog includes the codec directory as it was at start-up.
-    catalog = MetricCatalog.build(decoders.METRICS, open_catalog(settings))
-    app = create_app(settings, catalog=catalog)
+    # The app's catalog follows the codec directory while it runs.
+    app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
 

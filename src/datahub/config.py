@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -339,6 +340,31 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     config = {**Settings.model_config, "yaml_file": path}
     bound: type[Settings] = type("Settings", (Settings,), {"model_config": config})
     try:
-        return bound(**overrides)
+        settings = bound(**overrides)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    return _codecs_dir_beside(settings, path)
+
+
+def _codecs_dir_beside(settings: Settings, config_file: Path | None) -> Settings:
+    """Resolve a relative `catalog.codecs_dir` of the config file against the file's folder.
+
+    Every process and command given the same file then finds the same directory, whatever
+    its working directory (a service's is rarely the operator's). One set elsewhere (the
+    environment, an argument) stays relative to the working directory.
+    """
+    codecs_dir = settings.catalog.codecs_dir
+    if config_file is None or codecs_dir is None or codecs_dir.is_absolute():
+        return settings
+    try:
+        document = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return settings
+    catalog = document.get("catalog") if isinstance(document, dict) else None
+    written = catalog.get("codecs_dir") if isinstance(catalog, dict) else None
+    if written is None or Path(str(written)) != codecs_dir:
+        return settings
+    resolved = (config_file.resolve().parent / codecs_dir).resolve()
+    return settings.model_copy(
+        update={"catalog": settings.catalog.model_copy(update={"codecs_dir": resolved})}
+    )

@@ -16,9 +16,10 @@ from starlette.exceptions import HTTPException
 
 import datahub
 from datahub.api import telemetry
-from datahub.api.catalog import MetricCatalog
+from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.routes import (
     admin,
+    alert_rules,
     dashboard,
     datasets,
     devices,
@@ -26,9 +27,12 @@ from datahub.api.routes import (
     health,
     latest,
     metrics,
+    operations,
     readings,
     tariffs,
+    unplaced,
 )
+from datahub.catalog import open_catalog
 from datahub.config import Settings
 from datahub.errors import ApiError, ServiceUnavailable, StorageUnavailable, TooManyRequests
 from datahub.storage import db
@@ -39,10 +43,13 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
-def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, catalog: MetricCatalog | LiveCatalog | None = None
+) -> FastAPI:
     """Build the API; its lifespan opens the connection pool and closes it.
 
-    `catalog` defaults to the device catalog of the `decoders` package.
+    `catalog` defaults to the device catalog of the settings: the `decoders` package, and
+    the codec directory (`catalog.codecs_dir`) as it changes while the API runs.
     """
 
     @asynccontextmanager
@@ -74,7 +81,13 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
+    if catalog is None:
+        catalog = (
+            LiveCatalog(open_catalog(settings))
+            if settings.catalog.codecs_dir is not None
+            else MetricCatalog.from_decoders()
+        )
+    app.state.catalog = catalog
     app.state.pool = None
     for module in (
         health,
@@ -86,6 +99,9 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         tariffs,
         fairshare,
         admin,
+        alert_rules,
+        unplaced,
+        operations,
         dashboard,
     ):
         app.include_router(module.router)

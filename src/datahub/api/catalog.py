@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import decoders
+from decoders.codec_dir import CodecCatalog
 
 
 class MetricLike(Protocol):
@@ -111,3 +112,23 @@ class MetricCatalog:
     def reporting_interval(self, profile: str) -> int | None:
         """Return a profile's typical seconds between uplinks; None if unknown."""
         return self.intervals.get(profile)
+
+
+class LiveCatalog:
+    """The metric catalog of a codec directory that may change while the API runs.
+
+    `current` looks at the directory at most every `min_interval_s` seconds (a few stat
+    calls) and rebuilds the index when a codec or mapping was added, changed or removed,
+    so a new model's devices show their metrics without a restart.
+    """
+
+    def __init__(self, codecs: CodecCatalog, *, min_interval_s: float = 2.0) -> None:
+        self._codecs = codecs
+        self._min_interval_s = min_interval_s
+        self._metrics = MetricCatalog.build(decoders.METRICS, codecs)
+
+    def current(self) -> MetricCatalog:
+        """Return the index of the catalog as it is on disk now."""
+        if self._codecs.rescan_if_changed(min_interval_s=self._min_interval_s):
+            self._metrics = MetricCatalog.build(decoders.METRICS, self._codecs)
+        return self._metrics

@@ -289,8 +289,12 @@ class Pipeline:
         """Prepare and store a batch in the caller's transaction; then call `committed`."""
         self._pending.clear()
         self._pending_newest = None
-        if self.registry.refresh_if_due(conn) and isinstance(self._catalog, CodecCatalog):
-            self._catalog.rescan()  # a device added with a new codec arrives with both
+        refreshed = self.registry.refresh_if_due(conn)
+        if isinstance(self._catalog, CodecCatalog):
+            if refreshed:
+                self._catalog.rescan()  # a device added with a new codec arrives with both
+            else:
+                self._catalog.rescan_if_changed()  # a codec dropped in, changed or removed
         batch = self.prepare(messages)
         stored = store(conn, batch, decoder_ids=self.decoder_ids)
         for source, seen in stored.seen_by_source.items():
