@@ -234,9 +234,9 @@ class CodecCatalog(Mapping[str, Profile]):
             entries.append((str(path), info.st_mtime_ns, info.st_size))
         return tuple(sorted(entries))
 
-    def rescan_if_changed(self, *, min_interval_s: float = 2.0) -> bool:
-        """Rescan if the directory changed since it was last looked at; look at most every
-        `min_interval_s` seconds. Tell whether it rescanned."""
+    def changed(self, *, min_interval_s: float = 2.0) -> bool:
+        """Tell whether the directory changed since it was last looked at (then `rescan`);
+        look at most every `min_interval_s` seconds."""
         now = time.monotonic()
         if self.codecs_dir is None or now - self._checked < min_interval_s:
             return False
@@ -245,6 +245,12 @@ class CodecCatalog(Mapping[str, Profile]):
         if stamp == self._stamp:
             return False
         self._stamp = stamp
+        return True
+
+    def rescan_if_changed(self, *, min_interval_s: float = 2.0) -> bool:
+        """Rescan if the directory changed (see `changed`); tell whether it rescanned."""
+        if not self.changed(min_interval_s=min_interval_s):
+            return False
         self.rescan()
         return True
 

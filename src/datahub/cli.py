@@ -8,7 +8,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -21,6 +21,7 @@ from datahub.errors import ConfigError, DatahubError
 from datahub.fairshare import admin_cli as fairshare_admin
 from datahub.fairshare.admin_cli import aware_time
 from datahub.logs import configure_logging
+from datahub.ops import cli as ops_cli
 
 log = logging.getLogger("datahub")
 
@@ -101,9 +102,10 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_devices_import(settings: Settings, args: argparse.Namespace) -> int:
     from datahub.registry import read_registry_csv
-    from datahub.storage import db, devices, suppliers
+    from datahub.storage import db, devices, suppliers, unplaced
 
-    registry = read_registry_csv(args.file, profiles=open_catalog(settings))
+    catalog = open_catalog(settings)
+    registry = read_registry_csv(args.file, profiles=catalog)
     with db.connect(settings) as conn, conn.transaction():
         ids = suppliers.upsert_suppliers(conn, suppliers=registry.suppliers)
         try:
@@ -113,8 +115,39 @@ def _cmd_devices_import(settings: Settings, args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"datahub devices import: {args.file}: {exc}", file=sys.stderr)
             return 2
+        waiting = unplaced.count_unknown_uplinks(
+            conn, dev_euis=[d.dev_eui for d in registry.devices]
+        )
     print(f"{inserted} devices added, {updated} updated, {len(ids)} suppliers")
+    if waiting:
+        _offer_redecode(settings, catalog, waiting, decode=args.redecode)
     return 0
+
+
+def _offer_redecode(
+    settings: Settings,
+    catalog: Mapping[str, decoders.Profile],
+    waiting: Mapping[str, tuple[int, datetime]],
+    *,
+    decode: bool | None,
+) -> None:
+    """Decode the uplinks that came before their devices were registered, if asked to."""
+    from datahub.ingest.redecode import Redecoder, Selection
+    from datahub.storage import db
+
+    total = sum(n for n, _ in waiting.values())
+    print(f"{len(waiting)} of these devices sent {total} uplinks before they were registered")
+    if decode is None and sys.stdin.isatty():
+        decode = input("decode them now? [y/N] ").strip().lower() in ("y", "yes")
+    if not decode:
+        for dev_eui, (_, first) in sorted(waiting.items()):
+            print(f"  datahub redecode --device {dev_eui} --since {first.isoformat()}")
+        return
+    with db.connect(settings, autocommit=True) as conn:
+        redecoder = Redecoder(conn, catalog=catalog)
+        for dev_eui, (_, first) in sorted(waiting.items()):
+            report = redecoder.run(Selection(dev_eui=dev_eui, pending=True, since=first))
+            print(f"{dev_eui}: {json.dumps(report.as_json(), sort_keys=True)}")
 
 
 def _cmd_decode(settings: Settings, args: argparse.Namespace) -> int:
@@ -342,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
     q = sub.add_parser("import", help="add or update devices from a registry CSV")
     q.add_argument("file", type=Path)
+    q.add_argument(
+        "--redecode",
+        action=argparse.BooleanOptionalAction,
+        help="decode the uplinks devices sent before they were registered "
+        "(default: ask on a terminal, else print the commands)",
+    )
     q.set_defaults(run=_cmd_devices_import)
 
     p = commands.add_parser("decode", help="decode one payload with a profile or a JS codec")
@@ -382,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fairshare = p.add_subparsers(dest="fairshare_command", required=True, metavar="ACTION")
     fairshare_admin.add_commands(fairshare)  # supplier … tariff, seed
+    ops_cli.add_commands(commands)  # ops …, alerts …
     bench_cli.add_commands(commands)  # bench ingest, query, plot
     q = fairshare.add_parser(
         "close", help="close a month: rate its usage, invoice consumers, pay suppliers"

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
@@ -33,7 +34,11 @@ async def get_settings(request: Request) -> Settings:
 async def get_catalog(request: Request) -> MetricCatalog:
     """Return the device catalog's metrics and profiles, as the codec directory is now."""
     catalog: MetricCatalog | LiveCatalog = request.app.state.catalog
-    return catalog.current() if isinstance(catalog, LiveCatalog) else catalog
+    if not isinstance(catalog, LiveCatalog):
+        return catalog
+    if catalog.changed():  # a few stat calls every 2 s; the reload, rarely, off the loop
+        return await run_in_threadpool(catalog.reload)
+    return catalog.current
 
 
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]

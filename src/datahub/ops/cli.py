@@ -1,0 +1,521 @@
+"""The `datahub ops` and `datahub alerts` subcommands, added to the `datahub` parser.
+
+They run through the same functions as the operator API (`/v1/operations/…`, `/v1/admin/…`)
+and print its shapes with `--json`. An error (a malformed rule, an unknown name) is exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel
+
+from datahub.api import ops_schemas as out
+from datahub.catalog import open_catalog
+from datahub.config import Settings
+from datahub.domain import City
+from datahub.errors import ConfigError, NotFound
+from datahub.fairshare.admin_cli import aware_time
+from datahub.ops import rules, views
+from datahub.ops.delivery import Deliverer
+from datahub.ops.health import Status
+from datahub.ops.refresh import HealthRefresher
+from datahub.ops.rule import Kind, Operator, Rule, Scope
+from datahub.storage import alerts, db, dead_letters, device_health, unplaced
+
+
+@contextmanager
+def _transaction(settings: Settings) -> Iterator[psycopg.Connection]:
+    with db.connect(settings) as conn, conn.transaction():
+        yield conn
+
+
+def _print_json(items: Sequence[BaseModel] | BaseModel | dict[str, Any]) -> None:
+    if isinstance(items, BaseModel):
+        data: Any = items.model_dump(mode="json")
+    elif isinstance(items, dict):
+        data = items
+    else:
+        data = [item.model_dump(mode="json") for item in items]
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
+    cells = [[str(h) for h in header], *([_cell(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+# What the ingest could not place ----------------------------------------------------------
+
+
+def _unknown_devices(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        rows = unplaced.list_unknown_devices(conn, since=args.since, city=args.city)
+    if args.json:
+        _print_json([out.unknown_device_out(r) for r in rows])
+        return 0
+    _table(
+        [
+            (
+                r.dev_eui,
+                r.uplinks,
+                r.first_seen,
+                r.last_seen,
+                r.source,
+                r.city,
+                r.gateways,
+                "yes" if r.registered else "no",
+                r.last_payload.hex(),
+            )
+            for r in rows
+        ],
+        (
+            "DEV_EUI",
+            "UPLINKS",
+            "FIRST",
+            "LAST",
+            "SOURCE",
+            "CITY",
+            "GATEWAYS",
+            "REGISTERED",
+            "LAST_PAYLOAD",
+        ),
+    )
+    return 0
+
+
+def _decode_failures(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        rows = unplaced.list_decode_failures(conn, since=args.since, profile=args.profile)
+    if args.json:
+        _print_json([out.decode_failure_out(r) for r in rows])
+        return 0
+    _table(
+        [(r.profile, r.status, r.uplinks, r.devices, r.last_seen, r.last_error) for r in rows],
+        ("PROFILE", "STATUS", "UPLINKS", "DEVICES", "LAST", "LAST_ERROR"),
+    )
+    return 0
+
+
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        if args.id is not None:
+            letter = dead_letters.get_dead_letter(conn, letter_id=args.id)
+            if letter is None:
+                raise NotFound(f"no dead letter {args.id}")
+            _print_json(out.dead_letter_body_out(letter))
+            return 0
+        rows = dead_letters.list_dead_letters(
+            conn,
+            stage=args.stage,
+            reason=args.reason,
+            source=args.source,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+        )
+    if args.json:
+        _print_json([out.dead_letter_out(r) for r in rows])
+        return 0
+    _table(
+        [(r.id, r.received_at, r.source, r.stage, r.reason, r.body_length, r.detail) for r in rows],
+        ("ID", "RECEIVED", "SOURCE", "STAGE", "REASON", "BYTES", "DETAIL"),
+    )
+    return 0
+
+
+# Health -----------------------------------------------------------------------------------
+
+
+def _devices(settings: Settings, args: argparse.Namespace) -> int:
+    catalog = open_catalog(settings)
+
+    def interval_of(profile: str) -> int | None:
+        found = catalog.get(profile)
+        return found.reporting_interval_s if found is not None else None
+
+    with _transaction(settings) as conn:
+        if args.refresh:
+            HealthRefresher(settings.health).refresh_due(conn)
+        rows = device_health.list_device_health(conn, city=args.city, supplier=args.supplier)
+    found = views.device_views(
+        rows, interval_of=interval_of, now=datetime.now(UTC), settings=settings.health
+    )
+    shown = [v for v in found if args.status is None or v.status == args.status]
+    if args.json:
+        _print_json([out.device_out(v) for v in shown])
+        return 0
+    _table(
+        [
+            (
+                v.row.dev_eui,
+                v.row.city,
+                v.row.profile,
+                v.status,
+                v.row.last_seen_at,
+                v.expected_interval_s,
+                _ratio(v.row.frames_24h, v.row.lost_24h),
+                _ratio(v.row.frames_7d, v.row.lost_7d),
+                v.row.rssi_median,
+                v.row.snr_median,
+                v.row.battery_value,
+                v.row.battery_empty_at,
+                v.airtime_share,
+            )
+            for v in shown
+        ],
+        (
+            "DEV_EUI",
+            "CITY",
+            "PROFILE",
+            "STATUS",
+            "LAST_SEEN",
+            "INTERVAL_S",
+            "LOSS_24H",
+            "LOSS_7D",
+            "RSSI",
+            "SNR",
+            "BATTERY",
+            "EMPTY_AT",
+            "AIRTIME",
+        ),
+    )
+    return 0
+
+
+def _ratio(received: int | None, lost: int | None) -> str | None:
+    if received is None or lost is None or not received + lost:
+        return None
+    return f"{lost / (received + lost):.1%}"
+
+
+def _gateways(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        links = device_health.list_gateway_links(conn, city=args.city)
+    found = views.gateway_views(
+        links, now=datetime.now(UTC), silent_after_s=settings.health.gateway_silent_after_s
+    )
+    if args.json:
+        _print_json([out.gateway_out(g) for g in found])
+        return 0
+    _table(
+        [
+            (
+                g.gateway_id,
+                g.city,
+                g.source,
+                g.status,
+                g.last_heard_at,
+                g.uplinks_per_hour,
+                g.devices_24h,
+                g.rssi[1] if g.rssi else None,
+                g.snr[1] if g.snr else None,
+            )
+            for g in found
+        ],
+        (
+            "GATEWAY",
+            "CITY",
+            "NETWORK",
+            "STATUS",
+            "LAST_HEARD",
+            "UPLINKS/H",
+            "DEVICES",
+            "RSSI",
+            "SNR",
+        ),
+    )
+    return 0
+
+
+# Alerts -----------------------------------------------------------------------------------
+
+_RULE_OPTIONS = {
+    "kind": "kind",
+    "scope": "scope",
+    "scope_value": "scope_value",
+    "metric": "metric",
+    "operator": "operator",
+    "open": "open_value",
+    "clear": "clear_value",
+    "hold": "hold_s",
+    "intervals": "intervals",
+    "silent": "silent_s",
+    "webhook": "webhook_url",
+    "webhook_secret": "webhook_secret",
+    "email": "email_to",
+    "cooldown": "cooldown_s",
+}
+
+
+def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {
+        field: getattr(args, option)
+        for option, field in _RULE_OPTIONS.items()
+        if getattr(args, option) is not None
+    }
+    for name, enum in (("kind", Kind), ("scope", Scope), ("operator", Operator)):
+        if name in changes:
+            changes[name] = enum(changes[name])
+    if "email_to" in changes:
+        changes["email_to"] = tuple(a for a in changes["email_to"] if a)
+    for field in ("webhook_url", "scope_value", "metric"):
+        if changes.get(field) == "":
+            changes[field] = None
+    if args.enabled is not None:
+        changes["enabled"] = args.enabled == "true"
+    return changes
+
+
+def _rule_add(settings: Settings, args: argparse.Namespace) -> int:
+    changes = _rule_changes(args)
+    kind = changes.pop("kind", None)
+    if kind is None:
+        raise ConfigError("--kind is required")
+    with _transaction(settings) as conn:
+        rule = rules.create_rule(
+            conn, rule=Rule(name=args.name, kind=kind, **changes), alerts_settings=settings.alerts
+        )
+    _print_json(out.new_rule_out(rule))
+    return 0
+
+
+def _rule_update(settings: Settings, args: argparse.Namespace) -> int:
+    changes = _rule_changes(args)
+    if not changes:
+        raise ConfigError("nothing to change: give at least one option")
+    with _transaction(settings) as conn:
+        rule = rules.update_rule(
+            conn, name=args.name, changes=changes, alerts_settings=settings.alerts
+        )
+    _print_json(out.new_rule_out(rule) if "webhook_url" in changes else out.rule_out(rule))
+    return 0
+
+
+def _rule_delete(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        rules.delete_rule(conn, name=args.name)
+    print(f"alert rule {args.name} deleted")
+    return 0
+
+
+def _rule_list(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        found = alerts.list_rules(conn)
+    if args.json:
+        _print_json([out.rule_out(r) for r in found])
+        return 0
+    _table(
+        [
+            (
+                r.name,
+                r.kind,
+                f"{r.scope}:{r.scope_value or '*'}",
+                r.metric,
+                r.operator,
+                r.open_value,
+                r.clear_value,
+                r.hold_s,
+                r.intervals,
+                r.silent_s,
+                "webhook" if r.webhook_url else None,
+                r.email_to,
+                r.cooldown_s,
+                r.enabled,
+            )
+            for r in found
+        ],
+        (
+            "NAME",
+            "KIND",
+            "SCOPE",
+            "METRIC",
+            "OP",
+            "OPEN",
+            "CLEAR",
+            "HOLD_S",
+            "INTERVALS",
+            "SILENT_S",
+            "WEBHOOK",
+            "EMAIL",
+            "COOLDOWN_S",
+            "ENABLED",
+        ),
+    )
+    return 0
+
+
+def _alarms(settings: Settings, args: argparse.Namespace) -> int:
+    states = {
+        "active": ["open", "acknowledged"],
+        "all": ["open", "acknowledged", "cleared"],
+    }.get(args.state, [args.state])
+    with _transaction(settings) as conn:
+        found = alerts.list_alarms(conn, states=states, rule=args.rule, limit=args.limit)
+    if args.json:
+        _print_json([out.alarm_out(a) for a in found])
+        return 0
+    _table(
+        [
+            (a.id, a.rule_name, a.subject, a.state, a.opened_at, a.cleared_at, a.detail)
+            for a in found
+        ],
+        ("ID", "RULE", "SUBJECT", "STATE", "OPENED", "CLEARED", "DETAIL"),
+    )
+    return 0
+
+
+def _acknowledge(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        if not alerts.acknowledge_alarm(conn, alarm_id=args.id, at=datetime.now(UTC), by=args.by):
+            raise NotFound(f"no open alarm {args.id}")
+    print(f"alarm {args.id} acknowledged")
+    return 0
+
+
+def _log(settings: Settings, args: argparse.Namespace) -> int:
+    with _transaction(settings) as conn:
+        found = alerts.list_notifications(
+            conn, rule=args.rule, status=args.status, limit=args.limit
+        )
+    if args.json:
+        _print_json([out.notification_out(n) for n in found])
+        return 0
+    _table(
+        [
+            (
+                n.id,
+                n.created_at,
+                n.rule_name,
+                n.subject,
+                n.event,
+                n.channel,
+                n.status,
+                n.attempts,
+                n.last_error,
+            )
+            for n in found
+        ],
+        ("ID", "CREATED", "RULE", "SUBJECT", "EVENT", "CHANNEL", "STATUS", "ATTEMPTS", "ERROR"),
+    )
+    return 0
+
+
+def _deliver(settings: Settings, args: argparse.Namespace) -> int:
+    with db.connect(settings, autocommit=True) as conn:
+        sent = Deliverer(settings.alerts).deliver_due(conn)
+    print(f"{sent} notifications delivered")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Add `ops` and `alerts` with their actions to the `datahub` subparsers."""
+    p = commands.add_parser("ops", help="operator views: health, gateways, what was not placed")
+    sub = p.add_subparsers(dest="ops_command", required=True, metavar="ACTION")
+
+    q = sub.add_parser("devices", help="devices with status, loss, radio, battery, airtime")
+    q.add_argument("--city", choices=[c.value for c in City])
+    q.add_argument("--supplier")
+    q.add_argument("--status", choices=[s.value for s in Status])
+    q.add_argument("--refresh", action="store_true", help="recompute the devices due first")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_devices)
+
+    q = sub.add_parser("gateways", help="gateways with status, uplinks per hour, devices heard")
+    q.add_argument("--city", choices=[c.value for c in City])
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_gateways)
+
+    q = sub.add_parser("unknown-devices", help="DevEUIs heard without being registered")
+    q.add_argument("--since", type=aware_time, help="uplinks received since (ISO 8601)")
+    q.add_argument("--city", choices=[c.value for c in City])
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_unknown_devices)
+
+    q = sub.add_parser("decode-failures", help="undecoded uplinks of known devices, per profile")
+    q.add_argument("--since", type=aware_time)
+    q.add_argument("--profile")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_decode_failures)
+
+    q = sub.add_parser("dead-letters", help="messages the ingest kept as dead letters")
+    q.add_argument("id", type=int, nargs="?", help="show this one with its original bytes")
+    q.add_argument("--stage", choices=["envelope", "decode", "store"])
+    q.add_argument("--reason")
+    q.add_argument("--source")
+    q.add_argument("--since", type=aware_time)
+    q.add_argument("--until", type=aware_time)
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_dead_letters)
+
+    p = commands.add_parser("alerts", help="alert rules, alarms and the delivery log")
+    sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    rule = sub.add_parser("rule", help="add, change, delete or list alert rules")
+    actions = rule.add_subparsers(dest="rule_command", required=True, metavar="ACTION")
+    for action, handler in (("add", _rule_add), ("update", _rule_update)):
+        q = actions.add_parser(action, help=f"{action} an alert rule (docs/operations.md)")
+        q.add_argument("name")
+        q.add_argument("--kind", choices=[k.value for k in Kind])
+        q.add_argument("--scope", choices=[s.value for s in Scope])
+        q.add_argument("--scope-value", help="DevEUI, profile, dataset, supplier, city, gateway")
+        q.add_argument("--metric", help="a canonical metric, e.g. fill_level")
+        q.add_argument("--operator", choices=[o.value for o in Operator])
+        q.add_argument("--open", type=float, help="opening threshold")
+        q.add_argument("--clear", type=float, help="clearing threshold (default: --open)")
+        q.add_argument("--hold", type=int, help="seconds beyond --open before it opens")
+        q.add_argument("--intervals", type=float, help="silence: reporting intervals")
+        q.add_argument("--silent", type=int, help="gateway_silent: seconds")
+        q.add_argument("--webhook", help="http(s) URL; '' removes it")
+        q.add_argument("--webhook-secret", help="HMAC key (default: one is made up)")
+        q.add_argument("--email", action="append", help="a recipient; repeat for more")
+        q.add_argument("--cooldown", type=int, help="seconds between notified alarms")
+        q.add_argument("--enabled", choices=["true", "false"])
+        q.set_defaults(run=handler)
+    q = actions.add_parser("delete", help="delete a rule with its alarms")
+    q.add_argument("name")
+    q.set_defaults(run=_rule_delete)
+    q = actions.add_parser("list", help="list the rules")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_rule_list)
+
+    q = sub.add_parser("alarms", help="list alarms, newest first")
+    q.add_argument(
+        "--state", choices=["active", "open", "acknowledged", "cleared", "all"], default="active"
+    )
+    q.add_argument("--rule")
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_alarms)
+    q = sub.add_parser("ack", help="acknowledge an open alarm")
+    q.add_argument("id", type=int)
+    q.add_argument("--by", default="cli", help="who acknowledges it")
+    q.set_defaults(run=_acknowledge)
+    q = sub.add_parser("log", help="the delivery log: notifications and their status")
+    q.add_argument("--rule")
+    q.add_argument("--status", choices=["pending", "sent", "failed", "suppressed"])
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_log)
+    q = sub.add_parser("deliver", help="send the notifications due now (the ingest does it too)")
+    q.set_defaults(run=_deliver)
