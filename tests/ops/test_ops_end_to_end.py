@@ -4,7 +4,6 @@ alarms delivered to a local webhook receiver and SMTP server, and a silence alar
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -19,19 +18,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
 from conftest import Inbox, free_port
 from fastapi.testclient import TestClient
+from opskit import publish, ttn_message, write_bin_codec
 from pytest_httpserver import HTTPServer
 from realservices import BROKER_URL, Database, temporary_database
 from werkzeug import Request, Response
 
 from datahub.api.app import create_app
-from datahub.config import Settings, parse_broker_url
+from datahub.config import Settings
 from datahub.domain import City, Device
 from datahub.fairshare import admin
 from datahub.ops.refresh import HealthRefresher
@@ -43,13 +42,6 @@ pytestmark = pytest.mark.services
 RUN = uuid.uuid4().hex[:8]
 APP = f"ops-{RUN}"
 TOPIC = f"v3/{APP}@ttn/devices/+/up"
-CODEC_JS = "function decodeUplink(input) { return { data: { fill: input.bytes[0] } }; }\n"
-CODEC_YAML = """\
-description: Acme waste-bin fill level sensor
-reporting_interval_s: 600
-metrics:
-  - {path: [fill], metric: fill_level, kind: gauge}
-"""
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOSSY, WRAPPING, BIN, NEW_BIN = (f"A8404100000000{n:02X}" for n in (0xD1, 0xD2, 0xB1, 0xB0))
 
@@ -59,56 +51,6 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> Non
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
-
-
-def ttn_message(
-    dev_eui: str,
-    f_cnt: int,
-    at: datetime,
-    payload: bytes = b"\x00",
-    gateways: tuple[tuple[str, float, float], ...] = (("gw-a", -100.0, 5.0),),
-) -> tuple[str, bytes]:
-    """A TTN v3 uplink without a session key id: its dedup key includes its time."""
-    stamp = at.isoformat().replace("+00:00", "Z")
-    body = {
-        "end_device_ids": {
-            "device_id": dev_eui.lower(),
-            "application_ids": {"application_id": APP},
-            "dev_eui": dev_eui,
-            "dev_addr": "260B0001",
-        },
-        "received_at": stamp,
-        "uplink_message": {
-            "f_port": 1,
-            "f_cnt": f_cnt,
-            "frm_payload": base64.b64encode(payload).decode(),
-            "rx_metadata": [
-                {"gateway_ids": {"gateway_id": g}, "rssi": rssi, "snr": snr, "time": stamp}
-                for g, rssi, snr in gateways
-            ],
-            "settings": {
-                "data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 7}},
-                "frequency": "868100000",
-            },
-            "received_at": stamp,
-        },
-    }
-    return f"v3/{APP}@ttn/devices/{dev_eui.lower()}/up", json.dumps(body).encode()
-
-
-def publish(messages: list[tuple[str, bytes]]) -> None:
-    broker = parse_broker_url(BROKER_URL)
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"ops-pub-{uuid.uuid4().hex[:8]}"
-    )
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        for topic, body in messages:
-            client.publish(topic, body, qos=1).wait_for_publish(timeout=10)
-    finally:
-        client.loop_stop()
-        client.disconnect()
 
 
 @pytest.fixture(scope="module")
@@ -231,14 +173,13 @@ def stored(database: Database, dev_eui: str) -> int:
 def test_a_codec_dropped_in_reaches_the_running_ingest_and_api(
     ingest: subprocess.Popen[bytes], api: TestClient, codecs_dir: Path, database: Database
 ) -> None:
-    publish([ttn_message(NEW_BIN, 1, NOW - timedelta(minutes=20), b"\x21")])
+    publish(BROKER_URL, [ttn_message(APP, NEW_BIN, 1, NOW - timedelta(minutes=20), b"\x21")])
     wait_until("the first uplink", lambda: stored(database, NEW_BIN) == 1)
     assert api.get(f"/v1/devices/{NEW_BIN}").json()["metrics"] == []
 
-    (codecs_dir / "acme" / "bin.yaml").write_text(CODEC_YAML)
-    (codecs_dir / "acme" / "bin.js").write_text(CODEC_JS)
+    write_bin_codec(codecs_dir)
     time.sleep(2.5)  # the directory is looked at every 2 s at most
-    publish([ttn_message(NEW_BIN, 2, NOW - timedelta(minutes=10), b"\x2a")])
+    publish(BROKER_URL, [ttn_message(APP, NEW_BIN, 2, NOW - timedelta(minutes=10), b"\x2a")])
 
     wait_until(
         "the device's metrics in the API",
@@ -265,12 +206,14 @@ def test_frame_loss_is_exact_across_gaps_resets_roll_overs_and_duplicates(
         (10, ago(600)), (11, ago(590)), (13, ago(580)), (14, ago(570)),  # a reset, 1 lost
         (0, ago(560)), (1, ago(550)), (4, ago(540)),  # a reset, 2 lost
     ]  # fmt: skip
-    messages = [ttn_message(LOSSY, f, at) for f, at in lossy]
+    messages = [ttn_message(APP, LOSSY, f, at) for f, at in lossy]
     # Frame 13 once more through another gateway, a second later: one frame, two uplinks.
-    messages.append(ttn_message(LOSSY, 13, ago(580) + timedelta(seconds=1), gateways=two_gateways))
+    messages.append(
+        ttn_message(APP, LOSSY, 13, ago(580) + timedelta(seconds=1), gateways=two_gateways)
+    )
     wrapping = [(65_533, ago(200)), (65_535, ago(190)), (1, ago(180)), (2, ago(170))]
-    messages += [ttn_message(WRAPPING, f, at) for f, at in wrapping]
-    publish(messages)
+    messages += [ttn_message(APP, WRAPPING, f, at) for f, at in wrapping]
+    publish(BROKER_URL, messages)
     wait_until(
         "every uplink", lambda: stored(database, LOSSY) == 10 and stored(database, WRAPPING) == 4
     )
@@ -340,13 +283,18 @@ def test_fill_levels_give_one_open_and_one_cleared_notification(
     def at(minutes: int) -> datetime:
         return NOW - timedelta(hours=2) + timedelta(minutes=minutes)
 
-    levels = [(0, 70), (10, 85), (20, 85), (30, 60)]
-    publish([ttn_message(BIN, i, at(m), bytes([v])) for i, (m, v) in enumerate(levels)])
+    levels = enumerate([(0, 70), (10, 85), (20, 85), (30, 60)])
+    publish(
+        BROKER_URL, [ttn_message(APP, BIN, i, at(m), bytes([v])) for i, (m, v) in enumerate(levels)]
+    )
     wait_until("two webhooks", lambda: len(receiver.bodies) >= 2)
     wait_until("two e-mails", lambda: len(smtp[1].messages) >= 2)
     # Full again within the cooldown: recorded, not notified.
     publish(
-        [ttn_message(BIN, 4 + i, at(40 + 10 * i), bytes([v])) for i, v in enumerate((90, 95, 30))]
+        [
+            ttn_message(APP, BIN, 4 + i, at(40 + 10 * i), bytes([v]))
+            for i, v in enumerate((90, 95, 30))
+        ]
     )
     wait_until(
         "the second alarm",
