@@ -283,18 +283,17 @@ def test_fill_levels_give_one_open_and_one_cleared_notification(
     def at(minutes: int) -> datetime:
         return NOW - timedelta(hours=2) + timedelta(minutes=minutes)
 
-    levels = enumerate([(0, 70), (10, 85), (20, 85), (30, 60)])
+    levels = [(0, 70), (10, 85), (20, 85), (30, 60)]
     publish(
         BROKER_URL, [ttn_message(APP, BIN, i, at(m), bytes([v])) for i, (m, v) in enumerate(levels)]
     )
     wait_until("two webhooks", lambda: len(receiver.bodies) >= 2)
     wait_until("two e-mails", lambda: len(smtp[1].messages) >= 2)
     # Full again within the cooldown: recorded, not notified.
+    again = [(40, 90), (50, 95), (60, 30)]
     publish(
-        [
-            ttn_message(APP, BIN, 4 + i, at(40 + 10 * i), bytes([v]))
-            for i, v in enumerate((90, 95, 30))
-        ]
+        BROKER_URL,
+        [ttn_message(APP, BIN, 4 + i, at(m), bytes([v])) for i, (m, v) in enumerate(again)],
     )
     wait_until(
         "the second alarm",
@@ -341,3 +340,17 @@ def test_a_device_that_stops_sending_raises_one_silence_alarm(
     assert [(b["event"], b["alarm"]["subject"]) for b in receiver.bodies] == [("open", WRAPPING)]
     active = api.get("/v1/operations/alarms", params={"rule": "wrapping-silent"}).json()["items"]
     assert [(a["subject"], a["state"]) for a in active] == [(WRAPPING, "open")]
+
+
+def test_prometheus_has_devices_by_status_gateways_and_active_alarms(api: TestClient) -> None:
+    samples = {}
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(("datahub_devices", "datahub_gateways", "datahub_alarms_active")):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    dortmund = sum(v for k, v in samples.items() if k.startswith('datahub_devices{city="dortmund"'))
+    assert dortmund == 4
+    assert samples['datahub_devices{city="schwerte",status="ok"}'] == 0
+    assert samples['datahub_alarms_active{rule="wrapping-silent",state="open"}'] == 1
+    assert samples['datahub_alarms_active{rule="bin-full",state="open"}'] == 0
+    assert sum(v for k, v in samples.items() if k.startswith("datahub_gateways")) == 2

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.catalog import LiveCatalog, MetricCatalog
+from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.routes import (
     admin,
     alert_rules,
@@ -106,6 +107,7 @@ def create_app(
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
+    app.state.request_metrics.registry.register(OpsCollector(app))
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
