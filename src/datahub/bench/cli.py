@@ -46,6 +46,15 @@ def add_commands(commands: Any) -> None:
     _common(q)
     q.set_defaults(run=_cmd_query)
 
+    q = sub.add_parser("ops", help="operator views on a week of a scaled demo fleet; alert cost")
+    q.add_argument("--scale", type=int, default=5, help="times each demo fleet's size")
+    q.add_argument("--days", type=int, default=7)
+    q.add_argument("--repeat", type=int, default=20, help="timed requests per view")
+    q.add_argument("--alert-batches", type=int, default=20, help="batches per phase")
+    q.add_argument("--database", default="datahub_bench_ops", help="scratch database")
+    _common(q)
+    q.set_defaults(run=_cmd_ops)
+
     q = sub.add_parser("plot", help="draw ingest and query results into one PNG")
     q.add_argument("--ingest", type=Path, help="a `bench ingest` JSON file")
     q.add_argument("--query", type=Path, help="a `bench query` JSON file")
@@ -96,6 +105,19 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
         repeat=args.repeat,
         clients=args.clients,
         rps_seconds=args.rps_seconds,
+    )
+    return _emit(run(settings, options, _workdir()), args)
+
+
+def _cmd_ops(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.bench.ops import OpsOptions, run
+
+    options = OpsOptions(
+        scale=args.scale,
+        days=args.days,
+        repeat=args.repeat,
+        alert_batches=args.alert_batches,
+        database=args.database,
     )
     return _emit(run(settings, options, _workdir()), args)
 
