@@ -1,17 +1,27 @@
 """Builders of the operations tests: TTN v3 uplinks of a waste-bin model that only a vendor
-JavaScript codec decodes, the codec itself, and a publisher."""
+JavaScript codec decodes, the codec itself, a publisher, a registered fleet, and the inbox
+of a local SMTP server."""
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
+from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+import psycopg
 
 from datahub.config import parse_broker_url
+from datahub.domain import City, Device
+from datahub.storage import devices, suppliers
+from datahub.storage.suppliers import SupplierRow
 
 CODEC_JS = "function decodeUplink(input) { return { data: { fill: input.bytes[0] } }; }\n"
 CODEC_YAML = """\
@@ -79,3 +89,45 @@ def publish(broker_url: str, messages: list[tuple[str, bytes]]) -> None:
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+@dataclass
+class Inbox:
+    """What the local SMTP server received."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@dataclass(frozen=True)
+class Smtp:
+    host: str
+    port: int
+    inbox: Inbox
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def register(
+    conn: psycopg.Connection,
+    *dev_euis: str,
+    profile: str = "dragino/ldds75",
+    city: City = City.DORTMUND,
+    supplier: str = "edg",
+) -> dict[str, int]:
+    """Register devices of one supplier; return DevEUI -> device id."""
+    ids = suppliers.upsert_suppliers(conn, suppliers=[SupplierRow(supplier, supplier.upper())])
+    devices.upsert_devices(
+        conn,
+        devices=[Device(e, f"bin {e[-4:]}", city, supplier, profile) for e in dev_euis],
+        supplier_ids=ids,
+    )
+    registry = devices.select_registry(conn)
+    return {e: registry[e].device_id for e in dev_euis}

@@ -1,46 +1,12 @@
-"""Fixtures of the operations tests: a registered fleet, a local webhook receiver and a local
-SMTP server (both real servers on loopback)."""
+"""Fixtures of the operations tests: a local SMTP server (a real one, on loopback)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
-from typing import Any
 
-import psycopg
 import pytest
 from aiosmtpd.controller import Controller
-
-from datahub.domain import City, Device
-from datahub.storage import devices, suppliers
-from datahub.storage.suppliers import SupplierRow
-
-
-@dataclass
-class Inbox:
-    """What the local SMTP server received."""
-
-    messages: list[Message] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@dataclass(frozen=True)
-class Smtp:
-    host: str
-    port: int
-    inbox: Inbox
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from opskit import Inbox, Smtp, free_port
 
 
 @pytest.fixture
@@ -52,21 +18,3 @@ def smtp() -> Iterator[Smtp]:
     controller.start()
     yield Smtp("127.0.0.1", port, inbox)
     controller.stop()
-
-
-def register(
-    conn: psycopg.Connection,
-    *dev_euis: str,
-    profile: str = "dragino/ldds75",
-    city: City = City.DORTMUND,
-    supplier: str = "edg",
-) -> dict[str, int]:
-    """Register devices of one supplier; return DevEUI -> device id."""
-    ids = suppliers.upsert_suppliers(conn, suppliers=[SupplierRow(supplier, supplier.upper())])
-    devices.upsert_devices(
-        conn,
-        devices=[Device(e, f"bin {e[-4:]}", city, supplier, profile) for e in dev_euis],
-        supplier_ids=ids,
-    )
-    registry = devices.select_registry(conn)
-    return {e: registry[e].device_id for e in dev_euis}

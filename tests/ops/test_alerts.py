@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from conftest import Smtp, register
+from opskit import Smtp, register
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 

@@ -22,9 +22,8 @@ import psycopg
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from conftest import Inbox, free_port
 from fastapi.testclient import TestClient
-from opskit import publish, ttn_message, write_bin_codec
+from opskit import Inbox, free_port, publish, ttn_message, write_bin_codec
 from pytest_httpserver import HTTPServer
 from realservices import BROKER_URL, Database, temporary_database
 from werkzeug import Request, Response

@@ -54,24 +54,16 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Reception:
-    gateway_id: str
-    rssi: float | None
-    snr: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class HeardUplink:
-    """One stored uplink of a device, as health needs it."""
+    """One stored uplink of a device, as health needs it: its best gateway's RSSI and SNR."""
 
     received_at: datetime
     f_cnt: int
     payload_bytes: int
     spreading_factor: int | None
     bandwidth: int | None
-    receptions: tuple[Reception, ...]
-    source: str
-    city: str
+    best_rssi: float | None
+    best_snr: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,40 +79,34 @@ class Loss:
         return self.lost / sent if sent else None
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame: the uplinks that carried the same counter in a row, merged."""
-
-    received_at: datetime
-    f_cnt: int
-    payload_bytes: int
-    spreading_factor: int | None
-    bandwidth: int | None
-    receptions: tuple[Reception, ...]
+Frame = HeardUplink  # the uplinks of one frame merged into one
 
 
 def frames(uplinks: Sequence[HeardUplink]) -> list[Frame]:
-    """Merge consecutive uplinks with one frame counter into one frame, in time order."""
+    """Merge consecutive uplinks with one frame counter into one frame (keeping the best
+    RSSI and SNR any of them had), in time order."""
     out: list[Frame] = []
     for u in sorted(uplinks, key=lambda u: (u.received_at, u.f_cnt)):
         if out and out[-1].f_cnt == u.f_cnt:
             last = out[-1]
-            out[-1] = Frame(
+            out[-1] = HeardUplink(
                 last.received_at,
                 last.f_cnt,
                 last.payload_bytes,
                 last.spreading_factor,
                 last.bandwidth,
-                last.receptions + u.receptions,
+                _max(last.best_rssi, u.best_rssi),
+                _max(last.best_snr, u.best_snr),
             )
             continue
-        out.append(
-            Frame(
-                u.received_at, u.f_cnt, u.payload_bytes, u.spreading_factor, u.bandwidth,
-                u.receptions,
-            )
-        )  # fmt: skip
+        out.append(u)
     return out
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
 
 
 def counter_step(previous: int, current: int) -> int | None:
@@ -268,13 +254,15 @@ def compute(
     battery_readings: Sequence[tuple[datetime, str, float]],
     *,
     now: datetime,
+    gateways: Sequence[GatewayLink] = (),
 ) -> DeviceHealth:
-    """Compute a device's health from its last 7 days of uplinks and its battery readings."""
+    """Compute a device's health from its last 7 days of uplinks and its battery readings;
+    `gateways` (how each gateway heard it, aggregated by the database) is passed through."""
     week = [u for u in uplinks if now - WINDOW_7D < u.received_at <= now]
     week_frames = frames(week)
     day_frames = [f for f in week_frames if f.received_at > now - WINDOW_24H]
-    best_rssi = [r for f in week_frames if (r := _best(f, "rssi")) is not None]
-    best_snr = [s for f in week_frames if (s := _best(f, "snr")) is not None]
+    best_rssi = [f.best_rssi for f in week_frames if f.best_rssi is not None]
+    best_snr = [f.best_snr for f in week_frames if f.best_snr is not None]
     rates: dict[str, int] = {}
     for f in week_frames:
         name = data_rate_name(f.spreading_factor, f.bandwidth)
@@ -294,38 +282,5 @@ def compute(
         data_rates=dict(sorted(rates.items())),
         airtime_24h_s=airtime,
         battery=battery(battery_readings),
-        gateways=gateway_links(week, now=now),
+        gateways=list(gateways),
     )
-
-
-def _best(frame: Frame, what: str) -> float | None:
-    values = [v for r in frame.receptions if (v := getattr(r, what)) is not None]
-    return max(values) if values else None
-
-
-def gateway_links(week: Sequence[HeardUplink], *, now: datetime) -> list[GatewayLink]:
-    """How each gateway heard the device's uplinks of the week, by gateway id."""
-    heard: dict[str, list[tuple[HeardUplink, Reception]]] = {}
-    for u in week:
-        for r in {r.gateway_id: r for r in u.receptions}.values():
-            heard.setdefault(r.gateway_id, []).append((u, r))
-    links = []
-    for gateway_id, pairs in sorted(heard.items()):
-        latest = max(pairs, key=lambda p: p[0].received_at)[0]
-        rssi = [r.rssi for _, r in pairs if r.rssi is not None]
-        snr = [r.snr for _, r in pairs if r.snr is not None]
-        links.append(
-            GatewayLink(
-                gateway_id=gateway_id,
-                source=latest.source,
-                city=latest.city,
-                uplinks_24h=sum(1 for u, _ in pairs if u.received_at > now - WINDOW_24H),
-                uplinks_7d=len(pairs),
-                last_heard_at=latest.received_at,
-                rssi_best=max(rssi) if rssi else None,
-                rssi_median=statistics.median(rssi) if rssi else None,
-                snr_best=max(snr) if snr else None,
-                snr_median=statistics.median(snr) if snr else None,
-            )
-        )
-    return links

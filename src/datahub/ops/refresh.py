@@ -68,8 +68,11 @@ class HealthRefresher:
         now: datetime,
     ) -> int:
         """Recompute and store the health of (device id, DevEUI, last seen) triples."""
-        uplinks = device_health.select_heard_uplinks(
-            conn, dev_euis=[e for _, e, _ in devices], since=now - health.WINDOW_7D
+        dev_euis = [e for _, e, _ in devices]
+        since = now - health.WINDOW_7D
+        uplinks = device_health.select_heard_uplinks(conn, dev_euis=dev_euis, since=since)
+        gateways = device_health.select_gateway_links(
+            conn, dev_euis=dev_euis, since=since, day_since=now - health.WINDOW_24H
         )
         batteries = device_health.select_battery_readings(
             conn,
@@ -77,7 +80,13 @@ class HealthRefresher:
             since=now - timedelta(days=health.BATTERY_DAYS),
         )
         rows = [
-            (device_id, seen, health.compute(uplinks[dev_eui], batteries[device_id], now=now))
+            (
+                device_id,
+                seen,
+                health.compute(
+                    uplinks[dev_eui], batteries[device_id], now=now, gateways=gateways[dev_eui]
+                ),
+            )
             for device_id, dev_eui, seen in devices
         ]
         device_health.upsert_health(conn, rows=rows)

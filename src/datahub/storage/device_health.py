@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from datahub.ops.health import BATTERY_METRICS, DeviceHealth, HeardUplink, Reception
+from datahub.ops.health import BATTERY_METRICS, DeviceHealth, GatewayLink, HeardUplink
 
 
 def select_due_devices(
@@ -37,35 +37,65 @@ def select_due_devices(
     return [(int(i), str(e), t) for i, e, t in rows]
 
 
+# The receptions of an uplink `u` (radio JSON written by the ingest: numbers or null).
+_RECEPTIONS = "jsonb_array_elements(u.radio->'gateways')"
+
+
 def select_heard_uplinks(
     conn: psycopg.Connection, *, dev_euis: Sequence[str], since: datetime
 ) -> dict[str, list[HeardUplink]]:
-    """Return each device's uplinks received after `since`, with their radio metadata."""
+    """Return each device's uplinks received after `since`, with the best RSSI and SNR any
+    gateway heard each with (taken from the radio JSON by the database, not in Python)."""
     rows = conn.execute(
-        """
+        f"""
         SELECT u.dev_eui, u.received_at, u.f_cnt, octet_length(u.payload),
                (u.radio->>'spreading_factor')::int, (u.radio->>'bandwidth')::int,
-               u.radio->'gateways', u.source, u.city
+               (SELECT max((g->>'rssi')::float8) FROM {_RECEPTIONS} AS g),
+               (SELECT max((g->>'snr')::float8) FROM {_RECEPTIONS} AS g)
         FROM uplink u
         WHERE u.dev_eui = ANY(%(dev_euis)s::text[]) AND u.received_at > %(since)s
         """,
         {"dev_euis": list(dev_euis), "since": since},
     ).fetchall()
     out: dict[str, list[HeardUplink]] = {e: [] for e in dev_euis}
-    for dev_eui, at, f_cnt, size, sf, bw, gateways, source, city in rows:
-        receptions = tuple(
-            Reception(str(g.get("gateway_id")), _number(g.get("rssi")), _number(g.get("snr")))
-            for g in gateways or ()
-            if isinstance(g, dict) and g.get("gateway_id")
-        )
-        out[dev_eui].append(
-            HeardUplink(at, int(f_cnt), int(size), sf, bw, receptions, source, city)
-        )
+    for dev_eui, at, f_cnt, size, sf, bw, rssi, snr in rows:
+        out[dev_eui].append(HeardUplink(at, int(f_cnt), int(size), sf, bw, rssi, snr))
     return out
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def select_gateway_links(
+    conn: psycopg.Connection, *, dev_euis: Sequence[str], since: datetime, day_since: datetime
+) -> dict[str, list[GatewayLink]]:
+    """Return how each gateway heard each device after `since` (and after `day_since`):
+    uplinks, when last, best and median RSSI and SNR, by gateway id.
+
+    Aggregated by the database from the radio JSON: a tenth of the time of doing it in
+    Python. The network (source) is the greatest name a gateway was heard through; one
+    gateway feeds one network server.
+    """
+    rows = conn.execute(
+        f"""
+        SELECT u.dev_eui, r.g->>'gateway_id',
+               max(u.source), max(u.city),
+               count(*) FILTER (WHERE u.received_at > %(day_since)s), count(*),
+               max(u.received_at),
+               max((r.g->>'rssi')::float8),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY (r.g->>'rssi')::float8),
+               max((r.g->>'snr')::float8),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY (r.g->>'snr')::float8)
+        FROM uplink u
+        CROSS JOIN {_RECEPTIONS} AS r (g)
+        WHERE u.dev_eui = ANY(%(dev_euis)s::text[]) AND u.received_at > %(since)s
+          AND r.g->>'gateway_id' IS NOT NULL
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        """,
+        {"dev_euis": list(dev_euis), "since": since, "day_since": day_since},
+    ).fetchall()
+    out: dict[str, list[GatewayLink]] = {e: [] for e in dev_euis}
+    for dev_eui, *fields in rows:
+        out[dev_eui].append(GatewayLink(*fields))
+    return out
 
 
 def select_battery_readings(
