@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from datahub.api.schemas import UtcTime
 from datahub.domain import City
+from datahub.errors import BadRequest
 from datahub.ops.health import Status
 from datahub.ops.rule import Kind, Operator, Rule, Scope
 from datahub.ops.views import DeviceView, GatewayView
@@ -588,11 +589,13 @@ def id_cursor(last_id: int | None) -> str | None:
 
 
 def parse_id_cursor(cursor: str | None) -> int | None:
-    """The id an `id_cursor` stands for; ValueError if it is none of ours."""
+    """The id an `id_cursor` stands for; BadRequest if it is none of ours."""
     if cursor is None:
         return None
-    text = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
-    kind, _, value = text.partition(":")
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode() + b"==").decode().partition(":")
+    except ValueError:
+        kind, value = "", ""
     if kind != "id" or not value.isdigit():
-        raise ValueError(cursor)
+        raise BadRequest("cursor is not valid here; pass next_cursor unchanged")
     return int(value)

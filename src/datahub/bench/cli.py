@@ -52,6 +52,7 @@ def add_commands(commands: Any) -> None:
     q.add_argument("--repeat", type=int, default=20, help="timed requests per view")
     q.add_argument("--alert-batches", type=int, default=20, help="batches per phase")
     q.add_argument("--database", default="datahub_bench_ops", help="scratch database")
+    q.add_argument("--reuse", action="store_true", help="keep a fleet loaded by an earlier run")
     _common(q)
     q.set_defaults(run=_cmd_ops)
 
@@ -118,6 +119,7 @@ def _cmd_ops(settings: Settings, args: argparse.Namespace) -> int:
         repeat=args.repeat,
         alert_batches=args.alert_batches,
         database=args.database,
+        reuse=args.reuse,
     )
     return _emit(run(settings, options, _workdir()), args)
 

@@ -7,9 +7,10 @@ ingest runs). Then, in the same run:
 - the health refresher computes every device (seconds per device);
 - the operator views answer N requests each through the ASGI app (p50/p95), beside the
   registry's `/v1/devices` page of the same devices as the baseline;
-- the pipeline stores the same number of fresh batches twice, without alert rules and then
-  with a rule watching every temperature and one every battery, and the rules' share of
-  a batch's time is reported.
+- the pipeline stores fresh batches (the last two hours' uplinks of another simulation
+  seed), half without alert rules and half with a rule watching every temperature and
+  one every battery voltage; the rules' share of a batch's time is reported.
+`--reuse` keeps a database loaded by an earlier run of the same scale.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 from fastapi.testclient import TestClient
 
 import simulators
 from datahub.api.app import create_app
-from datahub.bench.services import fresh_database, percentile
+from datahub.bench.services import database_settings, fresh_database, percentile
 from datahub.catalog import open_catalog
 from datahub.config import CatalogSettings, Settings, SourceSettings
 from datahub.domain import City, SourceFormat
+from datahub.errors import StorageUnavailable
 from datahub.fairshare import admin
 from datahub.ingest.mqtt import Message
 from datahub.ingest.pipeline import Pipeline
@@ -59,6 +62,7 @@ class OpsOptions:
     repeat: int = 20
     alert_batches: int = 20
     database: str = "datahub_bench_ops"
+    reuse: bool = False
 
 
 def _scenario(scale: int) -> simulators.Scenario:
@@ -89,22 +93,96 @@ def _timed(repeat: int, call: Callable[[], Any]) -> dict[str, float]:
 
 
 def run(base: Settings, options: OpsOptions, workdir: Path) -> dict[str, Any]:
-    """Load the fleet, then measure the refresher, the views and the alert engine."""
+    """Load the fleet (unless `reuse` finds it loaded), then measure the refresher, the
+    views and the alert engine."""
     codecs = CatalogSettings(codecs_dir=CODECS if CODECS.is_dir() else None, codec_timeout_ms=5000)
-    settings = fresh_database(base, options.database).model_copy(
-        update={
-            "catalog": codecs,
-            "sources": tuple(
-                SourceSettings(
-                    name=name, city=City.DORTMUND if "ttn" in name else City.SCHWERTE, format=fmt
-                )
-                for name, fmt in FORMATS.items()
-            ),
-        }
+    sources = tuple(
+        SourceSettings(
+            name=name, city=City.DORTMUND if "ttn" in name else City.SCHWERTE, format=fmt
+        )
+        for name, fmt in FORMATS.items()
     )
     scenario = _scenario(options.scale)
     now = datetime.now(UTC).replace(microsecond=0)
+    settings = database_settings(base, options.database)
+    loaded = options.reuse and _loaded(settings) == len(scenario.devices())
+    if not loaded:
+        settings = fresh_database(base, options.database)
+    settings = settings.model_copy(update={"catalog": codecs, "sources": sources})
     catalog = open_catalog(settings)
+    result: dict[str, Any] = {"devices": len(scenario.devices()), "days": options.days}
+    if not loaded:
+        result |= _load(settings, scenario, catalog, options, now)
+    with db.connect(settings, autocommit=True, batch_writes=True) as conn:
+        conn.execute("DELETE FROM device_health")
+        conn.execute("DELETE FROM alert_rule WHERE name LIKE 'bench-%'")
+        refresher = HealthRefresher(
+            settings.health.model_copy(update={"min_age_s": 0}), clock=lambda: now
+        )
+        refresh_started = time.perf_counter()
+        refresh_cpu = time.process_time()
+        computed = 0
+        while done := refresher.refresh_due(conn):
+            computed += done
+        refresh_s = time.perf_counter() - refresh_started
+        refresh_cpu_s = time.process_time() - refresh_cpu
+        # Uplinks of the last two hours not stored yet: another seed, other sessions.
+        fresh = list(simulators.generate(scenario, seed=2, start=now - timedelta(hours=2), end=now))
+        result["alerts"] = _alert_cost(conn, settings, catalog, fresh, options, now)
+        with conn.transaction():
+            slug = f"bench-ops-{now:%H%M%S}"
+            admin.add_consumer(
+                conn, slug=slug, name="bench", purpose="public_interest", requests_per_s=100_000
+            )
+            _, secret = admin.create_key(conn, consumer=slug, scopes=["read", "admin"])
+    result["health_refresh"] = {
+        "devices": computed,
+        "seconds": round(refresh_s, 2),
+        "cpu_seconds_client": round(refresh_cpu_s, 2),
+        "ms_per_device": round(refresh_s / max(computed, 1) * 1000, 2),
+        "client_cpu_ms_per_device": round(refresh_cpu_s / max(computed, 1) * 1000, 2),
+    }
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {secret}"})
+    with client:
+        one = scenario.devices()[0].dev_eui
+
+        def get(path: str, **params: Any) -> Callable[[], Any]:
+            def call() -> None:
+                response = client.get(path, params=params)
+                assert response.status_code == 200, response.text
+
+            return call
+
+        client.get("/v1/operations/devices")  # warm up
+        result["views"] = {
+            "registry_page_1000 (baseline)": _timed(options.repeat, get("/v1/devices", limit=1000)),
+            "operations_devices": _timed(options.repeat, get("/v1/operations/devices")),
+            "operations_device_one": _timed(options.repeat, get(f"/v1/operations/devices/{one}")),
+            "operations_gateways": _timed(options.repeat, get("/v1/operations/gateways")),
+            "operations_coverage": _timed(options.repeat, get("/v1/operations/coverage")),
+            "admin_unknown_devices": _timed(options.repeat, get("/v1/admin/unknown-devices")),
+        }
+    return result
+
+
+def _loaded(settings: Settings) -> int:
+    """How many devices the scratch database has; 0 when it does not exist."""
+    try:
+        with db.connect(settings) as conn:
+            row = conn.execute("SELECT count(*) FROM device").fetchone()
+    except (StorageUnavailable, psycopg.Error):
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _load(
+    settings: Settings,
+    scenario: simulators.Scenario,
+    catalog: Any,
+    options: OpsOptions,
+    now: datetime,
+) -> dict[str, Any]:
+    """Register the fleet and store its uplinks of `days` days through the pipeline."""
     with db.connect(settings) as conn, conn.transaction():
         rows = simulators.registry_rows(scenario)
         ids = suppliers.upsert_suppliers(
@@ -121,20 +199,14 @@ def run(base: Settings, options: OpsOptions, workdir: Path) -> dict[str, Any]:
         devices.upsert_devices(
             conn, devices=[d.to_device() for d in scenario.devices()], supplier_ids=ids
         )
-        admin.add_consumer(
-            conn, slug="bench-ops", name="bench", purpose="public_interest", requests_per_s=100_000
+    history = list(
+        simulators.generate(
+            scenario, seed=1, start=now - timedelta(days=options.days), end=now - timedelta(hours=2)
         )
-        _, secret = admin.create_key(conn, consumer="bench-ops", scopes=["read", "admin"])
-    # History up to an hour ago; the last hour is kept for the alert measurement.
-    history_end = now - timedelta(hours=1)
-    sims = list(
-        simulators.generate(scenario, seed=1, start=now - timedelta(days=options.days), end=now)
     )
-    history = [s for s in sims if s.time <= history_end]
-    fresh = [s for s in sims if s.time > history_end]
     pipeline = Pipeline(settings, catalog=catalog, clock=lambda: now)
     progress = Progress("bench ops: load")
-    load_started = time.perf_counter()
+    started = time.perf_counter()
     with db.connect(settings, autocommit=True, batch_writes=True) as conn:
         for start in range(0, len(history), BATCH):
             with conn.transaction():
@@ -142,57 +214,8 @@ def run(base: Settings, options: OpsOptions, workdir: Path) -> dict[str, Any]:
             pipeline.committed()
             progress.update(start + BATCH, len(history), "uplinks")
         progress.finish()
-        load_s = time.perf_counter() - load_started
         conn.execute("VACUUM ANALYZE")
-
-        refresher = HealthRefresher(
-            settings.health.model_copy(update={"min_age_s": 0}), clock=lambda: now
-        )
-        refresh_started = time.perf_counter()
-        refresh_cpu = time.process_time()
-        computed = 0
-        while done := refresher.refresh_due(conn):
-            computed += done
-        refresh_s = time.perf_counter() - refresh_started
-        refresh_cpu_s = time.process_time() - refresh_cpu
-
-        alerting = _alert_cost(conn, settings, catalog, fresh, options, now)
-
-    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {secret}"})
-    with client:
-        one = scenario.devices()[0].dev_eui
-
-        def get(path: str, **params: Any) -> Callable[[], Any]:
-            def call() -> None:
-                response = client.get(path, params=params)
-                assert response.status_code == 200, response.text
-
-            return call
-
-        client.get("/v1/operations/devices")  # warm up
-        views = {
-            "registry_page_1000 (baseline)": _timed(options.repeat, get("/v1/devices", limit=1000)),
-            "operations_devices": _timed(options.repeat, get("/v1/operations/devices")),
-            "operations_device_one": _timed(options.repeat, get(f"/v1/operations/devices/{one}")),
-            "operations_gateways": _timed(options.repeat, get("/v1/operations/gateways")),
-            "operations_coverage": _timed(options.repeat, get("/v1/operations/coverage")),
-            "admin_unknown_devices": _timed(options.repeat, get("/v1/admin/unknown-devices")),
-        }
-    count = len(scenario.devices())
-    return {
-        "devices": count,
-        "days": options.days,
-        "uplinks_loaded": len(history),
-        "load_s": round(load_s, 1),
-        "health_refresh": {
-            "devices": computed,
-            "seconds": round(refresh_s, 2),
-            "cpu_seconds_client": round(refresh_cpu_s, 2),
-            "ms_per_device": round(refresh_s / max(computed, 1) * 1000, 2),
-        },
-        "views": views,
-        "alerts": alerting,
-    }
+    return {"uplinks_loaded": len(history), "load_s": round(time.perf_counter() - started, 1)}
 
 
 def _alert_cost(
@@ -204,7 +227,7 @@ def _alert_cost(
     now: datetime,
 ) -> dict[str, Any]:
     """Store fresh batches without rules, then with rules; time the evaluation's share."""
-    per_phase = max(1, min(options.alert_batches, len(fresh) // (2 * BATCH)))
+    per_phase = options.alert_batches
     size = min(BATCH, len(fresh) // (2 * per_phase))
     results: dict[str, Any] = {"batches_per_phase": per_phase, "messages_per_batch": size}
     for phase, offset in (("no_rules", 0), ("with_rules", per_phase * size)):

@@ -7,18 +7,13 @@ and print its shapes with `--json`. An error (a malformed rule, an unknown name)
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-
-import psycopg
-from pydantic import BaseModel
 
 from datahub.api import ops_schemas as out
 from datahub.catalog import open_catalog
 from datahub.config import Settings
+from datahub.console import print_json, print_table, transaction
 from datahub.domain import City
 from datahub.errors import ConfigError, NotFound
 from datahub.fairshare.admin_cli import aware_time
@@ -29,52 +24,16 @@ from datahub.ops.refresh import HealthRefresher
 from datahub.ops.rule import Kind, Operator, Rule, Scope
 from datahub.storage import alerts, db, dead_letters, device_health, unplaced
 
-
-@contextmanager
-def _transaction(settings: Settings) -> Iterator[psycopg.Connection]:
-    with db.connect(settings) as conn, conn.transaction():
-        yield conn
-
-
-def _print_json(items: Sequence[BaseModel] | BaseModel | dict[str, Any]) -> None:
-    if isinstance(items, BaseModel):
-        data: Any = items.model_dump(mode="json")
-    elif isinstance(items, dict):
-        data = items
-    else:
-        data = [item.model_dump(mode="json") for item in items]
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
-    cells = [[str(h) for h in header], *([_cell(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
-
-
 # What the ingest could not place ----------------------------------------------------------
 
 
 def _unknown_devices(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         rows = unplaced.list_unknown_devices(conn, since=args.since, city=args.city)
     if args.json:
-        _print_json([out.unknown_device_out(r) for r in rows])
+        print_json([out.unknown_device_out(r) for r in rows])
         return 0
-    _table(
+    print_table(
         [
             (
                 r.dev_eui,
@@ -105,12 +64,12 @@ def _unknown_devices(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _decode_failures(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         rows = unplaced.list_decode_failures(conn, since=args.since, profile=args.profile)
     if args.json:
-        _print_json([out.decode_failure_out(r) for r in rows])
+        print_json([out.decode_failure_out(r) for r in rows])
         return 0
-    _table(
+    print_table(
         [(r.profile, r.status, r.uplinks, r.devices, r.last_seen, r.last_error) for r in rows],
         ("PROFILE", "STATUS", "UPLINKS", "DEVICES", "LAST", "LAST_ERROR"),
     )
@@ -118,12 +77,12 @@ def _decode_failures(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         if args.id is not None:
             letter = dead_letters.get_dead_letter(conn, letter_id=args.id)
             if letter is None:
                 raise NotFound(f"no dead letter {args.id}")
-            _print_json(out.dead_letter_body_out(letter))
+            print_json(out.dead_letter_body_out(letter))
             return 0
         rows = dead_letters.list_dead_letters(
             conn,
@@ -135,9 +94,9 @@ def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             limit=args.limit,
         )
     if args.json:
-        _print_json([out.dead_letter_out(r) for r in rows])
+        print_json([out.dead_letter_out(r) for r in rows])
         return 0
-    _table(
+    print_table(
         [(r.id, r.received_at, r.source, r.stage, r.reason, r.body_length, r.detail) for r in rows],
         ("ID", "RECEIVED", "SOURCE", "STAGE", "REASON", "BYTES", "DETAIL"),
     )
@@ -154,7 +113,7 @@ def _devices(settings: Settings, args: argparse.Namespace) -> int:
         found = catalog.get(profile)
         return found.reporting_interval_s if found is not None else None
 
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         if args.refresh:
             HealthRefresher(settings.health).refresh_due(conn)
         rows = device_health.list_device_health(conn, city=args.city, supplier=args.supplier)
@@ -163,9 +122,9 @@ def _devices(settings: Settings, args: argparse.Namespace) -> int:
     )
     shown = [v for v in found if args.status is None or v.status == args.status]
     if args.json:
-        _print_json([out.device_out(v) for v in shown])
+        print_json([out.device_out(v) for v in shown])
         return 0
-    _table(
+    print_table(
         [
             (
                 v.row.dev_eui,
@@ -210,15 +169,15 @@ def _ratio(received: int | None, lost: int | None) -> str | None:
 
 
 def _gateways(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         links = device_health.list_gateway_links(conn, city=args.city)
     found = views.gateway_views(
         links, now=datetime.now(UTC), silent_after_s=settings.health.gateway_silent_after_s
     )
     if args.json:
-        _print_json([out.gateway_out(g) for g in found])
+        print_json([out.gateway_out(g) for g in found])
         return 0
-    _table(
+    print_table(
         [
             (
                 g.gateway_id,
@@ -292,11 +251,11 @@ def _rule_add(settings: Settings, args: argparse.Namespace) -> int:
     kind = changes.pop("kind", None)
     if kind is None:
         raise ConfigError("--kind is required")
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         rule = rules.create_rule(
             conn, rule=Rule(name=args.name, kind=kind, **changes), alerts_settings=settings.alerts
         )
-    _print_json(out.new_rule_out(rule))
+    print_json(out.new_rule_out(rule))
     return 0
 
 
@@ -304,28 +263,28 @@ def _rule_update(settings: Settings, args: argparse.Namespace) -> int:
     changes = _rule_changes(args)
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         rule = rules.update_rule(
             conn, name=args.name, changes=changes, alerts_settings=settings.alerts
         )
-    _print_json(out.new_rule_out(rule) if "webhook_url" in changes else out.rule_out(rule))
+    print_json(out.new_rule_out(rule) if "webhook_url" in changes else out.rule_out(rule))
     return 0
 
 
 def _rule_delete(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         rules.delete_rule(conn, name=args.name)
     print(f"alert rule {args.name} deleted")
     return 0
 
 
 def _rule_list(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         found = alerts.list_rules(conn)
     if args.json:
-        _print_json([out.rule_out(r) for r in found])
+        print_json([out.rule_out(r) for r in found])
         return 0
-    _table(
+    print_table(
         [
             (
                 r.name,
@@ -370,12 +329,12 @@ def _alarms(settings: Settings, args: argparse.Namespace) -> int:
         "active": ["open", "acknowledged"],
         "all": ["open", "acknowledged", "cleared"],
     }.get(args.state, [args.state])
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         found = alerts.list_alarms(conn, states=states, rule=args.rule, limit=args.limit)
     if args.json:
-        _print_json([out.alarm_out(a) for a in found])
+        print_json([out.alarm_out(a) for a in found])
         return 0
-    _table(
+    print_table(
         [
             (a.id, a.rule_name, a.subject, a.state, a.opened_at, a.cleared_at, a.detail)
             for a in found
@@ -386,7 +345,7 @@ def _alarms(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _acknowledge(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         if not alerts.acknowledge_alarm(conn, alarm_id=args.id, at=datetime.now(UTC), by=args.by):
             raise NotFound(f"no open alarm {args.id}")
     print(f"alarm {args.id} acknowledged")
@@ -394,14 +353,14 @@ def _acknowledge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _log(settings: Settings, args: argparse.Namespace) -> int:
-    with _transaction(settings) as conn:
+    with transaction(settings) as conn:
         found = alerts.list_notifications(
             conn, rule=args.rule, status=args.status, limit=args.limit
         )
     if args.json:
-        _print_json([out.notification_out(n) for n in found])
+        print_json([out.notification_out(n) for n in found])
         return 0
-    _table(
+    print_table(
         [
             (
                 n.id,

@@ -11,7 +11,7 @@ from datahub.api import ops_schemas as out
 from datahub.api.deps import Admin, Conn
 from datahub.api.query import decode_device_cursor, encode_device_cursor
 from datahub.api.schemas import error_responses
-from datahub.errors import BadRequest, NotFound
+from datahub.errors import NotFound
 from datahub.storage import dead_letters, unplaced
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -61,10 +61,7 @@ def list_dead_letters(
     params: Annotated[out.DeadLetterQuery, Query()], conn: Conn, caller: Admin
 ) -> out.DeadLetterListOut:
     """List dead letters newest first: stage, reason, source, time; filter and page."""
-    try:
-        before = out.parse_id_cursor(params.cursor)
-    except ValueError:
-        raise BadRequest("cursor is not valid here; pass next_cursor unchanged") from None
+    before = out.parse_id_cursor(params.cursor)
     rows = dead_letters.list_dead_letters(
         conn,
         stage=params.stage,
