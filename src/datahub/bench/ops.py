@@ -126,8 +126,12 @@ def run(base: Settings, options: OpsOptions, workdir: Path) -> dict[str, Any]:
             computed += done
         refresh_s = time.perf_counter() - refresh_started
         refresh_cpu_s = time.process_time() - refresh_cpu
-        # Uplinks of the last two hours not stored yet: another seed, other sessions.
-        fresh = list(simulators.generate(scenario, seed=2, start=now - timedelta(hours=2), end=now))
+        # Uplinks of the last two hours not stored yet: a seed of this run's own gives the
+        # devices other sessions, so none is a duplicate of an earlier run's.
+        seed = f"alerts-{now.isoformat()}"
+        fresh = list(
+            simulators.generate(scenario, seed=seed, start=now - timedelta(hours=2), end=now)
+        )
         result["alerts"] = _alert_cost(conn, settings, catalog, fresh, options, now)
         with conn.transaction():
             slug = f"bench-ops-{now:%H%M%S}"

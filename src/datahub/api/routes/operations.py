@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Query, Response
 
 from datahub.api import ops_schemas as out
+from datahub.api import render
 from datahub.api.deps import CatalogDep, Conn, Operator, SettingsDep
 from datahub.api.query import parse_dev_eui
 from datahub.api.schemas import error_responses
@@ -41,7 +43,7 @@ def list_device_health(
     catalog: CatalogDep,
     settings: SettingsDep,
     caller: Operator,
-) -> out.DeviceHealthListOut:
+) -> Response:
     """List devices with their health, by DevEUI: status, loss, radio, battery, airtime.
 
     `status` is computed now from the last uplink and the expected interval; the other
@@ -63,7 +65,10 @@ def list_device_health(
     )
     shown = [v for v in found if params.status is None or v.status is params.status]
     counts = Counter(v.status.value for v in shown)
-    return out.DeviceHealthListOut(items=[out.device_out(v) for v in shown], counts=dict(counts))
+    # Thousands of devices: rendered by pydantic's serializer at once, not validated again.
+    return render.json_response(
+        {"items": [out.device_out(v) for v in shown], "counts": dict(counts)}
+    )
 
 
 @router.get(
@@ -111,7 +116,7 @@ def list_gateways(
     conn: Conn,
     settings: SettingsDep,
     caller: Operator,
-) -> out.GatewayListOut:
+) -> Response:
     """List every gateway that heard a registered device in 7 days (for a supplier's key:
     one of its devices), with uplinks per hour, devices heard and their RSSI and SNR.
 
@@ -123,8 +128,8 @@ def list_gateways(
     found = views.gateway_views(
         links, now=datetime.now(UTC), silent_after_s=settings.health.gateway_silent_after_s
     )
-    return out.GatewayListOut(
-        items=[out.gateway_out(g) for g in found if params.status in (None, g.status)]
+    return render.json_response(
+        {"items": [out.gateway_out(g) for g in found if params.status in (None, g.status)]}
     )
 
 
@@ -139,12 +144,12 @@ def list_gateways(
         **_ERRORS,
     },
 )
-def get_coverage(conn: Conn, caller: Operator) -> dict[str, Any]:
+def get_coverage(conn: Conn, caller: Operator) -> Response:
     """The coverage map as GeoJSON: each located device with the gateways that hear it."""
     links = device_health.list_gateway_links(
         conn, supplier_id=None if caller.is_admin else caller.supplier_id
     )
-    return views.coverage(links)
+    return Response(orjson.dumps(views.coverage(links)), media_type="application/geo+json")
 
 
 @router.get("/alarms", response_model=out.AlarmListOut, responses=_ERRORS)
