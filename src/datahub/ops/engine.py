@@ -23,7 +23,7 @@ import psycopg
 from datahub.config import AlertSettings
 from datahub.ops import alarms
 from datahub.ops.alarms import Transition
-from datahub.ops.rule import READING_KINDS, Rule
+from datahub.ops.rule import READING_KINDS, Operator, Rule
 from datahub.storage import alerts
 from datahub.storage.alerts import SubjectState
 from datahub.storage.readings import ReadingRow
@@ -152,8 +152,9 @@ class AlertEngine:
 
 
 def _detail(rule: Rule, event: str, value: float) -> str:
+    """Say in words why the alarm opened or cleared: `fill_level 85 above 80 for 600 s`."""
     if event == "open":
-        return f"{rule.metric} {value:g} {rule.operator} {rule.open_value:g}" + (
-            f" for {rule.hold_s} s" if rule.hold_s else ""
-        )
-    return f"{rule.metric} {value:g} back at {rule.clear_value:g}"
+        held = f" for {rule.hold_s} s" if rule.hold_s else ""
+        return f"{rule.metric} {value:g} {rule.operator} {rule.open_value:g}{held}"
+    side = "at or below" if rule.operator is Operator.ABOVE else "at or above"
+    return f"{rule.metric} {value:g} back {side} {rule.clear_value:g}"
