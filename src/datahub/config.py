@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -282,6 +283,79 @@ class FairShareSettings(_Section):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
 
+class HealthSettings(_Section):
+    """Device and gateway health (docs/operations.md): what late and silent mean, and how
+    often the ingest's health refresher recomputes it."""
+
+    late_after_intervals: float = Field(
+        default=1.5, gt=1, description="a device is late after this many reporting intervals"
+    )
+    silent_after_intervals: float = Field(
+        default=3.0, gt=1, description="and silent after this many"
+    )
+    gateway_silent_after_s: int = Field(
+        default=3600, ge=60, description="a gateway that heard nothing this long is silent"
+    )
+    refresh_s: float = Field(
+        default=10.0, ge=0, description="how often the ingest looks for devices due; 0: never"
+    )
+    min_age_s: int = Field(
+        default=60, ge=0, description="a device heard again is recomputed at most this often"
+    )
+    max_age_s: int = Field(
+        default=3600, ge=60, description="every device is recomputed at least this often"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthSettings:
+        if self.silent_after_intervals <= self.late_after_intervals:
+            raise ValueError("health.silent_after_intervals must exceed late_after_intervals")
+        return self
+
+
+class SmtpSettings(_Section):
+    """The mail server that alert e-mails are sent through."""
+
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:\[\]-]+$")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS on a plain port, TLS from the start, or none"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(
+        pattern=r"^[^@\s<>]+@[^@\s<>]+$", description="the sender, e.g. alerts@example.org"
+    )
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SmtpSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("alerts.smtp needs both username and password, or neither")
+        return self
+
+
+class AlertSettings(_Section):
+    """Delivery of alert notifications (rules and alarms live in the database)."""
+
+    smtp: SmtpSettings | None = Field(default=None, description="none: no e-mail channel")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    delivery_attempts: int = Field(
+        default=10, ge=1, le=100, description="attempts per notification before it is failed"
+    )
+    retry_base_s: float = Field(default=5.0, gt=0, description="first back-off; doubles")
+    retry_max_s: float = Field(default=3600.0, gt=0, description="longest back-off")
+    delivery_poll_s: float = Field(
+        default=2.0, gt=0, description="how often the delivery worker looks for pending ones"
+    )
+    scheduler_s: float = Field(
+        default=30.0, ge=0, description="how often silence rules are checked; 0: never"
+    )
+    rule_cache_s: float = Field(
+        default=5.0, ge=0, description="how long the ingest keeps the rules it evaluates"
+    )
+
+
 class Settings(BaseSettings):
     """Everything datahub can be told; see docs/configuration.md."""
 
@@ -306,6 +380,8 @@ class Settings(BaseSettings):
     sensorthings: SensorThingsSettings = SensorThingsSettings()
     fairshare: FairShareSettings = FairShareSettings()
     catalog: CatalogSettings = CatalogSettings()
+    health: HealthSettings = HealthSettings()
+    alerts: AlertSettings = AlertSettings()
     sources: tuple[SourceSettings, ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
@@ -357,6 +433,31 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     config = {**Settings.model_config, "yaml_file": path}
     bound: type[Settings] = type("Settings", (Settings,), {"model_config": config})
     try:
-        return bound(**overrides)
+        settings = bound(**overrides)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    return _codecs_dir_beside(settings, path)
+
+
+def _codecs_dir_beside(settings: Settings, config_file: Path | None) -> Settings:
+    """Resolve a relative `catalog.codecs_dir` of the config file against the file's folder.
+
+    Every process and command given the same file then finds the same directory, whatever
+    its working directory (a service's is rarely the operator's). One set elsewhere (the
+    environment, an argument) stays relative to the working directory.
+    """
+    codecs_dir = settings.catalog.codecs_dir
+    if config_file is None or codecs_dir is None or codecs_dir.is_absolute():
+        return settings
+    try:
+        document = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return settings
+    catalog = document.get("catalog") if isinstance(document, dict) else None
+    written = catalog.get("codecs_dir") if isinstance(catalog, dict) else None
+    if written is None or Path(str(written)) != codecs_dir:
+        return settings
+    resolved = (config_file.resolve().parent / codecs_dir).resolve()
+    return settings.model_copy(
+        update={"catalog": settings.catalog.model_copy(update={"codecs_dir": resolved})}
+    )

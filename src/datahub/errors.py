@@ -16,6 +16,8 @@ DatahubError
     ├── Forbidden            403: the key's scopes or grants do not allow it
     ├── NotFound             404
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
+    ├── Unprocessable        422: a well-formed body that breaks a rule (an alert rule's
+    │                        thresholds, an e-mail channel without a mail server)
     ├── TooManyRequests      429: over the rate limit or the monthly quota (Retry-After)
     └── ServiceUnavailable   503: the database is down
 """
@@ -97,6 +99,10 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status = 409
+
+
+class Unprocessable(ApiError):
+    status = 422
 
 
 class TooManyRequests(ApiError):

@@ -79,6 +79,16 @@ ROUTES = [
     ("DELETE", "/v1/admin/grants/ops/dew21"),
     ("GET", "/v1/admin/tariffs"),
     ("POST", "/v1/admin/tariffs"),
+    ("GET", "/v1/admin/alert-rules"),
+    ("POST", "/v1/admin/alert-rules"),
+    ("GET", "/v1/admin/alert-rules/x"),
+    ("PATCH", "/v1/admin/alert-rules/x"),
+    ("DELETE", "/v1/admin/alert-rules/x"),
+    ("GET", "/v1/admin/notifications"),
+    ("GET", "/v1/admin/unknown-devices"),
+    ("GET", "/v1/admin/decode-failures"),
+    ("GET", "/v1/admin/dead-letters"),
+    ("GET", "/v1/admin/dead-letters/1"),
 ]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import decoders
+from decoders.codec_dir import CodecCatalog
 
 
 class MetricLike(Protocol):
@@ -165,3 +166,33 @@ def _profile_info(name: str, profile: ProfileLike) -> ProfileInfo:
         version=getattr(profile, "version", None),
         mappings=tuple((m.metric, m.kind, m.scale) for m in profile.mappings),
     )
+
+
+class LiveCatalog:
+    """The metric catalog of a codec directory that may change while the API runs.
+
+    `changed` looks at the directory at most every `min_interval_s` seconds (a few stat
+    calls); when a codec or mapping was added, changed or removed, `reload` rescans it and
+    rebuilds the index, so a new model's devices show their metrics without a restart.
+    `reload` loads codecs into V8, which refuses its time limits on an event loop's
+    thread: call it from a worker thread.
+    """
+
+    def __init__(self, codecs: CodecCatalog, *, min_interval_s: float = 2.0) -> None:
+        self._codecs = codecs
+        self._min_interval_s = min_interval_s
+        self._metrics = MetricCatalog.build(decoders.METRICS, codecs)
+
+    def changed(self) -> bool:
+        """Tell whether the directory changed since the last look."""
+        return self._codecs.changed(min_interval_s=self._min_interval_s)
+
+    def reload(self) -> MetricCatalog:
+        """Rescan the directory and rebuild the index; return it."""
+        self._codecs.rescan()
+        self._metrics = MetricCatalog.build(decoders.METRICS, self._codecs)
+        return self._metrics
+
+    @property
+    def current(self) -> MetricCatalog:
+        return self._metrics

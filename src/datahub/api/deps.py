@@ -29,12 +29,12 @@ from starlette.concurrency import run_in_threadpool
 
 from datahub.api import auth
 from datahub.api.auth import Access, Callers
-from datahub.api.catalog import MetricCatalog
+from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
 from datahub.api.writer import Writes
 from datahub.config import Settings
-from datahub.errors import StorageUnavailable
+from datahub.errors import Forbidden, StorageUnavailable
 from datahub.fairshare.keys import Scope
 from datahub.storage import db
 
@@ -46,9 +46,13 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_catalog(request: Request) -> MetricCatalog:
-    """Return the device catalog's metrics and profiles."""
-    catalog: MetricCatalog = request.app.state.catalog
-    return catalog
+    """Return the device catalog's metrics and profiles, as the codec directory is now."""
+    catalog: MetricCatalog | LiveCatalog = request.app.state.catalog
+    if not isinstance(catalog, LiveCatalog):
+        return catalog
+    if catalog.changed():  # a few stat calls every 2 s; the reload, rarely, off the loop
+        return await run_in_threadpool(catalog.reload)
+    return catalog.current
 
 
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -162,6 +166,14 @@ async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
     return caller
 
 
+async def get_operator(caller: Annotated[Access, Depends(get_access)]) -> Access:
+    """Require an `admin` key, or a key of a consumer acting for a supplier (which sees that
+    supplier's devices only): 403 otherwise."""
+    if not caller.is_admin and caller.supplier_id is None:
+        raise Forbidden("the operator views need an admin key or the key of a supplier")
+    return caller
+
+
 async def get_conn(
     lend: Annotated[Lender, Depends(get_read_lender)],
     _caller: Annotated[Access, Depends(get_access)],
@@ -238,4 +250,6 @@ ProbeConn = Annotated[psycopg.Connection, Depends(get_probe_conn, scope="functio
 Caller = Annotated[Access, Depends(get_access)]
 Reader = Annotated[Access, Depends(get_reader)]
 Admin = Annotated[Access, Depends(get_admin)]
+# An administrator, or a supplier's key (Access.supplier_id: its devices only).
+Operator = Annotated[Access, Depends(get_operator)]
 Metered = Annotated[Meter, Depends(get_meter)]

@@ -269,7 +269,8 @@ _ERROR_DESCRIPTIONS = {
     "request (Conflict)",
     429: "over the rate limit or the monthly quota; retry after Retry-After seconds "
     "(TooManyRequests)",
-    422: "a parameter is malformed: wrong type, unknown value or unknown name (ValidationError)",
+    422: "a parameter is malformed: wrong type, unknown value or unknown name "
+    "(ValidationError), or a body breaks a rule (Unprocessable)",
     500: "an unexpected error, logged on the server (InternalError)",
     503: "the database is unreachable; retry after the Retry-After seconds (ServiceUnavailable)",
 }

@@ -34,6 +34,8 @@ COMMANDS = {
         "fairshare",
         "fair share: suppliers, datasets, consumers, keys, tariffs, periods",
     ),
+    "ops": ("ops", "operator views: health, gateways, what was not placed"),
+    "alerts": ("alerts", "alert rules, alarms and the delivery log"),
     "bench": ("bench", "benchmark ingest and queries (docs/performance.md)"),
 }
 

@@ -9,59 +9,28 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from pydantic import BaseModel
-
 from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
 from datahub.cli.arguments import NONE, aware_time, count, count_or_none, slug, slug_or_none
+from datahub.cli.console import cell as _cell
+from datahub.cli.console import print_json as _print_json
+from datahub.cli.console import print_table as _table
+from datahub.cli.console import transaction as _transaction
 from datahub.config import Settings
 from datahub.domain import LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
 from datahub.fairshare.keys import Scope
-from datahub.storage import consumers, datasets, db, suppliers
+from datahub.storage import consumers, datasets, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.tariffs import Price
 
 Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-@contextmanager
-def _transaction(settings: Settings) -> Iterator[psycopg.Connection]:
-    with db.connect(settings) as conn, conn.transaction():
-        yield conn
-
-
-def _print_json(items: Sequence[BaseModel] | BaseModel) -> None:
-    if isinstance(items, BaseModel):
-        print(json.dumps(items.model_dump(mode="json"), indent=2, ensure_ascii=False))
-    else:
-        data = [item.model_dump(mode="json") for item in items]
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
-    cells = [[str(h) for h in header], *([_cell(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
 
 
 # Suppliers --------------------------------------------------------------------------------

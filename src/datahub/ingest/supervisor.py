@@ -5,9 +5,10 @@ batch through the pipeline, retrying while the database is unavailable (probing 
 resume as soon as it answers), and acknowledges a batch's messages only after its commit.
 Besides, on threads of their own: the health and metrics endpoint (ingest/metrics.py), the
 rollup refresher (ingest/refresher.py), the dedup retention (ingest/retention.py), the
-SensorThings publisher of committed Observations (ingest/publish.py), and the back-fill of a
-QoS 0 source's gap after it reconnects (ingest/backfill.py). It records the configured
-sources in the database at start-up.
+SensorThings publisher of committed Observations (ingest/publish.py), the operator's
+device-health refresher, alarm scheduler and notification delivery (ops/worker.py), and the
+back-fill of a QoS 0 source's gap after it reconnects (ingest/backfill.py). It records the
+configured sources in the database at start-up.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from datahub.ingest.publish import Publisher
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
 from datahub.ingest.store import Stored
+from datahub.ops.worker import OpsWorker
 from datahub.storage import db, sources
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,9 @@ class Ingest:
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
         self.retention = DedupRetention(settings, stop_event=self.stop_event)
+        self.ops = OpsWorker(
+            settings, stop_event=self.stop_event, interval_of=self.pipeline.reporting_interval
+        )
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
@@ -169,6 +174,7 @@ class Ingest:
             self.subscriber.start()
             self.refresher.start()
             self.retention.start()
+            self.ops.start()
             if self.publisher is not None:
                 self.publisher.start()
             log.info("ingest running with %d sources", len(self._settings.sources))
@@ -179,6 +185,7 @@ class Ingest:
                 self.subscriber.stop()
                 self.refresher.join(timeout=10.0)
                 self.retention.join(timeout=10.0)
+                self.ops.join(timeout=10.0)
                 if self.publisher is not None:
                     self.publisher.stop()
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
