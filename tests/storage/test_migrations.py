@@ -12,7 +12,7 @@ from realservices import BACKENDS, Database, temporary_database
 
 from datahub.storage import migrate
 
-HEAD = "0007"
+HEAD = "0008"
 REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]  # oldest first
 
 

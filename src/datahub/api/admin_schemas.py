@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -65,6 +66,42 @@ class LicenceIn(_InModel):
     url: str | None = Field(default=None, examples=["https://www.govdata.de/dl-de/by-2-0"])
 
 
+class OpenDataIn(_InModel):
+    """A dataset's open-data catalogue metadata; in a PATCH only the fields given change.
+
+    Null clears a text (it is then derived: the English title from the name, the contact
+    and contributor from the settings, the licence IRI from the licence id and class).
+    """
+
+    title_en: Text | None = None
+    description_de: str | None = Field(default=None, max_length=5000)
+    description_en: str | None = Field(default=None, max_length=5000)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default=[], max_length=50
+    )
+    themes: list[str] = Field(
+        default=[], max_length=13, description="EU data themes, e.g. ENVI, TRAN, REGI"
+    )
+    contact_name: Text | None = None
+    contact_email: Text | None = None
+    licence_uri: Text | None = Field(
+        default=None,
+        description="from the dcat-ap.de licence list",
+        examples=["http://dcat-ap.de/def/licenses/dl-by-de/2.0"],
+    )
+    contributor_id: Text | None = Field(
+        default=None,
+        description="from the dcat-ap.de contributor list",
+        examples=["http://dcat-ap.de/def/contributors/openNRW"],
+    )
+    catalogue_listed: bool = Field(
+        default=False, description="the supplier lets a restricted or commercial dataset be listed"
+    )
+    public_summaries: bool = Field(
+        default=False, description="the supplier lets open summaries of it be published"
+    )
+
+
 class DatasetIn(_InModel):
     slug: SlugField
     supplier: SlugField
@@ -72,6 +109,7 @@ class DatasetIn(_InModel):
     licence_class: LicenceClass
     licence: LicenceIn
     attribution: Text = Field(description="the text to show wherever the data is shown")
+    open_data: OpenDataIn | None = None
 
 
 class DatasetPatch(_InModel):
@@ -81,6 +119,7 @@ class DatasetPatch(_InModel):
     licence_class: LicenceClass | None = None
     licence: LicenceIn | None = None
     attribution: Text | None = None
+    open_data: OpenDataIn | None = None
 
 
 class ConsumerIn(_InModel):
@@ -142,6 +181,20 @@ class AdminSupplierListOut(_OutModel):
     items: list[AdminSupplierOut]
 
 
+class OpenDataOut(_OutModel):
+    title_en: str | None
+    description_de: str | None
+    description_en: str | None
+    keywords: list[str]
+    themes: list[str]
+    contact_name: str | None
+    contact_email: str | None
+    licence_uri: str | None
+    contributor_id: str | None
+    catalogue_listed: bool
+    public_summaries: bool
+
+
 class AdminDatasetOut(_OutModel):
     slug: str
     supplier: str = Field(description="the supplier's slug")
@@ -152,6 +205,7 @@ class AdminDatasetOut(_OutModel):
     device_count: int
     created_at: UtcTime
     updated_at: UtcTime
+    open_data: OpenDataOut
 
 
 class AdminDatasetListOut(_OutModel):
@@ -247,6 +301,13 @@ def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
         device_count=record.device_count,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        open_data=OpenDataOut(
+            **{
+                **dataclasses.asdict(record.metadata),
+                "keywords": list(record.metadata.keywords),
+                "themes": list(record.metadata.themes),
+            }
+        ),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, Grouping, OutputFormat, Rfc3339
-from datahub.domain import City, LicenceClass
+from datahub.domain import City, LicenceClass, Placement
 from datahub.storage.readings import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
@@ -158,6 +158,11 @@ class DeviceOut(_OutModel):
     location: LocationOut | None
     last_seen: UtcTime | None
     metrics: list[str] = Field(description="the metrics the device's profile reports")
+    counters: list[str] = Field(
+        description="those of `metrics` that are running totals: ask for them with fn=delta"
+    )
+    placement: Placement | None = Field(description="indoor or outdoor air; null: not said")
+    area: str | None = Field(description="the district or zone it belongs to; null: not said")
 
 
 class DevicePageOut(_OutModel):

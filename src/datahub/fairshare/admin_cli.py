@@ -103,11 +103,35 @@ def _dataset_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+_CLEARABLE = (
+    "licence_url",
+    "title_en",
+    "description_de",
+    "description_en",
+    "contact_name",
+    "contact_email",
+    "licence_uri",
+    "contributor_id",
+)
+
+
 def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
-    names = ("name", "licence_class", "licence_id", "licence_name", "licence_url", "attribution")
+    names = (
+        "name",
+        "licence_class",
+        "licence_id",
+        "licence_name",
+        "attribution",
+        *_CLEARABLE,
+        "keywords",
+        "themes",
+        "catalogue_listed",
+        "public_summaries",
+    )
     changes: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    if changes.get("licence_url") == "":
-        changes["licence_url"] = None
+    for name in _CLEARABLE:
+        if changes.get(name) == "":
+            changes[name] = None
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
@@ -375,6 +399,12 @@ def _count_or_none(text: str) -> int | str:
     return _NONE if text == _NONE else _count(text)
 
 
+def _yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither yes nor no")
+    return text == "yes"
+
+
 def _slug(text: str) -> str:
     if not admin.SLUG.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a lower-case slug")
@@ -448,6 +478,32 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-name")
     p.add_argument("--licence-url", help="'' removes it")
     p.add_argument("--attribution")
+    catalogue = p.add_argument_group("open-data catalogue ('' clears a text)")
+    catalogue.add_argument("--title-en")
+    catalogue.add_argument("--description-de")
+    catalogue.add_argument("--description-en")
+    catalogue.add_argument(
+        "--keyword", dest="keywords", action="append", help="repeat for more; replaces the list"
+    )
+    catalogue.add_argument(
+        "--theme", dest="themes", action="append", help="EU data theme, e.g. ENVI; repeat"
+    )
+    catalogue.add_argument("--contact-name")
+    catalogue.add_argument("--contact-email")
+    catalogue.add_argument("--licence-uri", help="from the dcat-ap.de licence list")
+    catalogue.add_argument("--contributor-id", help="from the dcat-ap.de contributor list")
+    catalogue.add_argument(
+        "--catalogue-listed",
+        type=_yes_no,
+        metavar="yes|no",
+        help="the supplier lets a restricted or commercial dataset be listed",
+    )
+    catalogue.add_argument(
+        "--public-summaries",
+        type=_yes_no,
+        metavar="yes|no",
+        help="the supplier lets open summaries (per district, k devices or more) be published",
+    )
     p = _command(g, "list", "list datasets", _dataset_list, json_output=True)
     p.add_argument("--supplier", type=_slug)
 
