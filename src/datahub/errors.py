@@ -13,6 +13,7 @@ DatahubError
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
     ├── Forbidden            403: the key's scopes or grants do not allow it
     ├── NotFound             404
+    ├── NotAcceptable        406: no representation the Accept header takes
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
     ├── TooManyRequests      429: over the rate limit or the monthly quota (Retry-After)
     └── ServiceUnavailable   503: the database is down
@@ -83,6 +84,10 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status = 404
+
+
+class NotAcceptable(ApiError):
+    status = 406
 
 
 class Conflict(ApiError):

@@ -21,6 +21,7 @@ from datahub.api.routes import (
     admin,
     dashboard,
     datasets,
+    dcat,
     devices,
     fairshare,
     health,
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         latest,
         tariffs,
         fairshare,
+        dcat,
         admin,
         dashboard,
     ):

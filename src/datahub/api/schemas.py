@@ -266,6 +266,7 @@ _ERROR_DESCRIPTIONS = {
     401: "the API key is malformed, unknown or revoked (Unauthorized)",
     403: "the key lacks the scope or grant this needs (Forbidden)",
     404: "no such resource, or none the caller may see (NotFound)",
+    406: "no representation the Accept header takes; name one with `format` (NotAcceptable)",
     409: "a duplicate, such as a slug in use, or an Idempotency-Key used for another "
     "request (Conflict)",
     429: "over the rate limit or the monthly quota; retry after Retry-After seconds "

@@ -96,6 +96,7 @@ THEMES = frozenset(
 
 FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type"
 FREQUENCY = "http://publications.europa.eu/resource/authority/frequency"
+LANGUAGE = "http://publications.europa.eu/resource/authority/language"
 ACCESS_RIGHT = "http://publications.europa.eu/resource/authority/access-right"
 MEDIA_TYPE = "https://www.iana.org/assignments/media-types"
 HASH_SHA256 = "http://dcat-ap.de/def/hashAlgorithms/sha/256"
