@@ -290,6 +290,27 @@ def _cmd_fairshare_view(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_opendata_bulk(settings: Settings, args: argparse.Namespace) -> int:
+    from datahub.api.catalog import MetricCatalog
+    from datahub.opendata.bulk import BulkWriter
+    from datahub.storage import db
+
+    directory = settings.opendata.bulk_dir
+    if directory is None:
+        raise ConfigError("no opendata.bulk_dir: set where the bulk files go")
+    catalog = MetricCatalog.build(decoders.METRICS, open_catalog(settings))
+    with db.connect(settings, autocommit=True) as conn:
+        writer = BulkWriter(
+            conn,
+            directory=directory,
+            catalog=catalog,
+            delay=timedelta(minutes=settings.opendata.bulk_delay_minutes),
+        )
+        report = writer.run(now=datetime.now(UTC))
+    print(json.dumps(report.as_json(), sort_keys=True))
+    return 0
+
+
 def _period(text: str) -> str:
     from datahub.errors import BadRequest
     from datahub.fairshare.close import period_bounds
@@ -379,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=aware_time, help="received before (ISO 8601)")
     p.add_argument("--batch", type=int, default=1000, help="uplinks per transaction")
     p.set_defaults(run=_cmd_redecode)
+
+    p = commands.add_parser("opendata", help="open data: the bulk files")
+    sub = p.add_subparsers(dest="opendata_command", required=True, metavar="ACTION")
+    q = sub.add_parser("bulk", help="write the bulk files that are due (run it from a timer)")
+    q.set_defaults(run=_cmd_opendata_bulk)
 
     p = commands.add_parser(
         "fairshare", help="fair share: suppliers, datasets, consumers, keys, tariffs, periods"

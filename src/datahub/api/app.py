@@ -19,6 +19,7 @@ from datahub.api import telemetry
 from datahub.api.catalog import MetricCatalog
 from datahub.api.routes import (
     admin,
+    bulk,
     dashboard,
     datasets,
     dcat,
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         tariffs,
         fairshare,
         dcat,
+        bulk,
         admin,
         dashboard,
     ):

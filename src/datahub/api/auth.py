@@ -8,6 +8,7 @@ its key is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,6 +53,16 @@ class Access:
     @property
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
+
+    def as_public(self) -> Access:
+        """The same caller, metered as anonymous public-interest use (open-data downloads)."""
+        return dataclasses.replace(
+            self,
+            consumer_id=None,
+            consumer_slug=None,
+            purpose=Purpose.PUBLIC_INTEREST,
+            monthly_quota=None,
+        )
 
     def require(self, scope: Scope) -> None:
         """Refuse the request unless the key has `scope`."""

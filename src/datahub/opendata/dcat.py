@@ -28,6 +28,7 @@ from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, XSD
 from datahub.config import OpenDataSettings
 from datahub.domain import City, LicenceClass
 from datahub.opendata import vocabularies as voc
+from datahub.opendata.bulk import file_url as bulk_files_url
 from datahub.storage.bulk_files import BulkFile
 from datahub.storage.datasets import DatasetRecord
 from datahub.storage.dcat import DatasetFacts
@@ -297,7 +298,7 @@ class _Builder:
         return distribution
 
     def file(self, entry: Entry, bulk: BulkFile) -> URIRef:
-        url = f"{self.base}/v1/bulk/{entry.dataset.slug}/{bulk.period}.csv.gz"
+        url = bulk_files_url(self.base, entry.dataset.slug, bulk.period)
         unit = ("Monat", "month") if bulk.is_month else ("Tag", "day")
         distribution = self.distribution(
             entry,
@@ -317,7 +318,8 @@ class _Builder:
         )
         self.add(distribution, DCAT.downloadURL, URIRef(url))
         self.add(distribution, DCAT.compressFormat, URIRef(f"{voc.MEDIA_TYPE}/application/gzip"))
-        self.add(distribution, DCAT.byteSize, Literal(bulk.bytes, datatype=XSD.nonNegativeInteger))
+        # DCAT-AP 2 types it xsd:decimal (DCAT 2 says nonNegativeInteger; portals follow DCAT-AP).
+        self.add(distribution, DCAT.byteSize, Literal(bulk.bytes, datatype=XSD.decimal))
         self.add(distribution, DCTERMS.modified, self.time(bulk.written_at))
         checksum = BNode()
         self.add(checksum, RDF.type, SPDX.Checksum)

@@ -93,21 +93,22 @@ def upsert_file(
     rows: int,
     size: int,
     sha256: str,
-) -> str | None:
-    """Record a new version of a period's file; return the previous version's name, if any."""
-    previous = conn.execute(
-        "SELECT name FROM bulk_file WHERE dataset_id = %s AND period = %s FOR UPDATE",
-        (dataset_id, period),
-    ).fetchone()
+) -> None:
+    """Record a new version of a period's file.
+
+    `written_at` is the moment of writing, not the transaction's start: a month is due
+    again when one of its days was written after it.
+    """
     conn.execute(
         """
         INSERT INTO bulk_file (dataset_id, period, period_start, period_end, name, rows, bytes,
-                               sha256, version)
+                               sha256, version, written_at)
         VALUES (%(dataset_id)s, %(period)s, %(start)s, %(end)s, %(name)s, %(rows)s, %(bytes)s,
-                %(sha256)s, 1)
+                %(sha256)s, 1, clock_timestamp())
         ON CONFLICT (dataset_id, period) DO UPDATE SET
             name = excluded.name, rows = excluded.rows, bytes = excluded.bytes,
-            sha256 = excluded.sha256, version = bulk_file.version + 1, written_at = now()
+            sha256 = excluded.sha256, version = bulk_file.version + 1,
+            written_at = excluded.written_at
         """,
         {
             "dataset_id": dataset_id,
@@ -120,7 +121,6 @@ def upsert_file(
             "sha256": sha256,
         },
     )
-    return previous[0] if previous is not None else None
 
 
 def list_names(conn: psycopg.Connection) -> set[str]:
