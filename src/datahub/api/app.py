@@ -29,6 +29,7 @@ from datahub.api.routes import (
     latest,
     metrics,
     readings,
+    summaries,
     tariffs,
 )
 from datahub.config import Settings
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         fairshare,
         dcat,
         bulk,
+        summaries,
         admin,
         dashboard,
     ):

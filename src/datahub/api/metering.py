@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from uuid import UUID, uuid4
 
 import psycopg
+from starlette.requests import Request
 
 from datahub.api.auth import Access
 from datahub.errors import BadRequest, Conflict, TooManyRequests
@@ -96,6 +97,20 @@ class Meter:
             occurred_at=now,
         )
         self.charged = total
+
+
+def public_meter(request: Request, conn: psycopg.Connection, caller: Access) -> Meter:
+    """Make the meter of a request that serves open data to anyone (bulk files, summaries):
+    it charges anonymous public-interest use, whoever the caller is, and takes no
+    Idempotency-Key."""
+    route = request.scope.get("route")
+    return Meter(
+        conn=conn,
+        caller=caller.as_public(),
+        endpoint=getattr(route, "path", request.url.path),
+        fingerprint=f"{request.method} {request.url.path}",
+        idempotency_key=None,
+    )
 
 
 def check_idempotency_key(value: str | None) -> str | None:

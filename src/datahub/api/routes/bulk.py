@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -19,7 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from datahub.api.deps import ANONYMOUS_TOO, Caller, Conn, SettingsDep
-from datahub.api.metering import Meter
+from datahub.api.metering import public_meter
 from datahub.api.opendata_schemas import BulkFileListOut, BulkFileOut, BulkQuery, DatasetSlug
 from datahub.api.schemas import error_responses
 from datahub.errors import NotFound
@@ -132,16 +131,8 @@ def download_bulk_file(
         raise NotFound(
             f"the bulk file {name!r} of {dataset!r} is missing; it is rewritten"
         ) from None
-    route = request.scope.get("route")
-    meter = Meter(
-        conn=conn,
-        caller=caller.as_public(),
-        endpoint=getattr(route, "path", request.url.path),
-        fingerprint=f"GET {request.url.path}",
-        idempotency_key=None,
-    )
     try:
-        meter.charge({found.dataset_id: found.rows}, now=datetime.now(UTC))
+        public_meter(request, conn, caller).charge({found.dataset_id: found.rows})
     except BaseException:
         handle.close()
         raise
