@@ -135,17 +135,22 @@ const orNull = (error) => {
   throw error;
 };
 
+// The open summaries, into the state; an API without them leaves them null.
+async function loadSummaries() {
+  [state.waste, state.parking] = await Promise.all([
+    loadWaste().catch(orNull),
+    loadParking().catch(orNull),
+  ]);
+}
+
 async function loadAll() {
-  const [metrics, datasets, devices, latest, waste, parking] = await Promise.all([
+  const [metrics, datasets, devices, latest] = await Promise.all([
     loadMetrics(),
     loadDatasets().catch(orNull),
     loadDevices(),
     loadLatest(),
-    loadWaste().catch(orNull),
-    loadParking().catch(orNull),
+    loadSummaries(),
   ]);
-  state.waste = waste;
-  state.parking = parking;
   state.metrics = new Map(metrics.map((m) => [m.name, m]));
   // The API gives anonymous callers open datasets only; the page relies on that and,
   // to be safe, shows nothing of any other licence class.
@@ -156,14 +161,7 @@ async function loadAll() {
 }
 
 async function refresh() {
-  const [devices, latest, waste, parking] = await Promise.all([
-    loadDevices(),
-    loadLatest(),
-    loadWaste().catch(orNull),
-    loadParking().catch(orNull),
-  ]);
-  state.waste = waste;
-  state.parking = parking;
+  const [devices, latest] = await Promise.all([loadDevices(), loadLatest(), loadSummaries()]);
   setData(devices, latest);
   state.countsOf = null;
   await loadCounts();
