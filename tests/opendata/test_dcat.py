@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from pyshacl import validate
 from rdflib import Graph, Literal, URIRef, namespace
 
-# Module attributes, not imported names: pytest's collection probes every module global.
-DCAT, DCTERMS, RDF = namespace.DCAT, namespace.DCTERMS, namespace.RDF
+# The namespaces are used as `namespace.DCAT`, never module globals of their own: pytest's
+# collection probes every global, and rdflib warns about each unknown name it is asked for.
 SHAPES = Path(__file__).parent / "dcat_ap_de"
 CATALOGUE = URIRef(f"{BASE_URL}/v1/catalogue")
 DCATDE = "http://dcat-ap.de/def/dcatde/"
@@ -66,13 +66,15 @@ def test_every_serialisation_parses_and_conforms_to_dcat_ap_de(
     assert by_param.headers["content-type"] == f"{media_type}; charset=utf-8"
     assert by_accept.headers["content-type"] == by_param.headers["content-type"]
     graph = Graph().parse(data=by_param.content, format=parser)
-    assert (CATALOGUE, RDF.type, DCAT.Catalog) in graph
+    assert (CATALOGUE, namespace.RDF.type, namespace.DCAT.Catalog) in graph
     conforms(graph)
 
 
 def test_open_datasets_and_the_listed_restricted_ones_appear(client: TestClient) -> None:
     graph = Graph().parse(data=client.get("/v1/catalogue").content, format="turtle")
-    listed = {str(o).rsplit("#dataset-", 1)[1] for o in graph.objects(CATALOGUE, DCAT.dataset)}
+    listed = {
+        str(o).rsplit("#dataset-", 1)[1] for o in graph.objects(CATALOGUE, namespace.DCAT.dataset)
+    }
 
     open_ones = {
         "do-stadtklima",
@@ -84,9 +86,9 @@ def test_open_datasets_and_the_listed_restricted_ones_appear(client: TestClient)
     # Restricted and commercial ones only where the supplier lets them be listed.
     assert listed == open_ones | {"do-parken", "edg-fuellstand"}
     parken = dataset("do-parken")
-    access = graph.value(parken, DCTERMS.accessRights)
+    access = graph.value(parken, namespace.DCTERMS.accessRights)
     assert isinstance(access, Literal) and "Freigabe des Datengebers" in str(access)
-    assert graph.value(dataset("do-stadtklima"), DCTERMS.accessRights) == URIRef(
+    assert graph.value(dataset("do-stadtklima"), namespace.DCTERMS.accessRights) == URIRef(
         "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
     )
 
@@ -95,34 +97,36 @@ def test_a_dataset_says_where_when_who_and_under_which_licence(client: TestClien
     graph = Graph().parse(data=client.get("/v1/catalogue").content, format="turtle")
     klima = dataset("do-stadtklima")
 
-    titles = {(t.language, str(t)) for t in graph.objects(klima, DCTERMS.title)}
+    titles = {(t.language, str(t)) for t in graph.objects(klima, namespace.DCTERMS.title)}
     assert (
         "en",
         "Urban climate of Dortmund: air temperature, humidity and soil temperature at street trees",
     ) in titles
-    assert {t.language for t in graph.objects(klima, DCTERMS.description)} == {"de", "en"}
+    assert {t.language for t in graph.objects(klima, namespace.DCTERMS.description)} == {"de", "en"}
     assert set(graph.objects(klima, URIRef(DCATDE + "politicalGeocodingURI"))) == {
         URIRef("http://dcat-ap.de/def/politicalGeocoding/regionalKey/059130000000")
     }
     assert graph.value(klima, URIRef(DCATDE + "contributorID")) == URIRef(
         "http://dcat-ap.de/def/contributors/openNRW"
     )
-    themes = set(graph.objects(klima, DCAT.theme))
+    themes = set(graph.objects(klima, namespace.DCAT.theme))
     assert URIRef("http://publications.europa.eu/resource/authority/data-theme/ENVI") in themes
-    period = graph.value(klima, DCTERMS.temporal)
-    assert str(graph.value(period, DCAT.startDate)).startswith("2026-11-28T00:00:00")
-    publisher = graph.value(klima, DCTERMS.publisher)
+    period = graph.value(klima, namespace.DCTERMS.temporal)
+    assert str(graph.value(period, namespace.DCAT.startDate)).startswith("2026-11-28T00:00:00")
+    publisher = graph.value(klima, namespace.DCTERMS.publisher)
     assert str(graph.value(publisher, URIRef("http://xmlns.com/foaf/0.1/name"))) == (
         "Stadt Dortmund, Umweltamt"
     )
-    (api,) = [d for d in graph.objects(klima, DCAT.distribution) if str(d).endswith("-api")]
-    assert graph.value(api, DCTERMS.license) == URIRef(
+    (api,) = [
+        d for d in graph.objects(klima, namespace.DCAT.distribution) if str(d).endswith("-api")
+    ]
+    assert graph.value(api, namespace.DCTERMS.license) == URIRef(
         "http://dcat-ap.de/def/licenses/dl-by-de/2.0"
     )
     assert str(graph.value(api, URIRef(DCATDE + "licenseAttributionByText"))) == (
         "Stadt Dortmund, Umweltamt (dl-de/by-2-0)"
     )
-    assert graph.value(api, DCAT.accessURL) == URIRef(
+    assert graph.value(api, namespace.DCAT.accessURL) == URIRef(
         f"{BASE_URL}/v1/devices?dataset=do-stadtklima"
     )
 
@@ -143,13 +147,13 @@ def test_a_sensorthings_distribution_appears_once_switched_on(
     def sta(graph: Graph) -> list[object]:
         return [
             d
-            for d in graph.objects(dataset("do-stadtklima"), DCAT.distribution)
+            for d in graph.objects(dataset("do-stadtklima"), namespace.DCAT.distribution)
             if str(d).endswith("-sensorthings")
         ]
 
     assert sta(without) == []
     (distribution,) = sta(with_sta)
-    assert with_sta.value(distribution, DCAT.accessURL) == URIRef(f"{BASE_URL}/sta/v1.1")
+    assert with_sta.value(distribution, namespace.DCAT.accessURL) == URIRef(f"{BASE_URL}/sta/v1.1")
     conforms(with_sta)
 
 
