@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from datahub.domain import City, SourceFormat
 from datahub.errors import ConfigError
+from datahub.opendata import vocabularies
 
 LOCAL_DATABASE_URL = "postgresql://datahub@127.0.0.1:55432/datahub"
 LOCAL_BROKER_URL = "mqtt://127.0.0.1:18830"
@@ -247,19 +248,142 @@ class SensorThingsSettings(_Section):
     )
 
 
-class DashboardSettings(_Section):
-    """The public dashboard at `/`: where its map's background tiles come from."""
+class Basemap(NamedTuple):
+    """A tile server the dashboard knows by name: URL template, credit (HTML), deepest zoom."""
 
-    tile_url: str = Field(
-        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+    tile_url: str
+    attribution: str
+    max_zoom: int
+
+
+# basemap.de Web Raster is a WMTS; its GLOBAL_WEBMERCATOR matrix set numbers tiles as XYZ
+# does, with the row ({y}) before the column ({x}) in the RESTful URL. Its licence
+# (dl-de/by-2-0) asks for the credit given here.
+_BASEMAPDE_URL = (
+    "https://sgx.geodatenzentrum.de/wmts_basemapde/tile/1.0.0/de_basemapde_web_raster_{style}"
+    "/default/GLOBAL_WEBMERCATOR/{{z}}/{{y}}/{{x}}.png"
+)
+_BASEMAPDE_CREDIT = (
+    '&copy; <a href="https://basemap.de/">basemap.de</a> / '
+    '<a href="https://www.bkg.bund.de/">BKG</a> '
+    '(<a href="https://www.govdata.de/dl-de/by-2-0">dl-de/by-2-0</a>)'
+)
+BASEMAPS = {
+    "openstreetmap": Basemap(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+        19,
+    ),
+    "basemap.de": Basemap(_BASEMAPDE_URL.format(style="farbe"), _BASEMAPDE_CREDIT, 18),
+    "basemap.de-grau": Basemap(_BASEMAPDE_URL.format(style="grau"), _BASEMAPDE_CREDIT, 18),
+}
+
+
+class DashboardSettings(_Section):
+    """The public dashboard at `/`: where its map's background tiles come from.
+
+    `basemap` names a known tile server; `tile_url` (with `tile_attribution`) replaces it
+    by any other, e.g. the city's own.
+    """
+
+    basemap: Literal["openstreetmap", "basemap.de", "basemap.de-grau"] = Field(
+        default="openstreetmap", description="a known tile server, used unless tile_url is set"
+    )
+    tile_url: str | None = Field(
+        default=None,
         description="XYZ tile URL template with {z}, {x}, {y} (and {s}); empty: no tiles",
     )
-    tile_attribution: str = Field(
-        default='&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> '
-        "contributors",
-        description="the tiles' credit shown on the map; HTML",
+    tile_attribution: str | None = Field(
+        default=None, description="the credit of tile_url's tiles, shown on the map; HTML"
     )
-    tile_max_zoom: int = Field(default=19, ge=1, le=22, description="deepest zoom the tiles have")
+    tile_max_zoom: int | None = Field(
+        default=None, ge=1, le=22, description="deepest zoom tile_url's tiles have"
+    )
+
+    @property
+    def tiles(self) -> Basemap:
+        """The tile server in use: `tile_url` if set, else the named `basemap`."""
+        preset = BASEMAPS[self.basemap]
+        if self.tile_url is None:
+            return preset
+        return Basemap(
+            self.tile_url,
+            self.tile_attribution if self.tile_attribution is not None else "",
+            self.tile_max_zoom or preset.max_zoom,
+        )
+
+
+class OpenDataSettings(_Section):
+    """The open-data catalogue (DCAT-AP.de), the bulk files and the open summaries."""
+
+    title_de: str = Field(
+        default="Offene Sensordaten Dortmund und Schwerte", min_length=1, max_length=500
+    )
+    title_en: str = Field(
+        default="Open sensor data of Dortmund and Schwerte", min_length=1, max_length=500
+    )
+    description_de: str = Field(
+        default="Messwerte der LoRaWAN-Sensoren der gemeinsamen Datenplattform der Städte "
+        "Dortmund und Schwerte.",
+        min_length=1,
+    )
+    description_en: str = Field(
+        default="Readings of the LoRaWAN sensors of the joint data platform of the cities of "
+        "Dortmund and Schwerte.",
+        min_length=1,
+    )
+    publisher: str = Field(
+        default="Datahub Dortmund und Schwerte",
+        min_length=1,
+        description="who publishes the catalogue (a dataset's publisher is its supplier)",
+    )
+    contact_name: str = Field(
+        default="Datahub-Betrieb", min_length=1, description="contact of datasets that set none"
+    )
+    contact_email: str = Field(
+        default="opendata@datahub.invalid", description="contact e-mail of datasets that set none"
+    )
+    contributor_id: str = Field(
+        default="http://dcat-ap.de/def/contributors/openNRW",
+        description="dcatde:contributorID of datasets that set none: the system that delivers "
+        "the metadata to GovData",
+    )
+    sensorthings: bool | None = Field(
+        default=None,
+        description="list a SensorThings API distribution per dataset; null: when the API "
+        "serves /sta/v1.1",
+    )
+    bulk_dir: Path | None = Field(
+        default=None, description="where the bulk files are written and served from; none: no files"
+    )
+    bulk_delay_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=24 * 60,
+        description="how long after a day's end (UTC) its file is written: late uplinks' time",
+    )
+    min_cell_devices: int = Field(
+        default=5, ge=1, description="fewest devices a cell of an open summary may show"
+    )
+    summary_max_age_hours: int = Field(
+        default=24,
+        ge=1,
+        description="a device whose newest reading is older is left out of the summaries now",
+    )
+
+    @field_validator("contributor_id")
+    @classmethod
+    def _contributor(cls, value: str) -> str:
+        if not vocabularies.is_contributor_id(value):
+            raise ValueError(f"{value!r} is not an IRI of the dcat-ap.de contributor list")
+        return value
+
+    @field_validator("contact_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not vocabularies.is_email(value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
 
 
 class FairShareSettings(_Section):
@@ -379,6 +503,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     sensorthings: SensorThingsSettings = SensorThingsSettings()
     fairshare: FairShareSettings = FairShareSettings()
+    opendata: OpenDataSettings = OpenDataSettings()
     catalog: CatalogSettings = CatalogSettings()
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()

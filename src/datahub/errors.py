@@ -15,6 +15,7 @@ DatahubError
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
     ├── Forbidden            403: the key's scopes or grants do not allow it
     ├── NotFound             404
+    ├── NotAcceptable        406: no representation the Accept header takes
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
     ├── Unprocessable        422: a well-formed body that breaks a rule (an alert rule's
     │                        thresholds, an e-mail channel without a mail server)
@@ -95,6 +96,10 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status = 404
+
+
+class NotAcceptable(ApiError):
+    status = 406
 
 
 class Conflict(ApiError):

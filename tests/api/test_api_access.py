@@ -207,8 +207,9 @@ def test_the_openapi_document_says_which_routes_need_a_key(
         "slug": "sws-waste",
         "prefix": "x",
         "path": "Things",
-        "name": "x",
         "letter_id": "1",
+        "dataset": "sws-waste",
+        "name": "2026-11.csv.gz",
     }
     checked = 0
     for path, operations in paths.items():

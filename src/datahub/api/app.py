@@ -27,8 +27,10 @@ from datahub.api.params import check_query, declared_parameters
 from datahub.api.routes import (
     admin,
     alert_rules,
+    bulk,
     dashboard,
     datasets,
+    dcat,
     devices,
     docs,
     fairshare,
@@ -37,6 +39,7 @@ from datahub.api.routes import (
     metrics,
     operations,
     readings,
+    summaries,
     tariffs,
     unplaced,
 )
@@ -143,6 +146,9 @@ def create_app(
         latest,
         tariffs,
         fairshare,
+        dcat,
+        bulk,
+        summaries,
         admin,
         alert_rules,
         unplaced,

@@ -137,6 +137,10 @@ class MetricCatalog:
         """Return profile -> modulus for the profiles that report `metric` as a counter."""
         return self.counters.get(metric, {})
 
+    def is_counter(self, profile: str, metric: str) -> bool:
+        """Tell whether a profile reports `metric` as a running total."""
+        return profile in self.counters.get(metric, {})
+
     def profiles_reporting(self, metric: str) -> tuple[str, ...]:
         """Return the profiles whose mapping produces `metric`."""
         info = self.metrics.get(metric)

@@ -236,6 +236,27 @@ async def get_meter(
     return meter
 
 
+async def get_public_meter(
+    request: Request,
+    caller: Annotated[Access, Depends(get_access)],
+    writers: Annotated[Writers, Depends(get_writers)],
+) -> Meter:
+    """Make the meter of a request that serves open data to anyone (bulk files, summaries):
+    it charges anonymous public-interest use, whoever the caller is, and takes no
+    Idempotency-Key."""
+    route = request.scope.get("route")
+    meter = Meter(
+        ledger=writers.ledger,
+        caller=caller.as_public(),
+        endpoint=getattr(route, "path", request.url.path),
+        fingerprint=f"{request.method} {request.url.path}",
+        idempotency_key=None,
+        serves=not getattr(request.state, "head", False),
+    )
+    request.state.meter = meter
+    return meter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
 # scope="function": the connection goes back before the response is sent.
@@ -253,3 +274,5 @@ Admin = Annotated[Access, Depends(get_admin)]
 # An administrator, or a supplier's key (Access.supplier_id: its devices only).
 Operator = Annotated[Access, Depends(get_operator)]
 Metered = Annotated[Meter, Depends(get_meter)]
+# Open data served to anyone, charged as anonymous public-interest use.
+PublicMetered = Annotated[Meter, Depends(get_public_meter)]

@@ -7,10 +7,10 @@ import base64
 import codecs
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
-from datahub.api.schemas import UtcTime
-from datahub.domain import City
+from datahub.api.schemas import InModel, OutModel, UtcTime
+from datahub.domain import SLUG, City
 from datahub.errors import BadRequest
 from datahub.ops.health import Status
 from datahub.ops.rule import Kind, Operator, Rule, Scope
@@ -19,22 +19,14 @@ from datahub.storage.alerts import AlarmRow, NotificationRow
 from datahub.storage.dead_letters import StoredDeadLetter
 from datahub.storage.unplaced import DecodeFailureRow, UnknownDeviceRow
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Slug = Annotated[str, Field(pattern=SLUG.pattern)]
 Limit = Annotated[int, Field(ge=1, le=1000, description="page size")]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _OutModel(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 # Query strings ----------------------------------------------------------------------------
 
 
-class DeviceHealthQuery(_Model):
+class DeviceHealthQuery(InModel):
     city: City | None = None
     supplier: Slug | None = None
     dataset: Slug | None = None
@@ -42,12 +34,12 @@ class DeviceHealthQuery(_Model):
     status: Status | None = None
 
 
-class GatewayQuery(_Model):
+class GatewayQuery(InModel):
     city: City | None = None
     status: Status | None = None
 
 
-class AlarmQuery(_Model):
+class AlarmQuery(InModel):
     state: Literal["active", "open", "acknowledged", "cleared", "all"] = Field(
         default="active", description="active: open or acknowledged"
     )
@@ -56,7 +48,7 @@ class AlarmQuery(_Model):
     cursor: str | None = Field(default=None, description="the `next_cursor` of the last page")
 
 
-class NotificationQuery(_Model):
+class NotificationQuery(InModel):
     rule: Slug | None = None
     status: Literal["pending", "sent", "failed", "suppressed"] | None = None
     alarm: int | None = Field(default=None, ge=1, description="one alarm's notifications")
@@ -64,7 +56,7 @@ class NotificationQuery(_Model):
     cursor: str | None = None
 
 
-class UnknownDeviceQuery(_Model):
+class UnknownDeviceQuery(InModel):
     since: AwareDatetime | None = Field(default=None, description="uplinks received since")
     city: City | None = None
     source: str | None = Field(default=None, max_length=63)
@@ -72,12 +64,12 @@ class UnknownDeviceQuery(_Model):
     cursor: str | None = None
 
 
-class DecodeFailureQuery(_Model):
+class DecodeFailureQuery(InModel):
     since: AwareDatetime | None = None
     profile: str | None = Field(default=None, max_length=200)
 
 
-class DeadLetterQuery(_Model):
+class DeadLetterQuery(InModel):
     stage: Literal["envelope", "decode", "store"] | None = None
     reason: str | None = Field(default=None, max_length=63, pattern=r"^[a-z_]+$")
     source: str | None = Field(default=None, max_length=63)
@@ -90,13 +82,13 @@ class DeadLetterQuery(_Model):
 # Health -----------------------------------------------------------------------------------
 
 
-class LossOut(_OutModel):
+class LossOut(OutModel):
     received: int = Field(description="distinct frames received")
     lost: int = Field(description="frames missing between received ones of one session")
     ratio: float | None = Field(description="lost / (received + lost)")
 
 
-class RadioOut(_OutModel):
+class RadioOut(OutModel):
     rssi_median: float | None = Field(description="dBm, of each frame's best gateway, 7 d")
     rssi_worst: float | None
     snr_median: float | None = Field(description="dB, of each frame's best gateway, 7 d")
@@ -104,7 +96,7 @@ class RadioOut(_OutModel):
     data_rates: dict[str, int] = Field(description="frames per data rate over 7 d")
 
 
-class BatteryOut(_OutModel):
+class BatteryOut(OutModel):
     metric: str = Field(description="battery (%) when reported, else battery_voltage (V)")
     value: float
     time: UtcTime
@@ -112,13 +104,13 @@ class BatteryOut(_OutModel):
     empty_at: UtcTime | None = Field(description="when the trend reaches 0 % (battery only)")
 
 
-class AirtimeOut(_OutModel):
+class AirtimeOut(OutModel):
     seconds_24h: float = Field(description="LoRa time on air of the last 24 h's frames")
     budget_s: float = Field(description="TTN's fair-use budget per day")
     share: float = Field(description="seconds_24h / budget_s")
 
 
-class DeviceHealthOut(_OutModel):
+class DeviceHealthOut(OutModel):
     dev_eui: str
     name: str
     city: City
@@ -139,12 +131,12 @@ class DeviceHealthOut(_OutModel):
     computed_at: UtcTime | None = Field(description="when the figures were computed; null: not yet")
 
 
-class DeviceHealthListOut(_OutModel):
+class DeviceHealthListOut(OutModel):
     items: list[DeviceHealthOut]
     counts: dict[str, int] = Field(description="devices listed by status")
 
 
-class GatewayLinkOut(_OutModel):
+class GatewayLinkOut(OutModel):
     gateway_id: str
     uplinks_24h: int
     uplinks_7d: int
@@ -159,13 +151,13 @@ class DeviceDetailOut(DeviceHealthOut):
     gateways: list[GatewayLinkOut]
 
 
-class SpreadOut(_OutModel):
+class SpreadOut(OutModel):
     min: float
     median: float
     max: float
 
 
-class GatewayOut(_OutModel):
+class GatewayOut(OutModel):
     gateway_id: str
     city: City
     network: str = Field(description="the source (network server) it was heard through")
@@ -181,7 +173,7 @@ class GatewayOut(_OutModel):
     snr: SpreadOut | None
 
 
-class GatewayListOut(_OutModel):
+class GatewayListOut(OutModel):
     items: list[GatewayOut]
 
 
@@ -269,7 +261,7 @@ def gateway_out(view: GatewayView) -> GatewayOut:
 # Alarms and rules -------------------------------------------------------------------------
 
 
-class AlarmOut(_OutModel):
+class AlarmOut(OutModel):
     id: int
     rule: str
     kind: Kind
@@ -288,7 +280,7 @@ class AlarmOut(_OutModel):
     detail: str
 
 
-class AlarmListOut(_OutModel):
+class AlarmListOut(OutModel):
     items: list[AlarmOut]
     next_cursor: str | None
 
@@ -320,7 +312,7 @@ WebhookUrl = Annotated[
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")]
 
 
-class RuleIn(_Model):
+class RuleIn(InModel):
     """An alert rule (docs/operations.md#alerts); what a kind does not use must be left out."""
 
     name: Slug
@@ -346,7 +338,7 @@ class RuleIn(_Model):
         return Rule(**{**self.model_dump(), "email_to": tuple(self.email_to)})
 
 
-class RulePatch(_Model):
+class RulePatch(InModel):
     """The fields to change; the rule is checked again as a whole."""
 
     kind: Kind | None = None
@@ -366,7 +358,7 @@ class RulePatch(_Model):
     enabled: bool | None = None
 
 
-class RuleOut(_OutModel):
+class RuleOut(OutModel):
     name: str
     kind: Kind
     scope: Scope
@@ -391,7 +383,7 @@ class NewRuleOut(RuleOut):
     )
 
 
-class RuleListOut(_OutModel):
+class RuleListOut(OutModel):
     items: list[RuleOut]
 
 
@@ -424,7 +416,7 @@ def _rule_fields(rule: Rule) -> dict[str, Any]:
     }
 
 
-class NotificationOut(_OutModel):
+class NotificationOut(OutModel):
     id: int
     idempotency_key: str
     alarm_id: int
@@ -440,7 +432,7 @@ class NotificationOut(_OutModel):
     sent_at: UtcTime | None
 
 
-class NotificationListOut(_OutModel):
+class NotificationListOut(OutModel):
     items: list[NotificationOut]
     next_cursor: str | None
 
@@ -466,7 +458,7 @@ def notification_out(row: NotificationRow) -> NotificationOut:
 # What the ingest could not place ----------------------------------------------------------
 
 
-class UnknownDeviceOut(_OutModel):
+class UnknownDeviceOut(OutModel):
     dev_eui: str
     uplinks: int
     first_seen: UtcTime
@@ -481,7 +473,7 @@ class UnknownDeviceOut(_OutModel):
     )
 
 
-class UnknownDeviceListOut(_OutModel):
+class UnknownDeviceListOut(OutModel):
     items: list[UnknownDeviceOut]
     next_cursor: str | None
 
@@ -501,7 +493,7 @@ def unknown_device_out(row: UnknownDeviceRow) -> UnknownDeviceOut:
     )
 
 
-class DecodeFailureOut(_OutModel):
+class DecodeFailureOut(OutModel):
     profile: str
     status: Literal["failed", "no_decoder"]
     uplinks: int
@@ -512,7 +504,7 @@ class DecodeFailureOut(_OutModel):
     last_decoder: str | None
 
 
-class DecodeFailureListOut(_OutModel):
+class DecodeFailureListOut(OutModel):
     items: list[DecodeFailureOut]
 
 
@@ -529,7 +521,7 @@ def decode_failure_out(row: DecodeFailureRow) -> DecodeFailureOut:
     )
 
 
-class DeadLetterOut(_OutModel):
+class DeadLetterOut(OutModel):
     id: int
     received_at: UtcTime
     source: str
@@ -546,7 +538,7 @@ class DeadLetterOut(_OutModel):
     )
 
 
-class DeadLetterListOut(_OutModel):
+class DeadLetterListOut(OutModel):
     items: list[DeadLetterOut]
     next_cursor: str | None
 

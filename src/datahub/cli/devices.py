@@ -39,7 +39,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         ids = suppliers.upsert_suppliers(conn, suppliers=registry.suppliers)
         try:
             inserted, updated = devices.upsert_devices(
-                conn, devices=registry.devices, supplier_ids=ids
+                conn, devices=registry.devices, supplier_ids=ids, keep=registry.keep
             )
         except ValueError as exc:
             print(f"datahub devices import: {args.file}: {exc}", file=sys.stderr)

@@ -74,17 +74,18 @@ def _page(name: str, settings: Settings) -> HTMLResponse:
     return HTMLResponse(
         page,
         headers={
-            "Content-Security-Policy": _content_security_policy(settings.dashboard.tile_url),
+            "Content-Security-Policy": _content_security_policy(settings.dashboard.tiles.tile_url),
             "Cache-Control": "no-cache",
         },
     )
 
 
 def _page_config(dashboard: DashboardSettings) -> dict[str, object]:
+    tiles = dashboard.tiles
     return {
-        "tile_url": dashboard.tile_url,
-        "tile_attribution": dashboard.tile_attribution,
-        "tile_max_zoom": dashboard.tile_max_zoom,
+        "tile_url": tiles.tile_url,
+        "tile_attribution": tiles.attribution,
+        "tile_max_zoom": tiles.max_zoom,
     }
 
 
