@@ -20,7 +20,7 @@ export DATAHUB_TEST_TSDB_URL ?= $(or $(DATAHUB_DATABASE_URL),postgresql://datahu
 export DATAHUB_TEST_PG_URL ?= postgresql://datahub@127.0.0.1:$(DATAHUB_PG_PORT)/datahub
 export DATAHUB_TEST_BROKER_URL ?= $(or $(DATAHUB_BROKER_URL),mqtt://127.0.0.1:$(DATAHUB_MQTT_PORT))
 
-.PHONY: help venv web services services-replica stop-services demo test check lint format types bench clean
+.PHONY: help venv web services services-replica stop-services demo test test-unit check lint format types bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,18 @@ demo: venv ## run broker, database, ingest, API and simulator on local defaults 
 
 test: venv services ## run the test suite against the real local services
 	@$(BIN)/pytest
+
+# The tests without the `services` marker (tests/conftest.py), in seconds and without any
+# service. The service URLs point at a port nothing listens on, so a test that reaches a
+# service without carrying the marker fails here instead of passing by luck.
+CLOSED := 127.0.0.1:9
+test-unit: venv ## run the tests that need no service (no database, broker or browser)
+	@DATAHUB_TEST_TSDB_URL=postgresql://datahub@$(CLOSED)/datahub \
+	 DATAHUB_TEST_PG_URL=postgresql://datahub@$(CLOSED)/datahub \
+	 DATAHUB_TEST_BROKER_URL=mqtt://$(CLOSED) \
+	 DATAHUB_DATABASE_URL=postgresql://datahub@$(CLOSED)/datahub \
+	 DATAHUB_BROKER_URL=mqtt://$(CLOSED) \
+	 $(BIN)/pytest -m "not services" -p no:cacheprovider
 
 check: lint types test ## format check, lint, types and tests (what CI runs: .ci/run)
 

@@ -2,6 +2,12 @@
 
 Database tests run once per backend: TimescaleDB and plain PostgreSQL, each migrated by
 Alembic once per session, with a rollback per test.
+
+A test that needs a service (database, broker, Chromium, a server in a subprocess) carries
+the `services` marker; `make test-unit` runs the others. A test that asks for one of
+SERVICE_FIXTURES gets the marker here; a module that reaches a service otherwise says so
+with `pytestmark = pytest.mark.services`. `make test-unit` points the service URLs at a
+closed port, so a test that reaches one without the marker fails there.
 """
 
 from __future__ import annotations
@@ -11,6 +17,17 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from realservices import BACKENDS, Database, temporary_database
+
+# Fixtures that are, or start, a service (tests/faults/conftest.py: a private broker;
+# tests/deploy: a replica set, bridged brokers; tests/dashboard: the API and Chromium).
+SERVICE_FIXTURES = frozenset({"database", "broker", "brokers", "rs", "stack", "browser"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a service fixture with `services`."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session", params=sorted(BACKENDS))

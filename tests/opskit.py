@@ -131,3 +131,10 @@ def register(
     )
     registry = devices.select_registry(conn)
     return {e: registry[e].device_id for e in dev_euis}
+
+
+def nothing_to_deliver(database_url: str) -> bool:
+    """Whether no notification waits for delivery: then no more can be sent."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM notification WHERE status = 'pending'").fetchone()
+    return row is not None and row[0] == 0

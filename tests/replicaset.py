@@ -23,14 +23,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+from waiting import wait_until
 
 from datahub.config import Settings
 from datahub.domain import City, DecodeStatus, Uplink
@@ -53,15 +53,6 @@ def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.1) -> None:
-    """Poll `check` until it is true; fail after `timeout` seconds naming `what`."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def in_root(*argv: str) -> None:

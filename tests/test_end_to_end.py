@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,9 @@ import pytest
 import yaml
 from democatalog import CODEC_TIMEOUT_MS, DEPLOY_CODECS, demo_catalog
 from fastapi.testclient import TestClient
+from prometheus_text import parse_samples, total
 from realservices import BROKER_URL, Database, temporary_database
+from waiting import serving, wait_until
 
 import simulators
 from datahub.api.app import create_app
@@ -48,6 +49,7 @@ def _free_port() -> int:
 
 
 METRICS_PORT = _free_port()
+INGEST_URL = f"http://127.0.0.1:{METRICS_PORT}"
 
 
 def scenario() -> simulators.Scenario:
@@ -142,18 +144,12 @@ def publish(sims: list[simulators.SimUplink], config: Path) -> None:
 
 def wait_subscribed(proc: subprocess.Popen[bytes]) -> None:
     """Wait until the ingest's readiness check says every source is subscribed."""
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, "the ingest process died"
-        try:
-            url = f"http://127.0.0.1:{METRICS_PORT}/health/ready"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the ingest did not subscribe within 60 s"
-        time.sleep(0.2)
+    wait_until("the ingest to subscribe", lambda: serving(INGEST_URL, proc), timeout=60)
+
+
+def alive(proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, "the ingest process died"
+    return True
 
 
 def uplink_count(database: Database) -> int:
@@ -162,13 +158,16 @@ def uplink_count(database: Database) -> int:
 
 
 def wait_for(database: Database, proc: subprocess.Popen[bytes], expected: int) -> None:
-    deadline = time.monotonic() + 120
-    while uplink_count(database) < expected:
-        assert proc.poll() is None, "the ingest process died"
-        assert time.monotonic() < deadline, (
-            f"only {uplink_count(database)} of {expected} uplinks stored"
-        )
-        time.sleep(0.2)
+    wait_until(
+        f"{expected} uplinks to be stored",
+        lambda: alive(proc) and uplink_count(database) >= expected,
+        timeout=120,
+    )
+
+
+def ingest_total(name: str) -> float:
+    with urllib.request.urlopen(f"{INGEST_URL}/metrics", timeout=5) as response:
+        return total(parse_samples(response.read().decode()), name)
 
 
 def expected_readings(sims: list[simulators.SimUplink]) -> dict[str, set[tuple[str, str, float]]]:
@@ -219,7 +218,11 @@ def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
     # Later uplinks on both connections: once stored, the duplicates before them are through.
     publish(sentinels, config_file)
     wait_for(database, ingest, FIRST + SENTINELS)
-    time.sleep(1)
+    wait_until(
+        "every redelivery to be counted a duplicate",
+        lambda: ingest_total("datahub_ingest_duplicates_total") >= FIRST,
+        timeout=60,
+    )
     assert uplink_count(database) == FIRST + SENTINELS
     js_decoder = decode.decoder_name(demo_catalog()[JS_PROFILE])
     assert js_decoder.startswith(f"{JS_PROFILE}@")  # the codec file's sha256 names it

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from api_helpers import (
     API_LIMITS,
+    UNLIMITED,
     FakeMapping,
     FakeMetric,
     FakeProfile,
@@ -27,8 +28,6 @@ from datahub.domain import City
 from datahub.storage import usage
 
 EUI = "70B3D57ED0000A01"
-# Dozens of anonymous requests in a second: the rate limit has tests of its own.
-UNLIMITED = {"anonymous_requests_per_s": 1_000_000}
 # A value for each path parameter of the document (the checks below come first).
 PATH_VALUES = {"dev_eui": EUI}
 

@@ -197,6 +197,7 @@ def pooled() -> Iterator[tuple[Any, dict[str, str]]]:
         yield database, {**world.keys, "racer": key}
 
 
+@pytest.mark.services
 def test_concurrent_requests_never_pass_the_quota(pooled: tuple[Any, dict[str, str]]) -> None:
     database, api_keys = pooled
     settings = database.settings(database={"pool_size": 8})
@@ -231,6 +232,7 @@ def consumer_id(conn: psycopg.Connection, slug: str) -> int:
     return int(row[0])
 
 
+@pytest.mark.services
 def test_concurrent_requests_never_pass_the_rate_limit(pooled: tuple[Any, dict[str, str]]) -> None:
     database, _ = pooled
     second = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)

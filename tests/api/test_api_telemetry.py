@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from prometheus_text import parse_samples
 
 
 def samples(client: TestClient) -> dict[str, float]:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    out = {}
-    for line in response.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return parse_samples(response.text)
 
 
 def test_requests_are_counted_by_route_template_and_status(client: TestClient) -> None:

@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 from realservices import BROKER_URL
+from waiting import wait_until
 
 from datahub.bench import ceilings
 from datahub.config import parse_broker_url
@@ -57,9 +58,7 @@ def test_qos1_publishers_send_every_line_past_the_packet_id_range() -> None:
             broker, {"one-source": (topic, bodies)}, qos=1, run=f"test-{uuid.uuid4().hex[:8]}"
         )
         ceilings.wait_publishers(publishers, 90)
-        deadline = time.monotonic() + 30
-        while received["lines"] < LINES and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until("every line to arrive", lambda: received["lines"] >= LINES, 30)
     finally:
         counter.kill()
         counter.wait()

@@ -12,8 +12,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,6 +33,7 @@ from dashboard_stack import (
 )
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 from realservices import temporary_database
+from waiting import serving, wait_until
 
 from datahub.api.routes.dashboard import STATIC_DIR
 
@@ -113,19 +112,12 @@ def stack(tile_server: tuple[str, list[str]]) -> Iterator[Stack]:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    log.seek(0)
-    output = log.read().decode(errors="replace")
-    pytest.fail(f"datahub api did not become ready at {url}:\n{output[-3000:]}")
+    try:
+        wait_until(f"datahub api at {url}", lambda: serving(url, process), timeout=30)
+    except AssertionError as exc:
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+        pytest.fail(f"{exc}:\n{output[-3000:]}")
 
 
 # Module scope, not session: Playwright's sync API runs an asyncio loop in the main thread

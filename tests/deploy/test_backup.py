@@ -18,8 +18,8 @@ from replicaset import (
     make_uplinks,
     store_uplinks,
     stored_keys,
-    wait_until,
 )
+from waiting import wait_until
 
 BATCH = 50
 WAL_NAME = 24  # hex digits of a WAL segment's file name

@@ -19,7 +19,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from replicaset import PROJECT, free_port, wait_until
+from replicaset import PROJECT, free_port
+from waiting import wait_until
 
 TEMPLATE = PROJECT / "deploy" / "mosquitto-ttn-bridge.conf"
 TTN_HOST, HUB_HOST, BRIDGE_HOST = "127.0.0.5", "127.0.0.6", "127.0.0.1"

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from replicaset import ReplicaSet, make_uplinks, store_uplinks, stored_keys, wait_until
+from replicaset import ReplicaSet, make_uplinks, store_uplinks, stored_keys
+from waiting import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from realservices import BACKENDS
-from replicaset import BACKUP, PROJECT, free_port, wait_until
+from replicaset import BACKUP, PROJECT, free_port
+from waiting import wait_until
 
 UNITS = PROJECT / "deploy" / "systemd"
 INSTANCES = [
@@ -96,6 +97,7 @@ needs_mdwe = pytest.mark.skipif(
 )
 
 
+@pytest.mark.services
 @needs_mdwe
 def test_the_api_serves_without_writable_executable_memory() -> None:
     port = free_port("127.0.0.1")

@@ -394,6 +394,7 @@ def test_an_empty_month_closes_with_zeros(conn: psycopg.Connection, fs: FairShar
     assert [p.period for p in periods.list_periods(conn)] == ["2026-11"]
 
 
+@pytest.mark.services
 def test_concurrent_closes_give_one_result() -> None:
     """Two operators close the same month at once: one closes it, the other gets its result."""
     with temporary_database("postgres", "datahub_test_close_race") as database:

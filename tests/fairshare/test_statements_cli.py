@@ -14,6 +14,8 @@ from realservices import Database, temporary_database
 
 from datahub.cli import main
 
+pytestmark = pytest.mark.services
+
 # Runs `datahub fairshare ARGS…`; returns the exit code, stdout and stderr.
 Runner = Callable[..., tuple[int, str, str]]
 

@@ -17,11 +17,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,8 @@ import psycopg
 import yaml
 from democatalog import CODEC_TIMEOUT_MS, DEPLOY_CODECS, demo_catalog
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_text import parse_samples
+from waiting import wait_until
 
 import simulators
 from datahub.config import Settings
@@ -55,15 +56,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.2) -> None:
-    """Poll `check` until it is true; fail after `timeout` seconds naming `what`."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def port_open(port: int) -> bool:
@@ -332,12 +324,11 @@ class Ingest:
         """The scraped samples, by `name{labels}` as written in the text format."""
         status, body = self.get("/metrics")
         assert status == 200, status
-        samples: dict[str, float] = {}
-        for line in body.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return parse_samples(body.decode())
+
+    def holds_nothing(self) -> bool:
+        """Whether every message received has its outcome committed and acknowledged."""
+        return self.metrics()["datahub_ingest_backlog_messages"] == 0
 
     def rss_kib(self) -> int:
         """Resident memory of the ingest process, from /proc."""
@@ -346,11 +337,6 @@ class Ingest:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise AssertionError("no VmRSS in /proc status")
-
-
-def total(samples: dict[str, float], name: str) -> float:
-    """Sum a metric over all its label sets."""
-    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
 def targets(broker_port: int) -> dict[str, simulators.Target]:
@@ -452,16 +438,15 @@ def assert_exactly(database_url: str, sims: list[simulators.SimUplink]) -> None:
     )
 
 
-def drain(
-    database_url: str, ingest: Ingest, expected: int, timeout: float, settle: float = 2.0
-) -> None:
-    """Wait until `expected` uplinks are stored and the count holds still for `settle` s."""
+def drain(database_url: str, ingest: Ingest, expected: int, timeout: float) -> None:
+    """Wait until `expected` uplinks are stored and the ingest holds no message it has not
+    committed and acknowledged (a redelivery in flight would be counted there)."""
     wait_until(
         f"{expected} uplinks to be stored",
         lambda: ingest.alive() and stored(database_url) >= expected,
         timeout,
     )
-    time.sleep(settle)
+    wait_until("the ingest to hold nothing uncommitted", ingest.holds_nothing, timeout)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from faultkit import Broker, Ingest, log_tail, wait_until
-from opskit import publish, ttn_message, write_bin_codec
+from faultkit import (
+    Broker,
+    Ingest,
+    log_tail,
+)
+from opskit import nothing_to_deliver, publish, ttn_message, write_bin_codec
 from pytest_httpserver import HTTPServer
 from realservices import temporary_database
+from waiting import wait_until
 from werkzeug import Request, Response
 
 from datahub.config import AlertSettings
@@ -102,7 +107,7 @@ def test_kill_9_during_delivery_loses_no_notification_and_keeps_its_key(
                 lambda: any(json.loads(b)["event"] == "cleared" for _, b in receiver.received),
                 30,
             )
-            time.sleep(1)  # a few more delivery rounds: nothing else may come
+            wait_until("no notification pending", lambda: nothing_to_deliver(database.url), 30)
             assert ingest.terminate() == 0
         except BaseException:
             print(log_tail(ingest.log_path))

@@ -24,10 +24,10 @@ from faultkit import (
     scenario,
     stored,
     targets,
-    total,
-    wait_until,
 )
+from prometheus_text import total
 from realservices import temporary_database
+from waiting import wait_until
 
 import simulators
 from datahub.domain import SourceFormat

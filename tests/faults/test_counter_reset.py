@@ -16,10 +16,10 @@ from faultkit import (
     generate,
     log_tail,
     targets,
-    total,
-    wait_until,
 )
+from prometheus_text import total
 from realservices import temporary_database
+from waiting import wait_until
 
 import simulators
 

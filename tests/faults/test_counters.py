@@ -18,9 +18,9 @@ from faultkit import (
     log_tail,
     publish_raw,
     targets,
-    wait_until,
 )
 from realservices import temporary_database
+from waiting import wait_until
 
 import simulators
 

@@ -17,9 +17,9 @@ from faultkit import (
     generate,
     log_tail,
     stored,
-    wait_until,
 )
 from realservices import temporary_database
+from waiting import wait_until
 
 pytestmark = pytest.mark.services
 

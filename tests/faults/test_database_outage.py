@@ -24,9 +24,9 @@ from faultkit import (
     log_tail,
     migrated,
     stored,
-    total,
-    wait_until,
 )
+from prometheus_text import total
+from waiting import wait_until
 
 from datahub.api.app import create_app
 from datahub.config import Settings

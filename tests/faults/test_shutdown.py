@@ -17,10 +17,10 @@ from faultkit import (
     generate,
     log_tail,
     stored,
-    total,
-    wait_until,
 )
+from prometheus_text import total
 from realservices import temporary_database
+from waiting import wait_until
 
 pytestmark = pytest.mark.services
 

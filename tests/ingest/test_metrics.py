@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from prometheus_text import parse_samples
+
 from datahub.ingest.metrics import IngestMetrics
 from datahub.ingest.pipeline import Stats
 
@@ -32,12 +34,7 @@ class FakeState:
 
 
 def scrape(metrics: IngestMetrics) -> dict[str, float]:
-    out = {}
-    for line in metrics.render().decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return parse_samples(metrics.render().decode())
 
 
 def test_stage_counters_become_families_labelled_by_source_and_reason() -> None:

@@ -10,6 +10,7 @@ import threading
 import uuid
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from realservices import BROKER_URL
 
@@ -79,6 +80,7 @@ def test_a_body_larger_than_one_read_arrives_whole() -> None:
     assert received == body
 
 
+@pytest.mark.services
 def test_every_message_of_the_broker_arrives_once_in_order() -> None:
     run = uuid.uuid4().hex[:8]
     source = SourceSettings(

@@ -8,16 +8,17 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as paho
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from ingest_builders import NOW, generate, register
 from paho.mqtt.enums import CallbackAPIVersion
 from realservices import BROKER_URL, temporary_database
+from waiting import wait_until
 
 import decoders
 import simulators
@@ -45,6 +46,7 @@ def subscriber(client_id: str, received: queue.Queue[tuple[str, bytes]]) -> paho
     return client
 
 
+@pytest.mark.services
 def test_a_stored_uplink_is_published_and_fetched_by_its_id() -> None:
     scenario = simulators.load_scenario(simulators.DEFAULT_SCENARIO)
     sim = next(
@@ -74,8 +76,10 @@ def test_a_stored_uplink_is_published_and_fetched_by_its_id() -> None:
         received: queue.Queue[tuple[str, bytes]] = queue.Queue()
         client_id = f"sta-subscriber-{RUN}"
         first = subscriber(client_id, received)
+        subscribed = threading.Event()
+        first.on_subscribe = lambda *_: subscribed.set()
         first.subscribe("v1.1/+/Observations", qos=1)
-        time.sleep(0.5)  # let the SUBACK arrive before going offline
+        assert subscribed.wait(10), "no SUBACK"  # before going offline
         first.disconnect()
         first.loop_stop()
 
@@ -91,11 +95,9 @@ def test_a_stored_uplink_is_published_and_fetched_by_its_id() -> None:
             publisher.loop_start()
             publisher.publish(f"v3/sta-{RUN}/devices/x/up", body, qos=1).wait_for_publish(10)
             publisher.disconnect()
-            deadline = time.monotonic() + 20
             assert ingest.publisher is not None
-            while ingest.publisher.counts.published == 0 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert ingest.publisher.counts.published > 0
+            publisher_of = ingest.publisher
+            wait_until("an observation published", lambda: publisher_of.counts.published > 0, 20)
         finally:
             ingest.stop_event.set()
             runner.join(20)

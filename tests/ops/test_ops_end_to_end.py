@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,11 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
-from opskit import Inbox, free_port, publish, ttn_message, write_bin_codec
+from opskit import Inbox, free_port, nothing_to_deliver, publish, ttn_message, write_bin_codec
+from prometheus_text import parse_samples
 from pytest_httpserver import HTTPServer
 from realservices import BROKER_URL, Database, temporary_database
+from waiting import wait_until
 from werkzeug import Request, Response
 
 from datahub.api.app import create_app
@@ -43,13 +45,6 @@ APP = f"ops-{RUN}"
 TOPIC = f"v3/{APP}@ttn/devices/+/up"
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOSSY, WRAPPING, BIN, NEW_BIN = (f"A8404100000000{n:02X}" for n in (0xD1, 0xD2, 0xB1, 0xB0))
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +252,7 @@ def test_fill_levels_give_one_open_and_one_cleared_notification(
     api: TestClient,
     httpserver: HTTPServer,
     smtp: tuple[int, Inbox],
+    database: Database,
 ) -> None:
     receiver = Receiver(httpserver)
     created = api.post(
@@ -305,7 +301,7 @@ def test_fill_levels_give_one_open_and_one_cleared_notification(
             == 2
         ),
     )
-    time.sleep(1.5)  # several delivery rounds
+    wait_until("no notification pending", lambda: nothing_to_deliver(database.url))
 
     assert [b["event"] for b in receiver.bodies] == ["open", "cleared"]
     assert len(set(receiver.keys)) == 2
@@ -342,11 +338,7 @@ def test_a_device_that_stops_sending_raises_one_silence_alarm(
 
 
 def test_prometheus_has_devices_by_status_gateways_and_active_alarms(api: TestClient) -> None:
-    samples = {}
-    for line in api.get("/metrics").text.splitlines():
-        if line.startswith(("datahub_devices", "datahub_gateways", "datahub_alarms_active")):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
+    samples = parse_samples(api.get("/metrics").text)
     dortmund = sum(v for k, v in samples.items() if k.startswith('datahub_devices{city="dortmund"'))
     assert dortmund == 4
     assert samples['datahub_devices{city="schwerte",status="ok"}'] == 0

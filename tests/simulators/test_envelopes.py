@@ -6,7 +6,6 @@ import base64
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from google.protobuf import json_format
 from paho.mqtt.client import topic_matches_sub
 
 from datahub.config import DEFAULT_TOPICS
-from datahub.domain import City, SourceFormat, Uplink
+from datahub.domain import City, SourceFormat
+from datahub.ingest.envelope import parse_envelope
 from simulators.envelopes import EU868_CHANNELS, lora_airtime_s
 from simulators.generator import SimUplink
 from simulators.scenario import Scenario
@@ -179,18 +179,8 @@ def test_airtime_matches_the_things_stack() -> None:
     assert airtimes == sorted(airtimes) and airtimes[-1] > 1.0
 
 
-@pytest.fixture(scope="module")
-def parse_envelope() -> Callable[..., Uplink]:
-    module = pytest.importorskip(
-        "datahub.ingest.envelope", reason="datahub.ingest.envelope (the parsers) is not there yet"
-    )
-    return module.parse_envelope  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("format", list(SourceFormat), ids=str)
-def test_hub_parses_back_what_was_built(
-    format: SourceFormat, sample: list[SimUplink], parse_envelope: Callable[..., Uplink]
-) -> None:
+def test_hub_parses_back_what_was_built(format: SourceFormat, sample: list[SimUplink]) -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     assert any(u.f_cnt == 0 for u in sample) and any(u.f_cnt > 0 for u in sample)
     for uplink in sample:
@@ -210,9 +200,7 @@ def test_hub_parses_back_what_was_built(
 
 
 @pytest.mark.parametrize("format", list(SourceFormat), ids=str)
-def test_every_uplink_gets_its_own_dedup_key(
-    format: SourceFormat, sample: list[SimUplink], parse_envelope: Callable[..., Uplink]
-) -> None:
+def test_every_uplink_gets_its_own_dedup_key(format: SourceFormat, sample: list[SimUplink]) -> None:
     keys = {
         parse_envelope(
             u.message(format)[1],

@@ -95,6 +95,7 @@ def counter(private: Scenario) -> Iterator[Counter]:
     subscriber.close()
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("qos", [1, 0])
 def test_every_published_uplink_arrives(private: Scenario, counter: Counter, qos: int) -> None:
     targets = targets_from_settings(_settings())
@@ -108,6 +109,7 @@ def test_every_published_uplink_arrives(private: Scenario, counter: Counter, qos
     assert sorted(counter.received) == sorted(u.message(targets[u.source].format) for u in uplinks)
 
 
+@pytest.mark.services
 def test_count_and_rate(private: Scenario, counter: Counter) -> None:
     uplinks = generate(private, seed=9, start=START)  # endless
     report = publish(uplinks, targets_from_settings(_settings()), count=30, rate=500, qos=1)
@@ -115,6 +117,7 @@ def test_count_and_rate(private: Scenario, counter: Counter) -> None:
     assert counter.wait_for(30) == 30
 
 
+@pytest.mark.services
 def test_duration_stops_an_endless_run(private: Scenario, counter: Counter) -> None:
     uplinks = generate(private, seed=9, realtime=True)
     report = publish(uplinks, targets_from_settings(_settings()), duration=0.5, rate=40, qos=1)
@@ -122,6 +125,7 @@ def test_duration_stops_an_endless_run(private: Scenario, counter: Counter) -> N
     assert counter.wait_for(report.published) == report.published
 
 
+@pytest.mark.services
 def test_ctrl_c_stops_cleanly_after_sending_what_was_counted(
     private: Scenario, counter: Counter
 ) -> None:
@@ -136,6 +140,7 @@ def test_ctrl_c_stops_cleanly_after_sending_what_was_counted(
     assert counter.wait_for(25) == 25
 
 
+@pytest.mark.services
 def test_json_chirpstack_sources_publish_too(private: Scenario, counter: Counter) -> None:
     targets = targets_from_settings(_settings(SourceFormat.CHIRPSTACK_V4_JSON))
     uplinks = [u for u in generate(private, seed=4, start=START, count=200)][:50]
@@ -143,6 +148,7 @@ def test_json_chirpstack_sources_publish_too(private: Scenario, counter: Counter
     assert counter.wait_for(50) == 50
 
 
+@pytest.mark.services
 def test_simulate_publishes_fresh_uplinks_to_the_configured_sources(
     private: Scenario, counter: Counter
 ) -> None:
@@ -199,6 +205,7 @@ class SimulateCommand:
         return uplink.dedup_key
 
 
+@pytest.mark.services
 def test_each_simulate_run_publishes_new_uplinks_and_says_its_seed(
     tmp_path: Path,
     scenario_data: dict[str, Any],
@@ -215,6 +222,7 @@ def test_each_simulate_run_publishes_new_uplinks_and_says_its_seed(
     assert f"seed {first_seed} (a new one; --seed {first_seed} repeats these values " in first_err
 
 
+@pytest.mark.services
 def test_simulate_with_a_seed_used_before_repeats_it_as_new_uplinks_and_says_so(
     tmp_path: Path,
     scenario_data: dict[str, Any],

@@ -410,6 +410,7 @@ def test_rebuild_sets_the_latest_readings(conn: psycopg.Connection) -> None:
     assert latest(conn, ids) == newest(stored)
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_the_migration_goes_down_and_up_and_fills_the_rollups(backend: str) -> None:
     with temporary_database(backend, f"datahub_test_rollup_mig_{backend}") as database:

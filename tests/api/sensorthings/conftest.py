@@ -7,12 +7,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_helpers import API_LIMITS, build_app
+from api_helpers import API_LIMITS, UNLIMITED, build_app
 from fastapi import FastAPI
 
-UNLIMITED = {"anonymous_requests_per_s": 1_000_000, "consumer_requests_per_s": 1_000_000}
+UNLIMITED_ALL = {**UNLIMITED, "consumer_requests_per_s": 1_000_000}
 
 
 @pytest.fixture
 def app(database: Any, conn: psycopg.Connection) -> FastAPI:
-    return build_app(database.settings(api=API_LIMITS, fairshare=UNLIMITED), conn)
+    return build_app(database.settings(api=API_LIMITS, fairshare=UNLIMITED_ALL), conn)

@@ -10,8 +10,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ import psycopg
 import pytest
 from api_helpers import Seed
 from realservices import Database, temporary_database
+from waiting import serving, wait_until
 
 from datahub.domain import City, Location
 
@@ -101,15 +100,11 @@ def stack() -> Iterator[Stack]:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"datahub api did not become ready at {url}")
+    wait_until(
+        f"datahub api to become ready at {url}",
+        lambda: serving(url, process),
+        timeout=30,
+    )
 
 
 @pytest.fixture(scope="module")
