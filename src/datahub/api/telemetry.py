@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API: requests by route template and status, and their latency.
+"""The API's telemetry (Prometheus): requests by route template and status, and their latency.
 
 Served at `GET /metrics`. Labels are the method, the route's template (`/v1/devices/{dev_eui}`,
 never the path itself) and the status code, so their number stays bounded; a request that
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-class RequestMetrics:
+class RequestTelemetry:
     """One application's request counters, in a registry of its own."""
 
     def __init__(self) -> None:
@@ -42,9 +42,9 @@ class RequestMetrics:
 
 
 class _Middleware:
-    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+    def __init__(self, app: ASGIApp, telemetry: RequestTelemetry) -> None:
         self.app = app
-        self.metrics = metrics
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,16 +64,16 @@ class _Middleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+            self.telemetry.observe(scope["method"], template, status, time.perf_counter() - started)
 
 
-def instrument(app: FastAPI) -> RequestMetrics:
+def instrument(app: FastAPI) -> RequestTelemetry:
     """Count the app's requests and serve them at `GET /metrics`."""
-    metrics = RequestMetrics()
-    app.add_middleware(_Middleware, metrics=metrics)
+    telemetry = RequestTelemetry()
+    app.add_middleware(_Middleware, telemetry=telemetry)
 
-    async def get_metrics(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def get_telemetry(request: Request) -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_route("/metrics", get_metrics, include_in_schema=False)
-    return metrics
+    app.add_route("/metrics", get_telemetry, include_in_schema=False)
+    return telemetry

@@ -3,7 +3,7 @@
 It subscribes to the sources (ingest/mqtt.py), takes their messages in batches, stores each
 batch through the pipeline, retrying while the database is unavailable (probing it, to
 resume as soon as it answers), and acknowledges a batch's messages only after its commit.
-Besides, on threads of their own: the health and metrics endpoint (ingest/metrics.py), the
+Besides, on threads of their own: the health and telemetry endpoint (ingest/telemetry.py), the
 rollup refresher (ingest/refresher.py), the dedup retention (ingest/retention.py), the
 SensorThings publisher of committed Observations (ingest/publish.py), the operator's
 device-health refresher, alarm scheduler and notification delivery (ops/worker.py), and the
@@ -29,13 +29,13 @@ from datahub.config import Settings, parse_broker_url
 from datahub.domain import SourceFormat
 from datahub.errors import DatahubError, RetryError, StorageUnavailable
 from datahub.ingest.backfill import backfill
-from datahub.ingest.metrics import HealthServer, IngestMetrics, Readiness
 from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.pipeline import Pipeline
 from datahub.ingest.publish import Publisher
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
 from datahub.ingest.store import Stored
+from datahub.ingest.telemetry import HealthServer, IngestTelemetry, Readiness
 from datahub.ops.worker import OpsWorker
 from datahub.storage import db, sources
 
@@ -141,7 +141,7 @@ class Ingest:
         self._database_up = False
         # When the pipeline last made progress: a batch committed, or nothing waited.
         self._progress_at = time.monotonic()
-        self.metrics = IngestMetrics(self)
+        self.telemetry = IngestTelemetry(self)
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
         self.retention = DedupRetention(settings, stop_event=self.stop_event)
@@ -155,7 +155,7 @@ class Ingest:
         if limits.metrics_port:
             try:
                 self.health = HealthServer(
-                    self.metrics,
+                    self.telemetry,
                     host=limits.metrics_host,
                     port=limits.metrics_port,
                     ready=self.ready,
@@ -164,7 +164,7 @@ class Ingest:
             except OSError as exc:
                 # Storing uplinks matters more than being observed: run on without the endpoint.
                 log.error(
-                    "cannot serve metrics on %s:%d (%s); running without them",
+                    "cannot serve telemetry on %s:%d (%s); running without them",
                     limits.metrics_host,
                     limits.metrics_port,
                     exc,
@@ -201,7 +201,7 @@ class Ingest:
         batch = take_batch(self.inbox, size=limits.batch_size, wait_s=limits.batch_wait_ms / 1000)
         if batch:
             self._in_flight = len(batch)
-            with self.metrics.batch_seconds.time():
+            with self.telemetry.batch_seconds.time():
                 self._store_with_retry(batch)
                 for source, n in self.subscriber.ack(batch).items():
                     self.pipeline.stats.add("acknowledged", n, source=source)
@@ -236,7 +236,7 @@ class Ingest:
             )
         return Readiness(checks, reasons)
 
-    # What the metrics endpoint reads (datahub.ingest.metrics.IngestState).
+    # What the telemetry endpoint reads (datahub.ingest.telemetry.IngestState).
 
     def counters(self) -> dict[tuple[str, str | None], int]:
         return self.pipeline.stats.snapshot_by_source()

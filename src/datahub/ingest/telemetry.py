@@ -1,4 +1,4 @@
-"""Prometheus metrics and health checks of the ingest, on a small HTTP server of its own.
+"""The ingest's telemetry (Prometheus) and health checks, on a small HTTP server of its own.
 
     GET /metrics        Prometheus text format
     GET /health/live    200 while the process runs
@@ -205,8 +205,8 @@ class _StageCollector(Collector):
         )
 
 
-class IngestMetrics:
-    """The ingest's metrics registry: stage counters read at scrape time, plus batch latency."""
+class IngestTelemetry:
+    """The ingest's telemetry: stage counters read at scrape time, plus batch latency."""
 
     def __init__(
         self, state: IngestState, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -229,13 +229,13 @@ class HealthServer:
 
     def __init__(
         self,
-        metrics: IngestMetrics,
+        telemetry: IngestTelemetry,
         *,
         host: str,
         port: int,
         ready: Callable[[], Readiness],
     ) -> None:
-        handler = _handler(metrics, ready)
+        handler = _handler(telemetry, ready)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -248,7 +248,7 @@ class HealthServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("metrics and health checks on port %d", self.port)
+        log.info("telemetry and health checks on port %d", self.port)
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -256,13 +256,13 @@ class HealthServer:
 
 
 def _handler(
-    metrics: IngestMetrics, ready: Callable[[], Readiness]
+    telemetry: IngestTelemetry, ready: Callable[[], Readiness]
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
+                self._send(HTTPStatus.OK, telemetry.render(), CONTENT_TYPE_LATEST)
             elif path == "/health/live":
                 self._json(HTTPStatus.OK, {"status": "ok"})
             elif path == "/health/ready":

@@ -1,4 +1,4 @@
-"""The ingest's metrics: stage counters become labelled families, read at scrape time."""
+"""The ingest's telemetry: stage counters become labelled families, read at scrape time."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_text import parse_samples
 
-from datahub.ingest.metrics import IngestMetrics
 from datahub.ingest.pipeline import Stats
+from datahub.ingest.telemetry import IngestTelemetry
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ class FakeState:
         return True
 
 
-def scrape(metrics: IngestMetrics) -> dict[str, float]:
+def scrape(metrics: IngestTelemetry) -> dict[str, float]:
     return parse_samples(metrics.render().decode())
 
 
@@ -46,7 +46,7 @@ def test_stage_counters_become_families_labelled_by_source_and_reason() -> None:
     stats.add("unknown_device", 2, source="cs")
     stats.add("retries", 4)
     stats.mark_stored(NOW - timedelta(seconds=90))
-    metrics = IngestMetrics(FakeState(stats), clock=lambda: NOW)
+    metrics = IngestTelemetry(FakeState(stats), clock=lambda: NOW)
 
     found = scrape(metrics)
 
@@ -64,7 +64,7 @@ def test_stage_counters_become_families_labelled_by_source_and_reason() -> None:
 
 def test_counters_are_read_at_scrape_time() -> None:
     stats = Stats()
-    metrics = IngestMetrics(FakeState(stats), clock=lambda: NOW)
+    metrics = IngestTelemetry(FakeState(stats), clock=lambda: NOW)
     assert 'datahub_ingest_received_total{source="ttn"}' not in scrape(metrics)
 
     stats.add("received", 2, source="ttn")
