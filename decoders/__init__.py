@@ -31,7 +31,7 @@ __all__ = [
     "get_profile",
 ]
 
-# The registry, listed explicitly: a model is in the catalog because it is named here.
+# The catalog, listed explicitly: a model is in it because it is named here.
 CATALOG: dict[str, Profile] = {
     profile.id: profile
     for profile in (

@@ -2,7 +2,7 @@
 
 A `Profile` is one vendor model: a pure decoder reproducing the vendor codec's `data`
 object, the mapping of its numeric fields onto canonical metrics, and the example
-vectors that prove the decoder. The registry of profiles is `decoders.CATALOG`.
+vectors that prove the decoder. The catalog of profiles is `decoders.CATALOG`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import decoders
 from datahub import cli
 from datahub.catalog import open_catalog
 from datahub.config import load_settings
-from datahub.registry import RegistryFileError, read_registry_csv
+from datahub.registry_import import RegistryFileError, read_registry_csv
 
 CODECS = Path(__file__).parent / "fixtures" / "codecs"
 YAML = """\

@@ -21,7 +21,7 @@ import simulators
 from datahub.config import Settings, SourceSettings
 from datahub.domain import City, DecodeStatus, SourceFormat
 from datahub.ingest.mqtt import Message
-from datahub.ingest.pipeline import Pipeline, Registry
+from datahub.ingest.pipeline import DeviceCache, Pipeline
 from datahub.storage.devices import RegistryEntry
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ BY_PROFILE = list({sim.device.profile: sim for sim in SIMS}.values())
 _mid = itertools.count(1)
 
 
-class FixedRegistry(Registry):
+class FixedDeviceCache(DeviceCache):
     """The scenario's devices, without a database."""
 
     def __init__(self, entries: Mapping[str, RegistryEntry]) -> None:
@@ -53,7 +53,7 @@ class FixedRegistry(Registry):
         return self.entries.get(dev_eui)
 
 
-REGISTRY = FixedRegistry(
+DEVICE_CACHE = FixedDeviceCache(
     {
         d.dev_eui: RegistryEntry(device_id=i, dev_eui=d.dev_eui, profile=d.profile, city=d.city)
         for i, d in enumerate(SCENARIO.devices(), start=1)
@@ -66,7 +66,7 @@ def pipeline(catalog: Mapping[str, decoders.Profile] | None = None) -> Pipeline:
     return Pipeline(
         Settings(sources=SOURCES),
         catalog=demo_catalog() if catalog is None else catalog,
-        registry=REGISTRY,
+        device_cache=DEVICE_CACHE,
         clock=lambda: NOW,
     )
 

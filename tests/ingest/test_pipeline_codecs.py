@@ -19,7 +19,7 @@ from datahub.config import CatalogSettings, Settings, SourceSettings
 from datahub.domain import City, SourceFormat
 from datahub.ingest import decode
 from datahub.ingest.mqtt import Message
-from datahub.ingest.pipeline import Pipeline, Registry
+from datahub.ingest.pipeline import DeviceCache, Pipeline
 from datahub.storage import devices, suppliers
 from datahub.storage.suppliers import SupplierRow
 
@@ -154,7 +154,7 @@ def test_a_codec_added_at_run_time_is_picked_up_on_the_next_refresh(
 ) -> None:
     settings = codec_settings(database, tmp_path)
     pipeline = Pipeline(
-        settings, registry=Registry(refresh_s=0, miss_refresh_s=0), clock=lambda: NOW
+        settings, device_cache=DeviceCache(refresh_s=0, miss_refresh_s=0), clock=lambda: NOW
     )
     before = pipeline.process(conn, [message(device, bytes.fromhex("0a2b5009c4"), 1)])
     assert before.readings == 0

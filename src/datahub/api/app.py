@@ -159,7 +159,7 @@ def create_app(
     ):
         app.include_router(module.router)
     app.state.request_telemetry = telemetry.instrument(app)
-    app.state.request_telemetry.registry.register(OpsCollector(app))
+    app.state.request_telemetry.collectors.register(OpsCollector(app))
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)

@@ -21,19 +21,19 @@ class RequestTelemetry:
     """One application's request counters, in a registry of its own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.collectors = CollectorRegistry()
         self.requests = Counter(
             "datahub_api_requests",
             "HTTP requests answered, by method, route template and status",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=self.collectors,
         )
         self.latency = PromHistogram(
             "datahub_api_request_seconds",
             "time to answer an HTTP request, by method and route template",
             ["method", "route"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self.collectors,
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -73,7 +73,7 @@ def instrument(app: FastAPI) -> RequestTelemetry:
     app.add_middleware(_Middleware, telemetry=telemetry)
 
     async def get_telemetry(request: Request) -> Response:
-        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(telemetry.collectors), media_type=CONTENT_TYPE_LATEST)
 
     app.add_route("/metrics", get_telemetry, include_in_schema=False)
     return telemetry

@@ -85,7 +85,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
     broker_rate = ceilings.broker_ceiling(broker, qos0_set, run=work.run)
     pipeline = Pipeline(_pipeline_settings(target, work))
     with db.connect(target, autocommit=True) as conn:
-        pipeline.registry.refresh_if_due(conn)
+        pipeline.device_cache.refresh_if_due(conn)
         # As a worker runs them: in batches, under the ingest's collector settings.
         messages, size = _messages(qos0_set), settings.ingest.batch_size
         with tuned_collector():

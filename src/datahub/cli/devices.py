@@ -14,7 +14,7 @@ import decoders
 from datahub.catalog import open_catalog
 from datahub.config import Settings
 from datahub.ingest.redecode import Redecoder, Selection
-from datahub.registry import read_registry_csv
+from datahub.registry_import import read_registry_csv
 from datahub.storage import db, devices, suppliers, unplaced
 
 

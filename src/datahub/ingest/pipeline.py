@@ -108,8 +108,8 @@ class Stats:
             return dict(self.by_source)
 
 
-class Registry:
-    """The device registry as the ingest sees it, reloaded from the database now and then."""
+class DeviceCache:
+    """The ingest's cache of the device registry, reloaded from the database now and then."""
 
     def __init__(self, *, refresh_s: float = 30.0, miss_refresh_s: float = 5.0) -> None:
         self._entries: dict[str, RegistryEntry] = {}
@@ -143,7 +143,7 @@ class Pipeline:
         settings: Settings,
         *,
         catalog: Mapping[str, decoders.Profile] | None = None,
-        registry: Registry | None = None,
+        device_cache: DeviceCache | None = None,
         stats: Stats | None = None,
         clock: Clock = _utcnow,
         on_commit: Callable[[Stored], None] | None = None,
@@ -153,9 +153,9 @@ class Pipeline:
         raise: the batch is stored, and its messages wait for their acknowledgement."""
         self._settings = settings
         self._sources = {s.name: s for s in settings.sources}
-        # Default: the built-in profiles plus the codec directory, rescanned with the registry.
+        # Default: the built-in profiles plus the codec directory, rescanned with the device cache.
         self._catalog = catalog if catalog is not None else open_catalog(settings)
-        self.registry = registry or Registry()
+        self.device_cache = device_cache or DeviceCache()
         self.stats = stats or Stats()
         self._clock = clock
         self._on_commit = on_commit
@@ -187,7 +187,9 @@ class Pipeline:
                 self._count(f"dead_letter.{exc.reason}", source=message.source)
                 letters.append(_letter(message, "envelope", exc))
         uplinks = [uplink for _, uplink in received]
-        results = interpret(uplinks, [self.registry.get(u.dev_eui) for u in uplinks], self._catalog)
+        results = interpret(
+            uplinks, [self.device_cache.get(u.dev_eui) for u in uplinks], self._catalog
+        )
         prepared = [
             Prepared(
                 UplinkRow(uplink, result.device_id, result.status, result.decoder, result.error),
@@ -234,7 +236,7 @@ class Pipeline:
         """Prepare and store a batch in the caller's transaction; then call `committed`."""
         self._pending.clear()
         self._pending_newest = None
-        refreshed = self.registry.refresh_if_due(conn)
+        refreshed = self.device_cache.refresh_if_due(conn)
         if isinstance(self._catalog, CodecCatalog):
             if refreshed:
                 self._catalog.rescan()  # a device added with a new codec arrives with both

@@ -211,17 +211,17 @@ class IngestTelemetry:
     def __init__(
         self, state: IngestState, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self.registry = CollectorRegistry()
-        self.registry.register(_StageCollector(state, clock))
+        self.collectors = CollectorRegistry()
+        self.collectors.register(_StageCollector(state, clock))
         self.batch_seconds = Histogram(
             "datahub_ingest_batch_seconds",
             "time to store and acknowledge one batch, retries included",
             buckets=BATCH_SECONDS_BUCKETS,
-            registry=self.registry,
+            registry=self.collectors,
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.collectors)
 
 
 class HealthServer:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from datahub.domain import LevelCalibration, Placement
-from datahub.registry import RegistryFileError, read_registry_csv
+from datahub.registry_import import RegistryFileError, read_registry_csv
 
 PROFILES = ("dragino/ldds75", "dragino/lht65")
 HEADER = "dev_eui,name,city,supplier,profile"
