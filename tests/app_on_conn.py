@@ -10,13 +10,13 @@ from fastapi import FastAPI
 
 from datahub.api.app import create_app
 from datahub.api.auth import Callers
-from datahub.api.catalog import MetricCatalog
 from datahub.api.deps import Writers, get_lender, get_read_lender, get_writers
+from datahub.api.metric_index import MetricIndex
 from datahub.api.writer import Inline
 from datahub.config import Settings
 
 
-def app_on_conn(settings: Settings, conn: psycopg.Connection, catalog: MetricCatalog) -> FastAPI:
+def app_on_conn(settings: Settings, conn: psycopg.Connection, catalog: MetricIndex) -> FastAPI:
     """Build the app on `catalog`, on `conn` instead of pooled connections and the process's
     writers.
 

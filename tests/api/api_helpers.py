@@ -9,7 +9,7 @@ import psycopg
 from app_on_conn import app_on_conn
 from fastapi import FastAPI
 
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.config import Settings
 from datahub.domain import City, Device, Location
 from datahub.storage import devices, readings, suppliers
@@ -47,7 +47,7 @@ def _profile(*metrics: str) -> FakeProfile:
     return FakeProfile(tuple(FakeMapping(path=m, metric=m) for m in metrics))
 
 
-TEST_CATALOG = MetricCatalog.build(
+TEST_CATALOG = MetricIndex.build(
     metrics={
         "temperature": FakeMetric("temperature", "°C", "air temperature"),
         "humidity": FakeMetric("humidity", "%", "relative humidity"),
@@ -143,7 +143,7 @@ class Seed:
 
 
 def build_app(
-    settings: Settings, conn: psycopg.Connection, catalog: MetricCatalog = TEST_CATALOG
+    settings: Settings, conn: psycopg.Connection, catalog: MetricIndex = TEST_CATALOG
 ) -> FastAPI:
     """Build the app on the test catalog and `conn` (app_on_conn.py)."""
     return app_on_conn(settings, conn, catalog)

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import decoders
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.domain import City
 from datahub.storage import usage
 
@@ -181,7 +181,7 @@ def test_docs_work_without_internet(client: TestClient) -> None:
     assert "/openapi.json" in page.text
 
 
-NOISY = MetricCatalog.build(
+NOISY = MetricIndex.build(
     metrics={
         "temperature": FakeMetric("temperature", "Cel", "air temperature"),
         "battery_voltage": FakeMetric("battery_voltage", "V", "battery voltage"),

@@ -7,13 +7,13 @@ import pytest
 from api_helpers import API_LIMITS, FakeMapping, FakeMetric, FakeProfile, Seed, at, build_app, iso
 from fastapi.testclient import TestClient
 
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.domain import City
 
 PATH = "/v1/readings/aggregate"
 DOOR, GATE, ROOM = "C000000000000001", "C000000000000002", "C000000000000003"
 
-CATALOG = MetricCatalog.build(
+CATALOG = MetricIndex.build(
     metrics={
         "people_in": FakeMetric("people_in", "1", "people in"),
         "temperature": FakeMetric("temperature", "Cel", "air temperature"),

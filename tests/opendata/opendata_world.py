@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 import decoders
 import simulators
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.config import Settings
 from datahub.fairshare import seed
 from datahub.storage import devices, readings, rollups, suppliers
@@ -49,9 +49,9 @@ class World:
         return sorted(eui for eui in self.ids if eui.startswith(prefix))
 
 
-def metric_catalog() -> MetricCatalog:
+def metric_catalog() -> MetricIndex:
     """The demo's device catalog as the API sees it."""
-    return MetricCatalog.build(decoders.METRICS, demo_catalog())
+    return MetricIndex.build(decoders.METRICS, demo_catalog())
 
 
 def build_world(conn: psycopg.Connection) -> World:

@@ -18,10 +18,10 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.auth import Callers
-from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.deps import Writers
 from datahub.api.gate import Gate
 from datahub.api.head import HeadAsGet
+from datahub.api.metric_index import LiveMetricIndex, MetricIndex
 from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.params import check_query, declared_parameters
 from datahub.api.routes import (
@@ -65,7 +65,7 @@ BUSY_RETRY_AFTER_S = 1
 
 
 def create_app(
-    settings: Settings, *, catalog: MetricCatalog | LiveCatalog | None = None
+    settings: Settings, *, catalog: MetricIndex | LiveMetricIndex | None = None
 ) -> FastAPI:
     """Build the API; its lifespan opens the connection pools and the writers, and closes
     them.
@@ -127,11 +127,11 @@ def create_app(
     app.state.settings = settings
     if catalog is None:
         catalog = (
-            LiveCatalog(open_catalog(settings))
+            LiveMetricIndex(open_catalog(settings))
             if settings.catalog.codecs_dir is not None
-            else MetricCatalog.from_decoders()
+            else MetricIndex.from_decoders()
         )
-    app.state.catalog = catalog
+    app.state.metric_index = catalog
     app.state.reader_pool = app.state.writer_pool = app.state.writers = None
     app.state.callers = Callers(settings.fairshare.key_cache_s)
     app.state.gate = Gate(

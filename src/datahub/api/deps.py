@@ -29,9 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from datahub.api import auth
 from datahub.api.auth import Access, Callers
-from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
+from datahub.api.metric_index import LiveMetricIndex, MetricIndex
 from datahub.api.writer import Writes
 from datahub.config import Settings
 from datahub.errors import Forbidden, StorageUnavailable
@@ -45,10 +45,10 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_catalog(request: Request) -> MetricCatalog:
+async def get_metric_index(request: Request) -> MetricIndex:
     """Return the device catalog's metrics and profiles, as the codec directory is now."""
-    catalog: MetricCatalog | LiveCatalog = request.app.state.catalog
-    if not isinstance(catalog, LiveCatalog):
+    catalog: MetricIndex | LiveMetricIndex = request.app.state.metric_index
+    if not isinstance(catalog, LiveMetricIndex):
         return catalog
     if catalog.changed():  # a few stat calls every 2 s; the reload, rarely, off the loop
         return await run_in_threadpool(catalog.reload)
@@ -258,7 +258,7 @@ async def get_public_meter(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
+MetricIndexDep = Annotated[MetricIndex, Depends(get_metric_index)]
 # scope="function": the connection goes back before the response is sent.
 Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from datahub.api.catalog import LiveCatalog, MetricCatalog
+from datahub.api.metric_index import LiveMetricIndex, MetricIndex
 from datahub.config import Settings
 from datahub.domain import City
 from datahub.errors import StorageUnavailable
@@ -49,8 +49,8 @@ class OpsCollector(Collector):
 
     def _families(self, conn: psycopg.Connection) -> list[Metric]:
         settings: Settings = self._app.state.settings
-        catalog: MetricCatalog | LiveCatalog = self._app.state.catalog
-        index = catalog.current if isinstance(catalog, LiveCatalog) else catalog
+        catalog: MetricIndex | LiveMetricIndex = self._app.state.metric_index
+        index = catalog.current if isinstance(catalog, LiveMetricIndex) else catalog
         now = datetime.now(UTC)
         found = views.device_views(
             device_health.list_device_health(conn),

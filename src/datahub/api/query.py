@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, WithJsonSchema
 
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.config import ApiSettings
 from datahub.domain import City
 from datahub.errors import BadRequest
@@ -124,7 +124,7 @@ def parse_dev_eui(value: str) -> str:
     return value.upper()
 
 
-def check_metric(metric: str, catalog: MetricCatalog) -> str:
+def check_metric(metric: str, catalog: MetricIndex) -> str:
     """Return `metric` if the catalog knows it."""
     if metric not in catalog.metrics:
         known = ", ".join(catalog.metrics) or "none"

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.bench import cpu, dataset
 from datahub.bench.loadgen import Spec
 from datahub.bench.services import BenchError, Service, database_config, free_port, percentile
@@ -89,8 +89,8 @@ def _raw_1d(conn: psycopg.Connection, *, dev_eui: str, start: str, end: str) -> 
 
 
 @functools.cache
-def _catalog() -> MetricCatalog:
-    return MetricCatalog.from_decoders()
+def _catalog() -> MetricIndex:
+    return MetricIndex.from_decoders()
 
 
 def _latest_city(conn: psycopg.Connection, *, city: str, dataset_ids: list[int]) -> int:

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import decoders
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.catalog import open_catalog
 from datahub.config import Settings
 from datahub.errors import ConfigError
@@ -26,7 +26,7 @@ def _bulk(settings: Settings, args: argparse.Namespace) -> int:
     directory = settings.opendata.bulk_dir
     if directory is None:
         raise ConfigError("no opendata.bulk_dir: set where the bulk files go")
-    catalog = MetricCatalog.build(decoders.METRICS, open_catalog(settings))
+    catalog = MetricIndex.build(decoders.METRICS, open_catalog(settings))
     with db.connect(settings, autocommit=True) as conn:
         writer = BulkWriter(
             conn,

@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from datahub.api.catalog import MetricCatalog
+from datahub.api.metric_index import MetricIndex
 from datahub.api.query import format_time
 from datahub.storage import access, buckets, bulk_files, rollups
 
@@ -78,7 +78,7 @@ def device_columns(
     )
 
 
-def bulk_rows(rows: Iterable[tuple[Any, ...]], catalog: MetricCatalog) -> Iterator[list[str]]:
+def bulk_rows(rows: Iterable[tuple[Any, ...]], catalog: MetricIndex) -> Iterator[list[str]]:
     """Render stored readings (storage.bulk_files.stream_readings) as CSV rows of HEADER."""
     for time, dev_eui, name, city, latitude, longitude, placement, metric, value in rows:
         yield [
@@ -147,7 +147,7 @@ class BulkWriter:
         conn: psycopg.Connection,
         *,
         directory: Path,
-        catalog: MetricCatalog,
+        catalog: MetricIndex,
         delay: timedelta,
     ) -> None:
         self.conn = conn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Reader
+from datahub.api.deps import ANONYMOUS_TOO, Conn, MetricIndexDep, Reader
 from datahub.api.schemas import (
     DatasetListOut,
     DatasetOut,
@@ -24,7 +24,7 @@ router = APIRouter(tags=["datasets"])
     responses=error_responses(401, 429, 503),
     openapi_extra=ANONYMOUS_TOO,
 )
-def list_datasets(conn: Conn, catalog: CatalogDep, caller: Reader) -> DatasetListOut:
+def list_datasets(conn: Conn, catalog: MetricIndexDep, caller: Reader) -> DatasetListOut:
     """List the datasets the caller may read, by slug, with licence and attribution.
 
     Anonymous callers see the open datasets; a key sees those granted to it too.

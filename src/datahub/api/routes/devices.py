@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import query, render
 from datahub.api.auth import Access
-from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Reader, SettingsDep
+from datahub.api.deps import ANONYMOUS_TOO, Conn, MetricIndexDep, Reader, SettingsDep
+from datahub.api.metric_index import MetricIndex
 from datahub.api.schemas import (
     DeviceListQuery,
     DeviceOut,
@@ -39,7 +39,7 @@ def list_devices(
     response: Response,
     conn: Conn,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     caller: Reader,
 ) -> DevicePageOut:
     """List the devices the caller may see by DevEUI, optionally of one city, supplier,
@@ -78,7 +78,7 @@ def list_devices(
     responses=error_responses(400, 401, 404, 422, 429, 503),
     openapi_extra=ANONYMOUS_TOO,
 )
-def get_device(dev_eui: str, conn: Conn, catalog: CatalogDep, caller: Reader) -> DeviceOut:
+def get_device(dev_eui: str, conn: Conn, catalog: MetricIndexDep, caller: Reader) -> DeviceOut:
     """Show one device; `dev_eui` is 16 hex digits in either case.
 
     400 if `dev_eui` is malformed, 404 if no device the caller may see has it.
@@ -99,7 +99,7 @@ def find_device(conn: psycopg.Connection, dev_eui: str, caller: Access) -> Devic
     return row
 
 
-def device_out(row: DeviceRow, catalog: MetricCatalog) -> DeviceOut:
+def device_out(row: DeviceRow, catalog: MetricIndex) -> DeviceOut:
     location = None
     if row.latitude is not None and row.longitude is not None:
         location = LocationOut(latitude=row.latitude, longitude=row.longitude)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import metering, query, render
-from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered
+from datahub.api.deps import ANONYMOUS_TOO, Conn, Metered, MetricIndexDep
 from datahub.api.licences import licences_of, link_licences
 from datahub.api.schemas import CSV_RESPONSE, LatestListOut, LatestQuery, error_responses
 from datahub.storage import readings
@@ -26,7 +26,7 @@ def list_latest(
     params: Annotated[LatestQuery, Query()],
     request: Request,
     conn: Conn,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """List the newest reading of each device and metric, by DevEUI, then metric.

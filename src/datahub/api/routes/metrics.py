@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from datahub.api.deps import CatalogDep
+from datahub.api.deps import MetricIndexDep
 from datahub.api.schemas import MetricListOut, MetricOut, error_responses
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/v1/metrics", response_model=MetricListOut, responses=error_responses())
-def list_metrics(catalog: CatalogDep) -> MetricListOut:
+def list_metrics(catalog: MetricIndexDep) -> MetricListOut:
     """List the canonical metrics, sorted by name, with unit and the profiles reporting them."""
     return MetricListOut(
         items=[

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Response
 
 from datahub.api import ops_schemas as out
 from datahub.api import render
-from datahub.api.deps import CatalogDep, Conn, Operator, SettingsDep, WriteConn
+from datahub.api.deps import Conn, MetricIndexDep, Operator, SettingsDep, WriteConn
 from datahub.api.query import parse_dev_eui
 from datahub.api.schemas import error_responses
 from datahub.errors import Conflict, NotFound
@@ -40,7 +40,7 @@ ALARM_STATES = {
 def list_device_health(
     params: Annotated[out.DeviceHealthQuery, Query()],
     conn: Conn,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     settings: SettingsDep,
     caller: Operator,
 ) -> Response:
@@ -77,7 +77,7 @@ def list_device_health(
     responses=error_responses(400, 401, 403, 404, 422, 429, 503),
 )
 def get_device_health(
-    dev_eui: str, conn: Conn, catalog: CatalogDep, settings: SettingsDep, caller: Operator
+    dev_eui: str, conn: Conn, catalog: MetricIndexDep, settings: SettingsDep, caller: Operator
 ) -> out.DeviceDetailOut:
     """Show one device's health with every gateway that heard it in 7 days."""
     eui = parse_dev_eui(dev_eui)

@@ -11,7 +11,7 @@ import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import metering, query, render
-from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered, SettingsDep
+from datahub.api.deps import ANONYMOUS_TOO, Conn, Metered, MetricIndexDep, SettingsDep
 from datahub.api.licences import licences_of, link_licences
 from datahub.api.query import Grouping
 from datahub.api.routes.devices import find_device
@@ -43,7 +43,7 @@ def list_device_readings(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """List one device's raw readings in [from, to), ascending by time, then metric.
@@ -124,7 +124,7 @@ def aggregate_readings(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """Aggregate one metric into time buckets, for one device or for a city.

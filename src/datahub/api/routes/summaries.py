@@ -13,10 +13,10 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Query, Request
 
-from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, PublicMetered, SettingsDep
+from datahub.api.deps import ANONYMOUS_TOO, Conn, MetricIndexDep, PublicMetered, SettingsDep
 from datahub.api.licences import licences_of
 from datahub.api.metering import count_by_dataset
+from datahub.api.metric_index import MetricIndex
 from datahub.api.opendata_schemas import (
     ParkingCellOut,
     ParkingHourOut,
@@ -50,7 +50,7 @@ def waste_summary(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     meter: PublicMetered,
 ) -> WasteSummaryOut:
     """Public waste bins per district: how many report, and the share filled above 80 %.
@@ -97,7 +97,7 @@ def parking_summary(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     meter: PublicMetered,
 ) -> ParkingSummaryOut:
     """Free parking bays per zone: now, and hour by hour over the last 24 hours.
@@ -157,7 +157,7 @@ def parking_summary(
 
 
 def _latest(
-    conn: psycopg.Connection, catalog: MetricCatalog, metric: str, city: City | None
+    conn: psycopg.Connection, catalog: MetricIndex, metric: str, city: City | None
 ) -> tuple[dict[str, summary_storage.SummaryDevice], list[readings.LatestRow]]:
     """The summarisable devices reporting `metric` (of one city), and their newest values."""
     profiles = catalog.profiles_reporting(metric)

@@ -23,16 +23,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic_core import to_json
 
-from datahub.api.catalog import MetricCatalog
 from datahub.api.deps import (
     ANONYMOUS_TOO,
-    CatalogDep,
     Conn,
     Metered,
+    MetricIndexDep,
     SettingsDep,
     WriteLender,
 )
 from datahub.api.licences import licences_of, link_licences
+from datahub.api.metric_index import MetricIndex
 from datahub.api.schemas import error_responses
 from datahub.api.sensorthings import entities
 from datahub.api.sensorthings.ast import Binary, Expand, Expr, Literal, Options, Prop
@@ -137,7 +137,7 @@ def read(
     conn: Conn,
     lend_writer: WriteLender,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    catalog: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """Read entities by a SensorThings resource path, e.g. `Things`, `Datastreams(4217)`,
@@ -194,7 +194,7 @@ def _raw_options(request: Request) -> dict[str, str]:
     return raw
 
 
-def sta_catalog(catalog: MetricCatalog) -> sta.Catalog:
+def sta_catalog(catalog: MetricIndex) -> sta.Catalog:
     """The device catalog as SensorThings statements take it."""
     metrics = []
     for info in catalog.metrics.values():
@@ -225,7 +225,7 @@ class Reader:
 
     conn: psycopg.Connection
     settings: Settings
-    catalog: MetricCatalog
+    catalog: MetricIndex
     dataset_ids: Sequence[int] | None
     root: str
     served: Counter[int] = field(default_factory=Counter)

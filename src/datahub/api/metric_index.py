@@ -1,4 +1,4 @@
-"""The API's view of the device catalog: canonical metrics, their units, who reports them."""
+"""The API's index of the device catalog: canonical metrics, their units, who reports them."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class ProfileInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricCatalog:
+class MetricIndex:
     """Metric name -> metric, and profile name -> the metrics its mapping produces."""
 
     metrics: Mapping[str, MetricInfo]
@@ -81,7 +81,7 @@ class MetricCatalog:
     @classmethod
     def build(
         cls, metrics: Mapping[str, MetricLike], profiles: Mapping[str, ProfileLike]
-    ) -> MetricCatalog:
+    ) -> MetricIndex:
         """Index a catalog's metrics and profiles for the lookups the API makes."""
         profile_metrics = {
             name: tuple(sorted({m.metric for m in profile.mappings}))
@@ -120,7 +120,7 @@ class MetricCatalog:
         )
 
     @classmethod
-    def from_decoders(cls) -> MetricCatalog:
+    def from_decoders(cls) -> MetricIndex:
         """Index the device catalog shipped in the `decoders` package."""
         return cls.build(decoders.METRICS, decoders.CATALOG)
 
@@ -172,8 +172,8 @@ def _profile_info(name: str, profile: ProfileLike) -> ProfileInfo:
     )
 
 
-class LiveCatalog:
-    """The metric catalog of a codec directory that may change while the API runs.
+class LiveMetricIndex:
+    """The metric index of a codec directory that may change while the API runs.
 
     `changed` looks at the directory at most every `min_interval_s` seconds (a few stat
     calls); when a codec or mapping was added, changed or removed, `reload` rescans it and
@@ -185,18 +185,18 @@ class LiveCatalog:
     def __init__(self, codecs: CodecCatalog, *, min_interval_s: float = 2.0) -> None:
         self._codecs = codecs
         self._min_interval_s = min_interval_s
-        self._metrics = MetricCatalog.build(decoders.METRICS, codecs)
+        self._metrics = MetricIndex.build(decoders.METRICS, codecs)
 
     def changed(self) -> bool:
         """Tell whether the directory changed since the last look."""
         return self._codecs.changed(min_interval_s=self._min_interval_s)
 
-    def reload(self) -> MetricCatalog:
+    def reload(self) -> MetricIndex:
         """Rescan the directory and rebuild the index; return it."""
         self._codecs.rescan()
-        self._metrics = MetricCatalog.build(decoders.METRICS, self._codecs)
+        self._metrics = MetricIndex.build(decoders.METRICS, self._codecs)
         return self._metrics
 
     @property
-    def current(self) -> MetricCatalog:
+    def current(self) -> MetricIndex:
         return self._metrics
