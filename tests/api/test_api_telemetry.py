@@ -1,4 +1,4 @@
-"""The API's Prometheus metrics: requests by route template and status, with latency."""
+"""The API's telemetry (Prometheus): requests by route template and status, with latency."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ class Outcome:
 class Stats:
     """Counters of what the pipeline did, by stage and outcome, in total and per source.
 
-    Written by the ingest thread, read by the metrics endpoint's thread (ingest/telemetry.py).
+    Written by the ingest thread, read by the telemetry endpoint's thread (ingest/telemetry.py).
     """
 
     counts: Counter[str] = field(default_factory=Counter)
