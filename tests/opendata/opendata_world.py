@@ -49,7 +49,7 @@ class World:
         return sorted(eui for eui in self.ids if eui.startswith(prefix))
 
 
-def metric_catalog() -> MetricIndex:
+def metric_index() -> MetricIndex:
     """The demo's device catalog as the API sees it."""
     return MetricIndex.build(decoders.METRICS, demo_catalog())
 
@@ -95,4 +95,4 @@ def _series(world: World, eui: str, metric: str, value: object) -> list[ReadingR
 
 def build_app(settings: Settings, conn: psycopg.Connection) -> FastAPI:
     """The API on the demo catalog and `conn` (app_on_conn.py)."""
-    return app_on_conn(settings, conn, metric_catalog())
+    return app_on_conn(settings, conn, metric_index())

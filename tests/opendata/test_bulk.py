@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from opendata_world import BASE_URL, DAY0, DAYS, NOW, World, metric_catalog
+from opendata_world import BASE_URL, DAY0, DAYS, NOW, World, metric_index
 
 from datahub import cli
 from datahub.config import Settings
@@ -30,7 +30,7 @@ def write(conn: psycopg.Connection, settings: Settings, *, now: object = NOW) ->
     writer = BulkWriter(
         conn,
         directory=settings.opendata.bulk_dir,
-        catalog=metric_catalog(),
+        metric_index=metric_index(),
         delay=timedelta(minutes=settings.opendata.bulk_delay_minutes),
     )
     return writer.run(now=now)  # type: ignore[arg-type]

@@ -124,10 +124,10 @@ def parse_dev_eui(value: str) -> str:
     return value.upper()
 
 
-def check_metric(metric: str, catalog: MetricIndex) -> str:
-    """Return `metric` if the catalog knows it."""
-    if metric not in catalog.metrics:
-        known = ", ".join(catalog.metrics) or "none"
+def check_metric(metric: str, metric_index: MetricIndex) -> str:
+    """Return `metric` if the metric_index knows it."""
+    if metric not in metric_index.metrics:
+        known = ", ".join(metric_index.metrics) or "none"
         raise BadRequest(f"unknown metric {metric!r}; known metrics: {known}")
     return metric
 

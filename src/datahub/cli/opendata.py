@@ -26,12 +26,12 @@ def _bulk(settings: Settings, args: argparse.Namespace) -> int:
     directory = settings.opendata.bulk_dir
     if directory is None:
         raise ConfigError("no opendata.bulk_dir: set where the bulk files go")
-    catalog = MetricIndex.build(decoders.METRICS, open_catalog(settings))
+    metric_index = MetricIndex.build(decoders.METRICS, open_catalog(settings))
     with db.connect(settings, autocommit=True) as conn:
         writer = BulkWriter(
             conn,
             directory=directory,
-            catalog=catalog,
+            metric_index=metric_index,
             delay=timedelta(minutes=settings.opendata.bulk_delay_minutes),
         )
         report = writer.run(now=datetime.now(UTC))

@@ -78,7 +78,7 @@ def device_columns(
     )
 
 
-def bulk_rows(rows: Iterable[tuple[Any, ...]], catalog: MetricIndex) -> Iterator[list[str]]:
+def bulk_rows(rows: Iterable[tuple[Any, ...]], metric_index: MetricIndex) -> Iterator[list[str]]:
     """Render stored readings (storage.bulk_files.stream_readings) as CSV rows of HEADER."""
     for time, dev_eui, name, city, latitude, longitude, placement, metric, value in rows:
         yield [
@@ -86,7 +86,7 @@ def bulk_rows(rows: Iterable[tuple[Any, ...]], catalog: MetricIndex) -> Iterator
             *device_columns(dev_eui, name, city, latitude, longitude, placement),
             metric,
             repr(float(value)),
-            catalog.unit(metric) or "",
+            metric_index.unit(metric) or "",
         ]
 
 
@@ -147,12 +147,12 @@ class BulkWriter:
         conn: psycopg.Connection,
         *,
         directory: Path,
-        catalog: MetricIndex,
+        metric_index: MetricIndex,
         delay: timedelta,
     ) -> None:
         self.conn = conn
         self.directory = directory
-        self.catalog = catalog
+        self.metric_index = metric_index
         self.delay = delay
 
     def run(self, *, now: datetime) -> BulkReport:
@@ -210,7 +210,7 @@ class BulkWriter:
             readings = bulk_files.stream_readings(
                 self.conn, dataset_id=dataset_id, start=day, end=day + DAY
             )
-            content = self._write(slug, period, bulk_rows(readings, self.catalog))
+            content = self._write(slug, period, bulk_rows(readings, self.metric_index))
             self._record(dataset_id, period, day, day + DAY, content, report)
 
     def _months_due(self, dataset_id: int, *, before: datetime) -> list[datetime]:

@@ -24,7 +24,7 @@ router = APIRouter(tags=["datasets"])
     responses=error_responses(401, 429, 503),
     openapi_extra=ANONYMOUS_TOO,
 )
-def list_datasets(conn: Conn, catalog: MetricIndexDep, caller: Reader) -> DatasetListOut:
+def list_datasets(conn: Conn, metric_index: MetricIndexDep, caller: Reader) -> DatasetListOut:
     """List the datasets the caller may read, by slug, with licence and attribution.
 
     Anonymous callers see the open datasets; a key sees those granted to it too.
@@ -41,7 +41,7 @@ def list_datasets(conn: Conn, catalog: MetricIndexDep, caller: Reader) -> Datase
                     id=row.licence_id, name=row.licence_name, url=row.licence_url
                 ),
                 attribution=row.attribution,
-                metrics=sorted({m for p in row.profiles for m in catalog.metrics_of(p)}),
+                metrics=sorted({m for p in row.profiles for m in metric_index.metrics_of(p)}),
                 device_count=row.device_count,
             )
             for row in rows

@@ -39,7 +39,7 @@ def list_devices(
     response: Response,
     conn: Conn,
     settings: SettingsDep,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     caller: Reader,
 ) -> DevicePageOut:
     """List the devices the caller may see by DevEUI, optionally of one city, supplier,
@@ -55,7 +55,7 @@ def list_devices(
     after = query.decode_device_cursor(params.cursor) if params.cursor else None
     profiles = None
     if params.metric is not None:
-        profiles = catalog.profiles_reporting(query.check_metric(params.metric, catalog))
+        profiles = metric_index.profiles_reporting(query.check_metric(params.metric, metric_index))
     rows = devices.list_devices(
         conn,
         city=params.city,
@@ -69,7 +69,9 @@ def list_devices(
     page, more = query.split_page(rows, limit)
     next_cursor = query.encode_device_cursor(page[-1].dev_eui) if more else None
     render.set_next_link(response, render.next_page_url(request, settings, next_cursor))
-    return DevicePageOut(items=[device_out(row, catalog) for row in page], next_cursor=next_cursor)
+    return DevicePageOut(
+        items=[device_out(row, metric_index) for row in page], next_cursor=next_cursor
+    )
 
 
 @router.get(
@@ -78,12 +80,12 @@ def list_devices(
     responses=error_responses(400, 401, 404, 422, 429, 503),
     openapi_extra=ANONYMOUS_TOO,
 )
-def get_device(dev_eui: str, conn: Conn, catalog: MetricIndexDep, caller: Reader) -> DeviceOut:
+def get_device(dev_eui: str, conn: Conn, metric_index: MetricIndexDep, caller: Reader) -> DeviceOut:
     """Show one device; `dev_eui` is 16 hex digits in either case.
 
     400 if `dev_eui` is malformed, 404 if no device the caller may see has it.
     """
-    return device_out(find_device(conn, dev_eui, caller), catalog)
+    return device_out(find_device(conn, dev_eui, caller), metric_index)
 
 
 def find_device(conn: psycopg.Connection, dev_eui: str, caller: Access) -> DeviceRow:
@@ -99,7 +101,7 @@ def find_device(conn: psycopg.Connection, dev_eui: str, caller: Access) -> Devic
     return row
 
 
-def device_out(row: DeviceRow, catalog: MetricIndex) -> DeviceOut:
+def device_out(row: DeviceRow, metric_index: MetricIndex) -> DeviceOut:
     location = None
     if row.latitude is not None and row.longitude is not None:
         location = LocationOut(latitude=row.latitude, longitude=row.longitude)
@@ -110,11 +112,15 @@ def device_out(row: DeviceRow, catalog: MetricIndex) -> DeviceOut:
         supplier=SupplierOut(slug=row.supplier_slug, name=row.supplier_name),
         dataset=row.dataset_slug,
         profile=row.profile,
-        reporting_interval_s=catalog.reporting_interval(row.profile),
+        reporting_interval_s=metric_index.reporting_interval(row.profile),
         location=location,
         last_seen=row.last_seen_at,
-        metrics=list(catalog.metrics_of(row.profile)),
-        counters=[m for m in catalog.metrics_of(row.profile) if catalog.is_counter(row.profile, m)],
+        metrics=list(metric_index.metrics_of(row.profile)),
+        counters=[
+            m
+            for m in metric_index.metrics_of(row.profile)
+            if metric_index.is_counter(row.profile, m)
+        ],
         placement=Placement(row.placement) if row.placement else None,
         area=row.area,
     )

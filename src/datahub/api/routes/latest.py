@@ -26,7 +26,7 @@ def list_latest(
     params: Annotated[LatestQuery, Query()],
     request: Request,
     conn: Conn,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """List the newest reading of each device and metric, by DevEUI, then metric.
@@ -36,12 +36,12 @@ def list_latest(
     `city`, `supplier`, `dataset` (slugs) and `metric`. Each value counts as one
     observation of its device's dataset. 400 for an unknown metric.
     """
-    metric = query.check_metric(params.metric, catalog) if params.metric else None
+    metric = query.check_metric(params.metric, metric_index) if params.metric else None
     latest = readings.select_latest(
         conn,
         metrics_of={
             profile: [m for m in metrics if metric is None or m == metric]
-            for profile, metrics in catalog.profile_metrics.items()
+            for profile, metrics in metric_index.profile_metrics.items()
         },
         city=params.city,
         supplier=params.supplier,
@@ -51,10 +51,10 @@ def list_latest(
     served = metering.count_by_dataset(row.dataset_id for row in latest)
     meter.charge(served)
     licences = licences_of(conn, served)
-    units = {m: catalog.unit(m) for m in {row.metric for row in latest}}
+    units = {m: metric_index.unit(m) for m in {row.metric for row in latest}}
     # Each value at the resolution its profile declares; stored values stay as they are.
     rounders = {
-        pair: catalog.rounder(*pair) for pair in {(row.profile, row.metric) for row in latest}
+        pair: metric_index.rounder(*pair) for pair in {(row.profile, row.metric) for row in latest}
     }
     # Thousands of values: rendered straight to JSON in `LatestOut`'s shape, without a
     # model per value (tests/api/test_api_latest.py checks the body against the models).

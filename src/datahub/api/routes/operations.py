@@ -40,7 +40,7 @@ ALARM_STATES = {
 def list_device_health(
     params: Annotated[out.DeviceHealthQuery, Query()],
     conn: Conn,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     settings: SettingsDep,
     caller: Operator,
 ) -> Response:
@@ -59,7 +59,7 @@ def list_device_health(
     )
     found = views.device_views(
         rows,
-        interval_of=catalog.reporting_interval,
+        interval_of=metric_index.reporting_interval,
         now=datetime.now(UTC),
         settings=settings.health,
     )
@@ -77,7 +77,7 @@ def list_device_health(
     responses=error_responses(400, 401, 403, 404, 422, 429, 503),
 )
 def get_device_health(
-    dev_eui: str, conn: Conn, catalog: MetricIndexDep, settings: SettingsDep, caller: Operator
+    dev_eui: str, conn: Conn, metric_index: MetricIndexDep, settings: SettingsDep, caller: Operator
 ) -> out.DeviceDetailOut:
     """Show one device's health with every gateway that heard it in 7 days."""
     eui = parse_dev_eui(dev_eui)
@@ -87,7 +87,7 @@ def get_device_health(
         raise NotFound(f"no device has dev_eui {eui}")
     (view,) = views.device_views(
         rows,
-        interval_of=catalog.reporting_interval,
+        interval_of=metric_index.reporting_interval,
         now=datetime.now(UTC),
         settings=settings.health,
     )

@@ -43,7 +43,7 @@ def list_device_readings(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """List one device's raw readings in [from, to), ascending by time, then metric.
@@ -56,7 +56,7 @@ def list_device_readings(
     dev_eui, or a limit over the maximum; 404 for a device unknown or not visible to the
     caller. Each reading counts as one observation of the device's dataset.
     """
-    metric = query.check_metric(params.metric, catalog) if params.metric else None
+    metric = query.check_metric(params.metric, metric_index) if params.metric else None
     start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
     query.check_raw_range(start, end, max_days=settings.api.max_raw_range_days)
     limit = query.page_size(params.limit, settings.api)
@@ -77,9 +77,9 @@ def list_device_readings(
     next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
     next_url = render.next_page_url(request, settings, next_cursor)
     metrics = {r.metric for r in page}
-    unit = {m: catalog.unit(m) for m in metrics}
+    unit = {m: metric_index.unit(m) for m in metrics}
     # Each value at the resolution the device's profile declares; stored values unchanged.
-    rounded = {m: catalog.rounder(device.profile, m) for m in metrics}
+    rounded = {m: metric_index.rounder(device.profile, m) for m in metrics}
     if render.wants_csv(request, params.format):
         csv = render.csv_response(
             ("time", "metric", "value", "unit"),
@@ -124,7 +124,7 @@ def aggregate_readings(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     meter: Metered,
 ) -> Response:
     """Aggregate one metric into time buckets, for one device or for a city.
@@ -147,8 +147,8 @@ def aggregate_readings(
     further by `dataset`). Each point counts as `fairshare.aggregate_point_weight`
     observations of every dataset whose readings it holds.
     """
-    metric = query.check_metric(params.metric, catalog)
-    counters = catalog.counter_profiles(metric) if params.fn is AggregateFn.DELTA else None
+    metric = query.check_metric(params.metric, metric_index)
+    counters = metric_index.counter_profiles(metric) if params.fn is AggregateFn.DELTA else None
     if counters is not None and not counters:
         raise BadRequest(f"fn=delta needs a counter metric; {metric!r} is not a counter")
     start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
@@ -213,7 +213,7 @@ def aggregate_readings(
     return render.json_response(
         {
             "metric": metric,
-            "unit": catalog.unit(metric),
+            "unit": metric_index.unit(metric),
             "bucket": params.bucket,
             "fn": params.fn,
             "from": start.astimezone(UTC),

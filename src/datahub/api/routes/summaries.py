@@ -50,7 +50,7 @@ def waste_summary(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     meter: PublicMetered,
 ) -> WasteSummaryOut:
     """Public waste bins per district: how many report, and the share filled above 80 %.
@@ -63,7 +63,7 @@ def waste_summary(
     """
     now = datetime.now(UTC)
     k = settings.opendata.min_cell_devices
-    devices, latest = _latest(conn, catalog, LEVEL_METRIC, params.city)
+    devices, latest = _latest(conn, metric_index, LEVEL_METRIC, params.city)
     since = now - timedelta(hours=settings.opendata.summary_max_age_hours)
     cells = summaries.waste_cells(devices, latest, since=since)
     counted = [r for r in latest if r.dev_eui in devices and r.time >= since]
@@ -97,7 +97,7 @@ def parking_summary(
     request: Request,
     conn: Conn,
     settings: SettingsDep,
-    catalog: MetricIndexDep,
+    metric_index: MetricIndexDep,
     meter: PublicMetered,
 ) -> ParkingSummaryOut:
     """Free parking bays per zone: now, and hour by hour over the last 24 hours.
@@ -110,7 +110,7 @@ def parking_summary(
     """
     now = datetime.now(UTC)
     k = settings.opendata.min_cell_devices
-    devices, latest = _latest(conn, catalog, PARKING_METRIC, params.city)
+    devices, latest = _latest(conn, metric_index, PARKING_METRIC, params.city)
     since = now - timedelta(hours=settings.opendata.summary_max_age_hours)
     end = buckets.floor_to(now, HOUR) + HOUR
     dataset_ids = sorted({d.dataset_id for d in devices.values()})
@@ -157,10 +157,10 @@ def parking_summary(
 
 
 def _latest(
-    conn: psycopg.Connection, catalog: MetricIndex, metric: str, city: City | None
+    conn: psycopg.Connection, metric_index: MetricIndex, metric: str, city: City | None
 ) -> tuple[dict[str, summary_storage.SummaryDevice], list[readings.LatestRow]]:
     """The summarisable devices reporting `metric` (of one city), and their newest values."""
-    profiles = catalog.profiles_reporting(metric)
+    profiles = metric_index.profiles_reporting(metric)
     datasets = summary_storage.select_summary_datasets(conn)
     city_name = city.value if city is not None else None
     devices = summary_storage.select_devices(

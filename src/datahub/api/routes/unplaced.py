@@ -51,7 +51,7 @@ def list_decode_failures(
     params: Annotated[out.DecodeFailureQuery, Query()], conn: Conn, caller: Admin
 ) -> out.DecodeFailureListOut:
     """Count the uplinks of registered devices that gave no readings, per profile: `failed`
-    (the decoder refused the payload) and `no_decoder` (the catalog lacks the profile)."""
+    (the decoder refused the payload) and `no_decoder` (the metric_index lacks the profile)."""
     rows = unplaced.list_decode_failures(conn, since=params.since, profile=params.profile)
     return out.DecodeFailureListOut(items=[out.decode_failure_out(r) for r in rows])
 
