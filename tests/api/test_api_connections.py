@@ -35,10 +35,11 @@ def test_pool_lends_and_takes_back_connections(database: Any) -> None:
 
 
 def test_database_unreachable_answers_503_with_retry_after() -> None:
-    # Nothing listens on port 1: every connection attempt fails at once.
+    # Nothing listens on port 1: every connection attempt fails at once. Each request still
+    # waits the pool's time-out for a connection before it tells unreachable from busy.
     settings = Settings(
         database_url="postgresql://datahub@127.0.0.1:1/datahub",  # type: ignore[arg-type]
-        database={"connect_timeout_s": 0.5},  # type: ignore[arg-type]
+        database={"connect_timeout_s": 0.5, "pool_timeout_s": 1},  # type: ignore[arg-type]
     )
 
     with pooled_client(settings) as client:
