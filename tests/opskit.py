@@ -134,7 +134,7 @@ def register(
 
 
 def nothing_to_deliver(database_url: str) -> bool:
-    """Whether no notification waits for delivery: then no more can be sent."""
+    """Tell whether no notification waits for delivery: then no more can be sent."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM notification WHERE status = 'pending'").fetchone()
     return row is not None and row[0] == 0

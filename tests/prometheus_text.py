@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def parse_samples(text: str) -> dict[str, float]:
-    """The samples of a text exposition, by `name{labels}` as written."""
+    """Return the samples of a text exposition, by `name{labels}` as written."""
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -21,7 +21,7 @@ def wait_until(
 
 
 def http_status(url: str, timeout: float = 2) -> int:
-    """The status of a GET of `url`; 0 if nothing answers."""
+    """Return the status of a GET of `url`; 0 if nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status)
@@ -32,6 +32,6 @@ def http_status(url: str, timeout: float = 2) -> int:
 
 
 def serving(url: str, process: subprocess.Popen[bytes]) -> bool:
-    """Whether the server `process` at `url` answers its readiness check; fail if it exited."""
+    """Tell whether the server `process` at `url` is ready; fail if it exited."""
     assert process.poll() is None, f"the server for {url} exited with {process.returncode}"
     return http_status(f"{url}/health/ready") == 200

@@ -327,7 +327,7 @@ class Ingest:
         return parse_samples(body.decode())
 
     def holds_nothing(self) -> bool:
-        """Whether every message received has its outcome committed and acknowledged."""
+        """Tell whether every message received has its outcome committed and acknowledged."""
         return self.metrics()["datahub_ingest_backlog_messages"] == 0
 
     def rss_kib(self) -> int:

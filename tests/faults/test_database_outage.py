@@ -79,7 +79,13 @@ def test_database_outage_holds_back_then_stores_everything_once(
 
             postgres.stop()
             down_at = time.monotonic()
-            time.sleep(2)  # the batch in flight fails; nothing is acknowledged after it
+            # Once the ingest has seen the database fail, the batch in flight has failed and
+            # nothing is acknowledged after it.
+            wait_until(
+                "the ingest to see the database down",
+                lambda: ingest.metrics()["datahub_ingest_database_up"] == 0,
+                30,
+            )
             acked = total(ingest.metrics(), "datahub_ingest_acknowledged_total")
             rss_during, backlog = [], []
             api_checked = False
