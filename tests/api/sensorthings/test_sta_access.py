@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 from access_world import COMMERCIAL, OPEN, RESTRICTED, VALUES, World, build_world
-from api_helpers import Seed
+from api_helpers import API_LIMITS, Seed, build_app
 from fastapi.testclient import TestClient
 
 STA = "/sta/v1.1"
@@ -159,3 +159,37 @@ def test_bad_input_is_400_naming_what_is_wrong(
     body = response.json()
     assert message in body["message"]
     assert body["detail"] == body["message"] and body["code"] == 400
+
+
+def sta_keys_removed(body: dict[str, Any], status: int) -> dict[str, Any]:
+    """The hub's part of a SensorThings error body, once its own keys are checked."""
+    assert (body.pop("code"), body.pop("type"), body.pop("message")) == (
+        status,
+        "error",
+        body["detail"],
+    )
+    return body
+
+
+def test_errors_of_the_key_are_the_rest_apis_with_sensorthings_keys(client: TestClient) -> None:
+    headers = {"Authorization": "Bearer dh_unknown"}
+
+    rest = client.get("/v1/devices", headers=headers)
+    sta = client.get(f"{STA}/Things", headers=headers)
+
+    assert sta.status_code == rest.status_code == 401
+    assert sta_keys_removed(sta.json(), 401) == rest.json()
+
+
+def test_the_rate_limit_is_the_rest_apis_with_sensorthings_keys(
+    database: Any, conn: psycopg.Connection
+) -> None:
+    settings = database.settings(api=API_LIMITS, fairshare={"anonymous_requests_per_s": 1})
+    client = TestClient(build_app(settings, conn))
+
+    answers = [client.get(f"{STA}/Things") for _ in range(3)]
+
+    refused = next(a for a in answers if a.status_code == 429)
+    body = sta_keys_removed(refused.json(), 429)
+    assert body["error"] == "TooManyRequests" and "rate limit" in body["detail"]
+    assert int(refused.headers["retry-after"]) >= 1

@@ -9,6 +9,7 @@ hub's `error` and `detail` and SensorThings' `code`, `type` and `message`.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -17,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import psycopg
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic_core import to_json
+from starlette.applications import Starlette
 
 from datahub.api.catalog import MetricCatalog
 from datahub.api.deps import (
@@ -40,7 +42,7 @@ from datahub.api.sensorthings.model import RELATIONS, EntityType
 from datahub.api.sensorthings.parser import Limits, OptionParser, QueryError
 from datahub.api.sensorthings.paths import ResourcePath, parse_path
 from datahub.config import Settings
-from datahub.errors import ApiError, BadRequest, NotFound, StorageUnavailable
+from datahub.errors import BadRequest, NotFound
 from datahub.storage import buckets, readings, rollups
 from datahub.storage import sensorthings as sta
 from datahub.storage.buckets import AggregateFn, DeviceScope
@@ -48,7 +50,6 @@ from datahub.storage.sensorthings import Parent, Query, Row, Scope
 
 PREFIX = "/sta/v1.1"
 E = EntityType
-RETRY_AFTER_S = 5
 # How often a process gives ids to metric and profile names that have none (new catalog
 # entries, metrics first seen in readings); at its first request, and then at most this often.
 ENSURE_IDS_S = 600.0
@@ -63,16 +64,9 @@ _CUSTOM = {"aggregate", "aggregateFn", "$skiptoken", "$resultFormat"}
 _WIDTHS = {"1h": rollups.HOUR, "1d": rollups.DAY}
 
 
-def _error(
-    status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    body = {"error": error, "detail": detail, "code": status, "type": "error", "message": detail}
-    return Response(to_json(body), status, dict(headers or {}), media_type="application/json")
-
-
 class StaRoute(APIRoute):
-    """Renders this API's errors, also those of its dependencies (a key, the rate limit),
-    in the SensorThings shape."""
+    """Renders the errors of this API and of its dependencies (a key, the rate limit, a
+    query parameter) as the rest of the API does, with SensorThings' keys besides."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -80,22 +74,38 @@ class StaRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ApiError as exc:
-                headers = {}
-                if retry := getattr(exc, "retry_after", None):
-                    headers["Retry-After"] = str(retry)
-                return _error(exc.status, type(exc).__name__, exc.detail, headers)
-            except StorageUnavailable:
-                return _error(
-                    503,
-                    "ServiceUnavailable",
-                    f"the database is unavailable; retry in {RETRY_AFTER_S} s",
-                    {"Retry-After": str(RETRY_AFTER_S)},
-                )
-            except RequestValidationError as exc:
-                return _error(400, "BadRequest", str(exc.errors()))
+            except Exception as exc:
+                render = _handler_of(request.app, exc)
+                if render is None:
+                    raise
+                response = render(request, exc)
+                if inspect.isawaitable(response):
+                    response = await response
+                return _with_sensorthings_keys(response)
 
         return route
+
+
+def _handler_of(app: Starlette, exc: Exception) -> Callable[..., Any] | None:
+    """The app's handler of `exc` (api/app.py), by its class or the nearest base; None for
+    an unexpected error, left to the app (it logs it and answers 500)."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in app.exception_handlers:
+            handler: Callable[..., Any] = app.exception_handlers[cls]
+            return handler
+    return None
+
+
+def _with_sensorthings_keys(response: Response) -> Response:
+    """The hub's error body with SensorThings' `code`, `type` and `message` added."""
+    body = orjson.loads(bytes(response.body))
+    body |= {"code": response.status_code, "type": "error", "message": body["detail"]}
+    headers = {
+        k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
+    }
+    return Response(to_json(body), response.status_code, headers, media_type="application/json")
 
 
 router = APIRouter(tags=["sensorthings"], route_class=StaRoute)
