@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import fastapi
 import orjson
 import psycopg
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import Field
 from pydantic_core import to_json
 from starlette.applications import Starlette
 
@@ -35,7 +38,7 @@ from datahub.api.deps import (
     WriteLender,
 )
 from datahub.api.licences import licences_of, link_licences
-from datahub.api.schemas import error_responses
+from datahub.api.schemas import InModel, error_responses
 from datahub.api.sensorthings import entities
 from datahub.api.sensorthings.ast import Binary, Expand, Expr, Literal, Options, Prop
 from datahub.api.sensorthings.model import RELATIONS, EntityType
@@ -58,10 +61,102 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
 ]
-_OPTIONS = {"$filter", "$orderby", "$top", "$skip", "$count", "$select", "$expand"}
-# Custom options (no `$`): the hub's rollups of one Datastream, and the next page's cursor.
-_CUSTOM = {"aggregate", "aggregateFn", "$skiptoken", "$resultFormat"}
-_WIDTHS = {"1h": rollups.HOUR, "1d": rollups.DAY}
+
+
+class Rollup(StrEnum):
+    """The hub's rollups a Datastream's Observations can be aggregated by."""
+
+    HOUR = "1h"
+    DAY = "1d"
+
+
+class RollupFn(StrEnum):
+    """How a rollup's bucket of readings becomes one value (storage.buckets.AggregateFn
+    but `delta`, the REST API's for counters)."""
+
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    SUM = "sum"
+    COUNT = "count"
+    LAST = "last"
+
+
+_WIDTHS = {Rollup.HOUR: rollups.HOUR, Rollup.DAY: rollups.DAY}
+
+
+class OptionsQuery(InModel):
+    """The query options of a SensorThings request (OGC 18-088, 9.3) and the hub's own.
+
+    Declared here, so that the OpenAPI document lists them and api/params.py refuses any
+    other (422). What the schema cannot say (an option's syntax, a maximum from the
+    settings) the parser checks, 400 naming what is wrong.
+    """
+
+    filter: str | None = Field(
+        default=None,
+        alias="$filter",
+        description="a condition on the entities' properties, a subset of OData 4.01 "
+        "(docs/sensorthings.md), e.g. `result gt 20 and phenomenonTime ge "
+        "2024-05-01T00:00:00Z`",
+    )
+    orderby: str | None = Field(
+        default=None,
+        alias="$orderby",
+        description="properties or expressions, each `asc` (default) or `desc`, "
+        "comma-separated; ties are broken by `@iot.id`",
+    )
+    top: int | None = Field(
+        default=None,
+        alias="$top",
+        ge=0,
+        description="page size; default `sensorthings.top_default`, at most "
+        "`sensorthings.top_max` (more is a 400)",
+    )
+    skip: int | None = Field(
+        default=None,
+        alias="$skip",
+        ge=0,
+        description="entities to skip, at most `sensorthings.skip_max` (more is a 400); "
+        "deeper pages come from `@iot.nextLink`",
+    )
+    count: bool | None = Field(
+        default=None, alias="$count", description="`true`: the collection's size as `@iot.count`"
+    )
+    select: str | None = Field(
+        default=None,
+        alias="$select",
+        description="the properties and navigation properties to return, comma-separated; "
+        "`id` is `@iot.id`",
+    )
+    expand: str | None = Field(
+        default=None,
+        alias="$expand",
+        description="navigation properties to include, nested with `/` or with options in "
+        "parentheses separated by `;`, e.g. `Datastreams($top=1;$expand=Observations)`",
+    )
+    skiptoken: str | None = Field(
+        default=None,
+        alias="$skiptoken",
+        description="the cursor an `@iot.nextLink` carries, unchanged; anything else is a 400",
+    )
+    # Beyond the standard: the hub's rollups of one Datastream.
+    aggregate: Rollup | None = Field(
+        default=None,
+        description="the Observations of one Datastream as hourly or daily aggregates",
+    )
+    aggregate_fn: RollupFn | None = Field(
+        default=None,
+        alias="aggregateFn",
+        description="with `aggregate`: what a bucket's readings become (default `avg`)",
+    )
+
+    def given(self) -> dict[str, str]:
+        """The options given, `$name -> text`, as the parser and `@iot.nextLink` take them."""
+        return {
+            name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+            for name, value in self.model_dump(by_alias=True, exclude_none=True).items()
+        }
 
 
 class StaRoute(APIRoute):
@@ -143,6 +238,7 @@ def landing_page(request: Request, settings: SettingsDep) -> Response:
 @router.get(PREFIX + "/{path:path}", responses=_RESPONSES, openapi_extra=ANONYMOUS_TOO)
 def read(
     path: str,
+    query: Annotated[OptionsQuery, fastapi.Query()],
     request: Request,
     conn: Conn,
     lend_writer: WriteLender,
@@ -163,7 +259,7 @@ def read(
     """
     if path in ("", "/"):
         return landing_page(request, settings)
-    raw = _raw_options(request)
+    raw = query.given()
     ensured = getattr(request.app.state, "sensorthings_ids_at", None)
     now = time.monotonic()
     if ensured is None or now - ensured > ENSURE_IDS_S:
@@ -190,18 +286,6 @@ def read(
     if ensured is None or now - ensured > ENSURE_IDS_S:
         request.app.state.sensorthings_ids_at = now
     return response
-
-
-def _raw_options(request: Request) -> dict[str, str]:
-    raw: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in _OPTIONS and name not in _CUSTOM:
-            known = ", ".join(sorted(_OPTIONS | _CUSTOM))
-            raise QueryError(f"unknown query option {name!r} (the options are {known})")
-        if name in raw:
-            raise QueryError(f"query option {name} is given twice")
-        raw[name] = value
-    return raw
 
 
 def sta_catalog(catalog: MetricCatalog) -> sta.Catalog:
@@ -254,9 +338,7 @@ class Reader:
         parent: Parent | None = None
         row: Row | None = None
         last = steps[-1]
-        options = OptionParser(last.entity, self.limits).parse(
-            {k: v for k, v in raw.items() if k in _OPTIONS}
-        )
+        options = OptionParser(last.entity, self.limits).parse(raw)
         for i, step in enumerate(steps[:-1]):
             columns = {"id"} | sta.parent_columns(step.entity, steps[i + 1].via or "")
             if step.entity is E.DATASTREAM:  # what counts and aggregates of it need
@@ -479,17 +561,9 @@ class Reader:
             or single
         ):
             raise QueryError("aggregate applies to the Observations of one Datastream")
-        width = _WIDTHS.get(raw.get("aggregate", "1h"))
-        if width is None:
-            raise QueryError(f"aggregate must be 1h or 1d, got {raw.get('aggregate')!r}")
-        try:
-            fn = AggregateFn(raw.get("aggregateFn", "avg"))
-        except ValueError:
-            raise QueryError(
-                f"aggregateFn must be avg, min, max, sum, count or last, got {raw['aggregateFn']!r}"
-            ) from None
-        if fn is AggregateFn.DELTA:
-            raise QueryError("aggregateFn=delta is the REST API's (/v1/readings/aggregate)")
+        # Their values are OptionsQuery's: checked before the request gets here.
+        width = _WIDTHS[Rollup(raw.get("aggregate", Rollup.HOUR))]
+        fn = AggregateFn(raw.get("aggregateFn", RollupFn.AVG))
         bounds = _time_bounds(options.filter)
         if bounds is None or options.expand or options.select:
             raise QueryError(
