@@ -8,21 +8,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_helpers import (
-    API_LIMITS,
-    FakeMapping,
-    FakeMetric,
-    FakeProfile,
-    Seed,
-    at,
-    build_app,
-    iso,
-)
+from api_helpers import API_LIMITS, NOISY, Seed, at, build_app, iso
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import decoders
-from datahub.api.catalog import MetricCatalog
 from datahub.domain import City
 from datahub.storage import usage
 
@@ -182,22 +172,6 @@ def test_docs_work_without_internet(client: TestClient) -> None:
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
     assert "/openapi.json" in page.text
-
-
-NOISY = MetricCatalog.build(
-    metrics={
-        "temperature": FakeMetric("temperature", "Cel", "air temperature"),
-        "battery_voltage": FakeMetric("battery_voltage", "V", "battery voltage"),
-    },
-    profiles={
-        "sensor": FakeProfile(
-            (
-                FakeMapping("t", "temperature", decimals=3),
-                FakeMapping("v", "battery_voltage", decimals=2),
-            )
-        )
-    },
-)
 
 
 def test_values_are_rendered_at_their_profiles_resolution_and_stored_unchanged(

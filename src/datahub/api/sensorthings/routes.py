@@ -330,6 +330,7 @@ class Reader:
         base = self.root.removesuffix(PREFIX)
         self.scope = Scope(self.dataset_ids, sta_catalog(self.catalog), f"{base}/v1/metrics#")
         self.limits = Limits(section.top_default, section.top_max, section.skip_max)
+        self.context = entities.Context(self.root, entities.Resolution(self.catalog))
 
     # -- the request
 
@@ -372,7 +373,7 @@ class Reader:
             row = self.one(step.entity, columns, parent, step.entity_id)
             self.note(step.entity, [row])
             link = entities.self_link(self.root, step.entity, row["id"])
-            body = entities.entity_json(step.entity, row, self.root, [resource.property], link)
+            body = entities.entity_json(step.entity, row, self.context, [resource.property], link)
             value = body.get(resource.property)
             if resource.value:
                 if value is None:
@@ -485,7 +486,7 @@ class Reader:
             entities.entity_json(
                 entity,
                 row,
-                self.root,
+                self.context,
                 options.select,
                 entities.self_link(self.root, entity, row["id"]),
             )
