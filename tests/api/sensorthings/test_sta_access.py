@@ -11,6 +11,8 @@ from access_world import COMMERCIAL, OPEN, RESTRICTED, VALUES, World, build_worl
 from api_helpers import API_LIMITS, Seed, build_app
 from fastapi.testclient import TestClient
 
+from datahub.storage import sensorthings as sta
+
 STA = "/sta/v1.1"
 # Who sees which sensors (access_world's grants: the company has the commercial dataset,
 # the department the restricted one, the supplier both of its own).
@@ -241,3 +243,35 @@ def test_the_rate_limit_is_the_rest_apis_with_sensorthings_keys(
     body = sta_keys_removed(refused.json(), 429)
     assert body["error"] == "TooManyRequests" and "rate limit" in body["detail"]
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_head_answers_as_get_without_a_body_and_meters_nothing(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    for path in ("Observations?$top=2", "Things?$expand=Datastreams", "Observations?$top=x"):
+        head = client.head(f"{STA}/{path}", headers=world.headers("company"))
+        got = client.get(f"{STA}/{path}", headers=world.headers("company"))
+
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        for name in ("content-type", "content-length", "link"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    assert [observations for *_, observations in ledger(conn)] == [2]
+
+
+def test_names_get_their_ids_once_whatever_the_request_becomes(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    ensure_ids = sta.ensure_ids
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        ensure_ids(*args, **kwargs)
+
+    monkeypatch.setattr(sta, "ensure_ids", counted)
+
+    statuses = [client.get(f"{STA}/{path}").status_code for path in ("Nothing", "Things")]
+
+    assert statuses == [404, 200]
+    assert len(calls) == 1

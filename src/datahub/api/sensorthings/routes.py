@@ -263,9 +263,11 @@ def read(
     ensured = getattr(request.app.state, "sensorthings_ids_at", None)
     now = time.monotonic()
     if ensured is None or now - ensured > ENSURE_IDS_S:
-        # Names seen since get their ids: a write, on the primary, never on a replica.
+        # Names seen since get their ids: a write on the primary (never on a replica) in a
+        # transaction of its own, committed whatever becomes of this request.
         with lend_writer() as writer:
             sta.ensure_ids(writer, metrics=catalog.metrics, profiles=catalog.profiles)
+        request.app.state.sensorthings_ids_at = now
     reader = Reader(
         conn, settings, catalog, meter.caller.dataset_ids, service_root(request, settings)
     )
@@ -274,6 +276,8 @@ def read(
         with conn.transaction():
             sta.set_limits(conn, milliseconds=settings.sensorthings.statement_timeout_ms)
             response = reader.respond(parse_path(path), raw, request)
+            # Read before the charge, which commits the usage: after it, only rendering.
+            licences = licences_of(conn, reader.datasets)
     except sta.SqlError as exc:
         raise BadRequest(str(exc)) from None
     except psycopg.errors.QueryCanceled:
@@ -282,9 +286,7 @@ def read(
             "narrow it, e.g. to one Datastream or a phenomenonTime range"
         ) from None
     meter.charge(reader.served)
-    link_licences(response, licences_of(conn, reader.datasets))
-    if ensured is None or now - ensured > ENSURE_IDS_S:
-        request.app.state.sensorthings_ids_at = now
+    link_licences(response, licences)
     return response
 
 
