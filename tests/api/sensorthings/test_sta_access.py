@@ -149,7 +149,10 @@ def test_an_aggregate_point_counts_as_one_observation(
         ("$top=10001", "$top=10001 is over the maximum of 10000"),
         ("$orderby=result sideways", "$orderby: unexpected 'sideways'"),
         ("$skiptoken=forged", "$skiptoken is not one of this collection's @iot.nextLink"),
+        ("$filter=" + "(" * 500 + "result gt 1" + ")" * 500, "nests more than 40 levels deep"),
+        ("$filter=" + "not " * 2000 + "result gt 1", "nests more than 40 levels deep"),
     ],
+    ids=lambda v: v if len(v) < 80 else v[:40] + "…",
 )
 def test_bad_input_is_400_naming_what_is_wrong(
     client: TestClient, world: World, query: str, message: str
@@ -174,6 +177,18 @@ OPTIONS = [
     "aggregate",
     "aggregateFn",
 ]
+
+
+def test_a_long_list_of_alternatives_is_answered(client: TestClient, world: World) -> None:
+    ids = sorted(things(client, world, "supplier").values())
+    wanted = " or ".join(f"id eq {i}" for i in [*range(-2000, 0), *ids])
+
+    response = client.get(
+        f"{STA}/Things", params={"$filter": wanted}, headers=world.headers("supplier")
+    )
+
+    assert response.status_code == 200
+    assert sorted(t["@iot.id"] for t in response.json()["value"]) == ids
 
 
 def test_the_openapi_document_declares_the_query_options(client: TestClient) -> None:
