@@ -26,6 +26,9 @@ from datahub.errors import ConfigError
 LOCAL_DATABASE_URL = "postgresql://datahub@127.0.0.1:55432/datahub"
 LOCAL_BROKER_URL = "mqtt://127.0.0.1:18830"
 
+# In a source's client_id: the name of the ingest worker (ingest.worker).
+WORKER_PLACEHOLDER = "{worker}"
+
 DEFAULT_TOPICS = {
     SourceFormat.TTN_V3: "v3/+/devices/+/up",
     SourceFormat.CHIRPSTACK_V4_JSON: "application/+/device/+/event/up",
@@ -93,7 +96,9 @@ class SourceSettings(_Section):
         default="3.1.1", description="The Things Stack speaks 3.1.1 only; Mosquitto both"
     )
     client_id: str | None = Field(
-        default=None, description="fixed client id, needed for a persistent QoS 1 session"
+        default=None,
+        description="fixed client id, needed for a persistent QoS 1 session; {worker} "
+        "stands for ingest.worker",
     )
     storage_api: StorageApiSettings | None = Field(
         default=None, description="TTN Storage Integration, to back-fill what MQTT missed"
@@ -188,6 +193,12 @@ class IngestSettings(_Section):
         default=1.0,
         ge=0,
         description="how often the rollups of changed hours are recomputed; 0: never",
+    )
+    worker: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
+        description="this worker's name among the ingest processes sharing the sources; "
+        "the same across restarts",
     )
     metrics_host: str = Field(default="127.0.0.1", description="address of /metrics and /health")
     metrics_port: int = Field(
@@ -302,6 +313,24 @@ class Settings(BaseSettings):
 
     def broker_for(self, source: SourceSettings) -> str:
         return source.broker_url or self.broker_url
+
+    def client_id_for(self, source: SourceSettings) -> str:
+        """The MQTT client id of `source` in this ingest worker: its `client_id` with
+        `{worker}` replaced by `ingest.worker`, by default `datahub-ingest-<name>`, or
+        `datahub-ingest-<worker>-<name>` for a named worker.
+
+        Workers sharing a source need ids of their own (an id already connected is taken
+        over), and the same ids after a restart (their sessions hold their share)."""
+        worker = self.ingest.worker
+        if source.client_id is None:
+            prefix = f"datahub-ingest-{worker}" if worker else "datahub-ingest"
+            return f"{prefix}-{source.name}"
+        if WORKER_PLACEHOLDER in source.client_id and worker is None:
+            raise ConfigError(
+                f"source {source.name}: client_id {source.client_id!r} names {{worker}}; "
+                "set ingest.worker (DATAHUB_INGEST__WORKER) to this worker's name"
+            )
+        return source.client_id.replace(WORKER_PLACEHOLDER, worker or "")
 
     @property
     def conninfo(self) -> str:

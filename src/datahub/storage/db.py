@@ -148,9 +148,14 @@ def _libpq_options(settings: Settings) -> dict[str, Any]:
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False, batch_writes: bool = False
+    settings: Settings,
+    *,
+    autocommit: bool = False,
+    batch_writes: bool = False,
+    application_name: str = APPLICATION_NAME,
 ) -> BoundedConnection:
-    """Open one connection with the configured timeouts.
+    """Open one connection with the configured timeouts, named `application_name` in
+    `pg_stat_activity`.
 
     Every wait for the server is bounded by `database.response_timeout_s`: past it the
     connection is closed and `NoResponse` raised (an OperationalError, so in UNAVAILABLE).
@@ -165,12 +170,12 @@ def connect(
         conn = BoundedConnection.connect(
             settings.conninfo,
             autocommit=autocommit,
-            application_name=APPLICATION_NAME,
+            application_name=application_name,
             **_libpq_options(settings),
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
-    conn._bind(settings, APPLICATION_NAME)
+    conn._bind(settings, application_name)
     if batch_writes:
         conn.adapters.register_dumper(list, ListBinaryDumper)
         set_json_dumps(orjson.dumps, conn)
