@@ -142,6 +142,32 @@ class DatabaseSettings(_Section):
     tcp_user_timeout_ms: int = Field(
         default=30_000, ge=0, description="data unacknowledged this long ends a connection"
     )
+    replica_url: SecretStr | None = Field(
+        default=None,
+        description="a streaming replica of database_url that the API reads from; "
+        "none: the API reads from database_url",
+    )
+    replica_max_lag_s: float = Field(
+        default=10.0,
+        ge=1,
+        description="the most recent writes a read on the replica may miss, in seconds; "
+        "past it, reads go to the primary (or are refused: replica_lagging)",
+    )
+    replica_lagging: Literal["primary", "unavailable"] = Field(
+        default="primary",
+        description="while the replica is further behind or unreachable: read on the "
+        "primary, or answer 503",
+    )
+    transaction_pooling: bool = Field(
+        default=False,
+        description="the URLs lead to a pooler in transaction mode (PgBouncer): no "
+        "statement prepared on the server, no settings sent at start-up",
+    )
+
+    @field_validator("replica_url")
+    @classmethod
+    def _replica_postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _postgres_url(value)
 
     @model_validator(mode="after")
     def _server_cancels_first(self) -> DatabaseSettings:
@@ -297,10 +323,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
-            raise ValueError("database_url must be a postgresql:// URL")
-        return value
+        return _postgres_url(value)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:
@@ -335,9 +358,13 @@ class Settings(BaseSettings):
     @property
     def conninfo(self) -> str:
         """The database URL as libpq takes it."""
-        return self.database_url.get_secret_value().replace(
-            "postgresql+psycopg://", "postgresql://"
-        )
+        return _libpq_url(self.database_url)
+
+    @property
+    def replica_conninfo(self) -> str | None:
+        """The replica's URL as libpq takes it; None without a replica."""
+        replica = self.database.replica_url
+        return None if replica is None else _libpq_url(replica)
 
     @classmethod
     def settings_customise_sources(
@@ -349,6 +376,17 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def _postgres_url(value: SecretStr) -> SecretStr:
+    scheme = urlsplit(value.get_secret_value()).scheme
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ValueError("a database URL must be a postgresql:// URL")
+    return value
+
+
+def _libpq_url(value: SecretStr) -> str:
+    return value.get_secret_value().replace("postgresql+psycopg://", "postgresql://")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

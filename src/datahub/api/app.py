@@ -23,6 +23,8 @@ from datahub.api.deps import Writers
 from datahub.api.gate import Gate
 from datahub.api.head import HeadAsGet
 from datahub.api.params import check_query, declared_parameters
+from datahub.api.reads import ReadHeaders, Reads
+from datahub.api.replica import CHECK_TIMEOUT_S, ReplicaCollector, ReplicaMonitor
 from datahub.api.routes import (
     admin,
     dashboard,
@@ -67,14 +69,28 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         # The pools do not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
         reader = db.open_pool(settings, name="api", autocommit=True)
-        # The writer pool may one day go through PgBouncer in transaction mode, which
-        # keeps no prepared statement from one transaction to the next.
+        # The writers' pool prepares no statement: it may go through PgBouncer in
+        # transaction mode, which keeps none from one transaction to the next.
         writer = db.open_pool(settings, name="api-writer", prepare=False)
         writers = Writers(
             rates=Writer(writer, name="rate-writer", durable=False),
             ledger=Writer(writer, name="ledger-writer", durable=True),
         )
+        replica = monitor = None
+        if settings.replica_conninfo is not None:
+            replica = db.open_pool(
+                settings,
+                name="api-replica",
+                conninfo=settings.replica_conninfo,
+                autocommit=True,
+                check_timeout_s=CHECK_TIMEOUT_S,
+            )
+            monitor = ReplicaMonitor(settings)
+            monitor.start()
+            telemetry_registry.register(collector := ReplicaCollector(monitor))
+        reads = Reads(settings, primary=reader, replica=replica, monitor=monitor)
         app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
+        app.state.reads = reads
         # Sync routes run in this thread pool: a thread for every request the gate lets
         # in (api/gate.py), so that an admitted request waits for a connection only.
         to_thread.current_default_thread_limiter().total_tokens = (
@@ -95,10 +111,15 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
             for one in (writers.rates, writers.ledger):
                 assert isinstance(one, Writer)
                 one.close()
+            if monitor is not None and replica is not None:
+                telemetry_registry.unregister(collector)
+                monitor.close()
+                replica.close()
             writer.close()
             reader.close()
             if app.state.writers is writers:
                 app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+                app.state.reads = None
 
     app = FastAPI(
         title="datahub",
@@ -115,6 +136,7 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     app.state.settings = settings
     app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
     app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+    app.state.reads = None
     app.state.callers = Callers(settings.fairshare.key_cache_s)
     app.state.gate = Gate(
         connections=settings.database.pool_size, queue=settings.database.pool_queue
@@ -134,6 +156,9 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
+    telemetry_registry = app.state.request_metrics.registry
+    if settings.replica_conninfo is not None:
+        app.add_middleware(ReadHeaders)
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
