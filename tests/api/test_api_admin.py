@@ -79,6 +79,16 @@ ROUTES = [
     ("DELETE", "/v1/admin/grants/ops/dew21"),
     ("GET", "/v1/admin/tariffs"),
     ("POST", "/v1/admin/tariffs"),
+    ("GET", "/v1/admin/alert-rules"),
+    ("POST", "/v1/admin/alert-rules"),
+    ("GET", "/v1/admin/alert-rules/x"),
+    ("PATCH", "/v1/admin/alert-rules/x"),
+    ("DELETE", "/v1/admin/alert-rules/x"),
+    ("GET", "/v1/admin/notifications"),
+    ("GET", "/v1/admin/unknown-devices"),
+    ("GET", "/v1/admin/decode-failures"),
+    ("GET", "/v1/admin/dead-letters"),
+    ("GET", "/v1/admin/dead-letters/1"),
 ]
 
 
@@ -176,6 +186,28 @@ def test_refused_datasets(
 ) -> None:
     response = client.post("/v1/admin/datasets", json=body, headers=ops)
     assert (response.status_code, response.json()["error"]) == (status, error)
+
+
+def test_open_data_metadata_round_trip(client: TestClient, ops: dict[str, str]) -> None:
+    first = client.patch(
+        "/v1/admin/datasets/dew21",
+        json={"open_data": {"keywords": ["Wasser"], "themes": ["ENER"], "public_summaries": True}},
+        headers=ops,
+    )
+    second = client.patch(
+        "/v1/admin/datasets/dew21", json={"open_data": {"title_en": "Water meters"}}, headers=ops
+    )
+    refused = client.patch(
+        "/v1/admin/datasets/dew21", json={"open_data": {"themes": ["WATER"]}}, headers=ops
+    )
+
+    assert first.status_code == second.status_code == 200
+    # A PATCH changes only the metadata it names.
+    assert second.json()["open_data"] | {"title_en": None} == first.json()["open_data"]
+    assert second.json()["open_data"]["title_en"] == "Water meters"
+    assert first.json()["open_data"]["keywords"] == ["Wasser"]
+    assert (refused.status_code, refused.json()["error"]) == (400, "BadRequest")
+    assert "not an EU data theme" in refused.json()["detail"]
 
 
 def test_patching_an_unknown_dataset_or_nulling_a_field(
