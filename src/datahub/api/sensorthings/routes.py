@@ -175,8 +175,9 @@ def read(
             f"the query took longer than {settings.sensorthings.statement_timeout_ms} ms; "
             "narrow it, e.g. to one Datastream or a phenomenonTime range"
         ) from None
+    licences = licences_of(conn, reader.datasets)  # every read before the charge
     meter.charge(reader.served)
-    link_licences(response, licences_of(conn, reader.datasets))
+    link_licences(response, licences)
     if ensured is None or now - ensured > ENSURE_IDS_S:
         request.app.state.sensorthings_ids_at = now
     return response
