@@ -4,12 +4,12 @@ It subscribes to the sources (ingest/mqtt.py), takes their messages in batches, 
 batch through the pipeline, retrying while the database is unavailable (probing it, to
 resume as soon as it answers), and acknowledges a batch's messages only after its commit.
 Besides, on threads of their own: the health and metrics endpoint (ingest/metrics.py), the
-rollup refresher (ingest/refresher.py) and the dedup retention (ingest/retention.py), each
-working while this worker leads it (ingest/leader.py), the SensorThings publisher of
-committed Observations (ingest/publish.py), the operator's device-health refresher, alarm
-scheduler and notification delivery (ops/worker.py), and the back-fill of a QoS 0 source's
-gap after it reconnects (ingest/backfill.py). It records the configured sources in the
-database at start-up.
+rollup refresher (ingest/refresher.py), the dedup retention (ingest/retention.py), the
+operator's device-health refresher and alarm scheduler and its notification delivery
+(ops/worker.py), each working while this worker leads it (ingest/leader.py); the
+SensorThings publisher of committed Observations (ingest/publish.py), and the back-fill of
+a QoS 0 source's gap after it reconnects (ingest/backfill.py). It records the configured
+sources in the database at start-up.
 """
 
 from __future__ import annotations
@@ -261,8 +261,13 @@ class Ingest:
 
     def leading(self) -> dict[str, bool]:
         return {
-            job.leadership.job.label: job.leadership.leading
-            for job in (self.refresher, self.retention)
+            leadership.job.label: leadership.leading
+            for leadership in (
+                self.refresher.leadership,
+                self.retention.leadership,
+                self.ops.maintenance,
+                self.ops.delivery,
+            )
         }
 
     def _backfill_gap(self, source_name: str, gap_start: datetime) -> None:

@@ -25,6 +25,8 @@ class Job(IntEnum):
 
     ROLLUPS = 1
     DEDUP_RETENTION = 2
+    OPS_MAINTENANCE = 3  # device health and the alarm scheduler (ops/worker.py)
+    ALERT_DELIVERY = 4
 
     @property
     def label(self) -> str:
