@@ -116,26 +116,13 @@ def _ingest(settings: Settings, options: ScaleOptions, workdir: Path) -> dict[st
         stored, readings = bench.count_stored(conn)
         stored -= stored_before
         grown = bench.database_bytes(conn) - size_before
-    summary = {}
-    for count in options.workers:
-        mine = [r for r in runs if r["workers"] == count]
-        rates = [r["uplinks_per_s"] for r in mine]
-        summary[str(count)] = {
-            "uplinks_per_s": median(rates),
-            "spread": [min(rates), max(rates)],
-            # Against one worker in the same round.
-            "to_one_worker": [
-                round(r["uplinks_per_s"] / one["uplinks_per_s"], 2)
-                for r in mine
-                for one in runs
-                if one["workers"] == options.workers[0] and one["round"] == r["round"]
-            ],
-            "cpu_us_per_uplink": {
-                part: median(r["cpu_us_per_uplink"][part] for r in mine)
-                for part in mine[0]["cpu_us_per_uplink"]
-            },
-            "worker_rss_mib": max(max(r["worker_rss_mib"]) for r in mine),
-        }
+    summary = summarize(
+        runs, by="workers", rate="uplinks_per_s", cpu="cpu_us_per_uplink", ratio="to_one_worker"
+    )
+    for name, figures in summary.items():
+        figures["worker_rss_mib"] = max(
+            max(r["worker_rss_mib"]) for r in runs if str(r["workers"]) == name
+        )
     return {
         "uplinks_per_run": options.uplinks,
         "mqtt_version": options.mqtt_version,
@@ -179,24 +166,13 @@ def _api(settings: Settings, options: ScaleOptions, workdir: Path) -> dict[str, 
                     "database_alone_per_s": cell["database"]["ok_per_s"],
                 }
             )
-    summary = {}
-    for count in options.api_workers:
-        mine = [r for r in runs if r["processes"] == count]
-        rates = [r["requests_per_s"] for r in mine]
-        summary[str(count)] = {
-            "requests_per_s": median(rates),
-            "spread": [min(rates), max(rates)],
-            "to_one_process": [
-                round(r["requests_per_s"] / one["requests_per_s"], 2)
-                for r in mine
-                for one in runs
-                if one["processes"] == options.api_workers[0] and one["round"] == r["round"]
-            ],
-            "cpu_us_per_request": {
-                part: median(r["cpu_us_per_request"][part] for r in mine)
-                for part in mine[0]["cpu_us_per_request"]
-            },
-        }
+    summary = summarize(
+        runs,
+        by="processes",
+        rate="requests_per_s",
+        cpu="cpu_us_per_request",
+        ratio="to_one_process",
+    )
     return {
         "kind": API_KIND,
         "clients": options.api_clients,
@@ -207,3 +183,28 @@ def _api(settings: Settings, options: ScaleOptions, workdir: Path) -> dict[str, 
         "summary": summary,
         "ledger_exact": exact,
     }
+
+
+def summarize(
+    runs: list[dict[str, Any]], *, by: str, rate: str, cpu: str, ratio: str
+) -> dict[str, dict[str, Any]]:
+    """Per configuration (`by`, in the order first run): the median rate over the rounds,
+    its spread, its ratio to the first configuration in each round, and the median CPU of
+    each part."""
+    first = runs[0][by]
+    summary: dict[str, dict[str, Any]] = {}
+    for count in dict.fromkeys(r[by] for r in runs):
+        mine = [r for r in runs if r[by] == count]
+        rates = [r[rate] for r in mine]
+        summary[str(count)] = {
+            rate: median(rates),
+            "spread": [min(rates), max(rates)],
+            ratio: [
+                round(r[rate] / one[rate], 2)
+                for r in mine
+                for one in runs
+                if one[by] == first and one["round"] == r["round"]
+            ],
+            cpu: {part: median(r[cpu][part] for r in mine) for part in mine[0][cpu]},
+        }
+    return summary
