@@ -173,6 +173,7 @@ def test_reads_go_to_the_replica_and_say_how_stale_they_may_be(
     assert ready["replica"]["max_lag_s"] == MAX_LAG_S
     metrics = client.get("/metrics").text
     assert "datahub_api_replica_up 1.0" in metrics
+    assert "datahub_devices{" in metrics  # the operator's gauges, read where reads go
     ledger.check()
 
 
