@@ -140,3 +140,19 @@ def test_datahub_accepts_the_settings_handed_to_it(
     settings = load_settings(settings_file)
     ids = [settings.client_id_for(s) for s in settings.sources]
     assert ids == ["datahub-ingest-0-ttn", "datahub-ingest-0-cs"]
+
+
+def test_the_api_reads_on_the_replica_through_pgbouncer(
+    settings_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [api] = pod_spec(by_name("Deployment", "datahub-api"))["containers"]
+    secret = by_name("Secret", "datahub-secrets")["stringData"]
+    for env in api["env"]:
+        if env["name"].startswith("DATAHUB_DATABASE"):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            monkeypatch.setenv(env["name"], secret[ref["key"]] if ref else env["value"])
+    settings = load_settings(settings_file)
+    assert settings.database.transaction_pooling
+    assert settings.replica_conninfo is not None
+    assert settings.replica_conninfo.endswith(":6432/datahub_replica")
+    assert settings.conninfo.endswith(":6432/datahub")
