@@ -24,6 +24,8 @@ from datahub.api.gate import Gate
 from datahub.api.head import HeadAsGet
 from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.params import check_query, declared_parameters
+from datahub.api.reads import ReadHeaders, Reads
+from datahub.api.replica import CHECK_TIMEOUT_S, ReplicaCollector, ReplicaMonitor
 from datahub.api.routes import (
     admin,
     alert_rules,
@@ -79,14 +81,28 @@ def create_app(
         # The pools do not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
         reader = db.open_pool(settings, name="api", autocommit=True)
-        # The writer pool may one day go through PgBouncer in transaction mode, which
-        # keeps no prepared statement from one transaction to the next.
+        # The writers' pool prepares no statement: it may go through PgBouncer in
+        # transaction mode, which keeps none from one transaction to the next.
         writer = db.open_pool(settings, name="api-writer", prepare=False)
         writers = Writers(
             rates=Writer(writer, name="rate-writer", durable=False),
             ledger=Writer(writer, name="ledger-writer", durable=True),
         )
+        replica = monitor = None
+        if settings.replica_conninfo is not None:
+            replica = db.open_pool(
+                settings,
+                name="api-replica",
+                conninfo=settings.replica_conninfo,
+                autocommit=True,
+                check_timeout_s=CHECK_TIMEOUT_S,
+            )
+            monitor = ReplicaMonitor(settings)
+            monitor.start()
+            telemetry_registry.register(collector := ReplicaCollector(monitor))
+        reads = Reads(settings, primary=reader, replica=replica, monitor=monitor)
         app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
+        app.state.reads = reads
         # Sync routes run in this thread pool: a thread for every request the gate lets
         # in (api/gate.py), so that an admitted request waits for a connection only.
         to_thread.current_default_thread_limiter().total_tokens = (
@@ -107,10 +123,15 @@ def create_app(
             for one in (writers.rates, writers.ledger):
                 assert isinstance(one, Writer)
                 one.close()
+            if monitor is not None and replica is not None:
+                telemetry_registry.unregister(collector)
+                monitor.close()
+                replica.close()
             writer.close()
             reader.close()
             if app.state.writers is writers:
                 app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+                app.state.reads = None
 
     app = FastAPI(
         title="datahub",
@@ -133,6 +154,7 @@ def create_app(
         )
     app.state.catalog = catalog
     app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+    app.state.reads = None
     app.state.callers = Callers(settings.fairshare.key_cache_s)
     app.state.gate = Gate(
         connections=settings.database.pool_size, queue=settings.database.pool_queue
@@ -159,6 +181,9 @@ def create_app(
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
+    telemetry_registry = app.state.request_metrics.registry
+    if settings.replica_conninfo is not None:
+        app.add_middleware(ReadHeaders)
     app.state.request_metrics.registry.register(OpsCollector(app))
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)

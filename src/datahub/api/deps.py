@@ -1,10 +1,11 @@
 """The API's dependencies, the only place that calls `Depends`.
 
-Reads and writes go separate ways, so that reads can move to a replica without touching
-a route: `Conn` lends a connection of the reader pool in autocommit (no BEGIN, no COMMIT);
-the rate slots and the usage ledger are written by the process's writers (api/writer.py)
-and the administration's changes in a `WriteConn` transaction, both on the writer pool
-(the primary). Today both pools point at `database_url`.
+Reads and writes go separate ways: `Conn` lends a reading connection in autocommit (no
+BEGIN, no COMMIT) where api/reads.py says, the replica while it is fresh enough or the
+primary; `PrimaryConn` one of the primary, for the administration, which must read its
+own changes; the rate slots and the usage ledger are written by the process's writers
+(api/writer.py) and the administration's changes in a `WriteConn` transaction, both on
+the writer pool (the primary).
 
 Those that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread
 pool, one hand-over to a worker thread and back per dependency and request (~0.1 ms of
@@ -17,7 +18,7 @@ the event loop (giving back an idle autocommit connection does not wait).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -32,9 +33,11 @@ from datahub.api.auth import Access, Callers
 from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
+from datahub.api.reads import ReadPlace, Reads
+from datahub.api.replica import ReplicaStatus
 from datahub.api.writer import Writes
 from datahub.config import Settings
-from datahub.errors import Forbidden, StorageUnavailable
+from datahub.errors import Forbidden, StorageUnavailable, Unauthorized
 from datahub.fairshare.keys import Scope
 from datahub.storage import db
 
@@ -79,10 +82,42 @@ async def admit(request: Request) -> AsyncIterator[None]:
 Admitted = Annotated[None, Depends(admit)]
 
 
-async def get_read_lender(request: Request, _admitted: Admitted) -> Lender:
-    """Return what lends a connection of the reader pool, in autocommit."""
-    pool = _pool(request, "reader")
-    return lambda: db.lend(pool)
+async def get_reads(request: Request) -> Reads:
+    """Return what chooses where the process's reads go."""
+    reads: Reads | None = getattr(request.app.state, "reads", None)
+    if reads is None:
+        raise StorageUnavailable("the connection pool is not open")
+    return reads
+
+
+ReadsDep = Annotated[Reads, Depends(get_reads)]
+
+
+async def get_replica_status(request: Request) -> ReplicaStatus | None:
+    """Return the replica as its monitor last found it; None without a replica."""
+    reads: Reads | None = getattr(request.app.state, "reads", None)
+    return None if reads is None else reads.status()
+
+
+ReplicaStatusDep = Annotated[ReplicaStatus | None, Depends(get_replica_status)]
+
+
+async def get_read_lender(request: Request, reads: ReadsDep, _admitted: Admitted) -> Lender:
+    """Return what lends a reading connection, in autocommit, where the request's reads go
+    (503 if they must go nowhere: api/reads.py); the answer says where."""
+    return _lender(request, reads, reads.place())
+
+
+async def get_primary_lender(request: Request, reads: ReadsDep, _admitted: Admitted) -> Lender:
+    """Return what lends a reading connection of the primary, in autocommit."""
+    return _lender(request, reads, reads.primary())
+
+
+def _lender(request: Request, reads: Reads, place: ReadPlace) -> Lender:
+    def record(used: ReadPlace) -> None:
+        request.state.read = used
+
+    return lambda: reads.lend(place, record=record)
 
 
 async def get_lender(request: Request, _admitted: Admitted) -> Lender:
@@ -145,7 +180,16 @@ async def get_access(
     if caller is None:
 
         def resolve() -> Access:
-            with lend() as conn:
+            try:
+                with lend() as conn:
+                    return callers.resolve(conn, secret, settings.fairshare, client=client)
+            except Unauthorized:
+                place: ReadPlace | None = getattr(request.state, "read", None)
+                if place is None or not place.replica:
+                    raise
+            # A key made a moment ago may not have reached the replica yet.
+            reads: Reads = request.app.state.reads
+            with reads.lend(reads.primary()) as conn:
                 return callers.resolve(conn, secret, settings.fairshare, client=client)
 
         caller = await run_in_threadpool(resolve)
@@ -183,6 +227,24 @@ async def get_conn(
     A pool that cannot lend a connection in time answers 429 while the database is up,
     503 if it is not (storage/db.py); so does a connection lost mid-request.
     """
+    async with _lent(lend) as conn:
+        yield conn
+
+
+async def get_primary_conn(
+    lend: Annotated[Lender, Depends(get_primary_lender)],
+    _caller: Annotated[Access, Depends(get_access)],
+) -> AsyncIterator[psycopg.Connection]:
+    """Lend a reading connection of the primary, in autocommit, once the caller is
+    resolved: for the administration, which must see its own changes at once."""
+    async with _lent(lend) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _lent(lend: Lender) -> AsyncIterator[psycopg.Connection]:
+    """Take the connection in a worker thread (taking one may wait); give it back in the
+    event loop (giving back an idle autocommit connection does not wait)."""
     lent = lend()
     conn = await run_in_threadpool(lent.__enter__)
     try:
@@ -261,6 +323,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
 # scope="function": the connection goes back before the response is sent.
 Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
+PrimaryConn = Annotated[psycopg.Connection, Depends(get_primary_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a
 # failed commit can still answer with an error.
 WriteConn = Annotated[psycopg.Connection, Depends(get_write_conn, scope="function")]

@@ -1,11 +1,13 @@
 """Metering: record what each response serves, per dataset, and hold consumers to their quota.
 
-`Meter.charge` runs after the data is read and before it is sent, and returns once the
-usage row and the quota counter are committed durably (in a transaction shared with other
-requests' charges, api/writer.py): a response leaves only after its usage is recorded, so
-the ledger equals what was served, and a request that would pass the quota is refused
-whole (429) instead of answered in part. A request that fails after its charge (it
-cannot, short of a crash: what follows only renders) would be counted unserved.
+`Meter.charge` runs after every read of the request (a route reads nothing after it) and
+before the answer is sent, and returns once the usage row and the quota counter are
+committed durably (in a transaction shared with other requests' charges, api/writer.py):
+a response leaves only after its usage is recorded, so the ledger equals what was served,
+and a request that would pass the quota is refused whole (429) instead of answered in
+part. A request that fails after its charge (it cannot, short of a crash: what follows
+only renders, and a lost database connection, of a replica say, fails a read before it)
+would be counted unserved.
 """
 
 from __future__ import annotations

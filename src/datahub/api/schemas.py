@@ -122,6 +122,23 @@ class LiveOut(OutModel):
     status: Literal["ok"] = "ok"
 
 
+class ReplicaOut(OutModel):
+    reachable: bool = Field(description="whether the replica answered its last check")
+    staleness_s: float | None = Field(
+        description="the most recent writes, in seconds, a read on it may miss now; null "
+        "before its first measurement"
+    )
+    max_lag_s: float = Field(description="database.replica_max_lag_s: reads on it stay within")
+
+
+class ReadyOut(OutModel):
+    status: Literal["ok"] = "ok"
+    reads: Literal["primary", "replica"] = Field(description="where reads go now")
+    replica: ReplicaOut | None = Field(
+        default=None, description="the streaming replica reads go to; null without one"
+    )
+
+
 class HealthOut(OutModel):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"

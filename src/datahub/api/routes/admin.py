@@ -43,7 +43,7 @@ from datahub.api.admin_schemas import (
     supplier_out,
     tariff_out,
 )
-from datahub.api.deps import Admin, Conn, WriteConn
+from datahub.api.deps import Admin, PrimaryConn, WriteConn
 from datahub.api.schemas import error_responses
 from datahub.errors import BadRequest
 from datahub.fairshare import admin
@@ -61,7 +61,7 @@ _WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
 @router.get("/suppliers", response_model=AdminSupplierListOut, responses=_READ_ERRORS)
-def list_suppliers(conn: Conn, caller: Admin) -> AdminSupplierListOut:
+def list_suppliers(conn: PrimaryConn, caller: Admin) -> AdminSupplierListOut:
     """List every supplier with its datasets and device count."""
     return AdminSupplierListOut(items=[supplier_out(r) for r in suppliers.list_suppliers(conn)])
 
@@ -82,7 +82,7 @@ def add_supplier(body: SupplierIn, conn: WriteConn, caller: Admin) -> AdminSuppl
 
 @router.get("/datasets", response_model=AdminDatasetListOut, responses=_WRITE_ERRORS)
 def list_datasets(
-    params: Annotated[AdminDatasetQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[AdminDatasetQuery, Query()], conn: PrimaryConn, caller: Admin
 ) -> AdminDatasetListOut:
     """List every dataset, whatever its licence class, with its device count."""
     owner = admin.supplier_id(conn, params.supplier) if params.supplier else None
@@ -144,7 +144,7 @@ def update_dataset(
 
 
 @router.get("/consumers", response_model=ConsumerListOut, responses=_READ_ERRORS)
-def list_consumers(conn: Conn, caller: Admin) -> ConsumerListOut:
+def list_consumers(conn: PrimaryConn, caller: Admin) -> ConsumerListOut:
     """List every consumer with its purpose, limits, grants and number of active keys."""
     return ConsumerListOut(items=[consumer_out(r) for r in consumers.list_consumers(conn)])
 
@@ -195,7 +195,7 @@ def create_key(
 
 
 @router.get("/consumers/{slug}/keys", response_model=KeyListOut, responses=_WRITE_ERRORS)
-def list_keys(slug: str, conn: Conn, caller: Admin) -> KeyListOut:
+def list_keys(slug: str, conn: PrimaryConn, caller: Admin) -> KeyListOut:
     """List a consumer's keys by prefix, revoked ones too; never the keys themselves."""
     return KeyListOut(items=[key_out(r) for r in admin.list_keys(conn, consumer=slug)])
 
@@ -210,7 +210,9 @@ def revoke_key(prefix: str, conn: WriteConn, caller: Admin) -> KeyOut:
 
 
 @router.get("/grants", response_model=GrantListOut, responses=_WRITE_ERRORS)
-def list_grants(params: Annotated[GrantQuery, Query()], conn: Conn, caller: Admin) -> GrantListOut:
+def list_grants(
+    params: Annotated[GrantQuery, Query()], conn: PrimaryConn, caller: Admin
+) -> GrantListOut:
     """List grants, of one consumer or on one dataset if asked."""
     rows = admin.list_grants(conn, consumer=params.consumer, dataset=params.dataset)
     return GrantListOut(items=[grant_out(r) for r in rows])
@@ -242,7 +244,7 @@ def delete_grant(consumer: str, dataset: str, conn: WriteConn, caller: Admin) ->
 
 @router.get("/tariffs", response_model=TariffListOut, responses=_WRITE_ERRORS)
 def list_tariffs(
-    params: Annotated[TariffQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[TariffQuery, Query()], conn: PrimaryConn, caller: Admin
 ) -> TariffListOut:
     """List every tariff version, marking those in force now."""
     rows = admin.list_tariffs(conn, at=datetime.now(UTC), dataset=params.dataset)

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from datahub.api import ops_schemas as out
-from datahub.api.deps import Admin, Conn, SettingsDep, WriteConn
+from datahub.api.deps import Admin, Conn, PrimaryConn, SettingsDep, WriteConn
 from datahub.api.schemas import error_responses
 from datahub.errors import BadRequest
 from datahub.ops import rules
@@ -25,7 +25,7 @@ _WRITE = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
 @router.get("/alert-rules", response_model=out.RuleListOut, responses=_READ)
-def list_rules(conn: Conn, caller: Admin) -> out.RuleListOut:
+def list_rules(conn: PrimaryConn, caller: Admin) -> out.RuleListOut:
     """List every alert rule by name."""
     return out.RuleListOut(items=[out.rule_out(r) for r in alerts.list_rules(conn)])
 
@@ -50,7 +50,7 @@ def add_rule(
 
 
 @router.get("/alert-rules/{name}", response_model=out.RuleOut, responses=_READ)
-def get_rule(name: str, conn: Conn, caller: Admin) -> out.RuleOut:
+def get_rule(name: str, conn: PrimaryConn, caller: Admin) -> out.RuleOut:
     """Show one alert rule."""
     return out.rule_out(rules.get_rule(conn, name=name))
 

@@ -49,8 +49,8 @@ def list_latest(
         dataset_ids=meter.caller.dataset_ids,
     )
     served = metering.count_by_dataset(row.dataset_id for row in latest)
+    licences = licences_of(conn, served)  # every read before the charge (api/metering.py)
     meter.charge(served)
-    licences = licences_of(conn, served)
     units = {m: catalog.unit(m) for m in {row.metric for row in latest}}
     # Each value at the resolution its profile declares; stored values stay as they are.
     rounders = {

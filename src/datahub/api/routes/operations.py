@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Response
 
 from datahub.api import ops_schemas as out
 from datahub.api import render
-from datahub.api.deps import CatalogDep, Conn, Operator, SettingsDep, WriteConn
+from datahub.api.deps import CatalogDep, Conn, Operator, PrimaryConn, SettingsDep, WriteConn
 from datahub.api.query import parse_dev_eui
 from datahub.api.schemas import error_responses
 from datahub.errors import Conflict, NotFound
@@ -154,9 +154,10 @@ def get_coverage(conn: Conn, caller: Operator) -> Response:
 
 @router.get("/alarms", response_model=out.AlarmListOut, responses=_ERRORS)
 def list_alarms(
-    params: Annotated[out.AlarmQuery, Query()], conn: Conn, caller: Operator
+    params: Annotated[out.AlarmQuery, Query()], conn: PrimaryConn, caller: Operator
 ) -> out.AlarmListOut:
     """List alarms, newest first: the active ones (open or acknowledged) unless asked."""
+    # On the primary: an operator who acknowledged an alarm sees it so at once.
     before = out.parse_id_cursor(params.cursor)
     rows = alerts.list_alarms(
         conn,

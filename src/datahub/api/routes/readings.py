@@ -72,8 +72,8 @@ def list_device_readings(
         limit=limit + 1,
     )
     page, more = query.split_page(rows, limit)
+    licences = licences_of(conn, [device.dataset_id])  # every read before the charge
     meter.charge({device.dataset_id: len(page)})
-    licences = licences_of(conn, [device.dataset_id])
     next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
     next_url = render.next_page_url(request, settings, next_cursor)
     metrics = {r.metric for r in page}
@@ -196,8 +196,8 @@ def aggregate_readings(
         raise BadRequest("pass device (a DevEUI) or city")
     weight = settings.fairshare.aggregate_point_weight
     served = metering.count_by_dataset((d for r in rows for d in r.datasets), weight=weight)
+    licences = licences_of(conn, served)  # every read before the charge (api/metering.py)
     meter.charge(served)
-    licences = licences_of(conn, served)
     series = _series(rows) or ([empty] if empty is not None else [])
     if render.wants_csv(request, params.format):
         csv = render.csv_response(
