@@ -11,6 +11,7 @@ from pathlib import Path
 
 from datahub.domain import SLUG, City, Device, LevelCalibration, Location, Placement
 from datahub.errors import DatahubError
+from datahub.privacy import PrivacyClass
 from datahub.storage.suppliers import SupplierRow
 
 COLUMNS = ("dev_eui", "name", "city", "supplier", "profile")
@@ -24,9 +25,15 @@ OPTIONAL = (
     "area",
     "level_empty",
     "level_full",
+    "privacy",
 )
 # Attributes a file without their columns leaves as they are (storage.devices.KEEPABLE).
-_KEPT_WITHOUT = {"placement": ("placement",), "area": ("area",), "level": ("level_empty",)}
+_KEPT_WITHOUT = {
+    "placement": ("placement",),
+    "area": ("area",),
+    "level": ("level_empty",),
+    "privacy": ("privacy",),
+}
 _HEX16 = re.compile(r"^[0-9A-Fa-f]{16}$")
 MAX_AREA_LENGTH = 100
 
@@ -113,6 +120,16 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
             raise RegistryFileError(
                 f"{where}: placement {field('placement')!r} is not one of {kinds}"
             ) from None
+    privacy = None
+    if field("privacy"):
+        try:
+            privacy = PrivacyClass(field("privacy"))
+        except ValueError:
+            classes = ", ".join(c.value for c in PrivacyClass)
+            raise RegistryFileError(
+                f"{where}: privacy {field('privacy')!r} is not one of {classes} "
+                "(empty: the dataset's class)"
+            ) from None
     area = field("area") or None
     if area is not None and (len(area) > MAX_AREA_LENGTH or not area.isprintable()):
         raise RegistryFileError(
@@ -129,6 +146,7 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
         placement=placement,
         area=area,
         level=_level(field("level_empty"), field("level_full"), where=where),
+        privacy=privacy,
     )
 
 
