@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
 from datahub.domain import Device
+from datahub.privacy import is_public_id
 from datahub.storage import privacy
 
 # The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
@@ -264,36 +266,60 @@ def list_devices(
     sequence matches none); None means any profile. `dataset` is a dataset's slug;
     `dataset_ids` hides the devices of any other dataset (None: hide none); `granted` as
     for `get_device`.
+
+    Devices shown by their DevEUI come first, walked along the DevEUI's index; devices
+    shown by their public id (which sorts after every DevEUI) follow, each computed, and
+    only once a page reaches them.
     """
-    rows = conn.execute(
-        f"""
-        SELECT * FROM (
-            SELECT {_DEVICE_COLUMNS}
-            FROM {_DEVICE_TABLES}
-            WHERE (%(city)s::text IS NULL OR d.city = %(city)s)
-              AND (%(supplier)s::text IS NULL OR s.slug = %(supplier)s)
-              AND (%(dataset)s::text IS NULL OR ds.slug = %(dataset)s)
-              AND {VISIBLE_DEVICE}
-              AND (%(profiles)s::text[] IS NULL OR d.profile = ANY(%(profiles)s::text[]))
-        ) AS shown (id, dev_eui, name, city, supplier_slug, supplier_name, dataset_id,
-                    dataset_slug, profile, latitude, longitude, last_seen_at, placement, area,
-                    privacy, protected, shown_id)
-        WHERE %(after)s::text IS NULL OR shown_id COLLATE "C" > %(after)s
-        ORDER BY shown_id COLLATE "C"
-        LIMIT %(limit)s
-        """,
-        {
-            "city": city,
-            "supplier": supplier,
-            "dataset": dataset,
-            "dataset_ids": _ids(dataset_ids),
-            "granted": privacy.granted_param(granted),
-            "profiles": list(profiles) if profiles is not None else None,
-            "after": after,
-            "limit": limit,
-        },
-    ).fetchall()
+    params: dict[str, object] = {
+        "city": city,
+        "supplier": supplier,
+        "dataset": dataset,
+        "dataset_ids": _ids(dataset_ids),
+        "granted": privacy.granted_param(granted),
+        "profiles": list(profiles) if profiles is not None else None,
+        "limit": limit,
+    }
+    protected = privacy.protected("d")
+    rows: list[tuple[Any, ...]] = []
+    if after is None or not is_public_id(after):
+        rows = conn.execute(
+            f"""
+            SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_TABLES}
+            WHERE {_LISTED} AND NOT {protected}
+              AND (%(after)s::text IS NULL OR d.dev_eui > %(after)s)
+            ORDER BY d.dev_eui
+            LIMIT %(limit)s
+            """,
+            params | {"after": after},
+        ).fetchall()
+    if limit is None or len(rows) < limit:
+        public = privacy.public_id_of("d")
+        rows += conn.execute(
+            f"""
+            SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_TABLES}
+            WHERE {_LISTED} AND {protected}
+              AND (%(after)s::text IS NULL OR {public} COLLATE "C" > %(after)s)
+            ORDER BY {public} COLLATE "C"
+            LIMIT %(limit)s
+            """,
+            params
+            | {
+                "after": after if after is not None and is_public_id(after) else None,
+                "limit": None if limit is None else limit - len(rows),
+            },
+        ).fetchall()
     return [DeviceRow(*row) for row in rows]
+
+
+# The filters of `list_devices` on a device `d`, its supplier `s` and dataset `ds`.
+_LISTED = f"""
+    (%(city)s::text IS NULL OR d.city = %(city)s)
+    AND (%(supplier)s::text IS NULL OR s.slug = %(supplier)s)
+    AND (%(dataset)s::text IS NULL OR ds.slug = %(dataset)s)
+    AND {VISIBLE_DEVICE}
+    AND (%(profiles)s::text[] IS NULL OR d.profile = ANY(%(profiles)s::text[]))
+"""
 
 
 def _ids(ids: Sequence[int] | None) -> list[int] | None:
