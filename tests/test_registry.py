@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from datahub.domain import LevelCalibration, Placement
+from datahub.privacy import PrivacyClass
 from datahub.registry import RegistryFileError, read_registry_csv
 
 PROFILES = ("dragino/ldds75", "dragino/lht65")
@@ -36,14 +37,30 @@ def test_placement_area_and_level_are_read(tmp_path: Path) -> None:
         LevelCalibration(empty=1100.0, full=150.0),
     )
     assert (tree.placement, tree.area, tree.level) == (None, None, None)
-    assert read.keep == frozenset()
+    assert read.keep == frozenset({"privacy"})
 
 
 def test_a_file_without_the_columns_keeps_what_the_registry_holds(tmp_path: Path) -> None:
     path = registry(
         tmp_path, f"{HEADER},area\nA8404100F1000001,bin,dortmund,edg,dragino/ldds75,X\n"
     )
-    assert read_registry_csv(path, profiles=PROFILES).keep == frozenset({"placement", "level"})
+    assert read_registry_csv(path, profiles=PROFILES).keep == frozenset(
+        {"placement", "level", "privacy"}
+    )
+
+
+def test_a_device_may_set_its_own_privacy_class(tmp_path: Path) -> None:
+    path = registry(
+        tmp_path,
+        f"{HEADER},privacy\n"
+        "A84041000B000001,garden,schwerte,sw-buergerlabor,dragino/lht65,private_owner\n"
+        "A84041000B000002,balcony,schwerte,sw-buergerlabor,dragino/lht65,\n",
+    )
+
+    read = read_registry_csv(path, profiles=PROFILES)
+
+    assert [d.privacy for d in read.devices] == [PrivacyClass.PRIVATE_OWNER, None]
+    assert read.keep == frozenset({"placement", "area", "level"})
 
 
 @pytest.mark.parametrize(
@@ -55,6 +72,7 @@ def test_a_file_without_the_columns_keeps_what_the_registry_holds(tmp_path: Path
         pytest.param("level_empty,level_full", "nan,150", "finite", id="nan-level"),
         pytest.param("level_empty", "1100", "come together", id="one-column"),
         pytest.param("area", "x" * 101, "at most 100", id="long-area"),
+        pytest.param("privacy", "secret", "privacy 'secret' is not one of", id="privacy"),
     ],
 )
 def test_bad_values_name_their_line(

@@ -423,6 +423,42 @@ class OpenDataSettings(_Section):
         return value
 
 
+class PrivacySettings(_Section):
+    """What callers without a grant see of private owners' and personal devices
+    (docs/privacy.md)."""
+
+    grid_m: float = Field(
+        default=250.0,
+        ge=10,
+        le=10_000,
+        description="the cell size, in metres, of the grid a private owner's position snaps to",
+    )
+    grid_latitude: float = Field(
+        default=51.5,
+        ge=-80,
+        le=80,
+        description="the latitude at which the grid's cells are square (the hub's cities)",
+    )
+    k_min: int = Field(
+        default=5,
+        ge=2,
+        description="fewest personal devices an aggregate of their readings is published over",
+    )
+    public_id_key: SecretStr | None = Field(
+        default=None,
+        description="the key of the devices' public ids (HMAC-SHA-256 of the DevEUI), at "
+        "least 32 characters; `datahub migrate` stores it in the database. None: the key "
+        "generated once by the migration stays. A new key gives every device a new public id",
+    )
+
+    @field_validator("public_id_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("the public id key needs at least 32 characters")
+        return value
+
+
 class FairShareSettings(_Section):
     """Access, metering and rate limits of the API; prices live in the database."""
 
@@ -541,6 +577,7 @@ class Settings(BaseSettings):
     sensorthings: SensorThingsSettings = SensorThingsSettings()
     fairshare: FairShareSettings = FairShareSettings()
     opendata: OpenDataSettings = OpenDataSettings()
+    privacy: PrivacySettings = PrivacySettings()
     catalog: CatalogSettings = CatalogSettings()
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()

@@ -14,6 +14,7 @@ DatahubError
     ├── BadRequest           400: a parameter is malformed or out of range
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
     ├── Forbidden            403: the key's scopes or grants do not allow it
+    │   └── Withheld         403: personal data of fewer devices than privacy.k_min
     ├── NotFound             404
     ├── NotAcceptable        406: no representation the Accept header takes
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
@@ -92,6 +93,10 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status = 403
+
+
+class Withheld(Forbidden):
+    """Readings of personal devices asked for one device, or of fewer than k."""
 
 
 class NotFound(ApiError):

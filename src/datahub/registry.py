@@ -7,10 +7,13 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from datahub.domain import SLUG, City, Device, LevelCalibration, Location, Placement
 from datahub.errors import DatahubError
+from datahub.privacy import PrivacyClass
 from datahub.storage.suppliers import SupplierRow
 
 COLUMNS = ("dev_eui", "name", "city", "supplier", "profile")
@@ -24,11 +27,18 @@ OPTIONAL = (
     "area",
     "level_empty",
     "level_full",
+    "privacy",
 )
 # Attributes a file without their columns leaves as they are (storage.devices.KEEPABLE).
-_KEPT_WITHOUT = {"placement": ("placement",), "area": ("area",), "level": ("level_empty",)}
+_KEPT_WITHOUT = {
+    "placement": ("placement",),
+    "area": ("area",),
+    "level": ("level_empty",),
+    "privacy": ("privacy",),
+}
 _HEX16 = re.compile(r"^[0-9A-Fa-f]{16}$")
 MAX_AREA_LENGTH = 100
+_Closed = TypeVar("_Closed", bound=StrEnum)
 
 
 class RegistryFileError(DatahubError):
@@ -104,15 +114,8 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
             raise RegistryFileError(f"{where}: latitude/longitude must be numbers") from None
         if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
             raise RegistryFileError(f"{where}: location out of range")
-    placement = None
-    if field("placement"):
-        try:
-            placement = Placement(field("placement"))
-        except ValueError:
-            kinds = ", ".join(p.value for p in Placement)
-            raise RegistryFileError(
-                f"{where}: placement {field('placement')!r} is not one of {kinds}"
-            ) from None
+    placement = _one_of(Placement, "placement", field("placement"), where=where)
+    privacy = _one_of(PrivacyClass, "privacy", field("privacy"), where=where)
     area = field("area") or None
     if area is not None and (len(area) > MAX_AREA_LENGTH or not area.isprintable()):
         raise RegistryFileError(
@@ -129,7 +132,21 @@ def _device(row: Mapping[str, str | None], known: set[str], *, where: str) -> De
         placement=placement,
         area=area,
         level=_level(field("level_empty"), field("level_full"), where=where),
+        privacy=privacy,
     )
+
+
+def _one_of(kind: type[_Closed], column: str, value: str, *, where: str) -> _Closed | None:
+    """Read a value of a closed set; None for an empty cell."""
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(member.value for member in kind)
+        raise RegistryFileError(
+            f"{where}: {column} {value!r} is not one of {known} (or empty)"
+        ) from None
 
 
 def _level(empty: str, full: str, *, where: str) -> LevelCalibration | None:

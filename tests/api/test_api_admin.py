@@ -146,7 +146,11 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
     added = client.post("/v1/admin/datasets", json=dataset_body(), headers=ops)
     patched = client.patch(
         "/v1/admin/datasets/sws-waste",
-        json={"name": "Waste bin fill levels", "licence": {"id": "own", "name": "Own terms"}},
+        json={
+            "name": "Waste bin fill levels",
+            "licence": {"id": "own", "name": "Own terms"},
+            "privacy": "personal",
+        },
         headers=ops,
     )
     listed = client.get(
@@ -155,10 +159,12 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
 
     assert added.status_code == 201
     assert added.json()["licence"] == LICENCE
+    assert added.json()["privacy"] == "public_infrastructure"
     assert patched.status_code == 200
     assert patched.json()["name"] == "Waste bin fill levels"
     assert patched.json()["licence"] == {"id": "own", "name": "Own terms", "url": None}
     assert patched.json()["attribution"] == "Stadtwerke Schwerte"
+    assert patched.json()["privacy"] == "personal"
     assert [(d["slug"], d["device_count"]) for d in listed] == [
         ("stadtwerke-schwerte", 1),
         ("sws-waste", 0),
@@ -172,6 +178,9 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
         pytest.param(dataset_body() | {"supplier": "nobody"}, 404, "NotFound", id="no-supplier"),
         pytest.param(dataset_body("Bad Slug"), 422, "ValidationError", id="bad-slug"),
         pytest.param(dataset_body("x", "free"), 422, "ValidationError", id="bad-class"),
+        pytest.param(
+            dataset_body() | {"privacy": "secret"}, 422, "ValidationError", id="bad-privacy"
+        ),
         pytest.param(dataset_body() | {"owner": "x"}, 422, "ValidationError", id="extra-field"),
         pytest.param(
             dataset_body() | {"licence": LICENCE | {"url": "javascript:alert(1)"}},

@@ -18,6 +18,7 @@ from datahub import cli
 from datahub.config import Settings
 from datahub.fairshare import admin
 from datahub.opendata.bulk import HEADER, BulkReport, BulkWriter
+from datahub.privacy import View
 from datahub.storage import readings
 from datahub.storage.readings import ReadingRow
 
@@ -32,6 +33,7 @@ def write(conn: psycopg.Connection, settings: Settings, *, now: object = NOW) ->
         directory=settings.opendata.bulk_dir,
         catalog=metric_catalog(),
         delay=timedelta(minutes=settings.opendata.bulk_delay_minutes),
+        view=View.of(settings.privacy),
     )
     return writer.run(now=now)  # type: ignore[arg-type]
 

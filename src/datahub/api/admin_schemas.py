@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, Field
 from datahub.api.schemas import InModel, LicenceRefOut, OutModel, UtcTime
 from datahub.domain import SLUG, LicenceClass, Purpose
 from datahub.fairshare.keys import Scope
+from datahub.privacy import PrivacyClass
 from datahub.storage.consumers import ConsumerRecord, GrantRecord, KeyRecord
 from datahub.storage.datasets import DatasetRecord
 from datahub.storage.suppliers import SupplierRecord
@@ -97,6 +98,10 @@ class DatasetIn(InModel):
     licence_class: LicenceClass
     licence: LicenceIn
     attribution: Text = Field(description="the text to show wherever the data is shown")
+    privacy: PrivacyClass = Field(
+        default=PrivacyClass.PUBLIC_INFRASTRUCTURE,
+        description="what callers without a grant see of its devices (docs/privacy.md)",
+    )
     open_data: OpenDataIn | None = None
 
 
@@ -107,6 +112,7 @@ class DatasetPatch(InModel):
     licence_class: LicenceClass | None = None
     licence: LicenceIn | None = None
     attribution: Text | None = None
+    privacy: PrivacyClass | None = None
     open_data: OpenDataIn | None = None
 
 
@@ -190,6 +196,7 @@ class AdminDatasetOut(OutModel):
     licence_class: LicenceClass
     licence: LicenceRefOut
     attribution: str
+    privacy: PrivacyClass = Field(description="its devices' class unless they set their own")
     device_count: int
     created_at: UtcTime
     updated_at: UtcTime
@@ -286,6 +293,7 @@ def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
             id=record.licence_id, name=record.licence_name, url=record.licence_url
         ),
         attribution=record.attribution,
+        privacy=PrivacyClass(record.privacy),
         device_count=record.device_count,
         created_at=record.created_at,
         updated_at=record.updated_at,

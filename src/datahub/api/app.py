@@ -56,6 +56,7 @@ from datahub.errors import (
     StorageUnavailable,
     TooManyRequests,
 )
+from datahub.privacy import View
 from datahub.storage import db
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def create_app(
     app.state.reader_pool = app.state.writer_pool = app.state.writers = None
     app.state.reads = None
     app.state.callers = Callers(settings.fairshare.key_cache_s)
+    app.state.privacy_view = View.of(settings.privacy)
     app.state.gate = Gate(
         connections=settings.database.pool_size, queue=settings.database.pool_queue
     )

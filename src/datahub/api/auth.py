@@ -43,6 +43,9 @@ class Access:
     monthly_quota: int | None  # observations per calendar month (UTC); None: no quota
     requests_per_s: int
     dataset_ids: tuple[int, ...] | None  # None: every dataset (admin)
+    # Those it holds a grant for (or its supplier's own): their protected devices shown as
+    # they are (datahub/privacy.py). None: every dataset (admin).
+    granted_ids: frozenset[int] | None
     subject: str  # whom the rate limit and idempotency keys belong to
 
     @property
@@ -61,6 +64,7 @@ class Access:
             consumer_slug=None,
             purpose=Purpose.PUBLIC_INTEREST,
             monthly_quota=None,
+            granted_ids=frozenset(),
         )
 
     def require(self, scope: Scope) -> None:
@@ -127,6 +131,7 @@ class Callers:
                 monthly_quota=None,
                 requests_per_s=settings.anonymous_requests_per_s,
                 dataset_ids=access.select_open_datasets(conn),
+                granted_ids=frozenset(),
                 subject=f"ip:{client}",
             )
             self._keep("", b"", caller)
@@ -180,5 +185,6 @@ def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
         monthly_quota=row.monthly_quota,
         requests_per_s=row.requests_per_s or settings.consumer_requests_per_s,
         dataset_ids=None if Scope.ADMIN in scopes else row.dataset_ids,
+        granted_ids=None if Scope.ADMIN in scopes else frozenset(row.granted_ids),
         subject=f"consumer:{row.consumer_id}",
     )

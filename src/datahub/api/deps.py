@@ -39,6 +39,7 @@ from datahub.api.writer import Writes
 from datahub.config import Settings
 from datahub.errors import Forbidden, StorageUnavailable, Unauthorized
 from datahub.fairshare.keys import Scope
+from datahub.privacy import View
 from datahub.storage import db
 
 
@@ -319,7 +320,14 @@ async def get_public_meter(
     return meter
 
 
+async def get_view(request: Request) -> View:
+    """Return what protected devices show of themselves (datahub/privacy.py)."""
+    view: View = request.app.state.privacy_view
+    return view
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ViewDep = Annotated[View, Depends(get_view)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
 # scope="function": the connection goes back before the response is sent.
 Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, CityName, Grouping, OutputFormat, Rfc3339
 from datahub.domain import SLUG, City, LicenceClass, Placement
+from datahub.privacy import PrivacyClass
 from datahub.storage.buckets import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
@@ -166,8 +167,15 @@ class LocationOut(OutModel):
     longitude: float
 
 
+# What a device is shown by (docs/privacy.md).
+SHOWN_ID = (
+    "the DevEUI; for a device of a private owner or a personal one, shown to a caller "
+    "without a grant for its dataset, its public id `pub-…` instead"
+)
+
+
 class DeviceOut(OutModel):
-    dev_eui: str
+    dev_eui: str = Field(description=SHOWN_ID)
     name: str
     city: City
     supplier: SupplierOut
@@ -184,6 +192,9 @@ class DeviceOut(OutModel):
     )
     placement: Placement | None = Field(description="indoor or outdoor air; null: not said")
     area: str | None = Field(description="the district or zone it belongs to; null: not said")
+    privacy: PrivacyClass = Field(
+        description="its privacy class: what callers without a grant see of it (docs/privacy.md)"
+    )
 
 
 class DevicePageOut(OutModel):
@@ -236,7 +247,7 @@ class ReadingOut(OutModel):
 
 
 class ReadingPageOut(OutModel):
-    dev_eui: str
+    dev_eui: str = Field(description=SHOWN_ID)
     start: UtcTime = Field(serialization_alias="from")
     end: UtcTime = Field(serialization_alias="to")
     items: list[ReadingOut]
@@ -268,7 +279,7 @@ class AggregateOut(OutModel):
 
 
 class LatestOut(OutModel):
-    dev_eui: str
+    dev_eui: str = Field(description=SHOWN_ID)
     name: str
     city: City
     metric: str

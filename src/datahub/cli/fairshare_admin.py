@@ -34,6 +34,7 @@ from datahub.domain import LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
 from datahub.fairshare.keys import Scope
+from datahub.privacy import PrivacyClass
 from datahub.storage import consumers, datasets, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.tariffs import Price
@@ -75,6 +76,7 @@ def _dataset_add(settings: Settings, args: argparse.Namespace) -> int:
         licence_name=args.licence_name,
         licence_url=args.licence_url,
         attribution=args.attribution,
+        privacy=args.privacy,
     )
     with _transaction(settings) as conn:
         record = admin.add_dataset(conn, slug=args.slug, supplier=args.supplier, fields=fields)
@@ -101,6 +103,7 @@ def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
         "licence_id",
         "licence_name",
         "attribution",
+        "privacy",
         *_CLEARABLE,
         "keywords",
         "themes",
@@ -406,6 +409,12 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-name", required=True)
     p.add_argument("--licence-url")
     p.add_argument("--attribution", required=True, help="shown wherever the data is shown")
+    p.add_argument(
+        "--privacy",
+        default=PrivacyClass.PUBLIC_INFRASTRUCTURE.value,
+        choices=[c.value for c in PrivacyClass],
+        help="what callers without a grant see of its devices (docs/privacy.md)",
+    )
     p = _command(g, "update", "change a dataset's name, licence or attribution", _dataset_update)
     p.add_argument("slug", type=slug)
     p.add_argument("--name")
@@ -414,6 +423,7 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-name")
     p.add_argument("--licence-url", help="'' removes it")
     p.add_argument("--attribution")
+    p.add_argument("--privacy", choices=[c.value for c in PrivacyClass])
     catalogue = p.add_argument_group("open-data catalogue ('' clears a text)")
     catalogue.add_argument("--title-en")
     catalogue.add_argument("--description-de")

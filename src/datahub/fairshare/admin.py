@@ -21,6 +21,7 @@ from datahub.fairshare import keys
 from datahub.fairshare.close import period_bounds
 from datahub.fairshare.keys import Scope
 from datahub.opendata import vocabularies
+from datahub.privacy import PrivacyClass
 from datahub.storage import consumers, datasets, periods, suppliers, tariffs
 from datahub.storage.consumers import ConsumerFields, ConsumerRecord, GrantRecord, KeyRecord
 from datahub.storage.datasets import DatasetFields, DatasetMetadata, DatasetRecord
@@ -159,6 +160,11 @@ def _check_dataset_fields(fields: DatasetFields) -> DatasetFields:
         raise BadRequest(
             f"licence class {fields.licence_class!r} is not one of {classes}"
         ) from None
+    try:
+        privacy = PrivacyClass(fields.privacy)
+    except ValueError:
+        classes = ", ".join(c.value for c in PrivacyClass)
+        raise BadRequest(f"privacy class {fields.privacy!r} is not one of {classes}") from None
     url = check_text("licence URL", fields.licence_url) if fields.licence_url else None
     if url is not None and not url.startswith(("https://", "http://")):
         raise BadRequest(f"licence URL {url!r} must be an http(s) URL")
@@ -169,6 +175,7 @@ def _check_dataset_fields(fields: DatasetFields) -> DatasetFields:
         licence_name=check_text("licence name", fields.licence_name),
         licence_url=url,
         attribution=check_text("attribution", fields.attribution),
+        privacy=privacy.value,
     )
 
 
@@ -197,6 +204,7 @@ def dataset_fields(record: DatasetRecord) -> DatasetFields:
         licence_name=record.licence_name,
         licence_url=record.licence_url,
         attribution=record.attribution,
+        privacy=record.privacy,
     )
 
 

@@ -27,6 +27,7 @@ from datahub.domain import SLUG, City, LicenceClass, Purpose
 from datahub.errors import DatahubError
 from datahub.fairshare import admin
 from datahub.fairshare.keys import Scope
+from datahub.privacy import PrivacyClass
 from datahub.storage import consumers, datasets, suppliers, tariffs
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.suppliers import SupplierRow
@@ -108,6 +109,7 @@ class DatasetSpec(_Model):
     name: str = Field(min_length=1)
     licence: LicenceSpec
     attribution: str = Field(min_length=1)
+    privacy: PrivacyClass = PrivacyClass.PUBLIC_INFRASTRUCTURE
     devices: DeviceRule | None = Field(default=None, description="omitted: moves no devices")
     tariffs: tuple[TariffSpec, ...] = ()
     open_data: OpenDataSpec | None = Field(
@@ -128,6 +130,7 @@ class DatasetSpec(_Model):
             licence_name=self.licence.name,
             licence_url=self.licence.url,
             attribution=self.attribution,
+            privacy=self.privacy.value,
         )
 
 

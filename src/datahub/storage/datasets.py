@@ -61,6 +61,7 @@ class DatasetRecord:
     licence_name: str
     licence_url: str | None
     attribution: str
+    privacy: str  # datahub.privacy.PrivacyClass
     device_count: int
     created_at: datetime
     updated_at: datetime
@@ -77,16 +78,17 @@ class DatasetFields:
     licence_name: str
     licence_url: str | None
     attribution: str
+    privacy: str = "public_infrastructure"  # datahub.privacy.PrivacyClass
 
 
 _SELECT = f"""
     SELECT ds.id, ds.slug, ds.supplier_id, s.slug, ds.name, ds.licence_class, ds.licence_id,
-           ds.licence_name, ds.licence_url, ds.attribution,
+           ds.licence_name, ds.licence_url, ds.attribution, ds.privacy,
            (SELECT count(*) FROM device d WHERE d.dataset_id = ds.id),
            ds.created_at, ds.updated_at, {", ".join(f"ds.{c}" for c in METADATA_COLUMNS)}
     FROM dataset ds JOIN supplier s ON s.id = ds.supplier_id
 """
-_RECORD_COLUMNS = 13
+_RECORD_COLUMNS = 14
 
 
 def _record(row: tuple[Any, ...]) -> DatasetRecord:
@@ -121,8 +123,8 @@ def insert_dataset(
     row = conn.execute(
         """
         INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id, licence_name,
-                             licence_url, attribution)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                             licence_url, attribution, privacy)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (slug) DO NOTHING
         RETURNING id
         """,
@@ -135,6 +137,7 @@ def insert_dataset(
             fields.licence_name,
             fields.licence_url,
             fields.attribution,
+            fields.privacy,
         ),
     ).fetchone()
     return row[0] if row is not None else None
@@ -146,11 +149,12 @@ def update_dataset(conn: psycopg.Connection, *, dataset_id: int, fields: Dataset
         """
         UPDATE dataset SET name = %(name)s, licence_class = %(licence_class)s,
             licence_id = %(licence_id)s, licence_name = %(licence_name)s,
-            licence_url = %(licence_url)s, attribution = %(attribution)s, updated_at = now()
+            licence_url = %(licence_url)s, attribution = %(attribution)s,
+            privacy = %(privacy)s, updated_at = now()
         WHERE id = %(id)s
-          AND (name, licence_class, licence_id, licence_name, licence_url, attribution)
+          AND (name, licence_class, licence_id, licence_name, licence_url, attribution, privacy)
               IS DISTINCT FROM (%(name)s, %(licence_class)s, %(licence_id)s, %(licence_name)s,
-                                %(licence_url)s::text, %(attribution)s)
+                                %(licence_url)s::text, %(attribution)s, %(privacy)s)
         RETURNING id
         """,
         {
@@ -161,6 +165,7 @@ def update_dataset(conn: psycopg.Connection, *, dataset_id: int, fields: Dataset
             "licence_name": fields.licence_name,
             "licence_url": fields.licence_url,
             "attribution": fields.attribution,
+            "privacy": fields.privacy,
         },
     ).fetchone()
     return row is not None

@@ -105,6 +105,7 @@ def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDataset
         licence_name=body.licence.name,
         licence_url=body.licence.url,
         attribution=body.attribution,
+        privacy=body.privacy.value,
     )
     record = admin.add_dataset(conn, slug=body.slug, supplier=body.supplier, fields=fields)
     if body.open_data is not None:
@@ -118,14 +119,15 @@ def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDataset
 def update_dataset(
     slug: str, body: DatasetPatch, conn: WriteConn, caller: Admin
 ) -> AdminDatasetOut:
-    """Change a dataset's name, licence class, licence, attribution or open-data metadata.
+    """Change a dataset's name, licence class, licence, attribution, privacy class or
+    open-data metadata.
 
     400 for making it open while it charges for use (open data is free), or for metadata
     outside the catalogue's vocabularies (licence IRI, themes, contributor id).
     """
     changes = body.model_dump(exclude_unset=True, exclude={"licence", "open_data"})
     if None in changes.values():
-        raise BadRequest("name, licence_class and attribution cannot be null")
+        raise BadRequest("name, licence_class, attribution and privacy cannot be null")
     if "licence" in body.model_fields_set:
         if body.licence is None:
             raise BadRequest("licence cannot be null")

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
+from datahub import privacy
 from datahub.api import metering, query, render
-from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered, SettingsDep
+from datahub.api.auth import Access
+from datahub.api.deps import ANONYMOUS_TOO, CatalogDep, Conn, Metered, SettingsDep, ViewDep
 from datahub.api.licences import licences_of, link_licences
 from datahub.api.query import Grouping
-from datahub.api.routes.devices import find_device
+from datahub.api.routes.devices import find_device, require_series
 from datahub.api.schemas import (
     CSV_RESPONSE,
     AggregateOut,
@@ -23,8 +25,9 @@ from datahub.api.schemas import (
     ReadingsQuery,
     error_responses,
 )
-from datahub.errors import BadRequest, NotFound
-from datahub.storage import access, readings
+from datahub.errors import BadRequest, NotFound, Withheld
+from datahub.privacy import PrivacyClass, View
+from datahub.storage import access, devices, readings
 from datahub.storage.buckets import AggregateFn, CityScope, DeviceScope
 from datahub.storage.readings import BucketRow
 
@@ -55,6 +58,9 @@ def list_device_readings(
     400 for an unknown metric, from not before to, a range too long, a bad cursor or
     dev_eui, or a limit over the maximum; 404 for a device unknown or not visible to the
     caller. Each reading counts as one observation of the device's dataset.
+    403 `Withheld` for a personal device shown by its public id: its readings are
+    published only as aggregates over at least `privacy.k_min` such devices
+    (docs/privacy.md).
     """
     metric = query.check_metric(params.metric, catalog) if params.metric else None
     start, end = query.time_range(params.start, params.end, now=datetime.now(UTC))
@@ -62,6 +68,7 @@ def list_device_readings(
     limit = query.page_size(params.limit, settings.api)
     after = query.decode_reading_cursor(params.cursor) if params.cursor else None
     device = find_device(conn, dev_eui, meter.caller)
+    require_series(device, settings.privacy.k_min)
     rows = readings.select_readings(
         conn,
         device_id=device.id,
@@ -92,7 +99,7 @@ def list_device_readings(
     # a model per reading (tests/api/test_api_readings.py checks the body against it).
     body = render.json_response(
         {
-            "dev_eui": device.dev_eui,
+            "dev_eui": device.shown_id,
             "from": start.astimezone(UTC),
             "to": end.astimezone(UTC),
             "items": [
@@ -126,6 +133,7 @@ def aggregate_readings(
     settings: SettingsDep,
     catalog: CatalogDep,
     meter: Metered,
+    view: ViewDep,
 ) -> Response:
     """Aggregate one metric into time buckets, for one device or for a city.
 
@@ -146,6 +154,10 @@ def aggregate_readings(
     the caller. A city's series aggregate only the devices the caller may see (filter
     further by `dataset`). Each point counts as `fairshare.aggregate_point_weight`
     observations of every dataset whose readings it holds.
+    For a caller without a grant for their dataset (docs/privacy.md), personal devices
+    (counting people, parking on private ground): 403 `Withheld` for one of them, and for
+    a city-wide series holding fewer than `privacy.k_min` of them; with `group=device`,
+    their series are left out. Devices of private owners appear by their public ids.
     """
     metric = query.check_metric(params.metric, catalog)
     counters = catalog.counter_profiles(metric) if params.fn is AggregateFn.DELTA else None
@@ -162,6 +174,7 @@ def aggregate_readings(
         if params.dataset is not None:
             raise BadRequest("dataset= filters a city's devices; drop it with device=")
         device = find_device(conn, params.device, meter.caller)
+        require_series(device, settings.privacy.k_min)
         if counters is not None and device.profile not in counters:
             raise BadRequest(
                 f"fn=delta needs a counter metric; {metric!r} is not a counter of "
@@ -177,10 +190,20 @@ def aggregate_readings(
             fn=params.fn,
             counters=counters,
         )
-        empty = {"device": device.dev_eui, "city": device.city, "points": []}
+        empty = {"device": device.shown_id, "city": device.city, "points": []}
     elif params.city is not None:
         per_device = params.group is Grouping.DEVICE
         visible = _visible(conn, meter.caller.dataset_ids, params.dataset)
+        if not per_device:
+            _check_enough_personal(
+                conn,
+                meter.caller,
+                params.city,
+                catalog.profiles_reporting(metric),
+                visible,
+                view=view,
+                metric=metric,
+            )
         rows = readings.select_buckets(
             conn,
             scope=CityScope(params.city, per_device=per_device, dataset_ids=visible),
@@ -197,6 +220,8 @@ def aggregate_readings(
     weight = settings.fairshare.aggregate_point_weight
     served = metering.count_by_dataset((d for r in rows for d in r.datasets), weight=weight)
     licences = licences_of(conn, served)  # every read before the charge (api/metering.py)
+    if params.device is not None or params.group is Grouping.DEVICE:
+        rows = _shown_series(conn, rows, meter.caller.granted_ids)
     meter.charge(served)
     series = _series(rows) or ([empty] if empty is not None else [])
     if render.wants_csv(request, params.format):
@@ -234,6 +259,48 @@ def _visible(
     if found is None or (visible is not None and found not in visible):
         raise NotFound(f"no dataset has slug {dataset!r}")
     return (found,)
+
+
+def _check_enough_personal(
+    conn: psycopg.Connection,
+    caller: Access,
+    city: str,
+    profiles: Sequence[str],
+    visible: tuple[int, ...] | None,
+    *,
+    view: View,
+    metric: str,
+) -> None:
+    """Withhold a city-wide series holding readings of fewer than k protected personal
+    devices (403)."""
+    personal = devices.count_protected_personal(
+        conn, city=city, profiles=profiles, dataset_ids=visible, granted=caller.granted_ids
+    )
+    if not view.enough_devices(personal):
+        reason = privacy.withheld_reason(metric, personal, view.k_min)
+        raise Withheld(f"the series of {city}: {reason}")
+
+
+def _shown_series(
+    conn: psycopg.Connection, rows: Sequence[BucketRow], granted: frozenset[int] | None
+) -> list[BucketRow]:
+    """The per-device series as the caller sees them: each by the id its device is shown
+    by, ordered by it, without those of protected personal devices."""
+    shown = devices.select_shown(
+        conn, dev_euis={r.dev_eui for r in rows if r.dev_eui is not None}, granted=granted
+    )
+    kept = []
+    for row in rows:
+        device = shown[row.dev_eui] if row.dev_eui is not None else None
+        if device is None:
+            continue
+        if not privacy.shows_series(PrivacyClass(device.privacy), device.protected):
+            continue
+        row.dev_eui = device.shown_id
+        kept.append(row)
+    # Stable: each series' buckets stay in time order.
+    kept.sort(key=lambda r: (r.dev_eui or "", r.city))
+    return kept
 
 
 def _series(rows: Sequence[BucketRow]) -> list[dict[str, Any]]:
