@@ -44,6 +44,7 @@ from datahub.errors import (
     StorageBusy,
     StorageUnavailable,
     TooManyRequests,
+    Unauthorized,
 )
 from datahub.storage import db
 
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 # ... and while every connection is in use: requests take milliseconds, so one is free soon.
 BUSY_RETRY_AFTER_S = 1
+# The challenge of every 401 (RFC 6750): API keys are bearer tokens.
+WWW_AUTHENTICATE = 'Bearer realm="datahub"'
 
 
 def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> FastAPI:
@@ -157,6 +160,9 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(RETRY_AFTER_S)}
     elif isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unauthorized):
+        # RFC 9110, 15.5.2: a 401 names the scheme that would be accepted.
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
     return _error(exc.status, type(exc).__name__, exc.detail, headers)
 
 

@@ -1,7 +1,7 @@
 """Administration: suppliers, datasets, consumers, API keys, grants and tariffs.
 
-Every route needs a key with the `admin` scope (403 without it, 401 for a bad key). The
-rules live in datahub.fairshare.admin, which the CLI uses too.
+Every route needs a key with the `admin` scope: 401 without a key (or a bad one), 403 for
+a key without the scope. The rules live in datahub.fairshare.admin, which the CLI uses too.
 """
 
 from __future__ import annotations
