@@ -22,6 +22,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,8 @@ class CodecCatalog(Mapping[str, Profile]):
         self._merged: dict[str, Profile] = dict(self.builtin)
         self._rescan_lock = threading.Lock()
         self.problems: dict[Path, str] = {}  # codec files that failed to load, and why
+        self._checked = float("-inf")  # monotonic time of the last look at the directory
+        self._stamp: tuple[tuple[str, int, int], ...] = self.stamp()
         self.rescan()
 
     def __getitem__(self, profile_id: str) -> Profile:
@@ -218,6 +221,43 @@ class CodecCatalog(Mapping[str, Profile]):
     def is_javascript(self, profile_id: str) -> bool:
         """Tell whether a profile comes from the codec directory."""
         return profile_id in self._merged and profile_id not in self.builtin
+
+    def stamp(self) -> tuple[tuple[str, int, int], ...]:
+        """The directory as (path, mtime, size) of itself, its vendor folders and files.
+
+        Adding, removing or renaming a file changes its folder's mtime; rewriting one
+        changes its own. A few dozen stat calls: cheap enough to take every few seconds.
+        """
+        if self.codecs_dir is None:
+            return ()
+        entries = []
+        for path in (self.codecs_dir, *self.codecs_dir.glob("*"), *self.codecs_dir.glob("*/*")):
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            entries.append((str(path), info.st_mtime_ns, info.st_size))
+        return tuple(sorted(entries))
+
+    def changed(self, *, min_interval_s: float = 2.0) -> bool:
+        """Tell whether the directory changed since it was last looked at (then `rescan`);
+        look at most every `min_interval_s` seconds."""
+        now = time.monotonic()
+        if self.codecs_dir is None or now - self._checked < min_interval_s:
+            return False
+        self._checked = now
+        stamp = self.stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+    def rescan_if_changed(self, *, min_interval_s: float = 2.0) -> bool:
+        """Rescan if the directory changed (see `changed`); tell whether it rescanned."""
+        if not self.changed(min_interval_s=min_interval_s):
+            return False
+        self.rescan()
+        return True
 
     def rescan(self) -> dict[Path, str]:
         """Pick up added, changed and removed codec files; return the files that failed."""

@@ -44,6 +44,7 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("pulse_count", "1", "Pulses of a meter (water, gas, energy); weight set per device"),
     # Level
     Metric("distance", "mm", "Distance from the sensor to the surface below (fill level)"),
+    Metric("fill_level", "%", "Fill level of a container such as a waste bin: 0 empty, 100 full"),
     # Device health
     Metric("battery_voltage", "V", "Battery voltage"),
     Metric("battery", "%", "Battery level"),

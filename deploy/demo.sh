@@ -86,6 +86,7 @@ done
 say "dashboard: http://127.0.0.1:$port/"
 say "API:      http://127.0.0.1:$port/v1/devices"
 say "API docs: http://127.0.0.1:$port/docs"
+say "operator: http://127.0.0.1:$port/operator (with an admin or supplier key)"
 say "tariffs:  http://127.0.0.1:$port/v1/fairshare/tariffs"
 while IFS= read -r line; do say "$line"; done <<<"$seeded"
 say "sending ${HISTORY_H} h of history, then live uplinks; Ctrl-C stops everything"

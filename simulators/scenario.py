@@ -43,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from datahub.domain import City, Device, Location
+from datahub.domain import City, Device, LevelCalibration, Location, Placement
 from datahub.errors import ConfigError
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.yaml"
@@ -58,6 +58,10 @@ REGISTRY_COLUMNS = (
     "profile",
     "latitude",
     "longitude",
+    "placement",
+    "area",
+    "level_empty",
+    "level_full",
 )
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -305,6 +309,11 @@ class FleetSpec(_Model):
     radius_km: float | None = Field(
         default=None, gt=0, description="place devices this close to the city center"
     )
+    placement: Placement | None = Field(default=None, description="indoor or outdoor air")
+    areas: dict[str, int] | None = Field(
+        default=None,
+        description="district or zone -> how many of the fleet's devices lie in it, in order",
+    )
     values: dict[str, ValueSpec]
 
     @field_validator("dev_eui_prefix", "join_eui", mode="before")
@@ -324,7 +333,29 @@ class FleetSpec(_Model):
                 self.values.get(spec.of), CounterSpec
             ):
                 raise ValueError(f"values.{name}: `of` must name a counter field, not {spec.of!r}")
+        if self.areas is not None and sum(self.areas.values()) != self.count:
+            raise ValueError(
+                f"areas hold {sum(self.areas.values())} devices, the fleet {self.count}"
+            )
+        if len([v for v in self.values.values() if isinstance(v, FillSpec)]) > 1:
+            raise ValueError("a fleet's devices have one level: at most one `fill` value")
         return self
+
+    def area(self, index: int) -> str | None:
+        """The area of the fleet's device number `index` (1-based): `areas` in order."""
+        if self.areas is None:
+            return None
+        for name, count in self.areas.items():
+            if index <= count:
+                return name
+            index -= count
+        raise ValueError(f"no area for device {index}")
+
+    @property
+    def level(self) -> LevelCalibration | None:
+        """What its level sensors read empty and full: the `fill` value's ends, if any."""
+        fill = next((v for v in self.values.values() if isinstance(v, FillSpec)), None)
+        return LevelCalibration(empty=fill.empty, full=fill.full) if fill else None
 
     @property
     def application_id(self) -> str:
@@ -353,6 +384,9 @@ class SimDevice:
     application: str
     join_eui: str
     interval_s: int
+    placement: Placement | None = None
+    area: str | None = None
+    level: LevelCalibration | None = None
 
     @property
     def device_id(self) -> str:
@@ -368,6 +402,9 @@ class SimDevice:
             supplier=self.supplier,
             profile=self.profile,
             location=Location(latitude=self.latitude, longitude=self.longitude),
+            placement=self.placement,
+            area=self.area,
+            level=self.level,
         )
 
 
@@ -468,6 +505,9 @@ class Scenario(_Model):
                         application=fleet.application_id,
                         join_eui=fleet.join_eui,
                         interval_s=fleet.interval_s,
+                        placement=fleet.placement,
+                        area=fleet.area(index),
+                        level=fleet.level,
                     )
                 )
         return tuple(out)
@@ -585,6 +625,10 @@ def registry_rows(scenario: Scenario) -> list[dict[str, str]]:
                 "profile": device.profile,
                 "latitude": f"{device.latitude:.6f}",
                 "longitude": f"{device.longitude:.6f}",
+                "placement": device.placement.value if device.placement else "",
+                "area": device.area or "",
+                "level_empty": f"{device.level.empty:g}" if device.level else "",
+                "level_full": f"{device.level.full:g}" if device.level else "",
             }
         )
     return rows

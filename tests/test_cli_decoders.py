@@ -140,3 +140,19 @@ def test_devices_import_knows_the_codec_directory_profiles(tmp_path: Path, confi
     assert device.profile == "acme/thermo"
     with pytest.raises(RegistryFileError, match="acme/thermo"):
         read_registry_csv(registry_csv, profiles=decoders.CATALOG)
+
+
+def test_a_relative_codec_directory_is_read_beside_the_config_file(
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config.write_text("catalog:\n  codecs_dir: codecs\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # as an operator's shell, not the service's folder
+    monkeypatch.delenv("DATAHUB_CATALOG__CODECS_DIR", raising=False)
+    assert load_settings(config).catalog.codecs_dir == tmp_path / "codecs"
+    code, out = run(capsys, "--config", str(config), "decoders", "list")
+    assert code == 0 and "acme/thermo" in out

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,15 @@ FIRST, SENTINELS = 600, 60
 JS_PROFILE = "datahub/example-thermometer"  # decoded by deploy/codecs, not a built-in
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+METRICS_PORT = _free_port()
+
+
 def scenario() -> simulators.Scenario:
     data = yaml.safe_load(simulators.DEFAULT_SCENARIO.read_text())
     for fleet in data["fleets"]:
@@ -63,7 +74,7 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cs_app = stable_uuid("application", tenant(scn, "chirpstack-schwerte"), APPS["schwerte"])
     config = {
         "broker_url": BROKER_URL,
-        "ingest": {"batch_size": 500, "batch_wait_ms": 50},
+        "ingest": {"batch_size": 500, "batch_wait_ms": 50, "metrics_port": METRICS_PORT},
         "catalog": {"codecs_dir": str(DEPLOY_CODECS), "codec_timeout_ms": CODEC_TIMEOUT_MS},
         "sources": [
             {
@@ -129,6 +140,22 @@ def publish(sims: list[simulators.SimUplink], config: Path) -> None:
     assert report.published == len(sims)
 
 
+def wait_subscribed(proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the ingest's readiness check says every source is subscribed."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, "the ingest process died"
+        try:
+            url = f"http://127.0.0.1:{METRICS_PORT}/health/ready"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the ingest did not subscribe within 60 s"
+        time.sleep(0.2)
+
+
 def uplink_count(database: Database) -> int:
     with psycopg.connect(database.url) as conn:
         return conn.execute("SELECT count(*) FROM uplink").fetchone()[0]  # type: ignore[index]
@@ -184,7 +211,7 @@ def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
     assert {s.device.city for s in first} == {"dortmund", "schwerte"}
     js_devices = {s.device.dev_eui for s in first if s.device.profile == JS_PROFILE}
     assert js_devices, "the JavaScript-codec fleet must report in the run"
-    time.sleep(2)  # let the ingest connect and subscribe before the first publish
+    wait_subscribed(ingest)  # a message published before its session exists is not kept
 
     publish(first, config_file)
     wait_for(database, ingest, FIRST)

@@ -16,7 +16,10 @@ await rm(outdir, { recursive: true, force: true });
 await mkdir(outdir, { recursive: true });
 
 const result = await esbuild.build({
-  entryPoints: { dashboard: path.join(here, "src", "main.js") },
+  entryPoints: {
+    dashboard: path.join(here, "src", "main.js"),
+    operator: path.join(here, "src", "operator.js"),
+  },
   bundle: true,
   minify: true,
   sourcemap: "linked",
@@ -36,10 +39,15 @@ const version = async (name) =>
     .update(await readFile(path.join(outdir, name)))
     .digest("hex")
     .slice(0, 12);
-const page = (await readFile(path.join(here, "src", "index.html"), "utf8"))
-  .replace("__JS_VERSION__", await version("dashboard.js"))
-  .replace("__CSS_VERSION__", await version("dashboard.css"));
-await writeFile(path.join(outdir, "index.html"), page);
+for (const [source, bundle] of [
+  ["index.html", "dashboard"],
+  ["operator.html", "operator"],
+]) {
+  const page = (await readFile(path.join(here, "src", source), "utf8"))
+    .replace("__JS_VERSION__", await version(`${bundle}.js`))
+    .replace("__CSS_VERSION__", await version(`${bundle}.css`));
+  await writeFile(path.join(outdir, source), page);
+}
 await copyFile(path.join(here, "src", "favicon.svg"), path.join(outdir, "favicon.svg"));
 
 const sizes = Object.entries(result.metafile.outputs)

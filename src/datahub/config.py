@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +23,7 @@ from pydantic_settings import (
 
 from datahub.domain import City, SourceFormat
 from datahub.errors import ConfigError
+from datahub.opendata import vocabularies
 
 LOCAL_DATABASE_URL = "postgresql://datahub@127.0.0.1:55432/datahub"
 LOCAL_BROKER_URL = "mqtt://127.0.0.1:18830"
@@ -220,19 +222,168 @@ class ApiSettings(_Section):
     public_base_url: str | None = None
 
 
-class DashboardSettings(_Section):
-    """The public dashboard at `/`: where its map's background tiles come from."""
+class SensorThingsSettings(_Section):
+    """The OGC SensorThings API at /sta/v1.1 and its MQTT publication (docs/sensorthings.md)."""
 
-    tile_url: str = Field(
-        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+    top_default: int = Field(default=100, ge=1, description="entities per page without $top")
+    top_max: int = Field(default=10_000, ge=1, description="largest $top accepted")
+    skip_max: int = Field(
+        default=10_000, ge=0, description="largest $skip accepted; @iot.nextLink pages deeper"
+    )
+    count_exact_max: int = Field(
+        default=100_000,
+        ge=0,
+        description="$count counts up to this many exactly, beyond it the planner estimates",
+    )
+    statement_timeout_ms: int = Field(
+        default=10_000, ge=100, description="longest a SensorThings request may query"
+    )
+    mqtt_publish: bool = Field(
+        default=True, description="the ingest publishes new Observations of open datasets"
+    )
+    mqtt_queue: int = Field(
+        default=10_000,
+        ge=1,
+        description="committed batches waiting to be published; more are dropped",
+    )
+
+
+class Basemap(NamedTuple):
+    """A tile server the dashboard knows by name: URL template, credit (HTML), deepest zoom."""
+
+    tile_url: str
+    attribution: str
+    max_zoom: int
+
+
+# basemap.de Web Raster is a WMTS; its GLOBAL_WEBMERCATOR matrix set numbers tiles as XYZ
+# does, with the row ({y}) before the column ({x}) in the RESTful URL. Its licence
+# (dl-de/by-2-0) asks for the credit given here.
+_BASEMAPDE_URL = (
+    "https://sgx.geodatenzentrum.de/wmts_basemapde/tile/1.0.0/de_basemapde_web_raster_{style}"
+    "/default/GLOBAL_WEBMERCATOR/{{z}}/{{y}}/{{x}}.png"
+)
+_BASEMAPDE_CREDIT = (
+    '&copy; <a href="https://basemap.de/">basemap.de</a> / '
+    '<a href="https://www.bkg.bund.de/">BKG</a> '
+    '(<a href="https://www.govdata.de/dl-de/by-2-0">dl-de/by-2-0</a>)'
+)
+BASEMAPS = {
+    "openstreetmap": Basemap(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+        19,
+    ),
+    "basemap.de": Basemap(_BASEMAPDE_URL.format(style="farbe"), _BASEMAPDE_CREDIT, 18),
+    "basemap.de-grau": Basemap(_BASEMAPDE_URL.format(style="grau"), _BASEMAPDE_CREDIT, 18),
+}
+
+
+class DashboardSettings(_Section):
+    """The public dashboard at `/`: where its map's background tiles come from.
+
+    `basemap` names a known tile server; `tile_url` (with `tile_attribution`) replaces it
+    by any other, e.g. the city's own.
+    """
+
+    basemap: Literal["openstreetmap", "basemap.de", "basemap.de-grau"] = Field(
+        default="openstreetmap", description="a known tile server, used unless tile_url is set"
+    )
+    tile_url: str | None = Field(
+        default=None,
         description="XYZ tile URL template with {z}, {x}, {y} (and {s}); empty: no tiles",
     )
-    tile_attribution: str = Field(
-        default='&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> '
-        "contributors",
-        description="the tiles' credit shown on the map; HTML",
+    tile_attribution: str | None = Field(
+        default=None, description="the credit of tile_url's tiles, shown on the map; HTML"
     )
-    tile_max_zoom: int = Field(default=19, ge=1, le=22, description="deepest zoom the tiles have")
+    tile_max_zoom: int | None = Field(
+        default=None, ge=1, le=22, description="deepest zoom tile_url's tiles have"
+    )
+
+    @property
+    def tiles(self) -> Basemap:
+        """The tile server in use: `tile_url` if set, else the named `basemap`."""
+        preset = BASEMAPS[self.basemap]
+        if self.tile_url is None:
+            return preset
+        return Basemap(
+            self.tile_url,
+            self.tile_attribution if self.tile_attribution is not None else "",
+            self.tile_max_zoom or preset.max_zoom,
+        )
+
+
+class OpenDataSettings(_Section):
+    """The open-data catalogue (DCAT-AP.de), the bulk files and the open summaries."""
+
+    title_de: str = Field(
+        default="Offene Sensordaten Dortmund und Schwerte", min_length=1, max_length=500
+    )
+    title_en: str = Field(
+        default="Open sensor data of Dortmund and Schwerte", min_length=1, max_length=500
+    )
+    description_de: str = Field(
+        default="Messwerte der LoRaWAN-Sensoren der gemeinsamen Datenplattform der Städte "
+        "Dortmund und Schwerte.",
+        min_length=1,
+    )
+    description_en: str = Field(
+        default="Readings of the LoRaWAN sensors of the joint data platform of the cities of "
+        "Dortmund and Schwerte.",
+        min_length=1,
+    )
+    publisher: str = Field(
+        default="Datahub Dortmund und Schwerte",
+        min_length=1,
+        description="who publishes the catalogue (a dataset's publisher is its supplier)",
+    )
+    contact_name: str = Field(
+        default="Datahub-Betrieb", min_length=1, description="contact of datasets that set none"
+    )
+    contact_email: str = Field(
+        default="opendata@datahub.invalid", description="contact e-mail of datasets that set none"
+    )
+    contributor_id: str = Field(
+        default="http://dcat-ap.de/def/contributors/openNRW",
+        description="dcatde:contributorID of datasets that set none: the system that delivers "
+        "the metadata to GovData",
+    )
+    sensorthings: bool | None = Field(
+        default=None,
+        description="list a SensorThings API distribution per dataset; null: when the API "
+        "serves /sta/v1.1",
+    )
+    bulk_dir: Path | None = Field(
+        default=None, description="where the bulk files are written and served from; none: no files"
+    )
+    bulk_delay_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=24 * 60,
+        description="how long after a day's end (UTC) its file is written: late uplinks' time",
+    )
+    min_cell_devices: int = Field(
+        default=5, ge=1, description="fewest devices a cell of an open summary may show"
+    )
+    summary_max_age_hours: int = Field(
+        default=24,
+        ge=1,
+        description="a device whose newest reading is older is left out of the summaries now",
+    )
+
+    @field_validator("contributor_id")
+    @classmethod
+    def _contributor(cls, value: str) -> str:
+        if not vocabularies.is_contributor_id(value):
+            raise ValueError(f"{value!r} is not an IRI of the dcat-ap.de contributor list")
+        return value
+
+    @field_validator("contact_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not vocabularies.is_email(value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
 
 
 class FairShareSettings(_Section):
@@ -256,6 +407,79 @@ class FairShareSettings(_Section):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
 
+class HealthSettings(_Section):
+    """Device and gateway health (docs/operations.md): what late and silent mean, and how
+    often the ingest's health refresher recomputes it."""
+
+    late_after_intervals: float = Field(
+        default=1.5, gt=1, description="a device is late after this many reporting intervals"
+    )
+    silent_after_intervals: float = Field(
+        default=3.0, gt=1, description="and silent after this many"
+    )
+    gateway_silent_after_s: int = Field(
+        default=3600, ge=60, description="a gateway that heard nothing this long is silent"
+    )
+    refresh_s: float = Field(
+        default=10.0, ge=0, description="how often the ingest looks for devices due; 0: never"
+    )
+    min_age_s: int = Field(
+        default=60, ge=0, description="a device heard again is recomputed at most this often"
+    )
+    max_age_s: int = Field(
+        default=3600, ge=60, description="every device is recomputed at least this often"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthSettings:
+        if self.silent_after_intervals <= self.late_after_intervals:
+            raise ValueError("health.silent_after_intervals must exceed late_after_intervals")
+        return self
+
+
+class SmtpSettings(_Section):
+    """The mail server that alert e-mails are sent through."""
+
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:\[\]-]+$")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS on a plain port, TLS from the start, or none"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(
+        pattern=r"^[^@\s<>]+@[^@\s<>]+$", description="the sender, e.g. alerts@example.org"
+    )
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SmtpSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("alerts.smtp needs both username and password, or neither")
+        return self
+
+
+class AlertSettings(_Section):
+    """Delivery of alert notifications (rules and alarms live in the database)."""
+
+    smtp: SmtpSettings | None = Field(default=None, description="none: no e-mail channel")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    delivery_attempts: int = Field(
+        default=10, ge=1, le=100, description="attempts per notification before it is failed"
+    )
+    retry_base_s: float = Field(default=5.0, gt=0, description="first back-off; doubles")
+    retry_max_s: float = Field(default=3600.0, gt=0, description="longest back-off")
+    delivery_poll_s: float = Field(
+        default=2.0, gt=0, description="how often the delivery worker looks for pending ones"
+    )
+    scheduler_s: float = Field(
+        default=30.0, ge=0, description="how often silence rules are checked; 0: never"
+    )
+    rule_cache_s: float = Field(
+        default=5.0, ge=0, description="how long the ingest keeps the rules it evaluates"
+    )
+
+
 class Settings(BaseSettings):
     """Everything datahub can be told; see docs/configuration.md."""
 
@@ -277,8 +501,12 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    sensorthings: SensorThingsSettings = SensorThingsSettings()
     fairshare: FairShareSettings = FairShareSettings()
+    opendata: OpenDataSettings = OpenDataSettings()
     catalog: CatalogSettings = CatalogSettings()
+    health: HealthSettings = HealthSettings()
+    alerts: AlertSettings = AlertSettings()
     sources: tuple[SourceSettings, ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
@@ -330,6 +558,31 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     config = {**Settings.model_config, "yaml_file": path}
     bound: type[Settings] = type("Settings", (Settings,), {"model_config": config})
     try:
-        return bound(**overrides)
+        settings = bound(**overrides)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    return _codecs_dir_beside(settings, path)
+
+
+def _codecs_dir_beside(settings: Settings, config_file: Path | None) -> Settings:
+    """Resolve a relative `catalog.codecs_dir` of the config file against the file's folder.
+
+    Every process and command given the same file then finds the same directory, whatever
+    its working directory (a service's is rarely the operator's). One set elsewhere (the
+    environment, an argument) stays relative to the working directory.
+    """
+    codecs_dir = settings.catalog.codecs_dir
+    if config_file is None or codecs_dir is None or codecs_dir.is_absolute():
+        return settings
+    try:
+        document = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return settings
+    catalog = document.get("catalog") if isinstance(document, dict) else None
+    written = catalog.get("codecs_dir") if isinstance(catalog, dict) else None
+    if written is None or Path(str(written)) != codecs_dir:
+        return settings
+    resolved = (config_file.resolve().parent / codecs_dir).resolve()
+    return settings.model_copy(
+        update={"catalog": settings.catalog.model_copy(update={"codecs_dir": resolved})}
+    )

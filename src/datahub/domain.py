@@ -35,6 +35,13 @@ class LicenceClass(StrEnum):
     COMMERCIAL = "commercial"
 
 
+class Placement(StrEnum):
+    """Where a device measures: indoor or outdoor air. Limits and colour bands differ."""
+
+    INDOOR = "indoor"
+    OUTDOOR = "outdoor"
+
+
 class SourceFormat(StrEnum):
     """Wire format of a network server's uplink messages."""
 
@@ -122,6 +129,19 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class LevelCalibration:
+    """What a level sensor reads (in its metric's unit) over an empty and a full container."""
+
+    empty: float
+    full: float
+
+    def fill(self, reading: float) -> float:
+        """Return the share of the container that is full, 0..1, for one reading."""
+        share = (reading - self.empty) / (self.full - self.empty)
+        return min(1.0, max(0.0, share))
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
     """A registry entry: which profile decodes a device, and whose it is."""
 
@@ -132,3 +152,6 @@ class Device:
     profile: str
     location: Location | None = None
     dataset: str | None = None  # a dataset's slug; None: the supplier's own dataset
+    placement: Placement | None = None
+    area: str | None = None  # a district or zone, as the supplier names it
+    level: LevelCalibration | None = None

@@ -15,7 +15,10 @@ DatahubError
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
     ├── Forbidden            403: the key's scopes or grants do not allow it
     ├── NotFound             404
+    ├── NotAcceptable        406: no representation the Accept header takes
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
+    ├── Unprocessable        422: a well-formed body that breaks a rule (an alert rule's
+    │                        thresholds, an e-mail channel without a mail server)
     ├── TooManyRequests      429: over the rate limit or the monthly quota (Retry-After)
     └── ServiceUnavailable   503: the database is down
 """
@@ -95,8 +98,16 @@ class NotFound(ApiError):
     status = 404
 
 
+class NotAcceptable(ApiError):
+    status = 406
+
+
 class Conflict(ApiError):
     status = 409
+
+
+class Unprocessable(ApiError):
+    status = 422
 
 
 class TooManyRequests(ApiError):

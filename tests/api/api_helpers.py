@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from app_on_conn import app_on_conn
 from fastapi import FastAPI
 
-from datahub.api.app import create_app
-from datahub.api.auth import Callers
 from datahub.api.catalog import MetricCatalog
-from datahub.api.deps import Writers, get_lender, get_read_lender, get_writers
-from datahub.api.writer import Inline
 from datahub.config import Settings
 from datahub.domain import City, Device, Location
 from datahub.storage import devices, readings, suppliers
@@ -144,16 +140,5 @@ class Seed:
 def build_app(
     settings: Settings, conn: psycopg.Connection, catalog: MetricCatalog = TEST_CATALOG
 ) -> FastAPI:
-    """Build the app on the test catalog, on `conn` instead of pooled connections and the
-    process's writers: everything a request reads and writes rolls back with the test.
-
-    The app remembers no caller (fairshare.key_cache_s 0), so that a change a test makes
-    to keys or grants shows at once; tests/api/test_api_callers.py tests the memory.
-    """
-    app = create_app(settings, catalog=catalog)
-    on_conn = Inline(conn)
-    app.dependency_overrides[get_read_lender] = lambda: lambda: nullcontext(conn)
-    app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
-    app.dependency_overrides[get_writers] = lambda: Writers(rates=on_conn, ledger=on_conn)
-    app.state.callers = Callers(0)
-    return app
+    """Build the app on the test catalog and `conn` (app_on_conn.py)."""
+    return app_on_conn(settings, conn, catalog)

@@ -246,7 +246,16 @@ def test_the_openapi_document_says_which_routes_need_a_key(
 ) -> None:
     """A route marked as also answering anonymous callers does; every other refuses them."""
     paths = client.get("/openapi.json").json()["paths"]
-    values = {"dev_eui": OPEN, "period": "2026-11", "slug": "sws-waste", "prefix": "x"}
+    values = {
+        "dev_eui": OPEN,
+        "period": "2026-11",
+        "slug": "sws-waste",
+        "prefix": "x",
+        "path": "Things",
+        "letter_id": "1",
+        "dataset": "sws-waste",
+        "name": "2026-11.csv.gz",
+    }
     checked = 0
     for path, operations in paths.items():
         operation = operations.get("get")

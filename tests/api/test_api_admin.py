@@ -65,7 +65,14 @@ def tariff_body(dataset: str = "sws-waste", cents: int = 400_000, **more: Any) -
 
 # A value for each path parameter of the admin routes: the caller is refused before any
 # lookup, so they need not exist.
-PATH_VALUES = {"slug": "ops", "prefix": "abcdefabcdef", "consumer": "ops", "dataset": "dew21"}
+PATH_VALUES = {
+    "slug": "ops",
+    "prefix": "abcdefabcdef",
+    "consumer": "ops",
+    "dataset": "dew21",
+    "name": "x",
+    "letter_id": "1",
+}
 
 
 def admin_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -190,6 +197,28 @@ def test_refused_datasets(
 ) -> None:
     response = client.post("/v1/admin/datasets", json=body, headers=ops)
     assert (response.status_code, response.json()["error"]) == (status, error)
+
+
+def test_open_data_metadata_round_trip(client: TestClient, ops: dict[str, str]) -> None:
+    first = client.patch(
+        "/v1/admin/datasets/dew21",
+        json={"open_data": {"keywords": ["Wasser"], "themes": ["ENER"], "public_summaries": True}},
+        headers=ops,
+    )
+    second = client.patch(
+        "/v1/admin/datasets/dew21", json={"open_data": {"title_en": "Water meters"}}, headers=ops
+    )
+    refused = client.patch(
+        "/v1/admin/datasets/dew21", json={"open_data": {"themes": ["WATER"]}}, headers=ops
+    )
+
+    assert first.status_code == second.status_code == 200
+    # A PATCH changes only the metadata it names.
+    assert second.json()["open_data"] | {"title_en": None} == first.json()["open_data"]
+    assert second.json()["open_data"]["title_en"] == "Water meters"
+    assert first.json()["open_data"]["keywords"] == ["Wasser"]
+    assert (refused.status_code, refused.json()["error"]) == (400, "BadRequest")
+    assert "not an EU data theme" in refused.json()["detail"]
 
 
 def test_patching_an_unknown_dataset_or_nulling_a_field(

@@ -35,6 +35,9 @@ def test_get_device_shows_every_field(client: TestClient, seed: Seed) -> None:
         "location": {"latitude": 51.4897, "longitude": 7.5149},
         "last_seen": "2024-05-01T10:00:00Z",
         "metrics": ["temperature", "water_level"],
+        "counters": [],
+        "placement": None,
+        "area": None,
     }
 
 

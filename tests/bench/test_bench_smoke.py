@@ -38,6 +38,12 @@ def test_bench_query_times_every_query(tmp_path: Path) -> None:
     assert result["raw_1d_items"] == 96
     assert result["latest_city_items"] == 2 * 3  # two devices per city, three metrics each
     assert result["city_daily_90d_items"] == 2
+    # SensorThings answers the same questions with the same data, and counts exactly.
+    assert result["sta_raw_1d_items"] == 96
+    assert result["sta_aggregate_90d_hourly_items"] == 2 * 24
+    assert result["sta_count_datastream_items"] == 2 * 96
+    assert result["sta_count_all_items"] == result["readings"]
+    assert result["sta_raw_1d_p95_ratio"] > 0
     for name in ("aggregate_90d_hourly", "raw_1d", "latest_city", "city_daily_90d"):
         assert 0 < result[f"{name}_p50_ms"] <= result[f"{name}_p95_ms"]
     assert result["raw_rps_2_clients"] > 0 and set(result["raw_rps_statuses"]) == {200}

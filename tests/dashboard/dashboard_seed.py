@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from datahub.domain import City, Device, Location
+from datahub.domain import City, Device, LevelCalibration, Location, Placement
 from datahub.storage import datasets, devices, readings, suppliers
-from datahub.storage.datasets import DatasetFields
+from datahub.storage.datasets import DatasetFields, DatasetMetadata
 from datahub.storage.readings import ReadingRow
 from datahub.storage.suppliers import SupplierRow
 
@@ -28,7 +28,20 @@ SEEDED_METRICS = {
     "dragino/lht65": ("temperature", "relative_humidity"),
     "milesight-iot/am319": ("temperature", "pm2_5", "co2"),
     "nwave/nps405": ("occupancy",),
+    "milesight-iot/vs133": ("people_in",),
+    "dragino/ldds75": ("distance",),
 }
+# Where each profile's sensors measure: climate and parking outdoors, air quality indoors.
+PLACEMENTS = {
+    "dragino/lht65": Placement.OUTDOOR,
+    "milesight-iot/am319": Placement.INDOOR,
+    "nwave/nps405": Placement.OUTDOOR,
+    "milesight-iot/vs133": Placement.OUTDOOR,
+    "dragino/ldds75": Placement.OUTDOOR,
+}
+# A people counter's running total when the history starts: far above its counts per hour.
+COUNTER_START = 1_400_000.0
+BIN_LEVEL = LevelCalibration(empty=1100.0, full=150.0)
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,8 @@ class DeviceSpec:
     offset: float = 0.0  # added to every value, so devices differ
     silent_for: timedelta | None = None  # no uplink for this long: the device is silent
     occupied: bool = False  # parking bays: the latest state
+    area: str | None = None  # district or zone
+    distance: float = 900.0  # waste bins: the newest distance (200: above 80 % full)
 
 
 OPEN_DATASETS = (
@@ -91,6 +106,42 @@ OPEN_DATASETS = (
         licence_name="Creative Commons Attribution 4.0",
         licence_url="https://creativecommons.org/licenses/by/4.0/",
         attribution="© Stadtwerke Schwerte GmbH",
+    ),
+)
+COUNTER_DATASET = DatasetSpec(
+    slug="passanten-dortmund",
+    supplier="do-wirtschaftsfoerderung",
+    supplier_name="Wirtschaftsförderung Dortmund",
+    name="Passantenfrequenz Dortmund",
+    licence_class="open",
+    licence_id="dl-de/by-2-0",
+    licence_name="Datenlizenz Deutschland - Namensnennung - 2.0",
+    licence_url="https://www.govdata.de/dl-de/by-2-0",
+    attribution="Wirtschaftsförderung Dortmund",
+)
+# Not open, but their suppliers allow open summaries per district and zone.
+SUMMARY_DATASETS = (
+    DatasetSpec(
+        slug="abfall-dortmund",
+        supplier="entsorgung-dortmund",
+        supplier_name="Entsorgung Dortmund GmbH",
+        name="Füllstände Abfallbehälter Dortmund",
+        licence_class="commercial",
+        licence_id="kommerziell-1.0",
+        licence_name="Nutzung gegen Entgelt",
+        licence_url=None,
+        attribution="Entsorgung Dortmund GmbH",
+    ),
+    DatasetSpec(
+        slug="parken-schwerte",
+        supplier="sw-tiefbau",
+        supplier_name="Stadt Schwerte, Tiefbau",
+        name="Parkplätze Schwerte",
+        licence_class="restricted",
+        licence_id="vereinbarung-1.0",
+        licence_name="Nutzung nach Vereinbarung",
+        licence_url=None,
+        attribution="Stadt Schwerte, Tiefbau",
     ),
 )
 RESTRICTED_DATASET = DatasetSpec(
@@ -218,6 +269,46 @@ DEVICES = (
         offset=-0.5,
     ),
 )
+COUNTER = DeviceSpec(
+    "24E1247130000001",
+    "do-passanten-westenhellweg",
+    City.DORTMUND,
+    "passanten-dortmund",
+    "milesight-iot/vs133",
+    51.5141,
+    7.4610,
+)
+# Waste bins per district (five in one, two in the other: k is 5) and parking bays per
+# zone in Schwerte (six and three), of the datasets with open summaries.
+BINS = tuple(
+    DeviceSpec(
+        f"A8404100F10000{i:02X}",
+        f"bin-{i}",
+        City.DORTMUND,
+        "abfall-dortmund",
+        "dragino/ldds75",
+        51.51 + i / 1000,
+        7.46,
+        area="Innenstadt-West" if i < 5 else "Hörde",
+        distance=200.0 if i in (0, 1, 5) else 900.0,
+    )
+    for i in range(7)
+)
+BAYS = tuple(
+    DeviceSpec(
+        f"70B3D5C0B00000{i:02X}",
+        f"bay-{i}",
+        City.SCHWERTE,
+        "parken-schwerte",
+        "nwave/nps405",
+        51.444 + i / 1000,
+        7.565,
+        area="Bahnhof" if i < 6 else "Ruhrtal",
+        occupied=i in (0, 1, 6),
+    )
+    for i in range(9)
+)
+SUMMARY_DEVICES = (*BINS, *BAYS)
 # The restricted dataset's devices, one per city; nothing of them may reach the page.
 RESTRICTED_DEVICES = (
     DeviceSpec(
@@ -257,7 +348,15 @@ def value_at(spec: DeviceSpec, metric: str, time: datetime) -> float:
         return float(round(600 + 40 * spec.offset + 150 * cycle))
     if metric == "occupancy":
         return 0.0
+    if metric == "distance":
+        return 1000.0
     raise ValueError(metric)
+
+
+def people_counted(time: datetime) -> float:
+    """People counted in the half hour before `time`: a busy street by day, quiet by night."""
+    hour = time.hour + time.minute / 60
+    return float(round(500 + 450 * math.cos(2 * math.pi * (hour - 15) / 24)))
 
 
 @dataclass
@@ -273,7 +372,7 @@ class Seeded:
 def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
     """Register the datasets and devices and store their readings; the caller commits."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
-    specs = (*OPEN_DATASETS, RESTRICTED_DATASET)
+    specs = (*OPEN_DATASETS, COUNTER_DATASET, *SUMMARY_DATASETS, RESTRICTED_DATASET)
     supplier_ids = suppliers.upsert_suppliers(
         conn,
         suppliers=[SupplierRow(d.supplier, d.supplier_name, "city_department") for d in specs],
@@ -292,8 +391,14 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
                 attribution=d.attribution,
             ),
         )
+    for d in SUMMARY_DATASETS:
+        record = datasets.get_dataset(conn, slug=d.slug)
+        assert record is not None
+        datasets.update_metadata(
+            conn, dataset_id=record.id, metadata=DatasetMetadata(public_summaries=True)
+        )
     supplier_of = {d.slug: d.supplier for d in specs}
-    every = (*DEVICES, *RESTRICTED_DEVICES)
+    every = (*DEVICES, COUNTER, *SUMMARY_DEVICES, *RESTRICTED_DEVICES)
     devices.upsert_devices(
         conn,
         devices=[
@@ -305,6 +410,9 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
                 profile=s.profile,
                 location=Location(s.latitude, s.longitude),
                 dataset=s.dataset,
+                placement=PLACEMENTS[s.profile],
+                area=s.area,
+                level=BIN_LEVEL if s.profile == "dragino/ldds75" else None,
             )
             for s in every
         ],
@@ -317,13 +425,23 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
         end = now - (spec.silent_for or timedelta(0))
         times = [end - i * STEP for i in range(int(HISTORY / STEP))]
         for metric in SEEDED_METRICS[spec.profile]:
-            for time in times:
-                value = value_at(spec, metric, time)
-                if metric == "occupancy" and time == times[0]:
+            total = COUNTER_START
+            for time in sorted(times):
+                if metric == "people_in":
+                    total += people_counted(time)
+                    value = total
+                else:
+                    value = value_at(spec, metric, time)
+                if time == times[0] and metric == "occupancy":
                     value = 1.0 if spec.occupied else 0.0
+                if time == times[0] and metric == "distance":
+                    value = spec.distance
                 rows.append(ReadingRow(time, ids[spec.dev_eui], metric, value))
         seeded.last_seen[spec.dev_eui] = times[0]
-        (seeded.restricted if spec in RESTRICTED_DEVICES else seeded.devices)[spec.dev_eui] = spec
+        if spec in RESTRICTED_DEVICES:
+            seeded.restricted[spec.dev_eui] = spec
+        elif spec in DEVICES:
+            seeded.devices[spec.dev_eui] = spec
     readings.insert_readings(conn, rows=rows)
     devices.mark_seen(conn, last_seen={ids[eui]: t for eui, t in seeded.last_seen.items()})
     return seeded

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from dashboard_seed import DEVICES, RESTRICTED_DATASET, RESTRICTED_DEVICES
+from dashboard_seed import BAYS, BINS, COUNTER, DEVICES, RESTRICTED_DATASET, RESTRICTED_DEVICES
 from dashboard_stack import PHONE, Stack, Visit
 from playwright.sync_api import Locator, Page, Response, Route, expect
 
@@ -25,6 +25,7 @@ from datahub.storage.buckets import BUCKET_ORIGIN
 SILENT = next(d for d in DEVICES if d.silent_for is not None)
 SCHWERTE_AIR = next(d for d in DEVICES if d.name == "sw-luft-rathaus")
 OCCUPIED_BAY = next(d for d in DEVICES if d.occupied)
+RANGE_WORDS = {"24h": "24 h", "7d": "7 days", "30d": "30 days"}
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 # A 30-day chart takes the API well under a second here, but the machines are shared: a
 # chart gets more time than Playwright's default of 5 s.
@@ -109,7 +110,14 @@ def test_map_shows_the_open_sensors_of_both_cities(
     page = opened.open()
 
     # One call per list, however many sensors there are: far below the anonymous rate limit.
-    assert sorted(calls) == ["/v1/datasets", "/v1/devices", "/v1/latest", "/v1/metrics"]
+    assert sorted(calls) == [
+        "/v1/datasets",
+        "/v1/devices",
+        "/v1/latest",
+        "/v1/metrics",
+        "/v1/summaries/parking",
+        "/v1/summaries/waste",
+    ]
 
     # Temperature is the default metric; every open device's profile reports it.
     assert page.locator("#filter-metric").input_value() == "temperature"
@@ -135,11 +143,13 @@ def test_map_shows_the_open_sensors_of_both_cities(
 
     # The summary per city, computed from /v1/devices and /v1/latest.
     dortmund = summary(page, "dortmund")
-    assert dortmund["online"] == "7 of 8"
+    assert dortmund["online"] == "8 of 9"
     assert dortmund["free_bays"] == "2 of 3"
     assert dortmund["last_update"] in ("just now", "1 min ago", "2 min ago")
     assert summary(page, "schwerte")["online"] == "3 of 3"
-    assert "mean_pm2_5" in summary(page, "schwerte")
+    # Means per placement: indoor and outdoor air are not mixed.
+    assert "mean_pm2_5_indoor" in summary(page, "schwerte")
+    assert {"mean_temperature_indoor", "mean_temperature_outdoor"} <= set(summary(page, "dortmund"))
 
     # Each open dataset with its licence and attribution.
     datasets = page.locator("#datasets li")
@@ -147,6 +157,7 @@ def test_map_shows_the_open_sensors_of_both_cities(
         "klima-dortmund",
         "luft-schwerte",
         "parken-dortmund",
+        "passanten-dortmund",
     ]
     schwerte = page.locator("#datasets li[data-dataset=luft-schwerte]")
     expect(schwerte).to_contain_text("Creative Commons Attribution 4.0")
@@ -213,6 +224,9 @@ def test_filters_narrow_the_map_the_summary_and_the_datasets(
     expect(page.locator("#map path.sensor")).to_have_count(len(air))
     assert sensors(page) == air
     expect(page.locator(".legend")).to_contain_text("PM2.5 (µg/m³)")
+    # The WHO bands are for outdoor air; these sensors are indoors: relative classes.
+    expect(page.locator(".legend-relative")).to_be_visible()
+    expect(page.locator(".legend-bands")).to_have_count(0)
     assert "city=schwerte" in page.url and "metric=pm2_5" in page.url
 
     page.locator("#filter-city").select_option("")
@@ -243,13 +257,13 @@ def test_german_labels_by_default_for_a_german_browser(
     assert page.locator("html").get_attribute("lang") == "de"
     expect(page.locator("h1")).to_have_text("Offene Sensordaten")
     expect(page.locator("label:has(#filter-city) span")).to_have_text("Stadt")
-    assert summary(page, "dortmund")["online"] == "7 von 8"
+    assert summary(page, "dortmund")["online"] == "8 von 9"
     expect(page.locator(".legend")).to_contain_text("Temperatur (°C)")
     shot(page, artifacts, "map-de.png")
 
     page.locator("[data-lang=en]").click()
     expect(page.locator("h1")).to_have_text("Open sensor data")
-    assert summary(page, "dortmund")["online"] == "7 of 8"
+    assert summary(page, "dortmund")["online"] == "8 of 9"
     # The choice is kept.
     page.reload()
     page.wait_for_selector("body[data-state=ready]")
@@ -324,7 +338,7 @@ def test_a_rate_limited_call_waits_as_told_and_goes_on(
     assert len(calls) == 2
     assert calls[1] - calls[0] >= 1.0
     assert sensors(page) == sorted(stack.seeded.devices)
-    assert summary(page, "dortmund")["online"] == "7 of 8"
+    assert summary(page, "dortmund")["online"] == "8 of 9"
 
 
 def test_restricted_data_never_reaches_the_page(visit: Callable[..., Visit], stack: Stack) -> None:
@@ -386,4 +400,151 @@ def test_its_use_is_metered_as_anonymous_public_interest_use(
         ).fetchall()
     assert {endpoint for _, _, endpoint, _ in rows} >= {"/v1/latest", "/v1/readings/aggregate"}
     assert {(consumer, purpose) for consumer, purpose, _, _ in rows} == {(None, "public_interest")}
-    assert {slug for *_, slug in rows} <= {"klima-dortmund", "parken-dortmund", "luft-schwerte"}
+    assert {slug for *_, slug in rows} <= {
+        "klima-dortmund",
+        "parken-dortmund",
+        "luft-schwerte",
+        "passanten-dortmund",
+        "abfall-dortmund",  # its open summary
+        "parken-schwerte",
+    }
+
+
+def database_increase(stack: Stack, *, dev_eui: str, metric: str, start: str, end: str) -> float:
+    """What a counter counted in [start, end): its last value in it less the last before."""
+    with psycopg.connect(stack.database.url) as conn:
+        row = conn.execute(
+            """
+            SELECT (SELECT r.value FROM reading r WHERE r.device_id = d.id AND r.metric = %(m)s
+                      AND r.time < %(end)s ORDER BY r.time DESC LIMIT 1)
+                 - (SELECT r.value FROM reading r WHERE r.device_id = d.id AND r.metric = %(m)s
+                      AND r.time < %(start)s ORDER BY r.time DESC LIMIT 1)
+            FROM device d WHERE d.dev_eui = %(eui)s
+            """,
+            {
+                "m": metric,
+                "eui": dev_eui,
+                "start": datetime.fromisoformat(start),
+                "end": datetime.fromisoformat(end),
+            },
+        ).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def labels_fit(page: Page) -> list[tuple[str, float, float]]:
+    """Each y-axis label with its drawn width and the room the axis gives it."""
+    return page.eval_on_selector(
+        "#chart",
+        """chart => {
+            const ctx = document.createElement("canvas").getContext("2d");
+            ctx.font = chart.dataset.yFont;
+            const room = Number(chart.dataset.yAxisSize) - Number(chart.dataset.yUnitSize) - 15;
+            return JSON.parse(chart.dataset.yLabels).map(
+                label => [label, ctx.measureText(label).width, room]);
+        }""",
+    )
+
+
+def test_a_people_counter_shows_counts_per_interval_never_its_total(
+    visit: Callable[..., Visit], stack: Stack, artifacts: Path
+) -> None:
+    page = visit().open(f"#metric=people_in&sensor={COUNTER.dev_eui}")
+
+    for range_, bucket in (("24h", "15m"), ("7d", "1h"), ("30d", "1d")):
+        page.locator(f"[data-range='{range_}']").click()
+        chart = drawn_chart(page, bucket)
+        assert chart.get_attribute("data-kind") == "count"
+        counts = [v for _, v in chart_points(page)]
+        increase = database_increase(
+            stack,
+            dev_eui=COUNTER.dev_eui,
+            metric="people_in",
+            start=chart.get_attribute("data-from") or "",
+            end=chart.get_attribute("data-to") or "",
+        )
+        # Counts per interval, which add up to what the counter counted in the range.
+        assert sum(counts) == pytest.approx(increase)
+        assert max(counts) < 1_400_000 / 10
+        assert float(chart.get_attribute("data-total") or 0) == pytest.approx(increase)
+        # What it counted in the range, never the running total of over 1.4 million.
+        text = page.locator("#detail-latest").inner_text()
+        assert f"Counted in the last {RANGE_WORDS[range_]}: {round(increase):,}" in text
+        # Every label of the y axis fits beside it, compact for large counts.
+        for label, width, room in labels_fit(page):
+            assert width <= room, (label, width, room)
+            assert len(label) <= 6, label
+        if range_ == "30d":
+            shot(page, artifacts, "counter-chart.png")
+    # The city's summary: what the counters counted in the last hour, not their totals.
+    counted = summary(page, "dortmund")["count_people_in"]
+    assert 0 < float(counted.replace(",", "")) < 2_000
+
+
+def test_labels_of_a_temperature_chart_fit_too(visit: Callable[..., Visit]) -> None:
+    page = visit(locale="de-DE").open(f"#metric=co2&sensor={SCHWERTE_AIR.dev_eui}")
+    drawn_chart(page, "15m")
+    fits = labels_fit(page)
+    assert fits and all(width <= room for _, width, room in fits)
+
+
+def test_the_waste_and_parking_summaries_show_districts_of_k_sensors_or_more(
+    visit: Callable[..., Visit], stack: Stack, artifacts: Path
+) -> None:
+    page = visit().open()
+
+    waste = page.locator("#waste li[data-area='Innenstadt-West']")
+    full = sum(1 for b in BINS if b.area == "Innenstadt-West" and b.distance < 340)
+    expect(waste).to_have_attribute("data-shown", "true")
+    expect(waste).to_contain_text(f"5 bins, {round(100 * full / 5)}% above 80 % full")
+    hidden = page.locator("#waste li[data-area='Hörde']")
+    expect(hidden).to_have_attribute("data-shown", "false")
+    expect(hidden).to_contain_text("fewer than 5 sensors: not shown")
+    expect(page.locator("#waste-source")).to_contain_text("Entsorgung Dortmund GmbH")
+
+    zone = page.locator("#parking li[data-area='Bahnhof']")
+    bays = [b for b in BAYS if b.area == "Bahnhof"]
+    free = sum(1 for b in bays if not b.occupied)
+    expect(zone).to_contain_text(f"{free} of {len(bays)} bays free now")
+    hours = json.loads(zone.locator("svg").get_attribute("data-hours") or "[]")
+    assert len(hours) == 24 and all(b == len(bays) for _, _, b in hours)
+    ruhrtal = page.locator("#parking li[data-area='Ruhrtal']")
+    expect(ruhrtal).to_have_attribute("data-shown", "false")
+    expect(ruhrtal.locator("svg")).to_have_count(0)
+    # Nothing tells of one bin or one bay.
+    seen = page.content()
+    assert not any(d.dev_eui in seen or d.name in seen for d in (*BINS, *BAYS))
+    page.locator("#filter-city").select_option("schwerte")
+    expect(page.locator("#waste li")).to_have_text(["No figures for the chosen city."])
+    shot(page, artifacts, "summaries.png", full_page=True)
+
+
+def test_legend_colours_differ_from_no_value_yet(visit: Callable[..., Visit]) -> None:
+    # Humidity: the climate sensors have values, the indoor air sensors none yet.
+    page = visit().open("#metric=relative_humidity")
+
+    novalue = page.locator("#map path.is-novalue").first
+    expect(novalue).to_be_visible()
+    assert novalue.evaluate("p => getComputedStyle(p).fillOpacity") == "0"
+    assert novalue.evaluate("p => getComputedStyle(p).strokeDasharray") != "none"
+    swatches = page.locator(".legend .legend-row:not(.legend-novalue) .swatch").evaluate_all(
+        "boxes => boxes.map(b => getComputedStyle(b).backgroundColor)"
+    )
+    assert swatches
+    for colour in swatches:
+        red, green, blue = (int(c) for c in re.findall(r"\d+", colour)[:3])
+        luminance = (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+        assert luminance < 0.9, colour  # nothing a reader could take for white
+    style = page.locator(".legend-novalue .swatch").evaluate(
+        "b => [getComputedStyle(b).borderStyle, getComputedStyle(b).backgroundColor]"
+    )
+    assert style == ["dashed", "rgba(0, 0, 0, 0)"]
+
+
+def test_the_language_can_be_chosen_by_the_address(visit: Callable[..., Visit]) -> None:
+    page = visit(locale="en-GB").open("?lang=de")
+    expect(page.locator("h1")).to_have_text("Offene Sensordaten")
+    assert page.locator("html").get_attribute("lang") == "de"
+    page.locator("[data-lang=en]").click()
+    expect(page.locator("h1")).to_have_text("Open sensor data")
+    assert "lang=en" in page.url

@@ -95,3 +95,20 @@ def test_the_page_is_not_part_of_the_api_schema() -> None:
     assert "/" not in paths
     assert not any(p.startswith("/static") for p in paths)
     assert api.get("/docs").status_code == 200
+
+
+def test_the_official_basemap_by_name_with_its_credit() -> None:
+    response = client(basemap="basemap.de").get("/")
+
+    config = page_config(response.text)
+    assert config["tile_url"] == (
+        "https://sgx.geodatenzentrum.de/wmts_basemapde/tile/1.0.0/de_basemapde_web_raster_farbe"
+        "/default/GLOBAL_WEBMERCATOR/{z}/{y}/{x}.png"
+    )
+    assert "basemap.de" in str(config["tile_attribution"])
+    assert "BKG" in str(config["tile_attribution"])
+    policy = response.headers["content-security-policy"]
+    assert "img-src 'self' data: https://sgx.geodatenzentrum.de" in policy
+    # A city's own tile server replaces the named one.
+    own = page_config(client(basemap="basemap.de", tile_url="/tiles/{z}/{x}/{y}.png").get("/").text)
+    assert own["tile_url"] == "/tiles/{z}/{x}/{y}.png"

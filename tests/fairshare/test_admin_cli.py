@@ -142,6 +142,43 @@ def test_supplier_dataset_consumer_and_grant_round_trip(run: Cli) -> None:
     assert "ruhrroute" in run.ok("consumer", "list")  # the table too
 
 
+def test_dataset_catalogue_metadata_from_the_command_line(run: Cli) -> None:
+    add_world(run)
+    run.ok(
+        "dataset",
+        "update",
+        "edg-fill",
+        "--title-en",
+        "Fill levels",
+        "--keyword",
+        "Abfall",
+        "--keyword",
+        "Füllstand",
+        "--theme",
+        "ENVI",
+        "--public-summaries",
+        "yes",
+    )
+    run.ok("dataset", "update", "edg-fill", "--title-en", "")
+    (dataset,) = [d for d in run.json("dataset", "list") if d["slug"] == "edg-fill"]
+    assert dataset["open_data"] | {"keywords": None} == {
+        "title_en": None,
+        "description_de": None,
+        "description_en": None,
+        "keywords": None,
+        "themes": ["ENVI"],
+        "contact_name": None,
+        "contact_email": None,
+        "licence_uri": None,
+        "contributor_id": None,
+        "catalogue_listed": False,
+        "public_summaries": True,
+    }
+    assert dataset["open_data"]["keywords"] == ["Abfall", "Füllstand"]
+    code, _, err = run("dataset", "update", "edg-fill", "--licence-uri", "http://x.example/l")
+    assert code == 2 and "dcat-ap.de licence list" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from datahub.domain import City, Device
+from datahub.domain import City, Device, LevelCalibration, Placement
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare import admin, keys
 from datahub.fairshare.seed import SeedFile, SeedFileError, apply_seed
+from datahub.opendata import vocabularies
 from datahub.storage import devices, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.suppliers import SupplierRow
@@ -115,6 +117,90 @@ def test_dataset_add_update_and_their_errors(conn: psycopg.Connection) -> None:
     assert not changed
     with pytest.raises(BadRequest, match="no field"):
         admin.update_dataset(conn, slug="edg-fill", changes={"supplier_id": 1}, now=NOW)
+
+
+@pytest.mark.usefixtures("edg")
+def test_catalogue_metadata_is_set_checked_and_cleared(conn: psycopg.Connection) -> None:
+    admin.add_dataset(conn, slug="edg-fill", supplier="edg", fields=fields())
+    record, changed = admin.update_dataset(
+        conn,
+        slug="edg-fill",
+        changes={
+            "title_en": " Fill levels ",
+            "keywords": ["Abfall", "Füllstand", "Abfall"],
+            "themes": ["envi", "REGI"],
+            "contact_email": "abfall@edg.example",
+            "licence_uri": "http://dcat-ap.de/def/licenses/other-commercial",
+            "catalogue_listed": True,
+            "public_summaries": True,
+        },
+        now=NOW,
+    )
+    assert changed
+    meta = record.metadata
+    assert (meta.title_en, meta.keywords, meta.themes) == (
+        "Fill levels",
+        ("Abfall", "Füllstand"),
+        ("ENVI", "REGI"),
+    )
+    assert (meta.catalogue_listed, meta.public_summaries, meta.contributor_id) == (True, True, None)
+    _, changed = admin.update_dataset(
+        conn, slug="edg-fill", changes={"themes": ["ENVI", "REGI"]}, now=NOW
+    )
+    assert not changed
+    record, _ = admin.update_dataset(conn, slug="edg-fill", changes={"title_en": None}, now=NOW)
+    assert record.metadata.title_en is None and record.metadata.keywords == ("Abfall", "Füllstand")
+
+    refused = {
+        "themes": ["CLIMATE"],
+        "licence_uri": "https://www.govdata.de/dl-de/by-2-0",
+        "contributor_id": "http://dcat-ap.de/def/contributors/",
+        "contact_email": "nobody",
+        "keywords": ["x" * 101],
+    }
+    for name, value in refused.items():
+        with pytest.raises(BadRequest):
+            admin.update_dataset(conn, slug="edg-fill", changes={name: value}, now=NOW)
+    with pytest.raises(BadRequest, match="open dataset cannot carry"):
+        admin.update_dataset(
+            conn,
+            slug="edg-fill",
+            changes={
+                "licence_class": "open",
+                "licence_uri": vocabularies.LICENCES + "other-closed",
+            },
+            now=NOW,
+        )
+
+
+def test_a_registry_import_sets_placement_area_and_level_or_keeps_them(
+    conn: psycopg.Connection, edg: int
+) -> None:
+    bin_one = Device(
+        "A8404100F1000001",
+        "bin 1",
+        City.DORTMUND,
+        "edg",
+        "dragino/ldds75",
+        placement=Placement.OUTDOOR,
+        area="Hörde",
+        level=LevelCalibration(empty=1100, full=150),
+    )
+    devices.upsert_devices(conn, devices=[bin_one], supplier_ids={"edg": edg})
+    renamed = dataclasses.replace(bin_one, name="bin one", placement=None, area=None, level=None)
+    devices.upsert_devices(
+        conn, devices=[renamed], supplier_ids={"edg": edg}, keep=["placement", "area", "level"]
+    )
+    row = conn.execute(
+        "SELECT name, placement, area, level_empty, level_full FROM device WHERE dev_eui = %s",
+        (bin_one.dev_eui,),
+    ).fetchone()
+    assert row == ("bin one", "outdoor", "Hörde", 1100.0, 150.0)
+    devices.upsert_devices(conn, devices=[renamed], supplier_ids={"edg": edg})
+    row = conn.execute(
+        "SELECT placement, area, level_empty FROM device WHERE dev_eui = %s", (bin_one.dev_eui,)
+    ).fetchone()
+    assert row == (None, None, None)
 
 
 @pytest.mark.usefixtures("edg")

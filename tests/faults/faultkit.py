@@ -204,6 +204,7 @@ class Ingest:
     ingest: dict[str, Any] = field(default_factory=dict)
     database: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # settings per source name
+    more: dict[str, Any] = field(default_factory=dict)  # further top-level settings
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -248,6 +249,7 @@ class Ingest:
                     **self.sources.get("chirpstack-schwerte", {}),
                 },
             ],
+            **self.more,
         }
         self.config = self.workdir / "datahub.yaml"
         self.config.write_text(yaml.safe_dump(config))

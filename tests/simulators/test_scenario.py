@@ -106,8 +106,23 @@ def test_registry_csv_round_trip(demo: Scenario, tmp_path: Path) -> None:
         "profile": device.profile,
         "latitude": f"{device.latitude:.6f}",
         "longitude": f"{device.longitude:.6f}",
+        "placement": "outdoor",
+        "area": "",
+        "level_empty": "",
+        "level_full": "",
     }
     assert float(first["latitude"]) == device.latitude
+    bins = [r for r in rows if r["profile"] == "dragino/ldds75"]
+    assert {(r["level_empty"], r["level_full"]) for r in bins} == {("1100", "150")}
+    assert all(r["area"] for r in bins)
+
+
+def test_areas_must_hold_the_whole_fleet(demo: Scenario) -> None:
+    data = demo.model_dump(mode="json")
+    fleet = next(f for f in data["fleets"] if f["name"] == "do-abfall")
+    fleet["areas"] = {"Hörde": 1}
+    with pytest.raises(ScenarioError, match="areas hold 1 devices, the fleet 50"):
+        parse_scenario(data)
 
 
 def test_registry_csv_to_an_open_file(demo: Scenario) -> None:

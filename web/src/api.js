@@ -93,14 +93,37 @@ export function loadLatest() {
   return getJson("/v1/latest").then((body) => body.items);
 }
 
-// One device's metric in time buckets over [from, to): server-side means, never raw points.
-export function loadSeries({ device, metric, bucket, from, to }) {
+// One device's metric in time buckets over [from, to): server-side means, never raw points;
+// for a counter (a running total) the count per bucket (fn=delta), never the total.
+export function loadSeries({ device, metric, bucket, from, to, counter = false }) {
   return getJson("/v1/readings/aggregate", {
     device,
     metric,
     bucket,
-    fn: "avg",
+    fn: counter ? "delta" : "avg",
     from: from.toISOString(),
     to: to.toISOString(),
   });
+}
+
+// What each counter of a city counted in [from, to): one series per device.
+export function loadCityCounts({ city, metric, from, to }) {
+  return getJson("/v1/readings/aggregate", {
+    city,
+    metric,
+    group: "device",
+    bucket: "15m",
+    fn: "delta",
+    from: from.toISOString(),
+    to: to.toISOString(),
+  }).then((body) => body.series);
+}
+
+// The open summaries: per district and zone, only cells of enough sensors show figures.
+export function loadWaste() {
+  return getJson("/v1/summaries/waste");
+}
+
+export function loadParking() {
+  return getJson("/v1/summaries/parking");
 }

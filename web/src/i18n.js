@@ -1,5 +1,6 @@
-// German and English labels. The page starts in the visitor's choice (kept in
-// localStorage), else in the first of the browser's languages it has, else English.
+// German and English labels. The page starts in the language its address names
+// (`?lang=de`), else the visitor's choice (kept in localStorage), else the first of the
+// browser's languages it has, else English.
 
 const STORAGE_KEY = "datahub.dashboard.lang";
 export const LANGUAGES = ["de", "en"];
@@ -16,6 +17,10 @@ const MESSAGES = {
     "map.heading": "Map of the sensors",
     "map.tiles_unavailable": "Map background unavailable; the sensors are shown without it.",
     "legend.silent": "silent (no uplink for over 3 reporting intervals)",
+    "legend.relative":
+      "Relative classes over the values shown (no health bands for this placement):",
+    "legend.bands": "Bands for {placements} air:",
+    "legend.per_hour": "per hour",
     "legend.no_value": "no value yet",
     "legend.free": "free",
     "legend.occupied": "occupied",
@@ -26,8 +31,11 @@ const MESSAGES = {
     "detail.never_seen": "Has not reported yet.",
     "detail.dataset": "Dataset: {name} · {supplier}",
     "detail.licence": "Licence: ",
+    "detail.counted": "Counted in the {range}: {count}",
+    "detail.placement": "Placement: {placement}",
     "chart.range": "Time range",
     "chart.caption": "{metric}, mean per {bucket}, {range}",
+    "chart.caption_count": "{metric}, count per {bucket}, {range}",
     "chart.empty": "No readings in this time range.",
     "chart.loading": "Loading…",
     "chart.failed": "The chart could not be loaded: {error}",
@@ -36,6 +44,9 @@ const MESSAGES = {
     "range.24h": "24 h",
     "range.7d": "7 days",
     "range.30d": "30 days",
+    "range_in.24h": "last 24 h",
+    "range_in.7d": "last 7 days",
+    "range_in.30d": "last 30 days",
     "bucket.15m": "15 minutes",
     "bucket.1h": "hour",
     "bucket.1d": "day",
@@ -48,6 +59,20 @@ const MESSAGES = {
     "summary.free_bays": "Free parking bays",
     "summary.free_value": "{free} of {total}",
     "summary.none": "No open sensors match the filters.",
+    "summary.mean_placed": "Mean {metric}, {placement}",
+    "summary.count_hour": "{metric}, last hour",
+    "placement.indoor": "indoors",
+    "placement.outdoor": "outdoors",
+    "placement.any": "indoor and outdoor",
+    "waste.heading": "Waste bins by district",
+    "waste.cell": "{bins} bins, {share} above 80 % full",
+    "parking.heading": "Parking by zone",
+    "parking.cell": "{free} of {bays} bays free now",
+    "parking.day": "Free bays over the last 24 hours",
+    "cells.hidden": "fewer than {k} sensors: not shown",
+    "cells.none": "No figures for the chosen city.",
+    "cells.no_area": "without district",
+    "cells.source": "Source: ",
     "datasets.heading": "Datasets and licences",
     "datasets.sensors": "{count} sensors",
     "datasets.attribution": "Attribution: ",
@@ -77,6 +102,10 @@ const MESSAGES = {
     "map.tiles_unavailable":
       "Kartenhintergrund nicht verfügbar; die Sensoren werden ohne ihn gezeigt.",
     "legend.silent": "stumm (seit über 3 Meldeintervallen keine Nachricht)",
+    "legend.relative":
+      "Relative Klassen über die gezeigten Werte (keine Gesundheitsbänder für diesen Standort):",
+    "legend.bands": "Bänder für Luft {placements}:",
+    "legend.per_hour": "je Stunde",
     "legend.no_value": "noch kein Wert",
     "legend.free": "frei",
     "legend.occupied": "belegt",
@@ -87,8 +116,11 @@ const MESSAGES = {
     "detail.never_seen": "Hat noch nichts gemeldet.",
     "detail.dataset": "Datensatz: {name} · {supplier}",
     "detail.licence": "Lizenz: ",
+    "detail.counted": "Gezählt in den {range}: {count}",
+    "detail.placement": "Standort: {placement}",
     "chart.range": "Zeitraum",
     "chart.caption": "{metric}, Mittel je {bucket}, {range}",
+    "chart.caption_count": "{metric}, Anzahl je {bucket}, {range}",
     "chart.empty": "Keine Messwerte in diesem Zeitraum.",
     "chart.loading": "Wird geladen…",
     "chart.failed": "Das Diagramm konnte nicht geladen werden: {error}",
@@ -97,6 +129,9 @@ const MESSAGES = {
     "range.24h": "24 Std.",
     "range.7d": "7 Tage",
     "range.30d": "30 Tage",
+    "range_in.24h": "letzten 24 Std.",
+    "range_in.7d": "letzten 7 Tagen",
+    "range_in.30d": "letzten 30 Tagen",
     "bucket.15m": "15 Minuten",
     "bucket.1h": "Stunde",
     "bucket.1d": "Tag",
@@ -109,6 +144,20 @@ const MESSAGES = {
     "summary.free_bays": "Freie Parkplätze",
     "summary.free_value": "{free} von {total}",
     "summary.none": "Keine offenen Sensoren passen zu den Filtern.",
+    "summary.mean_placed": "Mittel {metric}, {placement}",
+    "summary.count_hour": "{metric}, letzte Stunde",
+    "placement.indoor": "innen",
+    "placement.outdoor": "außen",
+    "placement.any": "innen und außen",
+    "waste.heading": "Abfallbehälter nach Stadtbezirk",
+    "waste.cell": "{bins} Behälter, {share} über 80 % voll",
+    "parking.heading": "Parken nach Zone",
+    "parking.cell": "{free} von {bays} Plätzen jetzt frei",
+    "parking.day": "Freie Plätze in den letzten 24 Stunden",
+    "cells.hidden": "weniger als {k} Sensoren: nicht gezeigt",
+    "cells.none": "Keine Zahlen für die gewählte Stadt.",
+    "cells.no_area": "ohne Bezirk",
+    "cells.source": "Quelle: ",
     "datasets.heading": "Datensätze und Lizenzen",
     "datasets.sensors": "{count} Sensoren",
     "datasets.attribution": "Namensnennung: ",
@@ -150,6 +199,7 @@ const METRIC_LABELS = {
     people_out: "People out",
     pulse_count: "Meter pulses",
     distance: "Distance (fill level)",
+    fill_level: "Fill level",
     battery_voltage: "Battery voltage",
     battery: "Battery",
   },
@@ -171,6 +221,7 @@ const METRIC_LABELS = {
     people_out: "Personen hinaus",
     pulse_count: "Zählerimpulse",
     distance: "Abstand (Füllstand)",
+    fill_level: "Füllstand",
     battery_voltage: "Batteriespannung",
     battery: "Batterie",
   },
@@ -188,6 +239,8 @@ const UNIT_SYMBOLS = {
 let current = "en";
 
 export function initialLanguage() {
+  const asked = new URLSearchParams(window.location.search).get("lang");
+  if (LANGUAGES.includes(asked)) return asked;
   let stored = null;
   try {
     stored = window.localStorage.getItem(STORAGE_KEY);
@@ -211,6 +264,10 @@ export function setLanguage(lang, { remember = false } = {}) {
     } catch {
       // Not remembered; nothing else depends on it.
     }
+    // The address names the language too, so a shared link shows what the sharer saw.
+    const url = new URL(window.location.href);
+    url.searchParams.set("lang", current);
+    window.history.replaceState(null, "", url);
   }
   for (const el of document.querySelectorAll("[data-i18n]")) {
     el.textContent = t(el.dataset.i18n);
@@ -249,6 +306,15 @@ export function formatNumber(value, { digits } = {}) {
   const abs = Math.abs(value);
   const maximumFractionDigits = digits ?? (abs >= 100 ? 0 : abs >= 10 ? 1 : 2);
   return new Intl.NumberFormat(locale(), { maximumFractionDigits }).format(value);
+}
+
+// A number in at most about six characters: compact (1.4M, 1,4 Mio.) from ten thousand on,
+// for chart axes and other tight places.
+export function formatCompact(value) {
+  if (Math.abs(value) < 10_000) return formatNumber(value);
+  return new Intl.NumberFormat(locale(), { notation: "compact", maximumFractionDigits: 1 }).format(
+    value,
+  );
 }
 
 export function formatValue(value, unit) {

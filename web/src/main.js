@@ -11,28 +11,36 @@ import L from "leaflet";
 
 import {
   ApiError,
+  loadCityCounts,
   loadDatasets,
   loadDevices,
   loadLatest,
   loadMetrics,
+  loadParking,
   loadSeries,
+  loadWaste,
   setThrottleListener,
 } from "./api.js";
 import { clearChart, drawChart, resizeChart } from "./chart.js";
 import {
   formatAgo,
+  formatCompact,
   formatNumber,
   formatTime,
   formatValue,
   initialLanguage,
+  locale,
   metricLabel,
   setLanguage,
   t,
   unitSymbol,
 } from "./i18n.js";
-import { NO_VALUE_COLOUR, SILENT_COLOUR, scaleFor } from "./scale.js";
+import { bandPlacements, bandsApply, NO_VALUE_COLOUR, SILENT_COLOUR, scaleFor } from "./scale.js";
 
 const CITIES = ["dortmund", "schwerte"];
+const PLACEMENTS = ["outdoor", "indoor"];
+// A counter's value on the map and in the summary: what it counted in the last hour.
+const COUNT_WINDOW_MS = 3600_000;
 // Both cities, for a map without any located sensor.
 const DEFAULT_BOUNDS = L.latLngBounds([51.41, 7.33], [51.6, 7.64]);
 // A sensor is silent after this many reporting intervals without an uplink.
@@ -59,6 +67,10 @@ const state = {
   datasets: null, // slug -> dataset (open ones only); null when the API has no datasets
   devices: [],
   latest: new Map(), // dev_eui -> Map(metric -> {time, value})
+  counts: new Map(), // dev_eui -> count of the last hour, of the counter metric `countsOf`
+  countsOf: null, // "metric|city" the counts are of
+  waste: null, // the open summaries, null when the API has none
+  parking: null,
   filters: { city: "", metric: "", dataset: "" },
   selected: null, // {devEui, range}
   loadedAt: null,
@@ -117,16 +129,27 @@ legend.addTo(map);
 
 // --- Data ------------------------------------------------------------------------------
 
+// An API without an endpoint (an older version): nothing to show of it.
+const orNull = (error) => {
+  if (error instanceof ApiError && error.status === 404) return null;
+  throw error;
+};
+
+// The open summaries, into the state; an API without them leaves them null.
+async function loadSummaries() {
+  [state.waste, state.parking] = await Promise.all([
+    loadWaste().catch(orNull),
+    loadParking().catch(orNull),
+  ]);
+}
+
 async function loadAll() {
   const [metrics, datasets, devices, latest] = await Promise.all([
     loadMetrics(),
-    loadDatasets().catch((error) => {
-      // An API without datasets (before the fair-share rules): no dataset filter.
-      if (error instanceof ApiError && error.status === 404) return null;
-      throw error;
-    }),
+    loadDatasets().catch(orNull),
     loadDevices(),
     loadLatest(),
+    loadSummaries(),
   ]);
   state.metrics = new Map(metrics.map((m) => [m.name, m]));
   // The API gives anonymous callers open datasets only; the page relies on that and,
@@ -138,8 +161,34 @@ async function loadAll() {
 }
 
 async function refresh() {
-  const [devices, latest] = await Promise.all([loadDevices(), loadLatest()]);
+  const [devices, latest] = await Promise.all([loadDevices(), loadLatest(), loadSummaries()]);
   setData(devices, latest);
+  state.countsOf = null;
+  await loadCounts();
+}
+
+// Whether `metric` is a running total on this device: shown as counts, never the total.
+function isCounter(device, metric) {
+  return (device.counters ?? []).includes(metric);
+}
+
+// The counts of the last hour of the chosen metric's counters, one call per city.
+async function loadCounts() {
+  const metric = state.filters.metric;
+  const cities = state.filters.city ? [state.filters.city] : CITIES;
+  const key = `${metric}|${cities.join(",")}`;
+  const counters = state.devices.filter((d) => isCounter(d, metric) && cities.includes(d.city));
+  if (!counters.length || state.countsOf === key) return;
+  const to = new Date();
+  const from = new Date(to.getTime() - COUNT_WINDOW_MS);
+  const withCounters = cities.filter((c) => counters.some((d) => d.city === c));
+  const series = (
+    await Promise.all(withCounters.map((city) => loadCityCounts({ city, metric, from, to })))
+  ).flat();
+  state.counts = new Map(
+    series.map((s) => [s.device, s.points.reduce((sum, point) => sum + point.value, 0)]),
+  );
+  state.countsOf = key;
 }
 
 function setData(devices, latest) {
@@ -165,6 +214,16 @@ function isSilent(device, now) {
 
 function latestOf(device, metric) {
   return state.latest.get(device.dev_eui)?.get(metric) ?? null;
+}
+
+// What the map and the summary show of a device: a counter's count of the last hour, or
+// the latest value; null when there is none.
+function shownValue(device, metric) {
+  if (isCounter(device, metric)) {
+    const count = state.counts.get(device.dev_eui);
+    return count === undefined ? null : { value: count, counted: true };
+  }
+  return latestOf(device, metric);
 }
 
 // Devices of the open datasets matching the city and dataset filters (not the metric).
@@ -261,6 +320,7 @@ function render() {
   renderFilters();
   renderMap();
   renderSummary();
+  renderCells();
   renderDatasets();
   renderDetail();
   writeHash();
@@ -270,13 +330,25 @@ function renderMap() {
   const now = new Date();
   const metric = state.filters.metric;
   const shown = devicesInScope().filter((d) => d.location && d.metrics.includes(metric));
-  const values = shown.map((d) => latestOf(d, metric)?.value).filter((v) => v !== undefined);
-  const scale = scaleFor(metric, values);
+  // Fixed bands only where they are meant for (PM outdoors, CO2 indoors); relative classes
+  // over the values of the other sensors.
+  const banded = (d) => !isCounter(d, metric) && bandsApply(metric, d.placement);
+  const relativeValues = shown
+    .filter((d) => !banded(d))
+    .map((d) => shownValue(d, metric)?.value)
+    .filter((v) => v !== undefined);
+  const scales = {
+    bands: scaleFor(metric, [], { banded: true }),
+    relative: scaleFor(metric, relativeValues, { banded: false }),
+  };
+  const used = new Set();
   markers.clearLayers();
   for (const device of shown) {
     const silent = isSilent(device, now);
-    const latest = latestOf(device, metric);
+    const latest = shownValue(device, metric);
     const selected = state.selected?.devEui === device.dev_eui;
+    const scale = scales.bands.kind === "states" || banded(device) ? scales.bands : scales.relative;
+    if (latest && !silent) used.add(scale);
     let fill = latest ? scale.colourOf(latest.value) : NO_VALUE_COLOUR;
     if (silent) fill = SILENT_COLOUR;
     const classes = ["sensor", `sensor-${device.dev_eui}`, `city-${device.city}`];
@@ -297,7 +369,11 @@ function renderMap() {
     if (selected) marker.bringToFront();
   }
   $("map").dataset.sensors = String(shown.length);
-  renderLegend(scale, metric);
+  renderLegend(
+    [scales.bands, scales.relative].filter((s) => used.has(s)),
+    metric,
+    shown.some((d) => isCounter(d, metric)),
+  );
   if (!state.fitted && shown.length) {
     fitToSensors();
     state.fitted = true;
@@ -328,7 +404,9 @@ function tooltipOf(device, metric, latest, silent) {
   name.textContent = device.name;
   const value = document.createElement("div");
   value.textContent = latest
-    ? `${metricName(metric)}: ${formatValue(latest.value, metricUnit(metric))}`
+    ? latest.counted
+      ? `${metricName(metric)}: ${formatNumber(latest.value)} ${t("legend.per_hour")}`
+      : `${metricName(metric)}: ${formatValue(latest.value, metricUnit(metric))}`
     : t("legend.no_value");
   box.append(name, value);
   if (silent) {
@@ -346,32 +424,61 @@ function swatch(colour, label, extraClass = "") {
   row.className = `legend-row ${extraClass}`.trim();
   const box = document.createElement("span");
   box.className = "swatch";
-  box.style.backgroundColor = colour;
+  if (colour) box.style.backgroundColor = colour;
   const text = document.createElement("span");
   text.textContent = label;
   row.append(box, text);
   return row;
 }
 
-function renderLegend(scale, metric) {
+function legendSection(text, kind) {
+  const note = document.createElement("div");
+  note.className = `legend-section legend-${kind}`;
+  note.textContent = text;
+  return note;
+}
+
+function renderLegend(scales, metric, counted) {
   const box = legend.getContainer();
   const title = document.createElement("summary");
   title.className = "legend-title";
-  const unit = unitSymbol(metricUnit(metric));
+  const unit = counted ? t("legend.per_hour") : unitSymbol(metricUnit(metric));
   title.textContent = unit ? `${metricName(metric)} (${unit})` : metricName(metric);
   const rows = [];
-  if (scale.kind === "states") {
-    for (const s of scale.states) rows.push(swatch(s.colour, t(s.label)));
-  } else {
-    const { breaks, colours } = scale;
-    rows.push(swatch(colours[0], `< ${formatNumber(breaks[0])}`));
-    for (let i = 1; i < breaks.length; i++) {
-      rows.push(swatch(colours[i], `${formatNumber(breaks[i - 1])} – ${formatNumber(breaks[i])}`));
+  for (const scale of scales) {
+    if (scale.kind === "states") {
+      for (const s of scale.states) rows.push(swatch(s.colour, t(s.label)));
+      continue;
     }
-    rows.push(swatch(colours[breaks.length], `≥ ${formatNumber(breaks[breaks.length - 1])}`));
+    // Say which classes are bands only where a metric has bands some sensors miss out on.
+    if (scales.length > 1 || (scale.kind === "relative" && bandPlacements(metric).length)) {
+      const placements = bandPlacements(metric);
+      rows.push(
+        scale.kind === "bands"
+          ? legendSection(
+              t("legend.bands", {
+                placements:
+                  placements.length > 1
+                    ? t("placement.any")
+                    : placements.map((p) => t(`placement.${p}`)).join(", "),
+              }),
+              "bands",
+            )
+          : legendSection(t("legend.relative"), "relative"),
+      );
+    }
+    const { breaks, colours } = scale;
+    rows.push(swatch(colours[0], `< ${formatCompact(breaks[0])}`));
+    for (let i = 1; i < breaks.length; i++) {
+      rows.push(
+        swatch(colours[i], `${formatCompact(breaks[i - 1])} – ${formatCompact(breaks[i])}`),
+      );
+    }
+    rows.push(swatch(colours[breaks.length], `≥ ${formatCompact(breaks[breaks.length - 1])}`));
   }
   rows.push(swatch(SILENT_COLOUR, t("legend.silent"), "legend-silent"));
-  rows.push(swatch(NO_VALUE_COLOUR, t("legend.no_value"), "legend-novalue"));
+  // Hollow, as its markers are: no fill to be taken for a colour of the scale.
+  rows.push(swatch(null, t("legend.no_value"), "legend-novalue"));
   box.replaceChildren(title, ...rows);
 }
 
@@ -420,18 +527,43 @@ function renderSummary() {
       lastSeen ? formatTime(lastSeen) : undefined,
     );
     // Headline values over the sensors that are online: a silent one's value is stale.
+    // Means per placement (indoor and outdoor air differ); a sensor whose placement is
+    // not known counts in neither. Counters: what they counted in the last hour.
     const headline = ["pm2_5", "temperature", "co2"];
     const chosen = state.filters.metric;
     if (chosen && chosen !== "occupancy" && !headline.includes(chosen)) headline.push(chosen);
     for (const metric of headline) {
-      const values = online.map((d) => latestOf(d, metric)?.value).filter((v) => v !== undefined);
-      const average = mean(values);
-      if (average === null) continue;
-      add(
-        `mean_${metric}`,
-        t("summary.mean", { metric: metricName(metric) }),
-        formatValue(average, metricUnit(metric)),
-      );
+      const counters = online.filter((d) => isCounter(d, metric));
+      if (counters.length) {
+        const counts = counters
+          .map((d) => state.counts.get(d.dev_eui))
+          .filter((v) => v !== undefined);
+        if (counts.length) {
+          const total = counts.reduce((a, b) => a + b, 0);
+          add(
+            `count_${metric}`,
+            t("summary.count_hour", { metric: metricName(metric) }),
+            formatNumber(total),
+          );
+        }
+        continue;
+      }
+      for (const placement of PLACEMENTS) {
+        const values = online
+          .filter((d) => d.placement === placement)
+          .map((d) => latestOf(d, metric)?.value)
+          .filter((v) => v !== undefined);
+        const average = mean(values);
+        if (average === null) continue;
+        add(
+          `mean_${metric}_${placement}`,
+          t("summary.mean_placed", {
+            metric: metricName(metric),
+            placement: t(`placement.${placement}`),
+          }),
+          formatValue(average, metricUnit(metric)),
+        );
+      }
     }
     const bays = online.filter((d) => d.metrics.includes("occupancy"));
     const states = bays.map((d) => latestOf(d, "occupancy")?.value).filter((v) => v !== undefined);
@@ -512,6 +644,94 @@ function renderDatasets() {
   list.replaceChildren(...items);
 }
 
+// --- Open summaries: waste bins and parking per district --------------------------------
+
+function cellItem(cell, figures) {
+  const item = document.createElement("li");
+  item.dataset.city = cell.city;
+  item.dataset.area = cell.area ?? "";
+  item.dataset.shown = String(cell.shown);
+  const area = document.createElement("span");
+  area.className = "area";
+  const where = cell.area ?? t("cells.no_area");
+  area.textContent = state.filters.city ? where : `${where} (${t(`city.${cell.city}`)})`;
+  const text = document.createElement("div");
+  text.className = "figures";
+  text.textContent = figures;
+  item.append(area, text);
+  return item;
+}
+
+function freeOverTheDay(hours) {
+  // One bar per hour, as high as the share of bays free; the numbers in the title.
+  const width = 240;
+  const height = 32;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height));
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", t("parking.day"));
+  svg.dataset.hours = JSON.stringify(hours.map((h) => [h.time, h.free, h.bays]));
+  const step = width / 24;
+  hours.forEach((hour, i) => {
+    const share = hour.bays ? hour.free / hour.bays : 0;
+    const bar = document.createElementNS(ns, "rect");
+    bar.setAttribute("x", String(i * step + 1));
+    bar.setAttribute("width", String(step - 2));
+    bar.setAttribute("y", String(height - share * height));
+    bar.setAttribute("height", String(Math.max(1, share * height)));
+    bar.setAttribute("fill", "#1a9850");
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${formatTime(new Date(hour.time))}: ${formatNumber(hour.free)} / ${hour.bays}`;
+    bar.append(title);
+    svg.append(bar);
+  });
+  return svg;
+}
+
+function renderCellCard(kind, summary, figuresOf) {
+  const card = $(`${kind}-card`);
+  if (!summary) {
+    card.hidden = true;
+    return;
+  }
+  const cells = summary.cells.filter((c) => !state.filters.city || c.city === state.filters.city);
+  card.hidden = !summary.cells.length;
+  const items = cells.map((cell) => {
+    if (!cell.shown) return cellItem(cell, t("cells.hidden", { k: summary.k }));
+    return figuresOf(cell);
+  });
+  if (!items.length) {
+    const empty = document.createElement("li");
+    empty.textContent = t("cells.none");
+    items.push(empty);
+  }
+  $(kind).replaceChildren(...items);
+  const sources = summary.licences.map((l) => l.attribution).join("; ");
+  $(`${kind}-source`).textContent = sources ? t("cells.source") + sources : "";
+}
+
+function renderCells() {
+  renderCellCard("waste", state.waste, (cell) =>
+    cellItem(
+      cell,
+      t("waste.cell", {
+        bins: formatNumber(cell.bins),
+        share: new Intl.NumberFormat(locale(), { style: "percent" }).format(cell.full_share),
+      }),
+    ),
+  );
+  renderCellCard("parking", state.parking, (cell) => {
+    const item = cellItem(
+      cell,
+      t("parking.cell", { free: formatNumber(cell.free), bays: formatNumber(cell.bays) }),
+    );
+    if (cell.hours.length) item.append(freeOverTheDay(cell.hours));
+    return item;
+  });
+}
+
 // --- One sensor ------------------------------------------------------------------------
 
 let chartRequest = 0;
@@ -567,14 +787,22 @@ function renderDetail({ reloadChart = false } = {}) {
     .join(" · ");
   const latest = latestOf(device, metric);
   const lines = [];
-  lines.push(
-    latest
-      ? t("detail.latest", {
-          value: formatValue(latest.value, metricUnit(metric)),
-          time: formatTime(latest.time),
-        })
-      : t("detail.no_value"),
-  );
+  if (isCounter(device, metric)) {
+    // A running total means nothing to a reader: the chart's counts say what was counted.
+    lines.push(latest ? "" : t("detail.no_value"));
+  } else {
+    lines.push(
+      latest
+        ? t("detail.latest", {
+            value: formatValue(latest.value, metricUnit(metric)),
+            time: formatTime(latest.time),
+          })
+        : t("detail.no_value"),
+    );
+  }
+  if (device.placement) {
+    lines.push(t("detail.placement", { placement: t(`placement.${device.placement}`) }));
+  }
   if (isSilent(device, now)) {
     lines.push(
       device.last_seen
@@ -582,7 +810,7 @@ function renderDetail({ reloadChart = false } = {}) {
         : t("detail.never_seen"),
     );
   }
-  $("detail-latest").textContent = lines.join(" ");
+  $("detail-latest").textContent = lines.filter(Boolean).join(" ");
   const licence = $("detail-licence");
   const dataset = state.datasets?.get(device.dataset);
   if (dataset) {
@@ -619,15 +847,28 @@ async function loadChart(device, metric, range) {
   chart.dataset.state = "loading";
   caption.textContent = t("chart.loading");
   $("chart-table-value").textContent = unitSymbol(metricUnit(metric)) || metricName(metric);
+  const counter = isCounter(device, metric);
   try {
-    const body = await loadSeries({ device: device.dev_eui, metric, bucket, from, to });
+    const body = await loadSeries({ device: device.dev_eui, metric, bucket, from, to, counter });
     if (request !== chartRequest) return;
     const points = body.series[0]?.points ?? [];
-    caption.textContent = t("chart.caption", {
+    caption.textContent = t(counter ? "chart.caption_count" : "chart.caption", {
       metric: metricName(metric),
       bucket: t(`bucket.${bucket}`),
       range: t(`range.${range}`),
     });
+    if (counter) {
+      const total = points.reduce((sum, point) => sum + point.value, 0);
+      $("detail-latest").textContent = [
+        t("detail.counted", { range: t(`range_in.${range}`), count: formatNumber(total) }),
+        device.placement
+          ? t("detail.placement", { placement: t(`placement.${device.placement}`) })
+          : "",
+      ]
+        .filter(Boolean)
+        .join(" ");
+      chart.dataset.total = String(total);
+    }
     chart.dataset.bucket = bucket;
     chart.dataset.from = body.from;
     chart.dataset.to = body.to;
@@ -640,7 +881,8 @@ async function loadChart(device, metric, range) {
       drawChart(chart, $("chart-table"), {
         points,
         label: metricName(metric),
-        unit: unitSymbol(body.unit),
+        unit: counter ? "" : unitSymbol(body.unit),
+        bars: counter,
       });
     }
     chart.dataset.state = "ready";
@@ -678,7 +920,7 @@ function renderStatus(key, params) {
   status.textContent = t(key, params);
 }
 
-function onFilterChange() {
+async function onFilterChange() {
   const city = $("filter-city").value;
   const cityChanged = city !== state.filters.city;
   state.filters.city = city;
@@ -686,6 +928,13 @@ function onFilterChange() {
   state.filters.dataset = state.datasets ? $("filter-dataset").value : "";
   render();
   if (cityChanged) fitToSensors();
+  try {
+    const before = state.countsOf;
+    await loadCounts();
+    if (state.countsOf !== before) render();
+  } catch (error) {
+    showStatus("status.failed", { error: error.message });
+  }
 }
 
 for (const id of ["filter-city", "filter-metric", "filter-dataset"]) {
@@ -713,11 +962,13 @@ for (const button of document.querySelectorAll("[data-lang]")) {
   });
 }
 // An address edited by hand, or back and forward: show what it names.
-window.addEventListener("hashchange", () => {
+window.addEventListener("hashchange", async () => {
   if (!state.loadedAt) return;
   readHash();
   render();
   if (state.selected) renderDetail({ reloadChart: true });
+  await loadCounts().catch(() => {});
+  render();
 });
 let resizeTimer = null;
 window.addEventListener("resize", () => {
@@ -732,6 +983,8 @@ async function start() {
   document.body.dataset.state = "loading";
   try {
     await loadAll();
+    renderFilters();
+    await loadCounts();
     showStatus(state.devices.length ? null : "status.empty");
     render();
     if (state.selected) renderDetail({ reloadChart: true });

@@ -1,25 +1,37 @@
-// Colour scales for the map: fixed classes where a metric has well-known bands,
-// otherwise five equal classes over the values shown.
+// Colour scales for the map: fixed bands where a metric has well-known ones and they apply
+// to where the sensor measures (indoor or outdoor air), otherwise five equal classes over
+// the values shown.
 
 export const SILENT_COLOUR = "#9e9e9e";
+// "No value yet" is a hollow marker, white with a dashed outline: no class colour is white.
 export const NO_VALUE_COLOUR = "#ffffff";
 
 const GOOD_TO_BAD = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"];
 const COLD_TO_HOT = ["#313695", "#4575b4", "#91bfdb", "#fee090", "#fc8d59", "#d73027"];
-const LOW_TO_HIGH = ["#edf8fb", "#b3cde3", "#8c96c6", "#8856a7", "#810f7c"];
+// Relative classes: a sequential palette whose lightest colour is still far from white.
+const LOW_TO_HIGH = ["#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08306b"];
 
-// Upper bounds of each class but the last, in the metric's unit. PM: WHO's 2021 guideline
-// levels (PM2.5 15 µg/m³, PM10 45 µg/m³ over 24 h) and their interim targets; CO2: the
-// usual indoor-air bands (Umweltbundesamt: below 1000 ppm harmless, above 2000 ppm
-// unacceptable).
+// Upper bounds of each class but the last, in the metric's unit, and the placements the
+// bands are meant for. PM: WHO's 2021 guideline levels for ambient (outdoor) air (PM2.5
+// 15 µg/m³, PM10 45 µg/m³ over 24 h) and their interim targets; CO2 and TVOC: the
+// indoor-air bands of the Umweltbundesamt (below 1000 ppm harmless, above 2000 ppm
+// unacceptable); temperature: comfort bands for both.
 const FIXED = {
-  pm2_5: { breaks: [5, 15, 25, 50], colours: GOOD_TO_BAD },
-  pm1_0: { breaks: [5, 15, 25, 50], colours: GOOD_TO_BAD },
-  pm10: { breaks: [15, 45, 75, 100], colours: GOOD_TO_BAD },
-  co2: { breaks: [800, 1000, 1400, 2000], colours: GOOD_TO_BAD },
-  tvoc: { breaks: [65, 220, 660, 2200], colours: GOOD_TO_BAD },
-  temperature: { breaks: [0, 10, 18, 24, 30], colours: COLD_TO_HOT },
-  external_temperature: { breaks: [0, 10, 18, 24, 30], colours: COLD_TO_HOT },
+  pm2_5: { breaks: [5, 15, 25, 50], colours: GOOD_TO_BAD, placements: ["outdoor"] },
+  pm1_0: { breaks: [5, 15, 25, 50], colours: GOOD_TO_BAD, placements: ["outdoor"] },
+  pm10: { breaks: [15, 45, 75, 100], colours: GOOD_TO_BAD, placements: ["outdoor"] },
+  co2: { breaks: [800, 1000, 1400, 2000], colours: GOOD_TO_BAD, placements: ["indoor"] },
+  tvoc: { breaks: [65, 220, 660, 2200], colours: GOOD_TO_BAD, placements: ["indoor"] },
+  temperature: {
+    breaks: [0, 10, 18, 24, 30],
+    colours: COLD_TO_HOT,
+    placements: ["indoor", "outdoor"],
+  },
+  external_temperature: {
+    breaks: [0, 10, 18, 24, 30],
+    colours: COLD_TO_HOT,
+    placements: ["indoor", "outdoor"],
+  },
 };
 
 // Occupancy is a state: 0 free, 1 occupied.
@@ -39,9 +51,21 @@ function niceStep(span) {
   return 10 * magnitude;
 }
 
-// A scale: { kind: "classes", breaks, colours } or { kind: "states", states }, with
-// colourOf(value) -> colour.
-export function scaleFor(metric, values) {
+// Whether a metric's fixed bands apply to a sensor of this placement (null: not known).
+export function bandsApply(metric, placement) {
+  const fixed = FIXED[metric];
+  return Boolean(fixed && placement && fixed.placements.includes(placement));
+}
+
+// The placements a metric's bands are meant for; none when it has no bands.
+export function bandPlacements(metric) {
+  return FIXED[metric]?.placements ?? [];
+}
+
+// A scale: { kind: "states", states } or { kind: "bands" | "relative", breaks, colours },
+// with colourOf(value) -> colour. `banded` asks for the fixed bands, else relative classes
+// over `values`.
+export function scaleFor(metric, values, { banded = true } = {}) {
   if (STATES[metric]) {
     const states = STATES[metric];
     return {
@@ -53,8 +77,10 @@ export function scaleFor(metric, values) {
       },
     };
   }
-  let { breaks, colours } = FIXED[metric] ?? {};
+  let kind = "bands";
+  let { breaks, colours } = (banded && FIXED[metric]) || {};
   if (!breaks) {
+    kind = "relative";
     colours = LOW_TO_HIGH;
     const finite = values.filter(Number.isFinite);
     const low = finite.length ? Math.min(...finite) : 0;
@@ -64,7 +90,7 @@ export function scaleFor(metric, values) {
     breaks = [1, 2, 3, 4].map((i) => start + i * step);
   }
   return {
-    kind: "classes",
+    kind,
     breaks,
     colours,
     colourOf(value) {

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field
@@ -53,6 +54,42 @@ class LicenceIn(InModel):
     url: str | None = Field(default=None, examples=["https://www.govdata.de/dl-de/by-2-0"])
 
 
+class OpenDataIn(InModel):
+    """A dataset's open-data catalogue metadata; in a PATCH only the fields given change.
+
+    Null clears a text (it is then derived: the English title from the name, the contact
+    and contributor from the settings, the licence IRI from the licence id and class).
+    """
+
+    title_en: Text | None = None
+    description_de: str | None = Field(default=None, max_length=5000)
+    description_en: str | None = Field(default=None, max_length=5000)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default=[], max_length=50
+    )
+    themes: list[str] = Field(
+        default=[], max_length=13, description="EU data themes, e.g. ENVI, TRAN, REGI"
+    )
+    contact_name: Text | None = None
+    contact_email: Text | None = None
+    licence_uri: Text | None = Field(
+        default=None,
+        description="from the dcat-ap.de licence list",
+        examples=["http://dcat-ap.de/def/licenses/dl-by-de/2.0"],
+    )
+    contributor_id: Text | None = Field(
+        default=None,
+        description="from the dcat-ap.de contributor list",
+        examples=["http://dcat-ap.de/def/contributors/openNRW"],
+    )
+    catalogue_listed: bool = Field(
+        default=False, description="the supplier lets a restricted or commercial dataset be listed"
+    )
+    public_summaries: bool = Field(
+        default=False, description="the supplier lets open summaries of it be published"
+    )
+
+
 class DatasetIn(InModel):
     slug: SlugField
     supplier: SlugField
@@ -60,6 +97,7 @@ class DatasetIn(InModel):
     licence_class: LicenceClass
     licence: LicenceIn
     attribution: Text = Field(description="the text to show wherever the data is shown")
+    open_data: OpenDataIn | None = None
 
 
 class DatasetPatch(InModel):
@@ -69,6 +107,7 @@ class DatasetPatch(InModel):
     licence_class: LicenceClass | None = None
     licence: LicenceIn | None = None
     attribution: Text | None = None
+    open_data: OpenDataIn | None = None
 
 
 class ConsumerIn(InModel):
@@ -130,6 +169,20 @@ class AdminSupplierListOut(OutModel):
     items: list[AdminSupplierOut]
 
 
+class OpenDataOut(OutModel):
+    title_en: str | None
+    description_de: str | None
+    description_en: str | None
+    keywords: list[str]
+    themes: list[str]
+    contact_name: str | None
+    contact_email: str | None
+    licence_uri: str | None
+    contributor_id: str | None
+    catalogue_listed: bool
+    public_summaries: bool
+
+
 class AdminDatasetOut(OutModel):
     slug: str
     supplier: str = Field(description="the supplier's slug")
@@ -140,6 +193,7 @@ class AdminDatasetOut(OutModel):
     device_count: int
     created_at: UtcTime
     updated_at: UtcTime
+    open_data: OpenDataOut
 
 
 class AdminDatasetListOut(OutModel):
@@ -235,6 +289,13 @@ def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
         device_count=record.device_count,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        open_data=OpenDataOut(
+            **{
+                **dataclasses.asdict(record.metadata),
+                "keywords": list(record.metadata.keywords),
+                "themes": list(record.metadata.themes),
+            }
+        ),
     )
 
 

@@ -18,25 +18,34 @@ from starlette.exceptions import HTTPException
 import datahub
 from datahub.api import telemetry
 from datahub.api.auth import Callers
-from datahub.api.catalog import MetricCatalog
+from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.deps import Writers
 from datahub.api.gate import Gate
 from datahub.api.head import HeadAsGet
+from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.params import check_query, declared_parameters
 from datahub.api.routes import (
     admin,
+    alert_rules,
+    bulk,
     dashboard,
     datasets,
+    dcat,
     devices,
     docs,
     fairshare,
     health,
     latest,
     metrics,
+    operations,
     readings,
+    summaries,
     tariffs,
+    unplaced,
 )
+from datahub.api.sensorthings import routes as sensorthings
 from datahub.api.writer import Writer
+from datahub.catalog import open_catalog
 from datahub.config import Settings
 from datahub.errors import (
     ApiError,
@@ -58,11 +67,14 @@ BUSY_RETRY_AFTER_S = 1
 WWW_AUTHENTICATE = 'Bearer realm="datahub"'
 
 
-def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, catalog: MetricCatalog | LiveCatalog | None = None
+) -> FastAPI:
     """Build the API; its lifespan opens the connection pools and the writers, and closes
     them.
 
-    `catalog` defaults to the device catalog of the `decoders` package.
+    `catalog` defaults to the device catalog of the settings: the `decoders` package, and
+    the codec directory (`catalog.codecs_dir`) as it changes while the API runs.
     """
 
     @asynccontextmanager
@@ -116,7 +128,13 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.catalog = catalog if catalog is not None else MetricCatalog.from_decoders()
+    if catalog is None:
+        catalog = (
+            LiveCatalog(open_catalog(settings))
+            if settings.catalog.codecs_dir is not None
+            else MetricCatalog.from_decoders()
+        )
+    app.state.catalog = catalog
     app.state.reader_pool = app.state.writer_pool = app.state.writers = None
     app.state.callers = Callers(settings.fairshare.key_cache_s)
     app.state.gate = Gate(
@@ -131,12 +149,20 @@ def create_app(settings: Settings, *, catalog: MetricCatalog | None = None) -> F
         latest,
         tariffs,
         fairshare,
+        dcat,
+        bulk,
+        summaries,
         admin,
+        alert_rules,
+        unplaced,
+        operations,
         dashboard,
         docs,
+        sensorthings,
     ):
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
+    app.state.request_metrics.registry.register(OpsCollector(app))
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)

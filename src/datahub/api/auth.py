@@ -53,6 +53,16 @@ class Access:
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
 
+    def as_public(self) -> Access:
+        """The same caller, metered as anonymous public-interest use (open-data downloads)."""
+        return dataclasses.replace(
+            self,
+            consumer_id=None,
+            consumer_slug=None,
+            purpose=Purpose.PUBLIC_INTEREST,
+            monthly_quota=None,
+        )
+
     def require(self, scope: Scope) -> None:
         """Refuse the request unless the key has `scope`: 401 without a key, 403 with one."""
         if scope in self.scopes:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import decoders
+from decoders.codec_dir import CodecCatalog
 
 
 class MetricLike(Protocol):
@@ -51,6 +52,17 @@ class MetricInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileInfo:
+    """What the catalog says of a profile beyond its metrics (the SensorThings Sensor)."""
+
+    vendor: str
+    model: str
+    description: str
+    version: str | None
+    mappings: tuple[tuple[str, str, float], ...]  # (metric, kind, scale) of each mapping
+
+
+@dataclass(frozen=True, slots=True)
 class MetricCatalog:
     """Metric name -> metric, and profile name -> the metrics its mapping produces."""
 
@@ -64,6 +76,7 @@ class MetricCatalog:
     # (profile, metric) -> the decimal places values are rendered with (the vendor's
     # resolution); a pair without one is rendered as stored
     decimals: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -96,12 +109,14 @@ class MetricCatalog:
             for m in profile.mappings
             if m.decimals is not None
         }
+        described = {name: _profile_info(name, profile) for name, profile in profiles.items()}
         return cls(
             metrics=infos,
             profile_metrics=profile_metrics,
             counters=counters,
             intervals=intervals,
             decimals=decimals,
+            profiles=described,
         )
 
     @classmethod
@@ -122,6 +137,10 @@ class MetricCatalog:
         """Return profile -> modulus for the profiles that report `metric` as a counter."""
         return self.counters.get(metric, {})
 
+    def is_counter(self, profile: str, metric: str) -> bool:
+        """Tell whether a profile reports `metric` as a running total."""
+        return profile in self.counters.get(metric, {})
+
     def profiles_reporting(self, metric: str) -> tuple[str, ...]:
         """Return the profiles whose mapping produces `metric`."""
         info = self.metrics.get(metric)
@@ -138,3 +157,46 @@ class MetricCatalog:
     def reporting_interval(self, profile: str) -> int | None:
         """Return a profile's typical seconds between uplinks; None if unknown."""
         return self.intervals.get(profile)
+
+
+def _profile_info(name: str, profile: ProfileLike) -> ProfileInfo:
+    # Vendor, model, description and version are the catalog's `Profile` fields; a profile
+    # without them (a test's) is described by its name.
+    vendor, _, model = name.partition("/")
+    return ProfileInfo(
+        vendor=getattr(profile, "vendor", vendor),
+        model=getattr(profile, "model", model),
+        description=getattr(profile, "description", name),
+        version=getattr(profile, "version", None),
+        mappings=tuple((m.metric, m.kind, m.scale) for m in profile.mappings),
+    )
+
+
+class LiveCatalog:
+    """The metric catalog of a codec directory that may change while the API runs.
+
+    `changed` looks at the directory at most every `min_interval_s` seconds (a few stat
+    calls); when a codec or mapping was added, changed or removed, `reload` rescans it and
+    rebuilds the index, so a new model's devices show their metrics without a restart.
+    `reload` loads codecs into V8, which refuses its time limits on an event loop's
+    thread: call it from a worker thread.
+    """
+
+    def __init__(self, codecs: CodecCatalog, *, min_interval_s: float = 2.0) -> None:
+        self._codecs = codecs
+        self._min_interval_s = min_interval_s
+        self._metrics = MetricCatalog.build(decoders.METRICS, codecs)
+
+    def changed(self) -> bool:
+        """Tell whether the directory changed since the last look."""
+        return self._codecs.changed(min_interval_s=self._min_interval_s)
+
+    def reload(self) -> MetricCatalog:
+        """Rescan the directory and rebuild the index; return it."""
+        self._codecs.rescan()
+        self._metrics = MetricCatalog.build(decoders.METRICS, self._codecs)
+        return self._metrics
+
+    @property
+    def current(self) -> MetricCatalog:
+        return self._metrics

@@ -29,12 +29,12 @@ from starlette.concurrency import run_in_threadpool
 
 from datahub.api import auth
 from datahub.api.auth import Access, Callers
-from datahub.api.catalog import MetricCatalog
+from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
 from datahub.api.writer import Writes
 from datahub.config import Settings
-from datahub.errors import StorageUnavailable
+from datahub.errors import Forbidden, StorageUnavailable
 from datahub.fairshare.keys import Scope
 from datahub.storage import db
 
@@ -46,9 +46,13 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_catalog(request: Request) -> MetricCatalog:
-    """Return the device catalog's metrics and profiles."""
-    catalog: MetricCatalog = request.app.state.catalog
-    return catalog
+    """Return the device catalog's metrics and profiles, as the codec directory is now."""
+    catalog: MetricCatalog | LiveCatalog = request.app.state.catalog
+    if not isinstance(catalog, LiveCatalog):
+        return catalog
+    if catalog.changed():  # a few stat calls every 2 s; the reload, rarely, off the loop
+        return await run_in_threadpool(catalog.reload)
+    return catalog.current
 
 
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -162,6 +166,14 @@ async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
     return caller
 
 
+async def get_operator(caller: Annotated[Access, Depends(get_access)]) -> Access:
+    """Require an `admin` key, or a key of a consumer acting for a supplier (which sees that
+    supplier's devices only): 403 otherwise."""
+    if not caller.is_admin and caller.supplier_id is None:
+        raise Forbidden("the operator views need an admin key or the key of a supplier")
+    return caller
+
+
 async def get_conn(
     lend: Annotated[Lender, Depends(get_read_lender)],
     _caller: Annotated[Access, Depends(get_access)],
@@ -224,6 +236,27 @@ async def get_meter(
     return meter
 
 
+async def get_public_meter(
+    request: Request,
+    caller: Annotated[Access, Depends(get_access)],
+    writers: Annotated[Writers, Depends(get_writers)],
+) -> Meter:
+    """Make the meter of a request that serves open data to anyone (bulk files, summaries):
+    it charges anonymous public-interest use, whoever the caller is, and takes no
+    Idempotency-Key."""
+    route = request.scope.get("route")
+    meter = Meter(
+        ledger=writers.ledger,
+        caller=caller.as_public(),
+        endpoint=getattr(route, "path", request.url.path),
+        fingerprint=f"{request.method} {request.url.path}",
+        idempotency_key=None,
+        serves=not getattr(request.state, "head", False),
+    )
+    request.state.meter = meter
+    return meter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
 # scope="function": the connection goes back before the response is sent.
@@ -231,9 +264,15 @@ Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a
 # failed commit can still answer with an error.
 WriteConn = Annotated[psycopg.Connection, Depends(get_write_conn, scope="function")]
+# What lends a writer connection on demand, for a read route's occasional write.
+WriteLender = Annotated[Lender, Depends(get_lender)]
 ProbeConn = Annotated[psycopg.Connection, Depends(get_probe_conn, scope="function")]
 # Any caller, a key of any scope or anonymous (routes that decide by scope themselves).
 Caller = Annotated[Access, Depends(get_access)]
 Reader = Annotated[Access, Depends(get_reader)]
 Admin = Annotated[Access, Depends(get_admin)]
+# An administrator, or a supplier's key (Access.supplier_id: its devices only).
+Operator = Annotated[Access, Depends(get_operator)]
 Metered = Annotated[Meter, Depends(get_meter)]
+# Open data served to anyone, charged as anonymous public-interest use.
+PublicMetered = Annotated[Meter, Depends(get_public_meter)]

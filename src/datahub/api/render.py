@@ -32,6 +32,45 @@ def wants_csv(request: Request, fmt: OutputFormat | None) -> bool:
     return False
 
 
+def negotiate(accept: str | None, offered: Sequence[str]) -> str | None:
+    """Pick the media type of `offered` that an Accept header prefers (RFC 9110 12.5.1).
+
+    The most specific range that matches a type gives its weight; among equal weights the
+    earlier offered type wins. No header, or one that names nothing: the first offered.
+    None when every offered type is refused (weight 0) or matches no range.
+    """
+    if not accept or not accept.strip():
+        return offered[0]
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        media_range, *params = (part.strip() for part in item.split(";"))
+        if not media_range:
+            continue
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        ranges.append((media_range.lower(), weight))
+    best: tuple[float, str] | None = None
+    for media_type in offered:
+        kind = media_type.split("/", 1)[0]
+        matches = [
+            (2 if r == media_type else 1 if r == f"{kind}/*" else 0, w)
+            for r, w in ranges
+            if r in (media_type, f"{kind}/*", "*/*")
+        ]
+        if not matches:
+            continue
+        weight = max(matches)[1]
+        if weight > 0 and (best is None or weight > best[0]):
+            best = (weight, media_type)
+    return best[1] if best is not None else None
+
+
 def json_response(body: Mapping[str, Any]) -> Response:
     """Render a body built in a response model's shape as JSON, byte for byte as FastAPI
     renders the model itself.

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, CityName, Grouping, OutputFormat, Rfc3339
-from datahub.domain import SLUG, City, LicenceClass
+from datahub.domain import SLUG, City, LicenceClass, Placement
 from datahub.storage.buckets import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
@@ -162,6 +162,11 @@ class DeviceOut(OutModel):
     location: LocationOut | None
     last_seen: UtcTime | None
     metrics: list[str] = Field(description="the metrics the device's profile reports")
+    counters: list[str] = Field(
+        description="those of `metrics` that are running totals: ask for them with fn=delta"
+    )
+    placement: Placement | None = Field(description="indoor or outdoor air; null: not said")
+    area: str | None = Field(description="the district or zone it belongs to; null: not said")
 
 
 class DevicePageOut(OutModel):
@@ -265,11 +270,13 @@ _ERROR_DESCRIPTIONS = {
     401: "the API key is malformed, unknown or revoked (Unauthorized)",
     403: "the key lacks the scope or grant this needs (Forbidden)",
     404: "no such resource, or none the caller may see (NotFound)",
+    406: "no representation the Accept header takes; name one with `format` (NotAcceptable)",
     409: "a duplicate, such as a slug in use, or an Idempotency-Key used for another "
     "request (Conflict)",
     429: "over the rate limit or the monthly quota; retry after Retry-After seconds "
     "(TooManyRequests)",
-    422: "a parameter is malformed: wrong type, unknown value or unknown name (ValidationError)",
+    422: "a parameter is malformed: wrong type, unknown value or unknown name "
+    "(ValidationError), or a body breaks a rule (Unprocessable)",
     500: "an unexpected error, logged on the server (InternalError)",
     503: "the database is unreachable; retry after the Retry-After seconds (ServiceUnavailable)",
 }

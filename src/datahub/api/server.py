@@ -15,10 +15,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-import decoders
 from datahub.api.app import create_app
-from datahub.api.catalog import MetricCatalog
-from datahub.catalog import open_catalog
 from datahub.config import Settings, load_settings
 from datahub.logs import configure_logging
 
@@ -37,10 +34,9 @@ def serve(
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The app with the device catalog as it is at start-up, codec directory included."""
-    return create_app(
-        settings, catalog=MetricCatalog.build(decoders.METRICS, open_catalog(settings))
-    )
+    """The app with the device catalog of the settings; it follows the codec directory while
+    it runs."""
+    return create_app(settings)
 
 
 def worker_app() -> FastAPI:

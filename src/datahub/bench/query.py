@@ -58,7 +58,8 @@ def run(settings: Settings, options: QueryOptions, workdir: Path) -> dict[str, A
     try:
         api.wait_http(f"{base}/health")
         with httpx.Client(base_url=base, headers=headers, timeout=60.0) as client:
-            timings = _time_queries(client, data, options.repeat)
+            datastreams = _datastreams(client)
+            timings = _time_queries(client, data, options.repeat, datastreams)
         rps, statuses = _raw_rate(base, headers, data, options.clients, options.rps_seconds)
     finally:
         api.stop()
@@ -90,12 +91,43 @@ def run(settings: Settings, options: QueryOptions, workdir: Path) -> dict[str, A
         "raw_rps_16_clients" if options.clients == 16 else f"raw_rps_{options.clients}_clients"
     ] = round(rps, 1)
     figures["raw_rps_statuses"] = dict(statuses)
+    # The same questions through SensorThings, as ratios to the REST API's in this run.
+    for sta_name, rest_name in SENSORTHINGS_PAIRS.items():
+        figures[f"{sta_name}_p95_ratio"] = round(
+            figures[f"{sta_name}_p95_ms"] / figures[f"{rest_name}_p95_ms"], 2
+        )
     figures["targets"] = {
         "aggregate_90d_hourly_p95_under_30ms": figures["aggregate_90d_hourly_p95_ms"] < 30,
         "latest_city_p95_under_50ms": figures["latest_city_p95_ms"] < 50,
         "city_daily_90d_p95_under_100ms": figures["city_daily_90d_p95_ms"] < 100,
+        **{
+            f"{name}_p95_within_1_5x_rest": figures[f"{name}_p95_ratio"] <= 1.5
+            for name in SENSORTHINGS_PAIRS
+        },
+        "sta_count_all_p95_under_50ms": figures["sta_count_all_p95_ms"] < 50,
     }
     return figures
+
+
+# SensorThings query -> the REST query asking the same.
+SENSORTHINGS_PAIRS = {"sta_raw_1d": "raw_1d", "sta_aggregate_90d_hourly": "aggregate_90d_hourly"}
+STA = "/sta/v1.1"
+
+
+def _datastreams(client: httpx.Client) -> dict[str, int]:
+    """DevEUI -> the id of its Datastream of METRIC, read through SensorThings itself."""
+    response = client.get(
+        f"{STA}/Datastreams",
+        params={
+            "$filter": f"properties/metric eq '{METRIC}'",
+            "$select": "id",
+            "$expand": "Thing($select=properties)",
+            "$top": "10000",
+        },
+    )
+    if response.status_code != 200:
+        raise BenchError(f"SensorThings Datastreams: {response.status_code} {response.text[:300]}")
+    return {d["Thing"]["properties"]["dev_eui"]: d["@iot.id"] for d in response.json()["value"]}
 
 
 def _admin_key(settings: Settings) -> str:
@@ -122,11 +154,18 @@ def _iso(value: datetime) -> str:
 
 
 def _requests(
-    data: dataset.Dataset, rng: random.Random
+    data: dataset.Dataset, rng: random.Random, datastreams: dict[str, int] | None = None
 ) -> dict[str, Callable[[], tuple[str, dict[str, str]]]]:
     """Query name -> a maker of one request (path, params), of a random device or city."""
     last_day = {"from": _iso(data.end - timedelta(days=1)), "to": _iso(data.end)}
     whole = {"from": _iso(data.start), "to": _iso(data.end)}
+    ids = datastreams or {}
+
+    def between(start: datetime, end: datetime) -> str:
+        return f"phenomenonTime ge {_iso(start)} and phenomenonTime lt {_iso(end)}"
+
+    def observations() -> str:
+        return f"{STA}/Datastreams({ids[device()]})/Observations"
 
     def device() -> str:
         return rng.choice(data.dev_euis)
@@ -145,15 +184,27 @@ def _requests(
             "/v1/readings/aggregate",
             {"city": city(), "metric": METRIC, "bucket": "1d", "fn": "avg", **whole},
         ),
+        # One response each, as the REST queries: a day of raw readings (at most the REST
+        # page size) and 90 days of hourly means.
+        "sta_raw_1d": lambda: (
+            observations(),
+            {"$filter": between(data.end - timedelta(days=1), data.end), "$top": "1000"},
+        ),
+        "sta_aggregate_90d_hourly": lambda: (
+            observations(),
+            {"aggregate": "1h", "$filter": between(data.start, data.end), "$top": "10000"},
+        ),
+        "sta_count_all": lambda: (f"{STA}/Observations", {"$top": "0", "$count": "true"}),
+        "sta_count_datastream": lambda: (observations(), {"$top": "0", "$count": "true"}),
     }
 
 
 def _time_queries(
-    client: httpx.Client, data: dataset.Dataset, repeat: int
+    client: httpx.Client, data: dataset.Dataset, repeat: int, datastreams: dict[str, int]
 ) -> dict[str, tuple[list[float], int]]:
     rng = random.Random(1)
     timings = {}
-    for name, make in _requests(data, rng).items():
+    for name, make in _requests(data, rng, datastreams).items():
         seconds = []
         items = 0
         for i in range(WARMUP + repeat):
@@ -174,6 +225,10 @@ def _items(body: dict[str, Any]) -> int:
     """What one answer holds: readings, latest values or points of every series."""
     if "series" in body:
         return sum(len(s["points"]) for s in body["series"])
+    if "@iot.count" in body:
+        return int(body["@iot.count"])
+    if "value" in body:
+        return len(body["value"])
     return len(body.get("items", ()))
 
 

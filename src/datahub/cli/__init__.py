@@ -30,10 +30,13 @@ COMMANDS = {
     "decode": ("decode", "decode one payload with a profile or a JS codec"),
     "decoders": ("decoders", "the device catalog: built-in and JS codecs"),
     "redecode": ("redecode", "decode stored uplinks again and replace their readings"),
+    "opendata": ("opendata", "open data: the bulk files"),
     "fairshare": (
         "fairshare",
         "fair share: suppliers, datasets, consumers, keys, tariffs, periods",
     ),
+    "ops": ("ops", "operator views: health, gateways, what was not placed"),
+    "alerts": ("alerts", "alert rules, alarms and the delivery log"),
     "bench": ("bench", "benchmark ingest and queries (docs/performance.md)"),
 }
 

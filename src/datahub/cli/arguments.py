@@ -52,6 +52,13 @@ def count_or_none(text: str) -> int | str:
     return NONE if text == NONE else count(text)
 
 
+def yes_no(text: str) -> bool:
+    """A yes or a no, spelt out: `--catalogue-listed yes`."""
+    if text not in ("yes", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither yes nor no")
+    return text == "yes"
+
+
 def period(text: str) -> str:
     """A month, YYYY-MM."""
     try:

@@ -1,5 +1,5 @@
-"""`datahub bench ingest|query|api|plot`: benchmark ingest, queries and the API under load
-(docs/performance.md)."""
+"""`datahub bench ingest|query|api|ops|plot`: benchmark ingest, queries, the API under load and
+the operator's views (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from datahub.bench import api, ingest, query
+from datahub.bench import api, ingest, ops, query
 from datahub.bench.api import ApiOptions
 from datahub.bench.ingest import IngestOptions
+from datahub.bench.ops import OpsOptions
 from datahub.bench.plot import plot
 from datahub.bench.query import QueryOptions
 from datahub.config import Settings
@@ -69,6 +70,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _common(q)
     q.set_defaults(run=_cmd_api)
+
+    q = sub.add_parser("ops", help="operator views on a week of a scaled demo fleet; alert cost")
+    q.add_argument("--scale", type=int, default=5, help="times each demo fleet's size")
+    q.add_argument("--days", type=int, default=7)
+    q.add_argument("--repeat", type=int, default=20, help="timed requests per view")
+    q.add_argument("--alert-batches", type=int, default=20, help="batches per phase")
+    q.add_argument("--database", default="datahub_bench_ops", help="scratch database")
+    q.add_argument("--reuse", action="store_true", help="keep a fleet loaded by an earlier run")
+    _common(q)
+    q.set_defaults(run=_cmd_ops)
 
     q = sub.add_parser("plot", help="draw ingest and query results into one PNG")
     q.add_argument("--ingest", type=Path, help="a `bench ingest` JSON file")
@@ -133,6 +144,18 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         api_url=args.api_url,
     )
     return _emit(api.run(settings, options, _workdir()), args)
+
+
+def _cmd_ops(settings: Settings, args: argparse.Namespace) -> int:
+    options = OpsOptions(
+        scale=args.scale,
+        days=args.days,
+        repeat=args.repeat,
+        alert_batches=args.alert_batches,
+        database=args.database,
+        reuse=args.reuse,
+    )
+    return _emit(ops.run(settings, options, _workdir()), args)
 
 
 def _cmd_plot(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,59 +9,36 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from pydantic import BaseModel
-
 from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
-from datahub.cli.arguments import NONE, aware_time, count, count_or_none, slug, slug_or_none
+from datahub.cli.arguments import (
+    NONE,
+    aware_time,
+    count,
+    count_or_none,
+    slug,
+    slug_or_none,
+    yes_no,
+)
+from datahub.cli.console import cell as _cell
+from datahub.cli.console import print_json as _print_json
+from datahub.cli.console import print_table as _table
+from datahub.cli.console import transaction as _transaction
 from datahub.config import Settings
 from datahub.domain import LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
 from datahub.fairshare.keys import Scope
-from datahub.storage import consumers, datasets, db, suppliers
+from datahub.storage import consumers, datasets, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.tariffs import Price
 
 Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-@contextmanager
-def _transaction(settings: Settings) -> Iterator[psycopg.Connection]:
-    with db.connect(settings) as conn, conn.transaction():
-        yield conn
-
-
-def _print_json(items: Sequence[BaseModel] | BaseModel) -> None:
-    if isinstance(items, BaseModel):
-        print(json.dumps(items.model_dump(mode="json"), indent=2, ensure_ascii=False))
-    else:
-        data = [item.model_dump(mode="json") for item in items]
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
-    cells = [[str(h) for h in header], *([_cell(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
 
 
 # Suppliers --------------------------------------------------------------------------------
@@ -105,11 +82,35 @@ def _dataset_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+_CLEARABLE = (
+    "licence_url",
+    "title_en",
+    "description_de",
+    "description_en",
+    "contact_name",
+    "contact_email",
+    "licence_uri",
+    "contributor_id",
+)
+
+
 def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
-    names = ("name", "licence_class", "licence_id", "licence_name", "licence_url", "attribution")
+    names = (
+        "name",
+        "licence_class",
+        "licence_id",
+        "licence_name",
+        "attribution",
+        *_CLEARABLE,
+        "keywords",
+        "themes",
+        "catalogue_listed",
+        "public_summaries",
+    )
     changes: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    if changes.get("licence_url") == "":
-        changes["licence_url"] = None
+    for name in _CLEARABLE:
+        if changes.get(name) == "":
+            changes[name] = None
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
@@ -413,6 +414,32 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-name")
     p.add_argument("--licence-url", help="'' removes it")
     p.add_argument("--attribution")
+    catalogue = p.add_argument_group("open-data catalogue ('' clears a text)")
+    catalogue.add_argument("--title-en")
+    catalogue.add_argument("--description-de")
+    catalogue.add_argument("--description-en")
+    catalogue.add_argument(
+        "--keyword", dest="keywords", action="append", help="repeat for more; replaces the list"
+    )
+    catalogue.add_argument(
+        "--theme", dest="themes", action="append", help="EU data theme, e.g. ENVI; repeat"
+    )
+    catalogue.add_argument("--contact-name")
+    catalogue.add_argument("--contact-email")
+    catalogue.add_argument("--licence-uri", help="from the dcat-ap.de licence list")
+    catalogue.add_argument("--contributor-id", help="from the dcat-ap.de contributor list")
+    catalogue.add_argument(
+        "--catalogue-listed",
+        type=yes_no,
+        metavar="yes|no",
+        help="the supplier lets a restricted or commercial dataset be listed",
+    )
+    catalogue.add_argument(
+        "--public-summaries",
+        type=yes_no,
+        metavar="yes|no",
+        help="the supplier lets open summaries (per district, k devices or more) be published",
+    )
     p = _command(g, "list", "list datasets", _dataset_list, json_output=True)
     p.add_argument("--supplier", type=slug)
 

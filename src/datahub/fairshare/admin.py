@@ -20,9 +20,10 @@ from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare import keys
 from datahub.fairshare.close import period_bounds
 from datahub.fairshare.keys import Scope
+from datahub.opendata import vocabularies
 from datahub.storage import consumers, datasets, periods, suppliers, tariffs
 from datahub.storage.consumers import ConsumerFields, ConsumerRecord, GrantRecord, KeyRecord
-from datahub.storage.datasets import DatasetFields, DatasetRecord
+from datahub.storage.datasets import DatasetFields, DatasetMetadata, DatasetRecord
 from datahub.storage.suppliers import SupplierRecord, SupplierRow
 from datahub.storage.tariffs import Price, TariffRecord
 
@@ -199,18 +200,89 @@ def dataset_fields(record: DatasetRecord) -> DatasetFields:
     )
 
 
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DatasetFields))
+METADATA_NAMES = frozenset(datasets.METADATA_COLUMNS)
+MAX_KEYWORDS = 50
+MAX_KEYWORD_LENGTH = 100
+# dcat-ap.de licences that say "not open": an open dataset cannot carry them.
+_CLOSED_LICENCES = frozenset(
+    vocabularies.LICENCES + name for name in ("other-closed", "other-commercial")
+)
+
+
+def _optional_text(what: str, value: str | None) -> str | None:
+    return check_text(what, value) if value is not None and value.strip() else None
+
+
+def check_metadata(metadata: DatasetMetadata, licence_class: LicenceClass) -> DatasetMetadata:
+    """Return catalogue metadata cleaned up; BadRequest for a value no portal would take."""
+    keywords = tuple(dict.fromkeys(check_text("keyword", k) for k in metadata.keywords))
+    if len(keywords) > MAX_KEYWORDS or any(len(k) > MAX_KEYWORD_LENGTH for k in keywords):
+        raise BadRequest(
+            f"at most {MAX_KEYWORDS} keywords of at most {MAX_KEYWORD_LENGTH} characters each"
+        )
+    themes = tuple(dict.fromkeys(t.strip().upper() for t in metadata.themes))
+    unknown = sorted(set(themes) - vocabularies.THEMES)
+    if unknown:
+        raise BadRequest(
+            f"theme {', '.join(unknown)} is not an EU data theme; the themes are "
+            f"{', '.join(sorted(vocabularies.THEMES))}"
+        )
+    email = _optional_text("contact e-mail", metadata.contact_email)
+    if email is not None and not vocabularies.is_email(email):
+        raise BadRequest(f"contact e-mail {email!r} is not an e-mail address")
+    licence = _optional_text("licence IRI", metadata.licence_uri)
+    if licence is not None and not vocabularies.is_licence_uri(licence):
+        raise BadRequest(
+            f"licence IRI {licence!r} is not in the dcat-ap.de licence list "
+            f"({vocabularies.LICENCES}…, e.g. {vocabularies.LICENCES}dl-by-de/2.0)"
+        )
+    if licence in _CLOSED_LICENCES and licence_class is LicenceClass.OPEN:
+        raise BadRequest(f"an open dataset cannot carry the licence {licence}")
+    contributor = _optional_text("contributor id", metadata.contributor_id)
+    if contributor is not None and not vocabularies.is_contributor_id(contributor):
+        raise BadRequest(
+            f"contributor id {contributor!r} is not an IRI of the dcat-ap.de contributor "
+            f"list ({vocabularies.CONTRIBUTORS}…)"
+        )
+    return DatasetMetadata(
+        title_en=_optional_text("English title", metadata.title_en),
+        description_de=_optional_text("German description", metadata.description_de),
+        description_en=_optional_text("English description", metadata.description_en),
+        keywords=keywords,
+        themes=themes,
+        contact_name=_optional_text("contact name", metadata.contact_name),
+        contact_email=email,
+        licence_uri=licence,
+        contributor_id=contributor,
+        catalogue_listed=metadata.catalogue_listed,
+        public_summaries=metadata.public_summaries,
+    )
+
+
 def update_dataset(
     conn: psycopg.Connection, *, slug: str, changes: Mapping[str, Any], now: datetime
 ) -> tuple[DatasetRecord, bool]:
-    """Change some of a dataset's fields; return it and whether anything changed.
+    """Change some of a dataset's fields and catalogue metadata; return it and whether
+    anything changed.
 
     A dataset becomes open only when it charges nothing from now on: open data is free.
     """
     record = get_dataset(conn, slug)
-    unknown = set(changes) - {f.name for f in dataclasses.fields(DatasetFields)}
+    unknown = set(changes) - _FIELD_NAMES - METADATA_NAMES
     if unknown:
         raise BadRequest(f"a dataset has no field {', '.join(sorted(unknown))}")
-    fields = _check_dataset_fields(dataclasses.replace(dataset_fields(record), **changes))
+    fields = _check_dataset_fields(
+        dataclasses.replace(
+            dataset_fields(record), **{k: v for k, v in changes.items() if k in _FIELD_NAMES}
+        )
+    )
+    metadata = check_metadata(
+        dataclasses.replace(
+            record.metadata, **{k: v for k, v in changes.items() if k in METADATA_NAMES}
+        ),
+        LicenceClass(fields.licence_class),
+    )
     if (
         fields.licence_class == LicenceClass.OPEN
         and record.licence_class != LicenceClass.OPEN
@@ -221,6 +293,7 @@ def update_dataset(
             "versions with cents_per_million 0 for every priced purpose"
         )
     changed = datasets.update_dataset(conn, dataset_id=record.id, fields=fields)
+    changed |= datasets.update_metadata(conn, dataset_id=record.id, metadata=metadata)
     return get_dataset(conn, slug), changed
 
 

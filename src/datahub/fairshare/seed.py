@@ -86,6 +86,22 @@ class TariffSpec(_Model):
         )
 
 
+class OpenDataSpec(_Model):
+    """A dataset's catalogue metadata (datahub.storage.datasets.DatasetMetadata)."""
+
+    title_en: str | None = None
+    description_de: str | None = None
+    description_en: str | None = None
+    keywords: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+    contact_name: str | None = None
+    contact_email: str | None = None
+    licence_uri: str | None = None
+    contributor_id: str | None = None
+    catalogue_listed: bool = False
+    public_summaries: bool = False
+
+
 class DatasetSpec(_Model):
     slug: str = Slug
     supplier: str = Slug
@@ -94,6 +110,9 @@ class DatasetSpec(_Model):
     attribution: str = Field(min_length=1)
     devices: DeviceRule | None = Field(default=None, description="omitted: moves no devices")
     tariffs: tuple[TariffSpec, ...] = ()
+    open_data: OpenDataSpec | None = Field(
+        default=None, description="catalogue metadata; omitted: left as it is"
+    )
 
     @model_validator(mode="after")
     def _one_tariff_per_purpose(self) -> DatasetSpec:
@@ -292,6 +311,8 @@ def _apply_dataset(
     if existing is None:
         admin.add_dataset(conn, slug=spec.slug, supplier=spec.supplier, fields=spec.fields)
         report.note("datasets added", f"dataset {spec.slug} added ({spec.licence.licence_class})")
+        if spec.open_data is not None:
+            admin.update_dataset(conn, slug=spec.slug, changes=_as_changes(spec), now=now)
         _apply_tariffs(conn, spec, report, now=now)
     else:
         if existing.supplier_slug != spec.supplier:
@@ -303,9 +324,7 @@ def _apply_dataset(
         opening = spec.licence.licence_class is LicenceClass.OPEN
         if opening:
             _apply_tariffs(conn, spec, report, now=now)
-        _, changed = admin.update_dataset(
-            conn, slug=spec.slug, changes=_as_changes(spec.fields), now=now
-        )
+        _, changed = admin.update_dataset(conn, slug=spec.slug, changes=_as_changes(spec), now=now)
         if changed:
             report.note("datasets updated", f"dataset {spec.slug} updated")
         if not opening:
@@ -328,8 +347,12 @@ def _apply_dataset(
             )
 
 
-def _as_changes(fields: DatasetFields) -> dict[str, Any]:
-    return {name: getattr(fields, name) for name in DatasetFields.__dataclass_fields__}
+def _as_changes(spec: DatasetSpec) -> dict[str, Any]:
+    """The dataset's fields, and its catalogue metadata if the file gives it."""
+    changes = {name: getattr(spec.fields, name) for name in DatasetFields.__dataclass_fields__}
+    if spec.open_data is not None:
+        changes |= spec.open_data.model_dump()
+    return changes
 
 
 def _apply_tariffs(

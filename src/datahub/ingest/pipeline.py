@@ -30,6 +30,7 @@ from datahub.ingest import envelope
 from datahub.ingest.interpret import interpret
 from datahub.ingest.mqtt import Message
 from datahub.ingest.store import Batch, DecoderIds, Prepared, Stored, store
+from datahub.ops.engine import AlertEngine
 from datahub.storage import db, dead_letters, devices, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.devices import RegistryEntry
@@ -145,7 +146,11 @@ class Pipeline:
         registry: Registry | None = None,
         stats: Stats | None = None,
         clock: Clock = _utcnow,
+        on_commit: Callable[[Stored], None] | None = None,
     ) -> None:
+        """`on_commit` is told what each batch stored once its transaction has committed
+        (`store_batch`): the SensorThings publisher's hand-over. It must neither block nor
+        raise: the batch is stored, and its messages wait for their acknowledgement."""
         self._settings = settings
         self._sources = {s.name: s for s in settings.sources}
         # Default: the built-in profiles plus the codec directory, rescanned with the registry.
@@ -153,7 +158,9 @@ class Pipeline:
         self.registry = registry or Registry()
         self.stats = stats or Stats()
         self._clock = clock
+        self._on_commit = on_commit
         self.decoder_ids = DecoderIds()
+        self.alerts = AlertEngine(settings.alerts)
         # What the batch in hand did; counted in `stats` once its transaction has committed,
         # so that a retried batch is counted once.
         self._pending: Counter[tuple[str, str | None]] = Counter()
@@ -227,8 +234,12 @@ class Pipeline:
         """Prepare and store a batch in the caller's transaction; then call `committed`."""
         self._pending.clear()
         self._pending_newest = None
-        if self.registry.refresh_if_due(conn) and isinstance(self._catalog, CodecCatalog):
-            self._catalog.rescan()  # a device added with a new codec arrives with both
+        refreshed = self.registry.refresh_if_due(conn)
+        if isinstance(self._catalog, CodecCatalog):
+            if refreshed:
+                self._catalog.rescan()  # a device added with a new codec arrives with both
+            else:
+                self._catalog.rescan_if_changed()  # a codec dropped in, changed or removed
         if not self._legacy_read:
             self._legacy_until = uplinks.select_legacy_until(conn)
             self._legacy_read = True
@@ -261,6 +272,10 @@ class Pipeline:
                 first.f_cnt,
             )
         self._count("readings", stored.readings)
+        # In the batch's transaction: alarms and their notifications commit with the readings.
+        self._count(
+            "alarm_transitions", self.alerts.evaluate(conn, stored.new_readings, now=self._clock())
+        )
         if batch.uplinks:
             # Duplicates count too: they were stored before.
             self._pending_newest = max(item.row.uplink.received_at for item in batch.uplinks)
@@ -278,6 +293,8 @@ class Pipeline:
             with conn.transaction():
                 stored = self.process(conn, messages)
             self.committed()
+            if self._on_commit is not None:
+                self._on_commit(stored)
         except db.UNAVAILABLE as exc:
             raise StorageUnavailable(str(exc)) from exc
         except psycopg.Error as exc:
@@ -324,6 +341,11 @@ class Pipeline:
 
     def _count(self, key: str, n: int = 1, *, source: str | None = None) -> None:
         self._pending[key, source] += n
+
+    def reporting_interval(self, profile_id: str) -> int | None:
+        """Return a profile's reporting interval in seconds, if the catalog has the profile."""
+        profile = self._catalog.get(profile_id)
+        return profile.reporting_interval_s if profile is not None else None
 
 
 def _letter(

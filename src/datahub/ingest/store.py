@@ -45,6 +45,9 @@ class Stored:
     conflicts: Sequence[Prepared]  # their key is stored with other content: dead letters
     readings: int
     dead_letters: int  # rows written to dead_letter: the batch's, decode failures, conflicts
+    # The readings of the new uplinks: for the alert rules, in the batch's transaction, and
+    # the SensorThings publisher, after its commit.
+    new_readings: Sequence[ReadingRow] = ()
 
     @property
     def uplinks(self) -> int:
@@ -148,6 +151,7 @@ def store(
         conflicts=conflicts,
         readings=stored_readings,
         dead_letters=len(letters),
+        new_readings=fresh_readings,
     )
 
 

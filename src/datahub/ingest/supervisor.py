@@ -4,7 +4,9 @@ It subscribes to the sources (ingest/mqtt.py), takes their messages in batches, 
 batch through the pipeline, retrying while the database is unavailable (probing it, to
 resume as soon as it answers), and acknowledges a batch's messages only after its commit.
 Besides, on threads of their own: the health and metrics endpoint (ingest/metrics.py), the
-rollup refresher (ingest/refresher.py), the dedup retention (ingest/retention.py), and the
+rollup refresher (ingest/refresher.py), the dedup retention (ingest/retention.py), the
+SensorThings publisher of committed Observations (ingest/publish.py), the operator's
+device-health refresher, alarm scheduler and notification delivery (ops/worker.py), and the
 back-fill of a QoS 0 source's gap after it reconnects (ingest/backfill.py). It records the
 configured sources in the database at start-up.
 """
@@ -30,8 +32,11 @@ from datahub.ingest.backfill import backfill
 from datahub.ingest.metrics import HealthServer, IngestMetrics, Readiness
 from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.pipeline import Pipeline
+from datahub.ingest.publish import Publisher
 from datahub.ingest.refresher import Refresher
 from datahub.ingest.retention import DedupRetention
+from datahub.ingest.store import Stored
+from datahub.ops.worker import OpsWorker
 from datahub.storage import db, sources
 
 log = logging.getLogger(__name__)
@@ -119,7 +124,8 @@ class Ingest:
 
     def __init__(self, settings: Settings, *, pipeline: Pipeline | None = None) -> None:
         self._settings = settings
-        self.pipeline = pipeline or Pipeline(settings)
+        self.publisher = Publisher(settings) if settings.sensorthings.mqtt_publish else None
+        self.pipeline = pipeline or Pipeline(settings, on_commit=self._on_commit)
         # Bounded by the subscriber at ingest.queue_limit (ingest/mqtt.py).
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.subscriber = Subscriber(settings, inbox=self.inbox, on_resubscribed=self._backfill_gap)
@@ -139,6 +145,9 @@ class Ingest:
         self.health: HealthServer | None = None
         self.refresher = Refresher(settings, stop_event=self.stop_event)
         self.retention = DedupRetention(settings, stop_event=self.stop_event)
+        self.ops = OpsWorker(
+            settings, stop_event=self.stop_event, interval_of=self.pipeline.reporting_interval
+        )
 
     def run(self) -> None:
         """Run until `stop_event` is set; then finish and acknowledge the batch in flight."""
@@ -165,6 +174,9 @@ class Ingest:
             self.subscriber.start()
             self.refresher.start()
             self.retention.start()
+            self.ops.start()
+            if self.publisher is not None:
+                self.publisher.start()
             log.info("ingest running with %d sources", len(self._settings.sources))
             try:
                 while not self.stop_event.is_set():
@@ -173,6 +185,9 @@ class Ingest:
                 self.subscriber.stop()
                 self.refresher.join(timeout=10.0)
                 self.retention.join(timeout=10.0)
+                self.ops.join(timeout=10.0)
+                if self.publisher is not None:
+                    self.publisher.stop()
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
                 if self._conn is not None:
                     self._conn.close()
@@ -193,6 +208,11 @@ class Ingest:
             self._in_flight = 0
         self._progress_at = time.monotonic()
         return len(batch)
+
+    def _on_commit(self, stored: Stored) -> None:
+        """Hand what a batch stored to the post-commit consumers (never blocks)."""
+        if self.publisher is not None:
+            self.publisher.committed(stored.new_readings)
 
     def ready(self) -> Readiness:
         """Readiness: every source subscribed, the database answering a query now, and the
@@ -271,7 +291,9 @@ class Ingest:
         for attempt in range(1, BACKFILL_ATTEMPTS + 1):
             # A pipeline of its own (the ingest thread's is not shared); counted in the same
             # stats. Overlaps with the live stream are duplicates, skipped by the dedup keys.
-            pipeline = Pipeline(self._settings, stats=self.pipeline.stats)
+            pipeline = Pipeline(
+                self._settings, stats=self.pipeline.stats, on_commit=self._on_commit
+            )
             try:
                 report = backfill(self._settings, source_name, since=since, pipeline=pipeline)
             except (DatahubError, psycopg.Error) as exc:

@@ -5,8 +5,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetMetadata:
+    """What the open-data catalogue says of a dataset beyond its name and licence.
+
+    None: derived (the licence IRI from the licence, the contributor and the contact from
+    the settings, the English title from the German one). `catalogue_listed` and
+    `public_summaries` are the supplier's permissions for a dataset that is not open.
+    """
+
+    title_en: str | None = None
+    description_de: str | None = None
+    description_en: str | None = None
+    keywords: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+    contact_name: str | None = None
+    contact_email: str | None = None
+    licence_uri: str | None = None
+    contributor_id: str | None = None
+    catalogue_listed: bool = False
+    public_summaries: bool = False
+
+
+METADATA_COLUMNS = (
+    "title_en",
+    "description_de",
+    "description_en",
+    "keywords",
+    "themes",
+    "contact_name",
+    "contact_email",
+    "licence_uri",
+    "contributor_id",
+    "catalogue_listed",
+    "public_summaries",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +64,7 @@ class DatasetRecord:
     device_count: int
     created_at: datetime
     updated_at: datetime
+    metadata: DatasetMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +79,27 @@ class DatasetFields:
     attribution: str
 
 
-_SELECT = """
+_SELECT = f"""
     SELECT ds.id, ds.slug, ds.supplier_id, s.slug, ds.name, ds.licence_class, ds.licence_id,
            ds.licence_name, ds.licence_url, ds.attribution,
            (SELECT count(*) FROM device d WHERE d.dataset_id = ds.id),
-           ds.created_at, ds.updated_at
+           ds.created_at, ds.updated_at, {", ".join(f"ds.{c}" for c in METADATA_COLUMNS)}
     FROM dataset ds JOIN supplier s ON s.id = ds.supplier_id
 """
+_RECORD_COLUMNS = 13
+
+
+def _record(row: tuple[Any, ...]) -> DatasetRecord:
+    metadata = dict(zip(METADATA_COLUMNS, row[_RECORD_COLUMNS:], strict=True))
+    metadata["keywords"] = tuple(metadata["keywords"])
+    metadata["themes"] = tuple(metadata["themes"])
+    return DatasetRecord(*row[:_RECORD_COLUMNS], DatasetMetadata(**metadata))  # type: ignore[call-arg]
 
 
 def get_dataset(conn: psycopg.Connection, *, slug: str) -> DatasetRecord | None:
     """Return one dataset by slug, or None."""
     row = conn.execute(f"{_SELECT} WHERE ds.slug = %s", (slug,)).fetchone()
-    return DatasetRecord(*row) if row is not None else None
+    return _record(row) if row is not None else None
 
 
 def list_datasets(
@@ -64,7 +111,7 @@ def list_datasets(
         "ORDER BY ds.slug",
         {"supplier_id": supplier_id},
     ).fetchall()
-    return [DatasetRecord(*row) for row in rows]
+    return [_record(row) for row in rows]
 
 
 def insert_dataset(
@@ -117,6 +164,36 @@ def update_dataset(conn: psycopg.Connection, *, dataset_id: int, fields: Dataset
         },
     ).fetchone()
     return row is not None
+
+
+def update_metadata(
+    conn: psycopg.Connection, *, dataset_id: int, metadata: DatasetMetadata
+) -> bool:
+    """Set a dataset's catalogue metadata; return whether anything changed."""
+    values = {c: getattr(metadata, c) for c in METADATA_COLUMNS}
+    values["keywords"] = list(metadata.keywords)
+    values["themes"] = list(metadata.themes)
+    assignments = ", ".join(f"{c} = %({c})s" for c in METADATA_COLUMNS)
+    columns = ", ".join(METADATA_COLUMNS)
+    # Typed placeholders: IS DISTINCT FROM compares a row whose NULLs have no type otherwise.
+    typed = ", ".join(f"%({c})s::{_TYPES.get(c, 'text')}" for c in METADATA_COLUMNS)
+    row = conn.execute(
+        f"""
+        UPDATE dataset SET {assignments}, updated_at = now()
+        WHERE id = %(id)s AND ({columns}) IS DISTINCT FROM ({typed})
+        RETURNING id
+        """,
+        {"id": dataset_id, **values},
+    ).fetchone()
+    return row is not None
+
+
+_TYPES = {
+    "keywords": "text[]",
+    "themes": "text[]",
+    "catalogue_listed": "boolean",
+    "public_summaries": "boolean",
+}
 
 
 def assign_devices(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,16 +24,28 @@ class RegistryEntry:
     city: str
 
 
+# Attributes an import may leave as they are: a registry file without their columns.
+KEEPABLE = frozenset({"placement", "area", "level"})
+
+
 def upsert_devices(
-    conn: psycopg.Connection, *, devices: Sequence[Device], supplier_ids: Mapping[str, int]
+    conn: psycopg.Connection,
+    *,
+    devices: Sequence[Device],
+    supplier_ids: Mapping[str, int],
+    keep: Collection[str] = (),
 ) -> tuple[int, int]:
     """Insert or update devices by dev_eui; return (inserted, updated).
 
     A device goes into the dataset it names, which must be its supplier's. One that names
     none stays in the dataset it is in (so a re-import keeps what administrators set),
     and a new one, or one that changed supplier, goes into its supplier's own dataset
-    (the one with the supplier's slug).
+    (the one with the supplier's slug). `keep` names attributes of KEEPABLE that an
+    existing device keeps as they are (the file did not say).
     """
+    unknown = set(keep) - KEEPABLE
+    if unknown:
+        raise ValueError(f"cannot keep {', '.join(sorted(unknown))}; only {sorted(KEEPABLE)}")
     if not devices:
         return (0, 0)
     params = {
@@ -46,6 +58,13 @@ def upsert_devices(
         "profile": [d.profile for d in devices],
         "latitude": [d.location.latitude if d.location else None for d in devices],
         "longitude": [d.location.longitude if d.location else None for d in devices],
+        "placement": [d.placement.value if d.placement else None for d in devices],
+        "area": [d.area for d in devices],
+        "level_empty": [d.level.empty if d.level else None for d in devices],
+        "level_full": [d.level.full if d.level else None for d in devices],
+        "keep_placement": "placement" in keep,
+        "keep_area": "area" in keep,
+        "keep_level": "level" in keep,
     }
     missing = conn.execute(
         """
@@ -59,31 +78,63 @@ def upsert_devices(
     if missing:
         names = ", ".join(sorted(slug for slug, _ in missing))
         raise ValueError(f"no dataset {names} of the devices' supplier; add it first")
-    rows = conn.execute(
+    # Devices already registered are updated first, and only the others inserted: an
+    # INSERT … ON CONFLICT draws an identity value for every row it tries, so repeated
+    # imports would use up device ids, which the SensorThings ids are made of.
+    row = conn.execute(
         """
-        INSERT INTO device (dev_eui, name, city, supplier_id, dataset_id, profile, latitude,
-                            longitude)
-        SELECT v.dev_eui, v.name, v.city, v.supplier_id,
-               CASE WHEN NOT v.named AND cur.supplier_id = v.supplier_id
-                    THEN cur.dataset_id ELSE ds.id END,
-               v.profile, v.latitude, v.longitude
-        FROM unnest(%(dev_eui)s::text[], %(name)s::text[], %(city)s::text[],
-                    %(supplier_id)s::int[], %(dataset)s::text[], %(named)s::bool[],
-                    %(profile)s::text[], %(latitude)s::float8[], %(longitude)s::float8[])
-             AS v (dev_eui, name, city, supplier_id, dataset, named, profile, latitude,
-                   longitude)
-        JOIN dataset ds ON ds.slug = v.dataset
-        LEFT JOIN device cur ON cur.dev_eui = v.dev_eui
-        ON CONFLICT (dev_eui) DO UPDATE SET
-            name = excluded.name, city = excluded.city, supplier_id = excluded.supplier_id,
-            dataset_id = excluded.dataset_id, profile = excluded.profile,
-            latitude = excluded.latitude, longitude = excluded.longitude, updated_at = now()
-        RETURNING (xmax = 0) AS inserted
+        WITH v AS (
+            SELECT * FROM unnest(%(dev_eui)s::text[], %(name)s::text[], %(city)s::text[],
+                                 %(supplier_id)s::int[], %(dataset)s::text[], %(named)s::bool[],
+                                 %(profile)s::text[], %(latitude)s::float8[],
+                                 %(longitude)s::float8[], %(placement)s::text[],
+                                 %(area)s::text[], %(level_empty)s::float8[],
+                                 %(level_full)s::float8[])
+                 AS v (dev_eui, name, city, supplier_id, dataset, named, profile, latitude,
+                       longitude, placement, area, level_empty, level_full)
+        ), updated AS (
+            UPDATE device d SET
+                name = v.name, city = v.city, supplier_id = v.supplier_id,
+                dataset_id = CASE WHEN NOT v.named AND d.supplier_id = v.supplier_id
+                                  THEN d.dataset_id ELSE ds.id END,
+                profile = v.profile, latitude = v.latitude, longitude = v.longitude,
+                placement = CASE WHEN %(keep_placement)s THEN d.placement ELSE v.placement END,
+                area = CASE WHEN %(keep_area)s THEN d.area ELSE v.area END,
+                level_empty = CASE WHEN %(keep_level)s THEN d.level_empty ELSE v.level_empty END,
+                level_full = CASE WHEN %(keep_level)s THEN d.level_full ELSE v.level_full END,
+                updated_at = now()
+            FROM v JOIN dataset ds ON ds.slug = v.dataset
+            WHERE d.dev_eui = v.dev_eui
+            RETURNING d.id
+        ), inserted AS (
+            INSERT INTO device (dev_eui, name, city, supplier_id, dataset_id, profile, latitude,
+                                longitude, placement, area, level_empty, level_full)
+            SELECT v.dev_eui, v.name, v.city, v.supplier_id, ds.id, v.profile, v.latitude,
+                   v.longitude, v.placement, v.area, v.level_empty, v.level_full
+            FROM v JOIN dataset ds ON ds.slug = v.dataset
+            WHERE NOT EXISTS (SELECT 1 FROM device d WHERE d.dev_eui = v.dev_eui)
+            -- a device registered meanwhile by a concurrent import
+            ON CONFLICT (dev_eui) DO UPDATE SET
+                name = excluded.name, city = excluded.city, supplier_id = excluded.supplier_id,
+                dataset_id = excluded.dataset_id, profile = excluded.profile,
+                latitude = excluded.latitude, longitude = excluded.longitude,
+                placement = CASE WHEN %(keep_placement)s THEN device.placement
+                                 ELSE excluded.placement END,
+                area = CASE WHEN %(keep_area)s THEN device.area ELSE excluded.area END,
+                level_empty = CASE WHEN %(keep_level)s THEN device.level_empty
+                                   ELSE excluded.level_empty END,
+                level_full = CASE WHEN %(keep_level)s THEN device.level_full
+                                  ELSE excluded.level_full END,
+                updated_at = now()
+            RETURNING (xmax = 0) AS fresh
+        )
+        SELECT (SELECT count(*) FROM inserted WHERE fresh),
+               (SELECT count(*) FROM inserted WHERE NOT fresh) + (SELECT count(*) FROM updated)
         """,
         params,
-    ).fetchall()
-    inserted = sum(1 for (was_inserted,) in rows if was_inserted)
-    return (inserted, len(rows) - inserted)
+    ).fetchone()
+    assert row is not None
+    return (int(row[0]), int(row[1]))
 
 
 def select_registry(conn: psycopg.Connection) -> dict[str, RegistryEntry]:
@@ -134,11 +185,13 @@ class DeviceRow:
     latitude: float | None
     longitude: float | None
     last_seen_at: datetime | None
+    placement: str | None
+    area: str | None
 
 
 _DEVICE_COLUMNS = """
     d.id, d.dev_eui, d.name, d.city, s.slug, s.name, ds.id, ds.slug, d.profile, d.latitude,
-    d.longitude, d.last_seen_at
+    d.longitude, d.last_seen_at, d.placement, d.area
 """
 _DEVICE_TABLES = """
     device d JOIN supplier s ON s.id = d.supplier_id JOIN dataset ds ON ds.id = d.dataset_id

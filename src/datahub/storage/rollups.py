@@ -9,7 +9,8 @@ days from the hours, and the newest reading of the marked devices' metrics
 (`reading_latest`) from the hours, and the days of their cities and datasets
 (`reading_city_daily`). Queries (`select_buckets`) use a rollup row only while no mark
 covers it, and aggregate the marked hours from `reading`, so answers are exact at any
-moment, also right after late or re-decoded readings.
+moment, also right after late or re-decoded readings. The days of the marks are marked
+for the bulk files too (`bulk_stale`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from datahub.storage import bulk_files
 from datahub.storage.buckets import (
     BUCKET_ORIGIN,
     AggregateFn,
@@ -97,6 +99,8 @@ def refresh(conn: psycopg.Connection, *, limit: int = 20_000) -> int | None:
         return 0
     hours = sorted(set(marks))
     days = sorted({(device_id, floor_to(hour, DAY)) for device_id, hour in hours})
+    # The same marks tell the bulk files which days changed (storage/bulk_files.py).
+    bulk_files.mark_stale(conn, keys=days)
     filled = _recompute(conn, "reading_hourly", hours, HOUR, _HOURS_FROM_READINGS)
     _recompute(conn, "reading_daily", days, DAY, _DAYS_FROM_HOURS)
     _recompute_cities(conn, days)
@@ -349,6 +353,7 @@ def rebuild(conn: psycopg.Connection, *, start: datetime, end: datetime) -> None
         params,
     )
     conn.execute("DELETE FROM rollup_dirty WHERE hour >= %(start)s AND hour < %(end)s", params)
+    bulk_files.mark_stale_range(conn, start=start, end=end)
 
 
 # Queries ----------------------------------------------------------------------------------

@@ -106,20 +106,24 @@ def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDataset
         licence_url=body.licence.url,
         attribution=body.attribution,
     )
-    return dataset_out(
-        admin.add_dataset(conn, slug=body.slug, supplier=body.supplier, fields=fields)
-    )
+    record = admin.add_dataset(conn, slug=body.slug, supplier=body.supplier, fields=fields)
+    if body.open_data is not None:
+        record, _ = admin.update_dataset(
+            conn, slug=body.slug, changes=body.open_data.model_dump(), now=datetime.now(UTC)
+        )
+    return dataset_out(record)
 
 
 @router.patch("/datasets/{slug}", response_model=AdminDatasetOut, responses=_WRITE_ERRORS)
 def update_dataset(
     slug: str, body: DatasetPatch, conn: WriteConn, caller: Admin
 ) -> AdminDatasetOut:
-    """Change a dataset's name, licence class, licence or attribution.
+    """Change a dataset's name, licence class, licence, attribution or open-data metadata.
 
-    400 for making it open while it charges for use: open data is free.
+    400 for making it open while it charges for use (open data is free), or for metadata
+    outside the catalogue's vocabularies (licence IRI, themes, contributor id).
     """
-    changes = body.model_dump(exclude_unset=True, exclude={"licence"})
+    changes = body.model_dump(exclude_unset=True, exclude={"licence", "open_data"})
     if None in changes.values():
         raise BadRequest("name, licence_class and attribution cannot be null")
     if "licence" in body.model_fields_set:
@@ -130,6 +134,8 @@ def update_dataset(
             "licence_name": body.licence.name,
             "licence_url": body.licence.url,
         }
+    if body.open_data is not None:
+        changes |= body.open_data.model_dump(include=body.open_data.model_fields_set)
     record, _ = admin.update_dataset(conn, slug=slug, changes=changes, now=datetime.now(UTC))
     return dataset_out(record)
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from datahub.api.deps import SettingsDep
-from datahub.config import DashboardSettings
+from datahub.config import DashboardSettings, Settings
 from datahub.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -54,8 +54,18 @@ router.mount("/static", _Assets(directory=STATIC_DIR, check_dir=False), name="st
 @router.get("/", response_class=HTMLResponse)
 def get_dashboard(settings: SettingsDep) -> HTMLResponse:
     """Serve the dashboard page with the settings it needs (map tiles)."""
+    return _page("index.html", settings)
+
+
+@router.get("/operator", response_class=HTMLResponse)
+def get_operator_page(settings: SettingsDep) -> HTMLResponse:
+    """Serve the operator page; it asks for an API key and reads /v1/operations/ with it."""
+    return _page("operator.html", settings)
+
+
+def _page(name: str, settings: Settings) -> HTMLResponse:
     try:
-        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        page = (STATIC_DIR / name).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotFound(
             "the dashboard is not built; run `make web` (npm and esbuild, see docs/dashboard.md)"
@@ -64,17 +74,18 @@ def get_dashboard(settings: SettingsDep) -> HTMLResponse:
     return HTMLResponse(
         page,
         headers={
-            "Content-Security-Policy": _content_security_policy(settings.dashboard.tile_url),
+            "Content-Security-Policy": _content_security_policy(settings.dashboard.tiles.tile_url),
             "Cache-Control": "no-cache",
         },
     )
 
 
 def _page_config(dashboard: DashboardSettings) -> dict[str, object]:
+    tiles = dashboard.tiles
     return {
-        "tile_url": dashboard.tile_url,
-        "tile_attribution": dashboard.tile_attribution,
-        "tile_max_zoom": dashboard.tile_max_zoom,
+        "tile_url": tiles.tile_url,
+        "tile_attribution": tiles.attribution,
+        "tile_max_zoom": tiles.max_zoom,
     }
 
 

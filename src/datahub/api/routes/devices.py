@@ -19,7 +19,7 @@ from datahub.api.schemas import (
     SupplierOut,
     error_responses,
 )
-from datahub.domain import City
+from datahub.domain import City, Placement
 from datahub.errors import NotFound
 from datahub.storage import devices
 from datahub.storage.devices import DeviceRow
@@ -114,4 +114,7 @@ def device_out(row: DeviceRow, catalog: MetricCatalog) -> DeviceOut:
         location=location,
         last_seen=row.last_seen_at,
         metrics=list(catalog.metrics_of(row.profile)),
+        counters=[m for m in catalog.metrics_of(row.profile) if catalog.is_counter(row.profile, m)],
+        placement=Placement(row.placement) if row.placement else None,
+        area=row.area,
     )

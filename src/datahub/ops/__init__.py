@@ -1,0 +1,2 @@
+"""The operator's side of the hub: device and gateway health, alert rules, alarms and their
+notifications."""
