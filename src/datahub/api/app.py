@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -128,6 +129,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    # What metering takes for the time of a request; tests move it through the months.
+    app.state.clock = lambda: datetime.now(UTC)
     if catalog is None:
         catalog = (
             LiveCatalog(open_catalog(settings))

@@ -231,6 +231,7 @@ async def get_meter(
         fingerprint=f"{request.method} {request.url.path}?{query}",
         idempotency_key=check_idempotency_key(request.headers.get("idempotency-key")),
         serves=not getattr(request.state, "head", False),
+        clock=request.app.state.clock,
     )
     request.state.meter = meter
     return meter

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -40,11 +40,12 @@ class Meter:
     fingerprint: str  # method, path and query: what an Idempotency-Key must repeat
     idempotency_key: str | None
     serves: bool = True  # False for a HEAD request: it sends no observation
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     request_id: UUID = field(default_factory=uuid4)
     replayed: bool = False  # a retry of a request already counted
     charged: int = 0
 
-    def charge(self, observations: Mapping[int, int], *, now: datetime | None = None) -> None:
+    def charge(self, observations: Mapping[int, int]) -> None:
         """Record `observations` (dataset id -> count) served by this request.
 
         Raise TooManyRequests, recording nothing, if the caller's monthly quota cannot
@@ -52,7 +53,7 @@ class Meter:
         """
         if not self.serves:
             return
-        when = now or datetime.now(UTC)
+        when = self.clock()
         self.ledger.run(
             lambda conn: self._record(conn, observations, when), key=self.caller.subject
         )
@@ -77,28 +78,7 @@ class Meter:
                 self.request_id = earlier.request_id
                 self.replayed = True
                 return
-        total = sum(n for n in observations.values() if n > 0)
-        quota = self.caller.monthly_quota
-        if quota is not None and self.caller.consumer_id is not None and total > 0:
-            month = month_bounds(now)[0].date()
-            if (
-                usage.charge_quota(
-                    conn,
-                    consumer_id=self.caller.consumer_id,
-                    month=month,
-                    observations=total,
-                    quota=quota,
-                )
-                is None
-            ):
-                used = usage.get_quota_used(conn, consumer_id=self.caller.consumer_id, month=month)
-                raise TooManyRequests(
-                    f"this request would serve {total} observations, more than the "
-                    f"{max(quota - used, 0)} left of the monthly quota of {quota}; narrow it, "
-                    "or wait for the next month",
-                    retry_after=seconds_to_next_month(now),
-                )
-        usage.insert_usage(
+        charge = usage.charge_usage(
             conn,
             request_id=self.request_id,
             consumer_id=self.caller.consumer_id,
@@ -107,6 +87,18 @@ class Meter:
             observations=observations,
             occurred_at=now,
         )
+        total = sum(n for n in observations.values() if n > 0)
+        if not charge.recorded:
+            assert self.caller.consumer_id is not None and charge.quota is not None
+            used = usage.get_quota_used(
+                conn, consumer_id=self.caller.consumer_id, month=month_bounds(now)[0].date()
+            )
+            raise TooManyRequests(
+                f"this request would serve {total} observations, more than the "
+                f"{max(charge.quota - used, 0)} left of the monthly quota of {charge.quota}; "
+                "narrow it, or wait for the next month",
+                retry_after=seconds_to_next_month(now),
+            )
         self.charged = total
 
 

@@ -1,4 +1,5 @@
-"""The usage ledger, the monthly quota counters and the idempotency keys of metered requests."""
+"""The usage ledger, the monthly counters of consumers' usage and the idempotency keys of
+metered requests."""
 
 from __future__ import annotations
 
@@ -43,40 +44,56 @@ def claim_idempotency_key(
     return IdempotencyRow(*earlier)
 
 
-def charge_quota(
-    conn: psycopg.Connection, *, consumer_id: int, month: date, observations: int, quota: int
-) -> int | None:
-    """Add `observations` to the consumer's count for `month` unless it would pass `quota`.
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What charging one request did: its usage recorded, or refused whole by the quota."""
 
-    Return the new count, or None (nothing added) if it would pass. The conditional
-    upsert holds the counter's row lock until commit, so concurrent requests are charged
-    one after another and the count never passes the quota.
-    """
-    row = conn.execute(
-        """
+    recorded: bool
+    quota: int | None  # the consumer's monthly quota when it was charged; None: none
+
+
+# The month of a usage row: its calendar month in UTC, as a date (the first day).
+_MONTH = "date_trunc('month', {time} AT TIME ZONE 'UTC')::date"
+
+# One request's usage, one row per dataset; the supplier is the dataset's. A request id
+# recorded for a dataset is not recorded again.
+_INSERT_USAGE = """
+    INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
+                       observations, occurred_at)
+    SELECT %(request_id)s, %(consumer_id)s, %(purpose)s, ds.id, ds.supplier_id,
+           %(endpoint)s, u.observations, %(occurred_at)s
+    FROM unnest(%(dataset_ids)s::int[], %(observations)s::bigint[])
+         AS u (dataset_id, observations)
+    JOIN dataset ds ON ds.id = u.dataset_id
+    WHERE %(consumer_id)s::int IS NULL OR EXISTS (SELECT FROM counted)
+    ON CONFLICT (request_id, dataset_id) DO NOTHING
+"""
+
+# A consumer's usage is counted for its month in the same statement, always, so that the
+# counter equals the month's ledger whether or not a quota is set. The quota is read from
+# `consumer` at the charge, not from what a process remembers of the caller; the
+# conditional upsert adds nothing, and the usage is not written, if the sum would pass it.
+# The counter's row lock is held until commit: concurrent requests of one consumer are
+# charged one after another and never pass the quota together.
+_CHARGE = f"""
+    WITH quota AS (
+        SELECT monthly_quota FROM consumer WHERE id = %(consumer_id)s
+    ), counted AS (
         INSERT INTO quota_usage AS q (consumer_id, month, observations)
-        SELECT %(consumer_id)s, %(month)s, %(observations)s
-        WHERE %(observations)s <= %(quota)s
+        SELECT %(consumer_id)s, {_MONTH.format(time="%(occurred_at)s::timestamptz")}, %(total)s
+        FROM quota
+        WHERE quota.monthly_quota IS NULL OR %(total)s <= quota.monthly_quota
         ON CONFLICT (consumer_id, month) DO UPDATE
             SET observations = q.observations + excluded.observations
-            WHERE q.observations + excluded.observations <= %(quota)s
+            WHERE (SELECT monthly_quota FROM quota) IS NULL
+               OR q.observations + excluded.observations <= (SELECT monthly_quota FROM quota)
         RETURNING observations
-        """,
-        {"consumer_id": consumer_id, "month": month, "observations": observations, "quota": quota},
-    ).fetchone()
-    return row[0] if row is not None else None
+    ), recorded AS ({_INSERT_USAGE})
+    SELECT (SELECT monthly_quota FROM quota), EXISTS (SELECT FROM counted)
+"""
 
 
-def get_quota_used(conn: psycopg.Connection, *, consumer_id: int, month: date) -> int:
-    """Return the observations charged to a consumer's quota in `month`."""
-    row = conn.execute(
-        "SELECT observations FROM quota_usage WHERE consumer_id = %s AND month = %s",
-        (consumer_id, month),
-    ).fetchone()
-    return row[0] if row is not None else 0
-
-
-def insert_usage(
+def charge_usage(
     conn: psycopg.Connection,
     *,
     request_id: UUID,
@@ -85,26 +102,17 @@ def insert_usage(
     endpoint: str,
     observations: Mapping[int, int],
     occurred_at: datetime,
-) -> int:
-    """Record what one request served, one row per dataset (id -> observations > 0).
+) -> Charge:
+    """Record what one request served (dataset id -> observations > 0) and count it for the
+    consumer's month, unless the consumer's monthly quota cannot hold it.
 
-    The supplier is the dataset's. Return the rows written; a request id already
-    recorded for a dataset is not recorded again.
+    An anonymous caller (consumer None) has no counter and no quota.
     """
     counted = {dataset_id: n for dataset_id, n in observations.items() if n > 0}
     if not counted:
-        return 0
-    cur = conn.execute(
-        """
-        INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
-                           observations, occurred_at)
-        SELECT %(request_id)s, %(consumer_id)s, %(purpose)s, ds.id, ds.supplier_id,
-               %(endpoint)s, u.observations, %(occurred_at)s
-        FROM unnest(%(dataset_ids)s::int[], %(observations)s::bigint[])
-             AS u (dataset_id, observations)
-        JOIN dataset ds ON ds.id = u.dataset_id
-        ON CONFLICT (request_id, dataset_id) DO NOTHING
-        """,
+        return Charge(recorded=True, quota=None)
+    row = conn.execute(
+        _CHARGE,
         {
             "request_id": request_id,
             "consumer_id": consumer_id,
@@ -112,10 +120,56 @@ def insert_usage(
             "endpoint": endpoint,
             "dataset_ids": list(counted),
             "observations": list(counted.values()),
+            "total": sum(counted.values()),
             "occurred_at": occurred_at,
         },
+    ).fetchone()
+    assert row is not None
+    quota, charged = row
+    return Charge(recorded=consumer_id is None or charged, quota=quota)
+
+
+def get_quota_used(conn: psycopg.Connection, *, consumer_id: int, month: date) -> int:
+    """Return the observations counted for a consumer in `month` (its first day)."""
+    row = conn.execute(
+        "SELECT observations FROM quota_usage WHERE consumer_id = %s AND month = %s",
+        (consumer_id, month),
+    ).fetchone()
+    return row[0] if row is not None else 0
+
+
+def recount_quota(conn: psycopg.Connection, *, consumer_id: int, at: datetime) -> int:
+    """Set a consumer's counter of the month holding `at` to that month's ledger; return it.
+
+    The counter's row is locked first, in a statement of its own, so that the sum, read by
+    the next statement, sees every charge that held the lock before: none is missed, and
+    charges after it wait for this transaction.
+    """
+    month = _MONTH.format(time="%(at)s::timestamptz")
+    params = {"consumer_id": consumer_id, "at": at}
+    conn.execute(
+        f"""
+        INSERT INTO quota_usage (consumer_id, month, observations)
+        VALUES (%(consumer_id)s, {month}, 0)
+        ON CONFLICT (consumer_id, month) DO UPDATE SET observations = quota_usage.observations
+        """,
+        params,
     )
-    return cur.rowcount
+    row = conn.execute(
+        f"""
+        UPDATE quota_usage q SET observations = (
+            SELECT coalesce(sum(u.observations), 0) FROM usage u
+            WHERE u.consumer_id = q.consumer_id
+              AND u.occurred_at >= q.month::timestamp AT TIME ZONE 'UTC'
+              AND u.occurred_at < (q.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
+        )
+        WHERE q.consumer_id = %(consumer_id)s AND q.month = {month}
+        RETURNING observations
+        """,
+        params,
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def sum_usage(conn: psycopg.Connection, *, consumer_id: int | None = None) -> int:

@@ -175,7 +175,7 @@ def update_consumer(slug: str, body: ConsumerPatch, conn: WriteConn, caller: Adm
     changes = body.model_dump(exclude_unset=True)
     if changes.get("name", "") is None or changes.get("purpose", "") is None:
         raise BadRequest("name and purpose cannot be null")
-    record, _ = admin.update_consumer(conn, slug=slug, changes=changes)
+    record, _ = admin.update_consumer(conn, slug=slug, changes=changes, now=datetime.now(UTC))
     return consumer_out(record)
 
 
