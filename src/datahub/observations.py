@@ -92,7 +92,7 @@ def format_time(value: datetime) -> str:
 
 
 def observation_json(
-    base: str, *, datastream: int, time: datetime, value: float, decoder: str | None
+    base: str, *, datastream: int, time: datetime, value: float | None, decoder: str | None
 ) -> dict[str, Any]:
     """Render one reading as a SensorThings Observation; `base` is the service root URL.
 

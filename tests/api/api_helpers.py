@@ -71,6 +71,24 @@ API_LIMITS = {
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
+# A profile whose formulas leave binary noise (7.154999999999999), with the resolutions
+# its values are rendered at.
+NOISY = MetricCatalog.build(
+    metrics={
+        "temperature": FakeMetric("temperature", "Cel", "air temperature"),
+        "battery_voltage": FakeMetric("battery_voltage", "V", "battery voltage"),
+    },
+    profiles={
+        "sensor": FakeProfile(
+            (
+                FakeMapping("t", "temperature", decimals=3),
+                FakeMapping("v", "battery_voltage", decimals=2),
+            )
+        )
+    },
+)
+
+
 def at(minutes: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
     """Return a time relative to T0 (2024-05-01T00:00Z)."""
     return T0 + timedelta(days=days, hours=hours, minutes=minutes)

@@ -182,9 +182,10 @@ def test_keys_stored_before_0008_still_recognise_their_redeliveries(fresh: Datab
     )
     first, reset = sims[:50], sims[50:]
     settings = fresh.settings(sources=SOURCES, catalog=demo_catalog_settings())
+    with psycopg.connect(fresh.url) as conn:  # the registry of today, kept by the downgrade
+        register(conn, simulators.load_scenario())
     migrate.downgrade(fresh.settings(), "0007")
     with psycopg.connect(fresh.url) as conn:
-        register(conn, simulators.load_scenario())
         # What the version before stored: the first cycle, under the keys of its scheme.
         pipeline = Pipeline(settings, catalog=demo_catalog(), clock=lambda: NOW)
         rows = [item.row for item in pipeline.prepare([message(s) for s in first]).uplinks]

@@ -56,7 +56,9 @@ async def check_query(request: Request) -> None:
     state = request.app.state
     if getattr(state, "declared_parameters", None) is None:
         state.declared_parameters = declared_parameters(request.app)
-    known = state.declared_parameters.get((request.method, getattr(route, "path", None)))
+    # The document's templates are the routes' paths without converters: `{path}` for a
+    # route's `{path:path}`.
+    known = state.declared_parameters.get((request.method, getattr(route, "path_format", None)))
     if known is None:  # not in the document
         return
     errors: list[dict[str, Any]] = []

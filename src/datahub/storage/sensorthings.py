@@ -237,6 +237,7 @@ SOURCES: dict[EntityType, Source] = {
             device_id="@r.device_id",
             metric_id="@m.id",
             metric=_text("@r.metric"),
+            profile=_text("@d.profile"),  # its resolution (api/catalog.py)
             datastream_id=f"@r.device_id * {observations.METRIC_SLOTS} + @m.id",
             time=Column("@r.time", "timestamptz"),
             value=Column("@r.value", "float8"),

@@ -8,8 +8,10 @@ from typing import Any
 import psycopg
 import pytest
 from access_world import COMMERCIAL, OPEN, RESTRICTED, VALUES, World, build_world
-from api_helpers import Seed
+from api_helpers import API_LIMITS, Seed, build_app
 from fastapi.testclient import TestClient
+
+from datahub.storage import sensorthings as sta
 
 STA = "/sta/v1.1"
 # Who sees which sensors (access_world's grants: the company has the commercial dataset,
@@ -146,9 +148,11 @@ def test_an_aggregate_point_counts_as_one_observation(
         ("$filter=colour eq 'red'", "Observation has no property 'colour'"),
         ("$top=10001", "$top=10001 is over the maximum of 10000"),
         ("$orderby=result sideways", "$orderby: unexpected 'sideways'"),
-        ("top=5", "unknown query option 'top'"),
         ("$skiptoken=forged", "$skiptoken is not one of this collection's @iot.nextLink"),
+        ("$filter=" + "(" * 500 + "result gt 1" + ")" * 500, "nests more than 40 levels deep"),
+        ("$filter=" + "not " * 2000 + "result gt 1", "nests more than 40 levels deep"),
     ],
+    ids=lambda v: v if len(v) < 80 else v[:40] + "…",
 )
 def test_bad_input_is_400_naming_what_is_wrong(
     client: TestClient, world: World, query: str, message: str
@@ -159,3 +163,130 @@ def test_bad_input_is_400_naming_what_is_wrong(
     body = response.json()
     assert message in body["message"]
     assert body["detail"] == body["message"] and body["code"] == 400
+
+
+OPTIONS = [
+    "$filter",
+    "$orderby",
+    "$top",
+    "$skip",
+    "$count",
+    "$select",
+    "$expand",
+    "$skiptoken",
+    "aggregate",
+    "aggregateFn",
+]
+
+
+def test_a_long_list_of_alternatives_is_answered(client: TestClient, world: World) -> None:
+    ids = sorted(things(client, world, "supplier").values())
+    wanted = " or ".join(f"id eq {i}" for i in [*range(-2000, 0), *ids])
+
+    response = client.get(
+        f"{STA}/Things", params={"$filter": wanted}, headers=world.headers("supplier")
+    )
+
+    assert response.status_code == 200
+    assert sorted(t["@iot.id"] for t in response.json()["value"]) == ids
+
+
+def test_the_openapi_document_declares_the_query_options(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    operation = document["paths"][f"{STA}/{{path}}"]["get"]
+    declared = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+
+    assert list(declared) == OPTIONS
+    assert all(p["description"] for p in declared.values())
+    assert {"type": "integer", "minimum": 0} in declared["$top"]["schema"]["anyOf"]
+    rollup = declared["aggregate"]["schema"]["anyOf"][0]["$ref"].rsplit("/", 1)[1]
+    assert document["components"]["schemas"][rollup]["enum"] == ["1h", "1d"]
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("top=5", "query parameter 'top' is not a parameter of this endpoint"),
+        ("$resultFormat=dataArray", "query parameter '$resultFormat' is not a parameter of"),
+        ("$top=1&$top=2", "query parameter '$top': takes one value, given 2"),
+        ("$top=-1", "query parameter '$top': Input should be greater than or equal to 0"),
+        ("$count=maybe", "query parameter '$count': Input should be a valid boolean"),
+        ("aggregate=2h", "query parameter 'aggregate': Input should be '1h' or '1d'"),
+        ("aggregateFn=delta", "query parameter 'aggregateFn': Input should be 'avg', 'min'"),
+    ],
+)
+def test_an_option_the_document_does_not_allow_is_422_as_on_every_route(
+    client: TestClient, world: World, query: str, detail: str
+) -> None:
+    response = client.get(f"{STA}/Observations?{query}")
+
+    assert response.status_code == 422
+    body = sta_keys_removed(response.json(), 422)
+    assert body["error"] == "ValidationError"
+    assert body["detail"].startswith(detail)
+
+
+def sta_keys_removed(body: dict[str, Any], status: int) -> dict[str, Any]:
+    """The hub's part of a SensorThings error body, once its own keys are checked."""
+    assert (body.pop("code"), body.pop("type"), body.pop("message")) == (
+        status,
+        "error",
+        body["detail"],
+    )
+    return body
+
+
+def test_errors_of_the_key_are_the_rest_apis_with_sensorthings_keys(client: TestClient) -> None:
+    headers = {"Authorization": "Bearer dh_unknown"}
+
+    rest = client.get("/v1/devices", headers=headers)
+    sta = client.get(f"{STA}/Things", headers=headers)
+
+    assert sta.status_code == rest.status_code == 401
+    assert sta_keys_removed(sta.json(), 401) == rest.json()
+
+
+def test_the_rate_limit_is_the_rest_apis_with_sensorthings_keys(
+    database: Any, conn: psycopg.Connection
+) -> None:
+    settings = database.settings(api=API_LIMITS, fairshare={"anonymous_requests_per_s": 1})
+    client = TestClient(build_app(settings, conn))
+
+    answers = [client.get(f"{STA}/Things") for _ in range(3)]
+
+    refused = next(a for a in answers if a.status_code == 429)
+    body = sta_keys_removed(refused.json(), 429)
+    assert body["error"] == "TooManyRequests" and "rate limit" in body["detail"]
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_head_answers_as_get_without_a_body_and_meters_nothing(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    for path in ("Observations?$top=2", "Things?$expand=Datastreams", "Observations?$top=x"):
+        head = client.head(f"{STA}/{path}", headers=world.headers("company"))
+        got = client.get(f"{STA}/{path}", headers=world.headers("company"))
+
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        for name in ("content-type", "content-length", "link"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    assert [observations for *_, observations in ledger(conn)] == [2]
+
+
+def test_names_get_their_ids_once_whatever_the_request_becomes(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    ensure_ids = sta.ensure_ids
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        ensure_ids(*args, **kwargs)
+
+    monkeypatch.setattr(sta, "ensure_ids", counted)
+
+    statuses = [client.get(f"{STA}/{path}").status_code for path in ("Nothing", "Things")]
+
+    assert statuses == [404, 200]
+    assert len(calls) == 1

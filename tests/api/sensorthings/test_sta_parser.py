@@ -136,6 +136,47 @@ def test_bad_options_are_400_naming_what_is_wrong(raw: dict[str, str], message: 
     assert message in caught.value.detail
 
 
+def depth(expr: object) -> int:
+    children = [getattr(expr, name, None) for name in ("left", "right", "operand")]
+    return 1 + max((depth(c) for c in children if c is not None), default=0)
+
+
+def test_a_long_run_of_and_or_or_is_a_balanced_tree() -> None:
+    alternatives = " or ".join(f"id eq {i}" for i in range(1000))
+    tree = options(E.THING, filter=f"{alternatives} and name eq 'x'").filter  # type: ignore[attr-defined]
+
+    assert isinstance(tree, Binary) and tree.op == "or"
+    assert depth(tree) == 13  # 10 levels of or, the last alternative's and, eq, operands
+
+
+@pytest.mark.parametrize(
+    ("raw", "at"),
+    [
+        ({"filter": "(" * 41 + "name eq 'a'" + ")" * 41}, 41),
+        ({"filter": "not " * 41 + "name eq 'a'"}, 161),
+        ({"filter": "length(name) " + "add 1 " * 41 + "eq 1"}, 254),
+        ({"filter": "@iot.id eq " + "-" * 41 + "1"}, 52),
+        ({"filter": "tolower(" * 41 + "name" + ")" * 41 + " eq 'a'"}, 321),
+        ({"expand": "/".join(["Datastreams", "Thing"] * 21)}, 361),
+        ({"expand": "Datastreams($expand=Thing($expand=" * 21 + "Datastreams" + "))" * 21}, 0),
+    ],
+    ids=["parentheses", "not", "add", "minus", "functions", "expand", "nested options"],
+)
+def test_nesting_deeper_than_the_maximum_is_400(raw: dict[str, str], at: int) -> None:
+    with pytest.raises(QueryError) as caught:
+        options(E.THING, **raw)
+
+    assert "nests more than 40 levels deep; simplify it" in caught.value.detail
+    if at:
+        assert f"at position {at}" in caught.value.detail
+
+
+def test_nesting_up_to_the_maximum_is_parsed() -> None:
+    tree = options(E.THING, filter="(" * 40 + "name eq 'a'" + ")" * 40).filter  # type: ignore[attr-defined]
+
+    assert isinstance(tree, Binary) and tree.op == "eq"
+
+
 @pytest.mark.parametrize(
     ("path", "steps", "tail"),
     [

@@ -3,12 +3,14 @@
 A Thing's name and properties are rendered by `thing_identity` alone, and every
 coordinate of a Location, HistoricalLocation's Location, FeatureOfInterest or a
 Datastream's observed area by `point` alone: a rule about what a caller may learn of a
-device (its DevEUI, its exact place) applies in those two places.
+device (its DevEUI, its exact place) applies in those two places. An Observation's result
+is rendered by `Resolution.result` alone, at the resolution the REST API renders it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +18,7 @@ from urllib.parse import quote
 import orjson
 
 from datahub import observations
+from datahub.api.catalog import MetricCatalog
 from datahub.api.sensorthings.model import OPTIONAL, PROPERTIES, RELATIONS, EntityType
 from datahub.observations import format_time
 from datahub.storage.sensorthings import Row
@@ -80,6 +83,38 @@ def licence(row: Row) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Renders results at the resolution their profile's mapping declares, as the REST API
+    does (api/catalog.py); the stored values are unchanged."""
+
+    catalog: MetricCatalog
+    # (profile, metric) -> its rounder: looked up in the catalog once per series and request
+    rounders: dict[tuple[str, str], Callable[[float], float]] = field(default_factory=dict)
+
+    def rounder(self, profile: str, metric: str) -> Callable[[float], float]:
+        """Return what renders one series' values."""
+        found = self.rounders.get((profile, metric))
+        if found is None:
+            found = self.rounders[profile, metric] = self.catalog.rounder(profile, metric)
+        return found
+
+    def result(self, row: Row) -> float | None:
+        """An Observation row's result (`value` of the `profile`'s `metric`)."""
+        value: float | None = row["value"]
+        if value is None:  # not selected
+            return None
+        return self.rounder(row["profile"], row["metric"])(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What entities are rendered with besides their rows."""
+
+    base: str  # the service root URL
+    resolution: Resolution
+
+
 def _time(value: datetime | None) -> str | None:
     return format_time(value) if value is not None else None
 
@@ -90,10 +125,10 @@ def _interval(start: datetime | None, end: datetime | None) -> str | None:
     return f"{format_time(start)}/{format_time(end)}"
 
 
-Render = Callable[[Row, str], dict[str, Any]]
+Render = Callable[[Row, Context], dict[str, Any]]
 
 
-def _thing(row: Row, base: str) -> dict[str, Any]:
+def _thing(row: Row, context: Context) -> dict[str, Any]:
     name, properties = thing_identity(row)
     return {"name": name, "description": row["description"], "properties": properties}
 
@@ -101,7 +136,7 @@ def _thing(row: Row, base: str) -> dict[str, Any]:
 def _place(geometry: str) -> Render:
     """A Location (its geometry is `location`) or a FeatureOfInterest (`feature`)."""
 
-    def render(row: Row, base: str) -> dict[str, Any]:
+    def render(row: Row, context: Context) -> dict[str, Any]:
         return {
             "name": row["name"],
             "description": row["description"],
@@ -113,14 +148,14 @@ def _place(geometry: str) -> Render:
     return render
 
 
-def _historical_location(row: Row, base: str) -> dict[str, Any]:
+def _historical_location(row: Row, context: Context) -> dict[str, Any]:
     return {"time": _time(row["since"])}
 
 
-def _datastream(row: Row, base: str) -> dict[str, Any]:
+def _datastream(row: Row, context: Context) -> dict[str, Any]:
     name, symbol, definition = unit_of(row["unit"]) if row["unit"] else (None, None, None)
     time = _interval(row["first_time"], row["last_time"])
-    series = f"{base}/Datastreams({row['id']})/Observations"
+    series = f"{context.base}/Datastreams({row['id']})/Observations"
     return {
         "name": row["name"],
         "description": row["description"],
@@ -142,7 +177,7 @@ def _datastream(row: Row, base: str) -> dict[str, Any]:
     }
 
 
-def _sensor(row: Row, base: str) -> dict[str, Any]:
+def _sensor(row: Row, context: Context) -> dict[str, Any]:
     return {
         "name": row["name"],
         "description": row["description"],
@@ -152,7 +187,7 @@ def _sensor(row: Row, base: str) -> dict[str, Any]:
     }
 
 
-def _observed_property(row: Row, base: str) -> dict[str, Any]:
+def _observed_property(row: Row, context: Context) -> dict[str, Any]:
     return {
         "name": row["name"],
         "definition": row["definition"],
@@ -161,12 +196,12 @@ def _observed_property(row: Row, base: str) -> dict[str, Any]:
     }
 
 
-def _observation(row: Row, base: str) -> dict[str, Any]:
+def _observation(row: Row, context: Context) -> dict[str, Any]:
     body = observations.observation_json(
-        base,
+        context.base,
         datastream=row["datastream_id"],
         time=row["time"],
-        value=row["value"],
+        value=context.resolution.result(row),
         decoder=row["decoder"],
     )
     return {k: v for k, v in body.items() if not k.startswith("@") and "@" not in k}
@@ -248,7 +283,7 @@ COLUMNS: dict[EntityType, dict[str, set[str]]] = {
     E.OBSERVATION: {
         "phenomenonTime": {"time"},
         "resultTime": {"time"},
-        "result": {"value"},
+        "result": {"value", "profile", "metric"},
         "parameters": {"decoder"},
     },
     E.FEATURE_OF_INTEREST: {
@@ -273,11 +308,11 @@ def columns_for(entity: EntityType, select: Sequence[str]) -> set[str]:
 
 
 def entity_json(
-    entity: EntityType, row: Row, base: str, select: Sequence[str], self_link: str
+    entity: EntityType, row: Row, context: Context, select: Sequence[str], self_link: str
 ) -> dict[str, Any]:
     """One entity: control information, the selected properties and navigation links."""
     # Only the selected properties' columns were read: the others render as None.
-    body = RENDER[entity](_Selected(row), base)
+    body = RENDER[entity](_Selected(row), context)
     out: dict[str, Any] = {}
     if not select or "@iot.id" in select:
         out["@iot.id"] = row["id"]

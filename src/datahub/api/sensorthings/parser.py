@@ -25,12 +25,16 @@ descending precedence (operators are case-sensitive words, as in OData):
                where an option is one of these, for the navigation's target
 
 Every error is a `QueryError` naming the option, the position and what was expected.
+Nesting is bounded (MAX_NESTING): a query that nests deeper is refused as such, never
+left to exhaust the interpreter's recursion (a 500). A run of `and` (or of `or`) becomes a
+balanced tree, so that a long list of alternatives nests only as deep as its logarithm.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -60,6 +64,10 @@ from datahub.api.sensorthings.model import (
 from datahub.errors import BadRequest
 
 T = TypeVar("T")
+# Levels a query may nest: parentheses, functions, `not`, `-`, arithmetic operators (each
+# `add` of a run counts), and `$expand` levels. Each level of parentheses costs the
+# parser about ten frames; 40 of them stay well inside Python's recursion limit of 1000.
+MAX_NESTING = 40
 
 
 class QueryError(BadRequest):
@@ -149,12 +157,13 @@ _OPTIONAL_ARGS = {"substring": (_N,)}
 
 
 class _Parser:
-    def __init__(self, option: str, text: str, entity: EntityType) -> None:
+    def __init__(self, option: str, text: str, entity: EntityType, depth: int = 0) -> None:
         self.option = option
         self.text = text
         self.tokens = tokenize(option, text)
         self.pos = 0
         self.entity = entity
+        self.depth = depth  # the levels this option is nested in (of $expand, then its own)
 
     # -- tokens
 
@@ -187,26 +196,43 @@ class _Parser:
         if self.token.kind != "end":
             raise self.error(f"unexpected {self.token.text!r}")
 
+    @contextmanager
+    def nested(self, token: Token) -> Iterator[None]:
+        """Go one level deeper for what follows `token`; QueryError past MAX_NESTING."""
+        if self.depth >= MAX_NESTING:
+            raise self.error(f"nests more than {MAX_NESTING} levels deep; simplify it", token)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
     # -- $filter
 
     def expression(self) -> Expr:
         return self.or_()
 
     def or_(self) -> Expr:
-        left = self.and_()
+        terms = [self.and_()]
         while self.accept("or"):
-            left = Binary("or", self.boolean(left), self.boolean(self.and_()), Type.BOOLEAN)
-        return left
+            if len(terms) == 1:
+                self.boolean(terms[0])
+            terms.append(self.boolean(self.and_()))
+        return _balanced("or", terms)
 
     def and_(self) -> Expr:
-        left = self.not_()
+        terms = [self.not_()]
         while self.accept("and"):
-            left = Binary("and", self.boolean(left), self.boolean(self.not_()), Type.BOOLEAN)
-        return left
+            if len(terms) == 1:
+                self.boolean(terms[0])
+            terms.append(self.boolean(self.not_()))
+        return _balanced("and", terms)
 
     def not_(self) -> Expr:
+        token = self.token
         if self.accept("not"):
-            return Unary("not", self.boolean(self.not_()), Type.BOOLEAN)
+            with self.nested(token):
+                return Unary("not", self.boolean(self.not_()), Type.BOOLEAN)
         return self.compare()
 
     def compare(self) -> Expr:
@@ -221,26 +247,36 @@ class _Parser:
 
     def add(self) -> Expr:
         left = self.mul()
+        start = self.depth
         while self.token.kind == "name" and self.token.text in ("add", "sub"):
             token = self.take()
-            right = self.mul()
+            # A run of operators is a tree as deep as the run is long.
+            with self.nested(token):
+                right = self.mul()
+            self.depth += 1
             left = Binary(token.text, left, right, self.arithmetic(left, right, token))
+        self.depth = start
         return left
 
     def mul(self) -> Expr:
         left = self.unary()
+        start = self.depth
         while self.token.kind == "name" and self.token.text in ("mul", "div", "mod"):
             token = self.take()
-            right = self.unary()
+            with self.nested(token):
+                right = self.unary()
+            self.depth += 1
             if left.type is not Type.NUMBER or right.type is not Type.NUMBER:
                 raise self.error(f"{token.text!r} needs two numbers", token)
             left = Binary(token.text, left, right, Type.NUMBER)
+        self.depth = start
         return left
 
     def unary(self) -> Expr:
         token = self.token
         if self.accept("-"):
-            operand = self.unary()
+            with self.nested(token):
+                operand = self.unary()
             if operand.type is not Type.NUMBER:
                 raise self.error("'-' needs a number", token)
             if isinstance(operand, Literal) and isinstance(operand.value, int | float):
@@ -251,7 +287,8 @@ class _Parser:
     def primary(self) -> Expr:
         token = self.token
         if self.accept("("):
-            inner = self.expression()
+            with self.nested(token):
+                inner = self.expression()
             self.expect(")")
             return inner
         if token.kind == "number":
@@ -333,9 +370,10 @@ class _Parser:
         self.expect("(")
         args: list[Expr] = []
         if not self.accept(")"):
-            args.append(self.expression())
-            while self.accept(","):
+            with self.nested(token):
                 args.append(self.expression())
+                while self.accept(","):
+                    args.append(self.expression())
             self.expect(")")
         wanted, result = FUNCTIONS[name]
         allowed = (wanted, wanted + _OPTIONAL_ARGS.get(name, ()))
@@ -430,9 +468,13 @@ class _Parser:
             raise self.error(f"{entity} has no navigation property {token.text!r} ({known})")
         self.pos += 1
         if self.accept("/"):
-            return Expand(relation, Options(expand=(self.expand_item(relation.target, options),)))
+            with self.nested(token):
+                inner = self.expand_item(relation.target, options)
+            return Expand(relation, Options(expand=(inner,)))
         if not self.accept("("):
             return Expand(relation)
+        if self.depth >= MAX_NESTING:
+            raise self.error(f"nests more than {MAX_NESTING} levels deep; simplify it", token)
         start = self.token.at
         depth = 1
         while depth:
@@ -441,7 +483,15 @@ class _Parser:
                 raise self.error("expected ')' to close the options of " + relation.name)
             depth += {"(": 1, ")": -1}.get(token.text, 0) if token.kind == "punct" else 0
         raw = self.text[start : self.tokens[self.pos - 1].at]
-        return Expand(relation, options.nested(relation, raw), raw)
+        return Expand(relation, options.nested(relation, raw, self.depth + 1), raw)
+
+
+def _balanced(op: str, terms: Sequence[Expr]) -> Expr:
+    """`a op b op c …` as a tree of the least depth (`and` and `or` are associative)."""
+    if len(terms) == 1:
+        return terms[0]
+    middle = len(terms) // 2
+    return Binary(op, _balanced(op, terms[:middle]), _balanced(op, terms[middle:]), Type.BOOLEAN)
 
 
 def _merge(items: Sequence[Expand]) -> list[Expand]:
@@ -505,9 +555,10 @@ class Limits:
 class OptionParser:
     """Parses the options of one entity type (and of the entity types it expands to)."""
 
-    def __init__(self, entity: EntityType, limits: Limits) -> None:
+    def __init__(self, entity: EntityType, limits: Limits, depth: int = 0) -> None:
         self.entity = entity
         self.limits = limits
+        self.depth = depth  # the $expand levels these options are nested in
 
     def parse(self, raw: dict[str, str]) -> Options:
         """Build the options from `$name -> value`; QueryError for anything wrong."""
@@ -521,8 +572,9 @@ class OptionParser:
             expand=self._with(raw, "$expand", lambda p: p.expand(self)) or (),
         )
 
-    def nested(self, relation: Relation, text: str) -> Options:
-        """Parse `$top=3;$orderby=…` of an expanded navigation property."""
+    def nested(self, relation: Relation, text: str, depth: int) -> Options:
+        """Parse `$top=3;$orderby=…` of an expanded navigation property, `depth` levels
+        down."""
         raw: dict[str, str] = {}
         for part in _split_options(text):
             name, sep, value = part.partition("=")
@@ -533,7 +585,7 @@ class OptionParser:
                     f"({', '.join(sorted(_OPTION_NAMES))})"
                 )
             raw[name] = value
-        return OptionParser(relation.target, self.limits).parse(raw)
+        return OptionParser(relation.target, self.limits, depth).parse(raw)
 
     def _with(self, raw: dict[str, str], option: str, run: Callable[[_Parser], T]) -> T | None:
         text = raw.get(option)
@@ -541,7 +593,7 @@ class OptionParser:
             return None
         if not text.strip():
             raise QueryError(f"{option} is empty")
-        parser = _Parser(option, text, self.entity)
+        parser = _Parser(option, text, self.entity, self.depth)
         value = run(parser)
         parser.at_end()
         return value

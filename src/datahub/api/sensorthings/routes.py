@@ -9,19 +9,24 @@ hub's `error` and `detail` and SensorThings' `code`, `type` and `message`.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import fastapi
+import orjson
 import psycopg
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import Field
 from pydantic_core import to_json
+from starlette.applications import Starlette
 
 from datahub.api.catalog import MetricCatalog
 from datahub.api.deps import (
@@ -33,14 +38,14 @@ from datahub.api.deps import (
     WriteLender,
 )
 from datahub.api.licences import licences_of, link_licences
-from datahub.api.schemas import error_responses
+from datahub.api.schemas import InModel, error_responses
 from datahub.api.sensorthings import entities
 from datahub.api.sensorthings.ast import Binary, Expand, Expr, Literal, Options, Prop
 from datahub.api.sensorthings.model import RELATIONS, EntityType
 from datahub.api.sensorthings.parser import Limits, OptionParser, QueryError
 from datahub.api.sensorthings.paths import ResourcePath, parse_path
 from datahub.config import Settings
-from datahub.errors import ApiError, BadRequest, NotFound, StorageUnavailable
+from datahub.errors import BadRequest, NotFound
 from datahub.storage import buckets, readings, rollups
 from datahub.storage import sensorthings as sta
 from datahub.storage.buckets import AggregateFn, DeviceScope
@@ -48,7 +53,6 @@ from datahub.storage.sensorthings import Parent, Query, Row, Scope
 
 PREFIX = "/sta/v1.1"
 E = EntityType
-RETRY_AFTER_S = 5
 # How often a process gives ids to metric and profile names that have none (new catalog
 # entries, metrics first seen in readings); at its first request, and then at most this often.
 ENSURE_IDS_S = 600.0
@@ -57,22 +61,107 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
 ]
-_OPTIONS = {"$filter", "$orderby", "$top", "$skip", "$count", "$select", "$expand"}
-# Custom options (no `$`): the hub's rollups of one Datastream, and the next page's cursor.
-_CUSTOM = {"aggregate", "aggregateFn", "$skiptoken", "$resultFormat"}
-_WIDTHS = {"1h": rollups.HOUR, "1d": rollups.DAY}
 
 
-def _error(
-    status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    body = {"error": error, "detail": detail, "code": status, "type": "error", "message": detail}
-    return Response(to_json(body), status, dict(headers or {}), media_type="application/json")
+class Rollup(StrEnum):
+    """The hub's rollups a Datastream's Observations can be aggregated by."""
+
+    HOUR = "1h"
+    DAY = "1d"
+
+
+class RollupFn(StrEnum):
+    """How a rollup's bucket of readings becomes one value (storage.buckets.AggregateFn
+    but `delta`, the REST API's for counters)."""
+
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    SUM = "sum"
+    COUNT = "count"
+    LAST = "last"
+
+
+_WIDTHS = {Rollup.HOUR: rollups.HOUR, Rollup.DAY: rollups.DAY}
+
+
+class OptionsQuery(InModel):
+    """The query options of a SensorThings request (OGC 18-088, 9.3) and the hub's own.
+
+    Declared here, so that the OpenAPI document lists them and api/params.py refuses any
+    other (422). What the schema cannot say (an option's syntax, a maximum from the
+    settings) the parser checks, 400 naming what is wrong.
+    """
+
+    filter: str | None = Field(
+        default=None,
+        alias="$filter",
+        description="a condition on the entities' properties, a subset of OData 4.01 "
+        "(docs/sensorthings.md), e.g. `result gt 20 and phenomenonTime ge "
+        "2024-05-01T00:00:00Z`",
+    )
+    orderby: str | None = Field(
+        default=None,
+        alias="$orderby",
+        description="properties or expressions, each `asc` (default) or `desc`, "
+        "comma-separated; ties are broken by `@iot.id`",
+    )
+    top: int | None = Field(
+        default=None,
+        alias="$top",
+        ge=0,
+        description="page size; default `sensorthings.top_default`, at most "
+        "`sensorthings.top_max` (more is a 400)",
+    )
+    skip: int | None = Field(
+        default=None,
+        alias="$skip",
+        ge=0,
+        description="entities to skip, at most `sensorthings.skip_max` (more is a 400); "
+        "deeper pages come from `@iot.nextLink`",
+    )
+    count: bool | None = Field(
+        default=None, alias="$count", description="`true`: the collection's size as `@iot.count`"
+    )
+    select: str | None = Field(
+        default=None,
+        alias="$select",
+        description="the properties and navigation properties to return, comma-separated; "
+        "`id` is `@iot.id`",
+    )
+    expand: str | None = Field(
+        default=None,
+        alias="$expand",
+        description="navigation properties to include, nested with `/` or with options in "
+        "parentheses separated by `;`, e.g. `Datastreams($top=1;$expand=Observations)`",
+    )
+    skiptoken: str | None = Field(
+        default=None,
+        alias="$skiptoken",
+        description="the cursor an `@iot.nextLink` carries, unchanged; anything else is a 400",
+    )
+    # Beyond the standard: the hub's rollups of one Datastream.
+    aggregate: Rollup | None = Field(
+        default=None,
+        description="the Observations of one Datastream as hourly or daily aggregates",
+    )
+    aggregate_fn: RollupFn | None = Field(
+        default=None,
+        alias="aggregateFn",
+        description="with `aggregate`: what a bucket's readings become (default `avg`)",
+    )
+
+    def given(self) -> dict[str, str]:
+        """The options given, `$name -> text`, as the parser and `@iot.nextLink` take them."""
+        return {
+            name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+            for name, value in self.model_dump(by_alias=True, exclude_none=True).items()
+        }
 
 
 class StaRoute(APIRoute):
-    """Renders this API's errors, also those of its dependencies (a key, the rate limit),
-    in the SensorThings shape."""
+    """Renders the errors of this API and of its dependencies (a key, the rate limit, a
+    query parameter) as the rest of the API does, with SensorThings' keys besides."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -80,22 +169,38 @@ class StaRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ApiError as exc:
-                headers = {}
-                if retry := getattr(exc, "retry_after", None):
-                    headers["Retry-After"] = str(retry)
-                return _error(exc.status, type(exc).__name__, exc.detail, headers)
-            except StorageUnavailable:
-                return _error(
-                    503,
-                    "ServiceUnavailable",
-                    f"the database is unavailable; retry in {RETRY_AFTER_S} s",
-                    {"Retry-After": str(RETRY_AFTER_S)},
-                )
-            except RequestValidationError as exc:
-                return _error(400, "BadRequest", str(exc.errors()))
+            except Exception as exc:
+                render = _handler_of(request.app, exc)
+                if render is None:
+                    raise
+                response = render(request, exc)
+                if inspect.isawaitable(response):
+                    response = await response
+                return _with_sensorthings_keys(response)
 
         return route
+
+
+def _handler_of(app: Starlette, exc: Exception) -> Callable[..., Any] | None:
+    """The app's handler of `exc` (api/app.py), by its class or the nearest base; None for
+    an unexpected error, left to the app (it logs it and answers 500)."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in app.exception_handlers:
+            handler: Callable[..., Any] = app.exception_handlers[cls]
+            return handler
+    return None
+
+
+def _with_sensorthings_keys(response: Response) -> Response:
+    """The hub's error body with SensorThings' `code`, `type` and `message` added."""
+    body = orjson.loads(bytes(response.body))
+    body |= {"code": response.status_code, "type": "error", "message": body["detail"]}
+    headers = {
+        k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
+    }
+    return Response(to_json(body), response.status_code, headers, media_type="application/json")
 
 
 router = APIRouter(tags=["sensorthings"], route_class=StaRoute)
@@ -133,6 +238,7 @@ def landing_page(request: Request, settings: SettingsDep) -> Response:
 @router.get(PREFIX + "/{path:path}", responses=_RESPONSES, openapi_extra=ANONYMOUS_TOO)
 def read(
     path: str,
+    query: Annotated[OptionsQuery, fastapi.Query()],
     request: Request,
     conn: Conn,
     lend_writer: WriteLender,
@@ -153,13 +259,15 @@ def read(
     """
     if path in ("", "/"):
         return landing_page(request, settings)
-    raw = _raw_options(request)
+    raw = query.given()
     ensured = getattr(request.app.state, "sensorthings_ids_at", None)
     now = time.monotonic()
     if ensured is None or now - ensured > ENSURE_IDS_S:
-        # Names seen since get their ids: a write, on the primary, never on a replica.
+        # Names seen since get their ids: a write on the primary (never on a replica) in a
+        # transaction of its own, committed whatever becomes of this request.
         with lend_writer() as writer:
             sta.ensure_ids(writer, metrics=catalog.metrics, profiles=catalog.profiles)
+        request.app.state.sensorthings_ids_at = now
     reader = Reader(
         conn, settings, catalog, meter.caller.dataset_ids, service_root(request, settings)
     )
@@ -168,6 +276,8 @@ def read(
         with conn.transaction():
             sta.set_limits(conn, milliseconds=settings.sensorthings.statement_timeout_ms)
             response = reader.respond(parse_path(path), raw, request)
+            # Read before the charge, which commits the usage: after it, only rendering.
+            licences = licences_of(conn, reader.datasets)
     except sta.SqlError as exc:
         raise BadRequest(str(exc)) from None
     except psycopg.errors.QueryCanceled:
@@ -176,22 +286,8 @@ def read(
             "narrow it, e.g. to one Datastream or a phenomenonTime range"
         ) from None
     meter.charge(reader.served)
-    link_licences(response, licences_of(conn, reader.datasets))
-    if ensured is None or now - ensured > ENSURE_IDS_S:
-        request.app.state.sensorthings_ids_at = now
+    link_licences(response, licences)
     return response
-
-
-def _raw_options(request: Request) -> dict[str, str]:
-    raw: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in _OPTIONS and name not in _CUSTOM:
-            known = ", ".join(sorted(_OPTIONS | _CUSTOM))
-            raise QueryError(f"unknown query option {name!r} (the options are {known})")
-        if name in raw:
-            raise QueryError(f"query option {name} is given twice")
-        raw[name] = value
-    return raw
 
 
 def sta_catalog(catalog: MetricCatalog) -> sta.Catalog:
@@ -236,6 +332,7 @@ class Reader:
         base = self.root.removesuffix(PREFIX)
         self.scope = Scope(self.dataset_ids, sta_catalog(self.catalog), f"{base}/v1/metrics#")
         self.limits = Limits(section.top_default, section.top_max, section.skip_max)
+        self.context = entities.Context(self.root, entities.Resolution(self.catalog))
 
     # -- the request
 
@@ -244,9 +341,7 @@ class Reader:
         parent: Parent | None = None
         row: Row | None = None
         last = steps[-1]
-        options = OptionParser(last.entity, self.limits).parse(
-            {k: v for k, v in raw.items() if k in _OPTIONS}
-        )
+        options = OptionParser(last.entity, self.limits).parse(raw)
         for i, step in enumerate(steps[:-1]):
             columns = {"id"} | sta.parent_columns(step.entity, steps[i + 1].via or "")
             if step.entity is E.DATASTREAM:  # what counts and aggregates of it need
@@ -280,7 +375,7 @@ class Reader:
             row = self.one(step.entity, columns, parent, step.entity_id)
             self.note(step.entity, [row])
             link = entities.self_link(self.root, step.entity, row["id"])
-            body = entities.entity_json(step.entity, row, self.root, [resource.property], link)
+            body = entities.entity_json(step.entity, row, self.context, [resource.property], link)
             value = body.get(resource.property)
             if resource.value:
                 if value is None:
@@ -393,7 +488,7 @@ class Reader:
             entities.entity_json(
                 entity,
                 row,
-                self.root,
+                self.context,
                 options.select,
                 entities.self_link(self.root, entity, row["id"]),
             )
@@ -469,17 +564,9 @@ class Reader:
             or single
         ):
             raise QueryError("aggregate applies to the Observations of one Datastream")
-        width = _WIDTHS.get(raw.get("aggregate", "1h"))
-        if width is None:
-            raise QueryError(f"aggregate must be 1h or 1d, got {raw.get('aggregate')!r}")
-        try:
-            fn = AggregateFn(raw.get("aggregateFn", "avg"))
-        except ValueError:
-            raise QueryError(
-                f"aggregateFn must be avg, min, max, sum, count or last, got {raw['aggregateFn']!r}"
-            ) from None
-        if fn is AggregateFn.DELTA:
-            raise QueryError("aggregateFn=delta is the REST API's (/v1/readings/aggregate)")
+        # Their values are OptionsQuery's: checked before the request gets here.
+        width = _WIDTHS[Rollup(raw.get("aggregate", Rollup.HOUR))]
+        fn = AggregateFn(raw.get("aggregateFn", RollupFn.AVG))
         bounds = _time_bounds(options.filter)
         if bounds is None or options.expand or options.select:
             raise QueryError(
