@@ -1,4 +1,5 @@
-"""Fair share, exact: every consumer's month counted from the ledger.
+"""Fair share, exact: every consumer's month counted from the ledger; replays answered
+from the stored answer.
 
 Revision ID: 0013
 Revises: 0012
@@ -14,8 +15,13 @@ Stop the API while this runs (docs/operations.md, Upgrading): a previous version
 serving afterwards would not count the consumers without a quota (setting a quota
 counts its month again, so nothing is lost, but until then the counter is short).
 
-Downgrade: the counters stay as they are, equal to the ledger; the previous version
-keeps adding to those of consumers with a quota.
+An idempotency key now keeps the answer its request got (status, headers, body), so that a
+replay gets that answer again instead of new data served unmetered, and keys expire
+(`fairshare.idempotency_keys_kept_s`). The claims made before hold no answer to give and
+are deleted: a retry across the upgrade is counted as a new request.
+
+Downgrade: the stored answers and the index go; the counters stay as they are, equal to
+the ledger; the previous version keeps adding to those of consumers with a quota.
 """
 
 from __future__ import annotations
@@ -35,10 +41,18 @@ SELECT consumer_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date,
 FROM usage
 WHERE consumer_id IS NOT NULL
 GROUP BY 1, 2;
+DELETE FROM idempotency_key;
+ALTER TABLE idempotency_key
+    ADD COLUMN status smallint NOT NULL,
+    ADD COLUMN headers jsonb NOT NULL,
+    ADD COLUMN body bytea NOT NULL;
+-- The API prunes expired keys by their age.
+CREATE INDEX ix_idempotency_key_created_at ON idempotency_key (created_at);
 """
 
 DOWNGRADE = """
-SELECT 1;
+DROP INDEX ix_idempotency_key_created_at;
+ALTER TABLE idempotency_key DROP COLUMN status, DROP COLUMN headers, DROP COLUMN body;
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from typing import Any
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 import datahub
@@ -25,6 +26,7 @@ from datahub.api.gate import Gate
 from datahub.api.head import HeadAsGet
 from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.params import check_query, declared_parameters
+from datahub.api.replay import KeepAnswers, Replay, answer_response, prune_keys
 from datahub.api.routes import (
     admin,
     alert_rules,
@@ -103,9 +105,13 @@ def create_app(
         # took ~70 ms every dozen requests of thousands of items.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            prune_keys(writer, kept_s=settings.fairshare.idempotency_keys_kept_s)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
             gc.unfreeze()
             # Close what this lifespan opened, whatever `app.state` holds by now.
             for one in (writers.rates, writers.ledger):
@@ -166,8 +172,14 @@ def create_app(
         app.include_router(module.router)
     app.state.request_metrics = telemetry.instrument(app)
     app.state.request_metrics.registry.register(OpsCollector(app))
+    app.add_middleware(
+        KeepAnswers,
+        max_bytes=settings.fairshare.idempotency_answer_max_bytes,
+        render_error=api_error_response,
+    )
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Replay, _replay)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(StorageBusy, _storage_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -182,8 +194,8 @@ def _error(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """Render an ApiError as JSON, with the headers its status calls for."""
     headers = None
     if isinstance(exc, ServiceUnavailable):
         headers = {"Retry-After": str(RETRY_AFTER_S)}
@@ -193,6 +205,16 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
         # RFC 9110, 15.5.2: a 401 names the scheme that would be accepted.
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
     return _error(exc.status, type(exc).__name__, exc.detail, headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc)
+
+
+async def _replay(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replay)
+    return answer_response(exc.answer, replayed=True)
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:

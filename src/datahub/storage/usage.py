@@ -6,42 +6,110 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response as it was sent: status, headers (name, value) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRow:
+    """An idempotency key's claim: the request that made it and the answer it got."""
+
     fingerprint: str
     request_id: UUID
+    answer: Answer
+
+
+def _row(row: tuple[Any, ...]) -> IdempotencyRow:
+    fingerprint, request_id, status, headers, body = row
+    return IdempotencyRow(
+        fingerprint, request_id, Answer(status, [(n, v) for n, v in headers], bytes(body))
+    )
+
+
+def find_idempotency_key(
+    conn: psycopg.Connection, *, subject: str, key: str, kept_since: datetime
+) -> IdempotencyRow | None:
+    """Return the claim of `key` by `subject` made since `kept_since`, or None."""
+    row = conn.execute(
+        """
+        SELECT fingerprint, request_id, status, headers, body FROM idempotency_key
+        WHERE subject = %s AND key = %s AND created_at >= %s
+        """,
+        (subject, key, kept_since),
+    ).fetchone()
+    return _row(row) if row is not None else None
 
 
 def claim_idempotency_key(
-    conn: psycopg.Connection, *, subject: str, key: str, fingerprint: str, request_id: UUID
+    conn: psycopg.Connection,
+    *,
+    subject: str,
+    key: str,
+    fingerprint: str,
+    request_id: UUID,
+    answer: Answer,
+    now: datetime,
+    kept_since: datetime,
 ) -> IdempotencyRow | None:
-    """Claim `key` for this request; return the earlier claim if there is one, else None.
+    """Claim `key` for this request and its answer; return the earlier claim if there is
+    one, else None. A claim made before `kept_since` has expired and is taken over.
 
     A concurrent claim of the same key waits on the unique key until the first commits,
     then sees it: at most one request per key is ever counted.
     """
     row = conn.execute(
         """
-        INSERT INTO idempotency_key (subject, key, fingerprint, request_id)
-        VALUES (%s, %s, %s, %s)
-        ON CONFLICT (subject, key) DO NOTHING
+        INSERT INTO idempotency_key AS k
+            (subject, key, fingerprint, request_id, created_at, status, headers, body)
+        VALUES (%(subject)s, %(key)s, %(fingerprint)s, %(request_id)s, %(now)s, %(status)s,
+                %(headers)s, %(body)s)
+        ON CONFLICT (subject, key) DO UPDATE
+            SET fingerprint = excluded.fingerprint, request_id = excluded.request_id,
+                created_at = excluded.created_at, status = excluded.status,
+                headers = excluded.headers, body = excluded.body
+            WHERE k.created_at < %(kept_since)s
         RETURNING request_id
         """,
-        (subject, key, fingerprint, request_id),
+        {
+            "subject": subject,
+            "key": key,
+            "fingerprint": fingerprint,
+            "request_id": request_id,
+            "now": now,
+            "status": answer.status,
+            "headers": Jsonb([list(h) for h in answer.headers]),
+            "body": answer.body,
+            "kept_since": kept_since,
+        },
     ).fetchone()
     if row is not None:
         return None
     earlier = conn.execute(
-        "SELECT fingerprint, request_id FROM idempotency_key WHERE subject = %s AND key = %s",
+        """
+        SELECT fingerprint, request_id, status, headers, body FROM idempotency_key
+        WHERE subject = %s AND key = %s
+        """,
         (subject, key),
     ).fetchone()
-    assert earlier is not None  # a conflicting row exists and rows are never deleted here
-    return IdempotencyRow(*earlier)
+    assert earlier is not None  # a live claim conflicted, and this transaction holds its lock
+    return _row(earlier)
+
+
+def prune_idempotency_keys(conn: psycopg.Connection, *, kept_since: datetime) -> int:
+    """Delete the claims made before `kept_since`; return how many."""
+    return conn.execute("DELETE FROM idempotency_key WHERE created_at < %s", (kept_since,)).rowcount
 
 
 @dataclass(frozen=True, slots=True)
