@@ -20,8 +20,14 @@ replay gets that answer again instead of new data served unmetered, and keys exp
 (`fairshare.idempotency_keys_kept_s`). The claims made before hold no answer to give and
 are deleted: a retry across the upgrade is counted as a new request.
 
-Downgrade: the stored answers and the index go; the counters stay as they are, equal to
-the ledger; the previous version keeps adding to those of consumers with a quota.
+A supplier's own use of its own datasets (a consumer acting for the supplier reading
+them) is recorded as such (`usage.own_use`), shown in the supplier's statement and never
+invoiced. This revision marks the open usage (of no closed period) that is own use by
+the consumers' suppliers now; closed usage and closed periods stay as they are.
+
+Downgrade: `own_use` goes (a period closed meanwhile keeps its result); the stored
+answers and the index go; the counters stay as they are, equal to the ledger; the
+previous version keeps adding to those of consumers with a quota.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ SELECT consumer_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date,
 FROM usage
 WHERE consumer_id IS NOT NULL
 GROUP BY 1, 2;
+ALTER TABLE usage ADD COLUMN own_use boolean NOT NULL DEFAULT false;
+UPDATE usage u SET own_use = true FROM consumer c
+WHERE u.period IS NULL AND c.id = u.consumer_id AND c.supplier_id = u.supplier_id;
 DELETE FROM idempotency_key;
 ALTER TABLE idempotency_key
     ADD COLUMN status smallint NOT NULL,
@@ -51,6 +60,7 @@ CREATE INDEX ix_idempotency_key_created_at ON idempotency_key (created_at);
 """
 
 DOWNGRADE = """
+ALTER TABLE usage DROP COLUMN own_use;
 DROP INDEX ix_idempotency_key_created_at;
 ALTER TABLE idempotency_key DROP COLUMN status, DROP COLUMN headers, DROP COLUMN body;
 """

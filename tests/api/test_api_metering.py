@@ -322,3 +322,27 @@ def test_concurrent_requests_never_pass_the_rate_limit(pooled: tuple[Any, dict[s
         taken = list(pool.map(take, range(40)))
 
     assert taken.count(True) == 7
+
+
+def test_a_suppliers_use_of_its_own_dataset_is_recorded_as_own_use(
+    client: TestClient, world: World, conn: psycopg.Connection, seed: Seed
+) -> None:
+    (waste,) = conn.execute("SELECT id FROM dataset WHERE slug = 'sws-waste'").fetchone()
+    _, key = consumer(
+        conn,
+        "sws-ops",
+        purpose="commercial",
+        grants=(waste,),
+        supplier_id=seed.supplier_ids["stadtwerke-schwerte"],
+    )
+    path = f"/v1/devices/{COMMERCIAL}/readings"
+
+    own = client.get(path, params=WINDOW, headers={"Authorization": f"Bearer {key}"})
+    other = client.get(path, params=WINDOW, headers=world.headers("company"))
+
+    assert own.status_code == other.status_code == 200
+    recorded = conn.execute(
+        "SELECT c.slug, u.observations, u.own_use FROM usage u "
+        "JOIN consumer c ON c.id = u.consumer_id ORDER BY u.id"
+    ).fetchall()
+    assert recorded == [("sws-ops", 3, True), ("company", 3, False)]

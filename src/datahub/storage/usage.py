@@ -127,9 +127,12 @@ _MONTH = "date_trunc('month', {time} AT TIME ZONE 'UTC')::date"
 # recorded for a dataset is not recorded again.
 _INSERT_USAGE = """
     INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
-                       observations, occurred_at)
+                       observations, occurred_at, own_use)
     SELECT %(request_id)s, %(consumer_id)s, %(purpose)s, ds.id, ds.supplier_id,
-           %(endpoint)s, u.observations, %(occurred_at)s
+           %(endpoint)s, u.observations, %(occurred_at)s,
+           -- A consumer acting for the dataset's supplier: the supplier's own use.
+           coalesce(ds.supplier_id = (SELECT supplier_id FROM consumer
+                                      WHERE id = %(consumer_id)s), false)
     FROM unnest(%(dataset_ids)s::int[], %(observations)s::bigint[])
          AS u (dataset_id, observations)
     JOIN dataset ds ON ds.id = u.dataset_id
