@@ -6,6 +6,7 @@ own, so concurrent requests really race for the quota counter.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -346,3 +347,30 @@ def test_a_suppliers_use_of_its_own_dataset_is_recorded_as_own_use(
         "JOIN consumer c ON c.id = u.consumer_id ORDER BY u.id"
     ).fetchall()
     assert recorded == [("sws-ops", 3, True), ("company", 3, False)]
+
+
+def test_every_licence_link_names_its_dataset(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    # Two datasets with one attribution and licence: only the dataset tells them apart.
+    conn.execute(
+        """
+        UPDATE dataset SET attribution = 'Stadtwerke Schwerte', licence_url = NULL
+        WHERE slug IN ('sws-waste', 'sws-parking')
+        """
+    )
+    response = client.get(
+        "/v1/latest",
+        params={"metric": "temperature", "format": "csv"},
+        headers=world.headers("admin"),
+    )
+
+    links = re.split(r", (?=<)", response.headers["link"])
+    named = sorted(link.split('dataset="')[1].split('"')[0] for link in links)
+    assert named == ["dew21", "sws-parking", "sws-waste"]
+    for link in links:
+        slug = link.split('dataset="')[1].split('"')[0]
+        assert f'anchor="/v1/datasets#{slug}"' in link
+        assert 'rel="license"' in link
+    parking = next(link for link in links if 'dataset="sws-parking"' in link)
+    assert parking.startswith("</v1/datasets#sws-parking>")
