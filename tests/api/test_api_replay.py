@@ -241,3 +241,17 @@ def _run(
         month = datetime.now(UTC).date().replace(day=1)
         (consumer_id,) = conn.execute("SELECT id FROM consumer WHERE slug = 'company'").fetchone()
         assert usage.get_quota_used(conn, consumer_id=consumer_id, month=month) == served
+
+
+def test_an_answer_that_serves_nothing_metered_passes_and_keeps_nothing(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    headers = keyed(world.headers("company"))
+
+    first = client.get("/v1/devices", headers=headers)
+    again = client.get("/v1/devices", headers=headers)
+
+    assert first.status_code == again.status_code == 200
+    assert "idempotent-replayed" not in again.headers
+    assert conn.execute("SELECT count(*) FROM idempotency_key").fetchone() == (0,)
+    assert charged(conn) == []

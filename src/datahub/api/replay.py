@@ -77,28 +77,38 @@ class KeepAnswers:
             return
         state = scope.setdefault("state", {})
         held: list[Message] = []
+        passing = False  # decided at the answer's start: is it charged with the answer?
+        size = 0
 
         async def hold(message: Message) -> None:
+            nonlocal passing, size
+            if message["type"] == "http.response.start":
+                meter = state.get("meter")
+                passing = not (
+                    isinstance(meter, Meter)
+                    and meter.pending is not None
+                    and 200 <= message["status"] < 300
+                )
+            if passing:  # an error, or a route that keeps nothing (a bulk file): streamed
+                await send(message)
+                return
+            if message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+                if size > self.max_bytes:  # refused whole below: keep no more of it
+                    message = {**message, "body": b""}
             held.append(message)
 
         await self.app(scope, receive, hold)
-        meter = state.get("meter")
-        start = held[0] if held else None
-        if (
-            not isinstance(meter, Meter)
-            or meter.pending is None
-            or start is None
-            or not 200 <= start["status"] < 300
-        ):
-            for message in held:
-                await send(message)
+        if passing or not held:
             return
+        meter = state["meter"]
+        start = held[0]
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
         response: Response
-        if len(body) > self.max_bytes:
+        if size > self.max_bytes:
             response = self.render_error(
                 BadRequest(
-                    f"this answer is {len(body)} bytes, more than the {self.max_bytes} kept "
+                    f"this answer is {size} bytes, more than the {self.max_bytes} kept "
                     "for an Idempotency-Key; ask for less (e.g. a smaller limit or range), "
                     "or send the request without Idempotency-Key"
                 )
