@@ -478,6 +478,18 @@ class FairShareSettings(_Section):
         default=1, ge=1, description="observations one aggregate point counts as, per dataset"
     )
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    idempotency_keys_kept_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="how long an Idempotency-Key and the answer it got are kept: a replay "
+        "within this time gets that answer again; after it, the key is new (and pruned)",
+    )
+    idempotency_answer_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="the largest answer kept for an Idempotency-Key: a request with a key "
+        "whose answer would be larger is refused (400), nothing served or charged",
+    )
 
 
 class HealthSettings(_Section):

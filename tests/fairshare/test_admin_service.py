@@ -223,14 +223,16 @@ def test_consumer_add_update_and_clearing_optional_fields(conn: psycopg.Connecti
         admin.add_consumer(conn, slug="other", name="x", purpose="research", supplier="nobody")
 
     record, changed = admin.update_consumer(
-        conn, slug="ruhrroute", changes={"supplier": None, "monthly_quota": None}
+        conn, slug="ruhrroute", changes={"supplier": None, "monthly_quota": None}, now=NOW
     )
     assert changed
     assert (record.supplier_slug, record.monthly_quota, record.requests_per_s) == (None, None, 5)
-    _, changed = admin.update_consumer(conn, slug="ruhrroute", changes={"requests_per_s": 5})
+    _, changed = admin.update_consumer(
+        conn, slug="ruhrroute", changes={"requests_per_s": 5}, now=NOW
+    )
     assert not changed
     with pytest.raises(BadRequest, match="at least 1"):
-        admin.update_consumer(conn, slug="ruhrroute", changes={"requests_per_s": 0})
+        admin.update_consumer(conn, slug="ruhrroute", changes={"requests_per_s": 0}, now=NOW)
 
 
 # Keys and grants --------------------------------------------------------------------------

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 import datahub
@@ -25,6 +27,7 @@ from datahub.api.head import HeadAsGet
 from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.params import check_query, declared_parameters
 from datahub.api.reads import ReadHeaders, Reads
+from datahub.api.replay import KeepAnswers, Replay, answer_response, prune_keys
 from datahub.api.replica import CHECK_TIMEOUT_S, ReplicaCollector, ReplicaMonitor
 from datahub.api.routes import (
     admin,
@@ -55,6 +58,7 @@ from datahub.errors import (
     StorageBusy,
     StorageUnavailable,
     TooManyRequests,
+    Unauthorized,
 )
 from datahub.privacy import View
 from datahub.storage import db
@@ -65,6 +69,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 # ... and while every connection is in use: requests take milliseconds, so one is free soon.
 BUSY_RETRY_AFTER_S = 1
+# The challenge of every 401 (RFC 6750): API keys are bearer tokens.
+WWW_AUTHENTICATE = 'Bearer realm="datahub"'
 
 
 def create_app(
@@ -116,9 +122,13 @@ def create_app(
         # took ~70 ms every dozen requests of thousands of items.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            prune_keys(writer, kept_s=settings.fairshare.idempotency_keys_kept_s)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
             gc.unfreeze()
             # Close what this lifespan opened, whatever `app.state` holds by now.
             for one in (writers.rates, writers.ledger):
@@ -147,6 +157,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    # What metering takes for the time of a request; tests move it through the months.
+    app.state.clock = lambda: datetime.now(UTC)
     if catalog is None:
         catalog = (
             LiveCatalog(open_catalog(settings))
@@ -187,8 +199,14 @@ def create_app(
     if settings.replica_conninfo is not None:
         app.add_middleware(ReadHeaders)
     app.state.request_metrics.registry.register(OpsCollector(app))
+    app.add_middleware(
+        KeepAnswers,
+        max_bytes=settings.fairshare.idempotency_answer_max_bytes,
+        render_error=api_error_response,
+    )
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Replay, _replay)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(StorageBusy, _storage_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -203,14 +221,27 @@ def _error(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """Render an ApiError as JSON, with the headers its status calls for."""
     headers = None
     if isinstance(exc, ServiceUnavailable):
         headers = {"Retry-After": str(RETRY_AFTER_S)}
     elif isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unauthorized):
+        # RFC 9110, 15.5.2: a 401 names the scheme that would be accepted.
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
     return _error(exc.status, type(exc).__name__, exc.detail, headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc)
+
+
+async def _replay(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replay)
+    return answer_response(exc.answer, replayed=True)
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -68,22 +68,41 @@ class Access:
         )
 
     def require(self, scope: Scope) -> None:
-        """Refuse the request unless the key has `scope`."""
-        if scope not in self.scopes:
-            who = "an anonymous caller" if self.anonymous else f"key of {self.consumer_slug}"
-            raise Forbidden(f"this needs an API key with the {scope.value!r} scope; {who} has none")
+        """Refuse the request unless the key has `scope`: 401 without a key, 403 with one."""
+        if scope in self.scopes:
+            return
+        if self.anonymous:
+            raise Unauthorized(
+                f"this needs an API key with the {scope.value!r} scope; none was sent"
+            )
+        raise Forbidden(
+            f"this needs an API key with the {scope.value!r} scope; the key of "
+            f"{self.consumer_slug} has none"
+        )
 
 
 def presented_key(authorization: str | None, api_key: str | None) -> str | None:
-    """Return the key from `Authorization: Bearer …` or `X-API-Key`, or None for none."""
-    if api_key:
-        return api_key.strip()
-    if authorization:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+    """Return the key from `Authorization: Bearer …` or `X-API-Key`, or None for none.
+
+    None only when neither header is sent: a header sent without a key, or two headers
+    with different keys, is a client's mistake and a 401, never an anonymous call.
+    """
+    from_api_key = from_bearer = None
+    if api_key is not None:
+        from_api_key = api_key.strip()
+        if not from_api_key:
+            raise Unauthorized(
+                "X-API-Key is empty; send your key in it, or leave the header out to call "
+                "anonymously"
+            )
+    if authorization is not None:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        from_bearer = credentials.strip()
+        if scheme.lower() != "bearer" or not from_bearer:
             raise Unauthorized("Authorization must be 'Bearer <API key>'")
-        return credentials.strip()
-    return None
+    if from_api_key is not None and from_bearer is not None and from_api_key != from_bearer:
+        raise Unauthorized("Authorization and X-API-Key hold two different keys; send one")
+    return from_api_key if from_api_key is not None else from_bearer
 
 
 class Callers:

@@ -34,6 +34,7 @@ from datahub.api.catalog import LiveCatalog, MetricCatalog
 from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
 from datahub.api.reads import ReadPlace, Reads
+from datahub.api.replay import Replay
 from datahub.api.replica import ReplicaStatus
 from datahub.api.writer import Writes
 from datahub.config import Settings
@@ -41,6 +42,7 @@ from datahub.errors import Forbidden, StorageUnavailable, Unauthorized
 from datahub.fairshare.keys import Scope
 from datahub.privacy import View
 from datahub.storage import db
+from datahub.storage.usage import Answer
 
 
 async def get_settings(request: Request) -> Settings:
@@ -279,10 +281,13 @@ async def get_meter(
     request: Request,
     caller: Annotated[Access, Depends(get_reader)],
     writers: Annotated[Writers, Depends(get_writers)],
+    lend: Annotated[Lender, Depends(get_read_lender)],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> Meter:
     """Make the meter of one request that serves observations.
 
-    An `Idempotency-Key` header makes a retry of the same request count once.
+    A request whose `Idempotency-Key` keeps an answer gets it (api/replay.py) without
+    reading anything anew; a key used for another request is a 409.
     """
     route = request.scope.get("route")
     endpoint = getattr(route, "path", request.url.path)
@@ -294,7 +299,18 @@ async def get_meter(
         fingerprint=f"{request.method} {request.url.path}?{query}",
         idempotency_key=check_idempotency_key(request.headers.get("idempotency-key")),
         serves=not getattr(request.state, "head", False),
+        clock=request.app.state.clock,
+        keys_kept_s=settings.fairshare.idempotency_keys_kept_s,
     )
+    if meter.idempotency_key is not None and meter.serves:
+
+        def look_up() -> Answer | None:
+            with lend() as conn:
+                return meter.earlier_answer(conn)
+
+        earlier = await run_in_threadpool(look_up)
+        if earlier is not None:
+            raise Replay(earlier)
     request.state.meter = meter
     return meter
 

@@ -173,7 +173,9 @@ def _consumer_update(settings: Settings, args: argparse.Namespace) -> int:
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
-        record, changed = admin.update_consumer(conn, slug=args.slug, changes=changes)
+        record, changed = admin.update_consumer(
+            conn, slug=args.slug, changes=changes, now=datetime.now(UTC)
+        )
     print(f"consumer {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
 

@@ -22,7 +22,7 @@ from datahub.fairshare.close import period_bounds
 from datahub.fairshare.keys import Scope
 from datahub.opendata import vocabularies
 from datahub.privacy import PrivacyClass
-from datahub.storage import consumers, datasets, periods, suppliers, tariffs
+from datahub.storage import consumers, datasets, periods, suppliers, tariffs, usage
 from datahub.storage.consumers import ConsumerFields, ConsumerRecord, GrantRecord, KeyRecord
 from datahub.storage.datasets import DatasetFields, DatasetMetadata, DatasetRecord
 from datahub.storage.suppliers import SupplierRecord, SupplierRow
@@ -353,9 +353,14 @@ CONSUMER_CHANGES = frozenset({"name", "purpose", "supplier", "monthly_quota", "r
 
 
 def update_consumer(
-    conn: psycopg.Connection, *, slug: str, changes: Mapping[str, Any]
+    conn: psycopg.Connection, *, slug: str, changes: Mapping[str, Any], now: datetime
 ) -> tuple[ConsumerRecord, bool]:
-    """Change some of a consumer's fields (`supplier` by slug; None clears it)."""
+    """Change some of a consumer's fields (`supplier` by slug; None clears it).
+
+    A quota set or changed holds from the month's start: the month's counter is set to
+    the month's ledger (the API keeps it so anyway; this also covers usage written by a
+    version that did not).
+    """
     record = get_consumer(conn, slug)
     unknown = set(changes) - CONSUMER_CHANGES
     if unknown:
@@ -379,6 +384,8 @@ def update_consumer(
         requests_per_s=merged["requests_per_s"],
     )
     changed = consumers.update_consumer(conn, consumer_id=record.id, fields=fields)
+    if fields.monthly_quota is not None and fields.monthly_quota != record.monthly_quota:
+        usage.recount_quota(conn, consumer_id=record.id, at=now)
     return get_consumer(conn, slug), changed
 
 

@@ -293,7 +293,7 @@ def apply_seed(conn: psycopg.Connection, seed: SeedFile, *, now: datetime) -> Se
     for dataset in seed.datasets:
         _apply_dataset(conn, dataset, report, now=now)
     for consumer in seed.consumers:
-        _apply_consumer(conn, consumer, report)
+        _apply_consumer(conn, consumer, report, now=now)
     return report
 
 
@@ -387,7 +387,9 @@ def _apply_tariffs(
         )
 
 
-def _apply_consumer(conn: psycopg.Connection, spec: ConsumerSpec, report: SeedReport) -> None:
+def _apply_consumer(
+    conn: psycopg.Connection, spec: ConsumerSpec, report: SeedReport, *, now: datetime
+) -> None:
     if consumers.get_consumer(conn, slug=spec.slug) is None:
         admin.add_consumer(
             conn,
@@ -410,6 +412,7 @@ def _apply_consumer(conn: psycopg.Connection, spec: ConsumerSpec, report: SeedRe
                 "monthly_quota": spec.monthly_quota,
                 "requests_per_s": spec.requests_per_s,
             },
+            now=now,
         )
         if changed:
             report.note("consumers updated", f"consumer {spec.slug} updated")

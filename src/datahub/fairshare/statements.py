@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from datahub.fairshare.close import PURPOSES
 from datahub.fairshare.result import (
@@ -59,6 +59,7 @@ class TransparencyReport(TypedDict):
     observations: int
     anonymous_observations: int
     unpriced_observations: int
+    own_use_observations: NotRequired[int]  # only where there is own use
     invoices: int  # how many consumers were invoiced
     purposes: dict[str, PurposeTotals]
     suppliers: dict[str, SupplierTotals]
@@ -104,7 +105,7 @@ def consumer_invoice(result: PublishedPeriod, consumer: str) -> ConsumerInvoice:
 
 def transparency_report(result: PublishedPeriod) -> TransparencyReport:
     """Return the public report: totals per supplier and purpose, tariffs, the conservation."""
-    return {
+    report: TransparencyReport = {
         "period": result["period"],
         "currency": result["currency"],
         "closed_at": result["closed_at"],
@@ -122,10 +123,13 @@ def transparency_report(result: PublishedPeriod) -> TransparencyReport:
         "tariffs": result["tariffs"],
         "conservation": result["conservation"],
     }
+    if "own_use_observations" in result:
+        report["own_use_observations"] = result["own_use_observations"]
+    return report
 
 
 def _totals(supplier: SupplierResult) -> SupplierTotals:
-    return {
+    totals: SupplierTotals = {
         "payout_cents": supplier["payout_cents"],
         "revenue_cents": supplier["revenue_cents"],
         "platform_fee_cents": supplier["platform_fee_cents"],
@@ -134,6 +138,9 @@ def _totals(supplier: SupplierResult) -> SupplierTotals:
         "shadow_value_cents": supplier["shadow_value_cents"],
         "unpriced_observations": supplier["unpriced_observations"],
     }
+    if "own_use_observations" in supplier:
+        totals["own_use_observations"] = supplier["own_use_observations"]
+    return totals
 
 
 STATEMENT_HEADER: tuple[str, ...] = (
@@ -151,14 +158,19 @@ STATEMENT_HEADER: tuple[str, ...] = (
 )
 
 
+# The purpose a statement's CSV gives a line of the supplier's own use.
+OWN_USE = "own_use"
+
+
 def statement_rows(statement: SupplierStatement) -> list[Row]:
-    """One CSV row per statement line, then a `total` row (dataset empty)."""
+    """One CSV row per statement line (`own_use` as the purpose of own use's), then a
+    `total` row (dataset empty)."""
     rows: list[Row] = [
         (
             statement["period"],
             statement["supplier"],
             line["dataset"],
-            line["purpose"],
+            OWN_USE if line.get("own_use") else line["purpose"],
             line["tariff_version"],
             line["observations"],
             line["revenue_cents"],

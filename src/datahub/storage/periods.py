@@ -44,6 +44,7 @@ class RatedUsageRow:
     supplier: str
     tariff: TariffRow | None  # None: no tariff was in force
     observations: int
+    own_use: bool = False  # the supplier's own use of its dataset: never invoiced
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ def select_rated_usage(conn: psycopg.Connection) -> list[RatedUsageRow]:
         """
         SELECT c.slug, c.purpose, u.purpose, ds.slug, ds.licence_class, s.slug,
                t.version, t.valid_from, t.cents_per_million, t.shadow_cents_per_million,
-               t.platform_fee_basis_points, sum(u.observations)::bigint
+               t.platform_fee_basis_points, sum(u.observations)::bigint, u.own_use
         FROM fairshare_closing k
         JOIN usage u ON u.id = k.id
         JOIN dataset ds ON ds.id = u.dataset_id
@@ -122,8 +123,8 @@ def select_rated_usage(conn: psycopg.Connection) -> list[RatedUsageRow]:
         ) t ON true
         GROUP BY c.slug, c.purpose, u.purpose, ds.slug, ds.licence_class, s.slug,
                  t.version, t.valid_from, t.cents_per_million, t.shadow_cents_per_million,
-                 t.platform_fee_basis_points
-        ORDER BY c.slug NULLS FIRST, u.purpose, ds.slug, t.version NULLS FIRST
+                 t.platform_fee_basis_points, u.own_use
+        ORDER BY c.slug NULLS FIRST, u.purpose, ds.slug, t.version NULLS FIRST, u.own_use
         """
     ).fetchall()
     return [
@@ -136,6 +137,7 @@ def select_rated_usage(conn: psycopg.Connection) -> list[RatedUsageRow]:
             supplier=r[5],
             tariff=None if r[6] is None else TariffRow(r[3], r[2], *r[6:11]),
             observations=int(r[11]),
+            own_use=r[12],
         )
         for r in rows
     ]

@@ -1,7 +1,7 @@
 """Administration: suppliers, datasets, consumers, API keys, grants and tariffs.
 
-Every route needs a key with the `admin` scope (403 without it, 401 for a bad key). The
-rules live in datahub.fairshare.admin, which the CLI uses too.
+Every route needs a key with the `admin` scope: 401 without a key (or a bad one), 403 for
+a key without the scope. The rules live in datahub.fairshare.admin, which the CLI uses too.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def update_consumer(slug: str, body: ConsumerPatch, conn: WriteConn, caller: Adm
     changes = body.model_dump(exclude_unset=True)
     if changes.get("name", "") is None or changes.get("purpose", "") is None:
         raise BadRequest("name and purpose cannot be null")
-    record, _ = admin.update_consumer(conn, slug=slug, changes=changes)
+    record, _ = admin.update_consumer(conn, slug=slug, changes=changes, now=datetime.now(UTC))
     return consumer_out(record)
 
 

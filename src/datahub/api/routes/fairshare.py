@@ -92,6 +92,11 @@ class SupplierTotalsOut(OutModel):
     observations_by_purpose: ObservationsByPurposeOut
     shadow_value_cents: int = Field(description="free use valued at the shadow prices")
     unpriced_observations: int = Field(description="observations no tariff was in force for")
+    own_use_observations: int = Field(
+        default=0,
+        description="of `observations`, the supplier's own use of its own datasets: "
+        "recorded, never invoiced (absent from periods closed before it was told apart)",
+    )
 
 
 class TariffOut(OutModel):
@@ -120,6 +125,11 @@ class ReportOut(OutModel):
     observations: int
     anonymous_observations: int
     unpriced_observations: int
+    own_use_observations: int = Field(
+        default=0,
+        description="of `observations`, the supplier's own use of its own datasets: "
+        "recorded, never invoiced (absent from periods closed before it was told apart)",
+    )
     invoices: int = Field(description="how many consumers were invoiced")
     purposes: dict[str, PurposeTotalsOut]
     suppliers: dict[str, SupplierTotalsOut]
@@ -137,6 +147,9 @@ class StatementLineOut(OutModel):
     payout_cents: int
     shadow_value_cents: int
     unpriced_observations: int
+    own_use: bool = Field(
+        default=False, description="the supplier's own use: no revenue, no payout, no invoice"
+    )
 
 
 class StatementOut(SupplierTotalsOut):
