@@ -22,8 +22,10 @@ def make_key(
     conn: psycopg.Connection, slug: str, *, purpose: str, scopes: tuple[str, ...]
 ) -> dict[str, str]:
     """Add a consumer with one key; return its request headers."""
-    admin.add_consumer(conn, slug=slug, name=slug, purpose=purpose, requests_per_s=1000)
-    _, secret = admin.create_key(conn, consumer=slug, scopes=scopes)
+    admin.add_consumer(
+        conn, actor="cli:test", slug=slug, name=slug, purpose=purpose, requests_per_s=1000
+    )
+    _, secret = admin.create_key(conn, actor="cli:test", consumer=slug, scopes=scopes)
     return bearer(secret)
 
 
@@ -89,6 +91,9 @@ ROUTES = [
     ("GET", "/v1/admin/decode-failures"),
     ("GET", "/v1/admin/dead-letters"),
     ("GET", "/v1/admin/dead-letters/1"),
+    ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/audit/verify"),
+    ("GET", "/v1/admin/audit/1"),
 ]
 
 
@@ -251,7 +256,9 @@ def test_consumer_round_trip(client: TestClient, ops: dict[str, str]) -> None:
 def test_a_key_is_shown_once_works_and_stops_working_when_revoked(
     client: TestClient, ops: dict[str, str], conn: psycopg.Connection
 ) -> None:
-    admin.add_consumer(conn, slug="lab", name="Lab", purpose="research", requests_per_s=100)
+    admin.add_consumer(
+        conn, actor="cli:test", slug="lab", name="Lab", purpose="research", requests_per_s=100
+    )
     made = client.post("/v1/admin/consumers/lab/keys", json={"label": "notebook"}, headers=ops)
     secret = made.json()["key"]
     prefix = made.json()["prefix"]

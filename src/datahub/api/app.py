@@ -27,6 +27,7 @@ from datahub.api.params import check_query, declared_parameters
 from datahub.api.routes import (
     admin,
     alert_rules,
+    audit,
     bulk,
     dashboard,
     datasets,
@@ -150,6 +151,7 @@ def create_app(
         bulk,
         summaries,
         admin,
+        audit,
         alert_rules,
         unplaced,
         operations,

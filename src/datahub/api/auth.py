@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from datahub import audit
 from datahub.api.writer import Writes
 from datahub.config import FairShareSettings
 from datahub.domain import Purpose
@@ -44,6 +45,13 @@ class Access:
     requests_per_s: int
     dataset_ids: tuple[int, ...] | None  # None: every dataset (admin)
     subject: str  # whom the rate limit and idempotency keys belong to
+    key_prefix: str | None = None  # None: anonymous
+
+    @property
+    def actor(self) -> str:
+        """Who makes a change with this key, for the audit log."""
+        assert self.key_prefix is not None, "anonymous callers change nothing"
+        return audit.key_actor(self.key_prefix)
 
     @property
     def anonymous(self) -> bool:
@@ -52,6 +60,15 @@ class Access:
     @property
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
+
+    @property
+    def is_ombudsman(self) -> bool:
+        return Scope.OMBUDSMAN in self.scopes
+
+    @property
+    def oversees(self) -> bool:
+        """Whether the caller reads what every supplier and consumer did (admin, ombudsman)."""
+        return self.is_admin or self.is_ombudsman
 
     def as_public(self) -> Access:
         """The same caller, metered as anonymous public-interest use (open-data downloads)."""
@@ -139,7 +156,7 @@ class Callers:
             raise Unauthorized("the API key is not known")
         if row.revoked_at is not None:
             raise Unauthorized("the API key has been revoked")
-        caller = _consumer(row, settings)
+        caller = _consumer(row, settings, prefix=prefix)
         self._keep(prefix, row.key_hash, caller)
         return caller
 
@@ -169,7 +186,7 @@ async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
         )
 
 
-def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
+def _consumer(row: access.KeyRow, settings: FairShareSettings, *, prefix: str) -> Access:
     scopes = frozenset(Scope(s) for s in row.scopes)
     return Access(
         consumer_id=row.consumer_id,
@@ -181,4 +198,5 @@ def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
         requests_per_s=row.requests_per_s or settings.consumer_requests_per_s,
         dataset_ids=None if Scope.ADMIN in scopes else row.dataset_ids,
         subject=f"consumer:{row.consumer_id}",
+        key_prefix=prefix,
     )

@@ -18,6 +18,7 @@ from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
 from datahub.cli.arguments import (
     NONE,
+    actor_of,
     aware_time,
     count,
     count_or_none,
@@ -46,7 +47,9 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 def _supplier_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        record = admin.add_supplier(conn, slug=args.slug, name=args.name, kind=args.kind)
+        record = admin.add_supplier(
+            conn, actor=actor_of(args), slug=args.slug, name=args.name, kind=args.kind
+        )
     print(f"supplier {record.slug} added, with its own restricted dataset {record.slug}")
     return 0
 
@@ -77,7 +80,9 @@ def _dataset_add(settings: Settings, args: argparse.Namespace) -> int:
         attribution=args.attribution,
     )
     with _transaction(settings) as conn:
-        record = admin.add_dataset(conn, slug=args.slug, supplier=args.supplier, fields=fields)
+        record = admin.add_dataset(
+            conn, actor=actor_of(args), slug=args.slug, supplier=args.supplier, fields=fields
+        )
     print(f"dataset {record.slug} of {record.supplier_slug} added ({record.licence_class})")
     return 0
 
@@ -115,7 +120,7 @@ def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
         record, changed = admin.update_dataset(
-            conn, slug=args.slug, changes=changes, now=datetime.now(UTC)
+            conn, actor=actor_of(args), slug=args.slug, changes=changes, now=datetime.now(UTC)
         )
     print(f"dataset {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
@@ -145,6 +150,7 @@ def _consumer_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record = admin.add_consumer(
             conn,
+            actor=actor_of(args),
             slug=args.slug,
             name=args.name,
             purpose=args.purpose,
@@ -170,7 +176,9 @@ def _consumer_update(settings: Settings, args: argparse.Namespace) -> int:
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
-        record, changed = admin.update_consumer(conn, slug=args.slug, changes=changes)
+        record, changed = admin.update_consumer(
+            conn, actor=actor_of(args), slug=args.slug, changes=changes
+        )
     print(f"consumer {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
 
@@ -206,7 +214,11 @@ def _consumer_list(settings: Settings, args: argparse.Namespace) -> int:
 def _key_create(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record, secret = admin.create_key(
-            conn, consumer=args.consumer, scopes=args.scope or ["read"], label=args.label
+            conn,
+            actor=actor_of(args),
+            consumer=args.consumer,
+            scopes=args.scope or ["read"],
+            label=args.label,
         )
     if args.json:
         _print_json(out.new_key_out(record, secret))
@@ -221,7 +233,7 @@ def _key_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def _key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        record = admin.revoke_key(conn, prefix=args.prefix)
+        record = admin.revoke_key(conn, actor=actor_of(args), prefix=args.prefix)
     print(f"key {record.prefix} of {record.consumer_slug} revoked at {_cell(record.revoked_at)}")
     return 0
 
@@ -247,7 +259,9 @@ def _key_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def _grant_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        grant, created = admin.add_grant(conn, consumer=args.consumer, dataset=args.dataset)
+        grant, created = admin.add_grant(
+            conn, actor=actor_of(args), consumer=args.consumer, dataset=args.dataset
+        )
     note = "" if grant.licence_class != LicenceClass.OPEN else " (open: anyone reads it anyway)"
     verb = "granted" if created else "already had"
     print(f"{grant.consumer_slug} {verb} dataset {grant.dataset_slug}{note}")
@@ -256,7 +270,7 @@ def _grant_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def _grant_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        admin.revoke_grant(conn, consumer=args.consumer, dataset=args.dataset)
+        admin.revoke_grant(conn, actor=actor_of(args), consumer=args.consumer, dataset=args.dataset)
     print(f"grant of dataset {args.dataset} to {args.consumer} revoked")
     return 0
 
@@ -282,6 +296,7 @@ def _tariff_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record = admin.add_tariff(
             conn,
+            actor=actor_of(args),
             dataset=args.dataset,
             purpose=args.purpose,
             price=price,
@@ -329,7 +344,7 @@ def _tariff_list(settings: Settings, args: argparse.Namespace) -> int:
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     spec = seed.load_seed(args.file)
     with _transaction(settings) as conn:
-        report = seed.apply_seed(conn, spec, now=datetime.now(UTC))
+        report = seed.apply_seed(conn, spec, now=datetime.now(UTC), actor=actor_of(args))
     unknown = sorted(spec.profiles() - set(open_catalog(settings)))
     if unknown:
         report.warnings.append(f"device rules name profiles not in the catalog: {unknown}")
