@@ -102,6 +102,17 @@ class DatasetIn(InModel):
     open_data: OpenDataIn | None = None
 
 
+RetentionDays = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=3653,
+        description="days the raw data is kept, then deleted (the hourly and daily rollups "
+        "stay); null: for ever (docs/privacy.md)",
+    ),
+]
+
+
 class DatasetPatch(InModel):
     """The fields to change; `licence` replaces id, name and URL together."""
 
@@ -110,6 +121,14 @@ class DatasetPatch(InModel):
     licence: LicenceIn | None = None
     attribution: Text | None = None
     open_data: OpenDataIn | None = None
+    uplink_retention_days: RetentionDays = None
+    reading_retention_days: RetentionDays = None
+    legal_basis: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="the legal basis of processing the dataset, e.g. "
+        "'Art. 6(1)(e) GDPR: public task, waste collection'; null clears it",
+    )
 
 
 class ConsumerIn(InModel):
@@ -196,6 +215,9 @@ class AdminDatasetOut(OutModel):
     created_at: UtcTime
     updated_at: UtcTime
     open_data: OpenDataOut
+    uplink_retention_days: int | None = Field(description="null: kept for ever")
+    reading_retention_days: int | None = Field(description="null: kept for ever")
+    legal_basis: str | None
 
 
 class AdminDatasetListOut(OutModel):
@@ -298,6 +320,7 @@ def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
                 "themes": list(record.metadata.themes),
             }
         ),
+        **dataclasses.asdict(record.governance),
     )
 
 

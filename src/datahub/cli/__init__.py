@@ -38,6 +38,7 @@ COMMANDS = {
     "ops": ("ops", "operator views: health, gateways, what was not placed"),
     "alerts": ("alerts", "alert rules, alarms and the delivery log"),
     "audit": ("audit", "the audit log of administrative changes; verify its hash chain"),
+    "retention": ("retention", "delete raw data past each dataset's retention"),
     "bench": ("bench", "benchmark ingest and queries (docs/performance.md)"),
 }
 

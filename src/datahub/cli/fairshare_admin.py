@@ -96,7 +96,9 @@ _CLEARABLE = (
     "contact_email",
     "licence_uri",
     "contributor_id",
+    "legal_basis",
 )
+_RETENTION = ("uplink_retention_days", "reading_retention_days")
 
 
 def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,10 +113,14 @@ def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
         "themes",
         "catalogue_listed",
         "public_summaries",
+        *_RETENTION,
     )
     changes: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     for name in _CLEARABLE:
         if changes.get(name) == "":
+            changes[name] = None
+    for name in _RETENTION:
+        if changes.get(name) == NONE:
             changes[name] = None
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
@@ -443,6 +449,15 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     catalogue.add_argument("--contact-email")
     catalogue.add_argument("--licence-uri", help="from the dcat-ap.de licence list")
     catalogue.add_argument("--contributor-id", help="from the dcat-ap.de contributor list")
+    governance = p.add_argument_group("retention and legal basis (docs/privacy.md)")
+    for name in _RETENTION:
+        governance.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=count_or_none,
+            metavar="DAYS",
+            help="days raw data is kept (the rollups stay); none: for ever",
+        )
+    governance.add_argument("--legal-basis", help="e.g. 'Art. 6(1)(e) GDPR: …'; '' clears it")
     catalogue.add_argument(
         "--catalogue-listed",
         type=yes_no,

@@ -25,7 +25,12 @@ from datahub.fairshare.keys import Scope
 from datahub.opendata import vocabularies
 from datahub.storage import consumers, datasets, periods, suppliers, tariffs
 from datahub.storage.consumers import ConsumerFields, ConsumerRecord, GrantRecord, KeyRecord
-from datahub.storage.datasets import DatasetFields, DatasetMetadata, DatasetRecord
+from datahub.storage.datasets import (
+    DatasetFields,
+    DatasetGovernance,
+    DatasetMetadata,
+    DatasetRecord,
+)
 from datahub.storage.suppliers import SupplierRecord, SupplierRow
 from datahub.storage.tariffs import Price, TariffRecord
 
@@ -233,6 +238,9 @@ def dataset_fields(record: DatasetRecord) -> DatasetFields:
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DatasetFields))
 METADATA_NAMES = frozenset(datasets.METADATA_COLUMNS)
+GOVERNANCE_NAMES = frozenset(datasets.GOVERNANCE_COLUMNS)
+# Ten years: a longer retention is a typo, and for ever is None.
+MAX_RETENTION_DAYS = 3653
 MAX_KEYWORDS = 50
 MAX_KEYWORD_LENGTH = 100
 # dcat-ap.de licences that say "not open": an open dataset cannot carry them.
@@ -291,6 +299,20 @@ def check_metadata(metadata: DatasetMetadata, licence_class: LicenceClass) -> Da
     )
 
 
+def check_governance(governance: DatasetGovernance) -> DatasetGovernance:
+    """Return retention and legal basis cleaned up; BadRequest for a retention out of range."""
+    for name in ("uplink_retention_days", "reading_retention_days"):
+        days = getattr(governance, name)
+        if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+            raise BadRequest(
+                f"{name} {days} is not within 1..{MAX_RETENTION_DAYS} days; "
+                "none keeps raw data for ever"
+            )
+    return dataclasses.replace(
+        governance, legal_basis=_optional_text("legal basis", governance.legal_basis)
+    )
+
+
 def update_dataset(
     conn: psycopg.Connection,
     *,
@@ -305,7 +327,7 @@ def update_dataset(
     A dataset becomes open only when it charges nothing from now on: open data is free.
     """
     record = get_dataset(conn, slug)
-    unknown = set(changes) - _FIELD_NAMES - METADATA_NAMES
+    unknown = set(changes) - _FIELD_NAMES - METADATA_NAMES - GOVERNANCE_NAMES
     if unknown:
         raise BadRequest(f"a dataset has no field {', '.join(sorted(unknown))}")
     fields = _check_dataset_fields(
@@ -328,8 +350,14 @@ def update_dataset(
             f"dataset {slug!r} charges for use; open data is free, so first add tariff "
             "versions with cents_per_million 0 for every priced purpose"
         )
+    governance = check_governance(
+        dataclasses.replace(
+            record.governance, **{k: v for k, v in changes.items() if k in GOVERNANCE_NAMES}
+        )
+    )
     changed = datasets.update_dataset(conn, dataset_id=record.id, fields=fields)
     changed |= datasets.update_metadata(conn, dataset_id=record.id, metadata=metadata)
+    changed |= datasets.update_governance(conn, dataset_id=record.id, governance=governance)
     after = get_dataset(conn, slug)
     if changed:
         audit.record(

@@ -127,13 +127,14 @@ def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDataset
 def update_dataset(
     slug: str, body: DatasetPatch, conn: WriteConn, caller: Admin
 ) -> AdminDatasetOut:
-    """Change a dataset's name, licence class, licence, attribution or open-data metadata.
+    """Change a dataset's name, licence class, licence, attribution, open-data metadata,
+    how long its raw uplinks and readings are kept, or its legal basis.
 
     400 for making it open while it charges for use (open data is free), or for metadata
     outside the catalogue's vocabularies (licence IRI, themes, contributor id).
     """
     changes = body.model_dump(exclude_unset=True, exclude={"licence", "open_data"})
-    if None in changes.values():
+    if any(changes.get(k, "") is None for k in ("name", "licence_class", "attribution")):
         raise BadRequest("name, licence_class and attribution cannot be null")
     if "licence" in body.model_fields_set:
         if body.licence is None:
