@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from democatalog import DEPLOY_CODECS
+from realservices import temporary_database
 
-from datahub import registry
+from datahub import cli, registry
 from datahub.domain import City, Device, LevelCalibration, Location, Placement
 from datahub.registry import RegistryFileError, read_registry_csv
+from datahub.storage import audit as audit_log
 from datahub.storage import devices, suppliers
 from datahub.storage.suppliers import SupplierRow
 
@@ -190,3 +195,54 @@ def test_renaming_a_supplier_through_an_import_needs_the_flag(
     found = registry.apply(conn, file, actor="cli:test", change_suppliers=True)
     assert [c.after for c in found.suppliers] == [SupplierRow("edg", "EDG", "waste_company")]
     assert suppliers.select_suppliers(conn, slugs=["edg"])["edg"].name == "EDG"
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database of its own for `datahub devices import`, which commits."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    with temporary_database("postgres", "datahub_test_registry_cli") as database:
+        monkeypatch.delenv("DATAHUB_CONFIG", raising=False)
+        monkeypatch.setenv("DATAHUB_DATABASE_URL", database.url)
+        monkeypatch.setenv("DATAHUB_CATALOG__CODECS_DIR", str(DEPLOY_CODECS))
+        yield database.url
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_dry_run_shows_each_change_and_writes_nothing(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        register_edg(conn, fleet=2)
+    path = registry_file(
+        tmp_path,
+        "dev_eui,name,city,supplier,profile,area,supplier_name\n"
+        "A8404100F1000001,,,,,Aplerbeck,edg\n"
+        "A84041000A000009,tree,schwerte,tbs,dragino/lht65,,\n",
+    )
+
+    assert cli.main(["devices", "import", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "supplier edg: name 'EDG Entsorgung Dortmund GmbH' -> 'edg' (needs --change-suppliers)",
+        "supplier tbs added: 'tbs', other",
+        "~ A8404100F1000001: area: 'Hörde' -> 'Aplerbeck'",
+        "+ A84041000A000009: dev_eui='A84041000A000009', name='tree', city='schwerte', "
+        "supplier='tbs', profile='dragino/lht65', dataset='tbs'",
+        "1 devices would be added, 1 updated, 0 unchanged; nothing was written (--dry-run)",
+    ]
+    with psycopg.connect(cli_env) as conn:
+        assert conn.execute("SELECT count(*) FROM device").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
+
+    assert cli.main(["devices", "import", str(path)]) == 2
+    assert "--change-suppliers" in capsys.readouterr().err
+    assert cli.main(["--as", "ops", "devices", "import", str(path), "--change-suppliers"]) == 0
+    with psycopg.connect(cli_env) as conn:
+        assert suppliers.select_suppliers(conn, slugs=["edg"])["edg"].name == "edg"
+        (entry,) = audit_log.list_entries(conn, limit=10)
+    assert entry.action == "registry.import"
+    assert entry.before["devices"]["A84041000A000009"] is None
+    assert entry.after["devices"]["A8404100F1000001"]["area"] == "Aplerbeck"
