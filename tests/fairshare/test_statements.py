@@ -95,6 +95,23 @@ def test_the_report_names_no_consumer(result: dict[str, Any]) -> None:
     assert rows[-1]["observations_public_interest"] == "450000"
 
 
+def test_the_report_says_who_the_ombudsman_is(result: dict[str, Any]) -> None:
+    assert (
+        statements.transparency_report(result, ombudsman=OmbudsmanSettings())["ombudsman"] is None
+    )
+    office = OmbudsmanSettings(
+        name="Ombudsstelle Datenwert und Datenethik",
+        email="ombudsstelle@example.org",
+        url="https://example.org/ombudsstelle",
+    )
+    assert statements.transparency_report(result, ombudsman=office)["ombudsman"] == {
+        "name": "Ombudsstelle Datenwert und Datenethik",
+        "email": "ombudsstelle@example.org",
+        "url": "https://example.org/ombudsstelle",
+        "postal_address": None,
+    }
+
+
 @pytest.mark.parametrize(
     ("cents", "text"),
     [(0, "0.00"), (5, "0.05"), (145_062, "1450.62"), (-101, "-1.01")],
