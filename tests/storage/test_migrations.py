@@ -20,8 +20,8 @@ import simulators
 from datahub.ingest.pipeline import Pipeline
 from datahub.storage import migrate, uplinks
 
-HEAD = "0012"
-REVISIONS = [f"{n:04d}" for n in range(1, 13)]  # "0001" … "0012", oldest first
+HEAD = "0013"
+REVISIONS = [f"{n:04d}" for n in range(1, 14)]  # "0001" … "0013", oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))
