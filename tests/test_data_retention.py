@@ -4,10 +4,12 @@ TimescaleDB (whole chunks) and plain PostgreSQL (rows in batches)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
+from realservices import BACKENDS, Database, temporary_database
 from retention_world import DAY, EUIS, HOUR, NOW, START, aggregates, keep, world
 
 from datahub import retention
@@ -18,6 +20,14 @@ from datahub.storage import db, readings, rollups
 from datahub.storage.buckets import AggregateFn, DeviceScope
 from datahub.storage.datasets import DatasetGovernance
 from datahub.storage.readings import ReadingRow
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A database of this module alone: a retention run deletes what every dataset holds
+    past it, so no other module's data may be there."""
+    with temporary_database(request.param, f"datahub_test_retention_{request.param}") as database:
+        yield database
 
 
 def test_aggregates_over_the_removed_range_stay_as_they_were(conn: psycopg.Connection) -> None:

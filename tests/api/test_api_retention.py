@@ -3,14 +3,27 @@ answers aggregates of whole hours over the same range from the rollups."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
+from realservices import BACKENDS, Database, temporary_database
 from retention_world import DAY, EUIS, NOW, START, keep, world
 
 from datahub import retention
 from datahub.storage.buckets import floor_to
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A database of this module alone: a retention run deletes what every dataset holds
+    past it, so no other module's data may be there."""
+    with temporary_database(
+        request.param, f"datahub_test_api_retention_{request.param}"
+    ) as database:
+        yield database
 
 
 def test_the_api_refuses_raw_readings_past_retention_and_answers_hours(
