@@ -459,6 +459,18 @@ class PrivacySettings(_Section):
         return value
 
 
+class OmbudsmanSettings(_Section):
+    """The ombudsman for data value and data ethics, whom every transparency report names
+    (docs/fair-share.md): the cities appoint the office; an administrator sets it here."""
+
+    name: str | None = Field(
+        default=None, min_length=1, description="the office, e.g. 'Ombudsstelle Datenwert'"
+    )
+    email: str | None = Field(default=None, min_length=3, description="how to write to it")
+    url: str | None = Field(default=None, pattern=r"^https?://", description="its web page")
+    postal_address: str | None = Field(default=None, min_length=1, description="one line")
+
+
 class FairShareSettings(_Section):
     """Access, metering and rate limits of the API; prices live in the database."""
 
@@ -490,6 +502,7 @@ class FairShareSettings(_Section):
         description="the largest answer kept for an Idempotency-Key: a request with a key "
         "whose answer would be larger is refused (400), nothing served or charged",
     )
+    ombudsman: OmbudsmanSettings = OmbudsmanSettings()
 
 
 class HealthSettings(_Section):

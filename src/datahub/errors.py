@@ -18,6 +18,7 @@ DatahubError
     ├── NotFound             404
     ├── NotAcceptable        406: no representation the Accept header takes
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
+    ├── Gone                 410: raw data past its dataset's retention (rollups remain)
     ├── Unprocessable        422: a well-formed body that breaks a rule (an alert rule's
     │                        thresholds, an e-mail channel without a mail server)
     ├── TooManyRequests      429: over the rate limit or the monthly quota (Retry-After)
@@ -109,6 +110,10 @@ class NotAcceptable(ApiError):
 
 class Conflict(ApiError):
     status = 409
+
+
+class Gone(ApiError):
+    status = 410
 
 
 class Unprocessable(ApiError):

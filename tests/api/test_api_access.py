@@ -253,6 +253,7 @@ def test_the_openapi_document_says_which_routes_need_a_key(
         "prefix": "x",
         "path": "Things",
         "letter_id": "1",
+        "seq": "1",
         "dataset": "sws-waste",
         "name": "2026-11.csv.gz",
     }

@@ -23,8 +23,10 @@ def make_key(
     conn: psycopg.Connection, slug: str, *, purpose: str, scopes: tuple[str, ...]
 ) -> dict[str, str]:
     """Add a consumer with one key; return its request headers."""
-    admin.add_consumer(conn, slug=slug, name=slug, purpose=purpose, requests_per_s=1000)
-    _, secret = admin.create_key(conn, consumer=slug, scopes=scopes)
+    admin.add_consumer(
+        conn, actor="cli:test", slug=slug, name=slug, purpose=purpose, requests_per_s=1000
+    )
+    _, secret = admin.create_key(conn, actor="cli:test", consumer=slug, scopes=scopes)
     return bearer(secret)
 
 
@@ -72,6 +74,7 @@ PATH_VALUES = {
     "dataset": "dew21",
     "name": "x",
     "letter_id": "1",
+    "seq": "1",
 }
 
 
@@ -271,7 +274,9 @@ def test_consumer_round_trip(client: TestClient, ops: dict[str, str]) -> None:
 def test_a_key_is_shown_once_works_and_stops_working_when_revoked(
     client: TestClient, ops: dict[str, str], conn: psycopg.Connection
 ) -> None:
-    admin.add_consumer(conn, slug="lab", name="Lab", purpose="research", requests_per_s=100)
+    admin.add_consumer(
+        conn, actor="cli:test", slug="lab", name="Lab", purpose="research", requests_per_s=100
+    )
     made = client.post("/v1/admin/consumers/lab/keys", json={"label": "notebook"}, headers=ops)
     secret = made.json()["key"]
     prefix = made.json()["prefix"]

@@ -276,7 +276,7 @@ def fs(conn: psycopg.Connection) -> FairShareSeed:
 
 
 def _close(conn: psycopg.Connection, period: str, now: datetime) -> dict[str, Any]:
-    return close_period(conn, period=period, now=now, currency="EUR")
+    return close_period(conn, period=period, now=now, currency="EUR", actor="cli:test")
 
 
 def test_close_rates_invoices_and_splits(conn: psycopg.Connection, fs: FairShareSeed) -> None:

@@ -115,7 +115,9 @@ def test_a_download_is_anonymous_public_interest_use_whoever_asks(
     client: TestClient, conn: psycopg.Connection, settings: Settings, world: World
 ) -> None:
     write(conn, settings)
-    _, secret = admin.create_key(conn, consumer="ruhrroute-logistik", scopes=["read"])
+    _, secret = admin.create_key(
+        conn, actor="cli:test", consumer="ruhrroute-logistik", scopes=["read"]
+    )
     (day,) = listing(
         client,
         dataset=CLIMATE,

@@ -20,8 +20,8 @@ import simulators
 from datahub.ingest.pipeline import Pipeline
 from datahub.storage import migrate, uplinks
 
-HEAD = "0014"
-REVISIONS = [f"{n:04d}" for n in range(1, 15)]  # "0001" … "0014", oldest first
+HEAD = "0015"
+REVISIONS = [f"{n:04d}" for n in range(1, 16)]  # "0001" … "0015", oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))

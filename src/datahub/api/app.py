@@ -32,6 +32,7 @@ from datahub.api.replica import CHECK_TIMEOUT_S, ReplicaCollector, ReplicaMonito
 from datahub.api.routes import (
     admin,
     alert_rules,
+    audit,
     bulk,
     dashboard,
     datasets,
@@ -186,6 +187,7 @@ def create_app(
         bulk,
         summaries,
         admin,
+        audit,
         alert_rules,
         unplaced,
         operations,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from datahub import audit
 from datahub.api.writer import Writes
 from datahub.config import FairShareSettings
 from datahub.domain import Purpose
@@ -47,6 +48,13 @@ class Access:
     # they are (datahub/privacy.py). None: every dataset (admin).
     granted_ids: frozenset[int] | None
     subject: str  # whom the rate limit and idempotency keys belong to
+    key_prefix: str | None = None  # None: anonymous
+
+    @property
+    def actor(self) -> str:
+        """Who makes a change with this key, for the audit log."""
+        assert self.key_prefix is not None, "anonymous callers change nothing"
+        return audit.key_actor(self.key_prefix)
 
     @property
     def anonymous(self) -> bool:
@@ -55,6 +63,15 @@ class Access:
     @property
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
+
+    @property
+    def is_ombudsman(self) -> bool:
+        return Scope.OMBUDSMAN in self.scopes
+
+    @property
+    def oversees(self) -> bool:
+        """Whether the caller reads what every supplier and consumer did (admin, ombudsman)."""
+        return self.is_admin or self.is_ombudsman
 
     def as_public(self) -> Access:
         """The same caller, metered as anonymous public-interest use (open-data downloads)."""
@@ -163,7 +180,7 @@ class Callers:
             raise Unauthorized("the API key is not known")
         if row.revoked_at is not None:
             raise Unauthorized("the API key has been revoked")
-        caller = _consumer(row, settings)
+        caller = _consumer(row, settings, prefix=prefix)
         self._keep(prefix, row.key_hash, caller)
         return caller
 
@@ -193,7 +210,7 @@ async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
         )
 
 
-def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
+def _consumer(row: access.KeyRow, settings: FairShareSettings, *, prefix: str) -> Access:
     scopes = frozenset(Scope(s) for s in row.scopes)
     return Access(
         consumer_id=row.consumer_id,
@@ -206,4 +223,5 @@ def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
         dataset_ids=None if Scope.ADMIN in scopes else row.dataset_ids,
         granted_ids=None if Scope.ADMIN in scopes else frozenset(row.granted_ids),
         subject=f"consumer:{row.consumer_id}",
+        key_prefix=prefix,
     )

@@ -213,10 +213,17 @@ async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
     return caller
 
 
+async def get_overseer(caller: Annotated[Access, Depends(get_access)]) -> Access:
+    """Require the `admin` or the `ombudsman` scope: 403 otherwise."""
+    if not caller.oversees:
+        raise Forbidden("this needs an API key with the 'admin' or the 'ombudsman' scope")
+    return caller
+
+
 async def get_operator(caller: Annotated[Access, Depends(get_access)]) -> Access:
-    """Require an `admin` key, or a key of a consumer acting for a supplier (which sees that
-    supplier's devices only): 403 otherwise."""
-    if not caller.is_admin and caller.supplier_id is None:
+    """Require an `admin` or `ombudsman` key, or a key of a consumer acting for a supplier
+    (which sees that supplier's devices only): 403 otherwise."""
+    if not caller.oversees and caller.supplier_id is None:
         raise Forbidden("the operator views need an admin key or the key of a supplier")
     return caller
 
@@ -261,10 +268,13 @@ async def _lent(lend: Lender) -> AsyncIterator[psycopg.Connection]:
 
 def get_write_conn(
     lend: Annotated[Lender, Depends(get_lender)],
-    _caller: Annotated[Access, Depends(get_access)],
+    caller: Annotated[Access, Depends(get_access)],
 ) -> Iterator[psycopg.Connection]:
     """Lend a connection of the writer pool for the request's transaction: commit on
-    success, roll back on error. For the administration's changes."""
+    success, roll back on error. For the administration's changes, which every route
+    makes through this: an ombudsman's key is refused here (403), whatever the route."""
+    if caller.is_ombudsman:
+        raise Forbidden("an ombudsman's key reads, and changes nothing")
     with lend() as conn:
         yield conn
 
@@ -358,7 +368,9 @@ ProbeConn = Annotated[psycopg.Connection, Depends(get_probe_conn, scope="functio
 Caller = Annotated[Access, Depends(get_access)]
 Reader = Annotated[Access, Depends(get_reader)]
 Admin = Annotated[Access, Depends(get_admin)]
-# An administrator, or a supplier's key (Access.supplier_id: its devices only).
+# An administrator or the ombudsman: who reads what every supplier and consumer did.
+Overseer = Annotated[Access, Depends(get_overseer)]
+# An administrator, the ombudsman, or a supplier's key (Access.supplier_id: its devices only).
 Operator = Annotated[Access, Depends(get_operator)]
 Metered = Annotated[Meter, Depends(get_meter)]
 # Open data served to anyone, charged as anonymous public-interest use.

@@ -299,6 +299,8 @@ _ERROR_DESCRIPTIONS = {
     403: "the key lacks the scope or grant this needs (Forbidden)",
     404: "no such resource, or none the caller may see (NotFound)",
     406: "no representation the Accept header takes; name one with `format` (NotAcceptable)",
+    410: "raw readings from before a dataset's retention, which are deleted; aggregates "
+    "of whole hours come from the rollups (Gone)",
     409: "a duplicate, such as a slug in use, or an Idempotency-Key used for another "
     "request (Conflict)",
     429: "over the rate limit or the monthly quota; retry after Retry-After seconds "

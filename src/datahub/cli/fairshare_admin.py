@@ -18,6 +18,7 @@ from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
 from datahub.cli.arguments import (
     NONE,
+    actor_of,
     aware_time,
     count,
     count_or_none,
@@ -47,7 +48,9 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 def _supplier_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        record = admin.add_supplier(conn, slug=args.slug, name=args.name, kind=args.kind)
+        record = admin.add_supplier(
+            conn, actor=actor_of(args), slug=args.slug, name=args.name, kind=args.kind
+        )
     print(f"supplier {record.slug} added, with its own restricted dataset {record.slug}")
     return 0
 
@@ -79,7 +82,9 @@ def _dataset_add(settings: Settings, args: argparse.Namespace) -> int:
         privacy=args.privacy,
     )
     with _transaction(settings) as conn:
-        record = admin.add_dataset(conn, slug=args.slug, supplier=args.supplier, fields=fields)
+        record = admin.add_dataset(
+            conn, actor=actor_of(args), slug=args.slug, supplier=args.supplier, fields=fields
+        )
     print(f"dataset {record.slug} of {record.supplier_slug} added ({record.licence_class})")
     return 0
 
@@ -93,7 +98,9 @@ _CLEARABLE = (
     "contact_email",
     "licence_uri",
     "contributor_id",
+    "legal_basis",
 )
+_RETENTION = ("uplink_retention_days", "reading_retention_days")
 
 
 def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
@@ -109,16 +116,20 @@ def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
         "themes",
         "catalogue_listed",
         "public_summaries",
+        *_RETENTION,
     )
     changes: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     for name in _CLEARABLE:
         if changes.get(name) == "":
             changes[name] = None
+    for name in _RETENTION:
+        if changes.get(name) == NONE:
+            changes[name] = None
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
         record, changed = admin.update_dataset(
-            conn, slug=args.slug, changes=changes, now=datetime.now(UTC)
+            conn, actor=actor_of(args), slug=args.slug, changes=changes, now=datetime.now(UTC)
         )
     print(f"dataset {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
@@ -148,6 +159,7 @@ def _consumer_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record = admin.add_consumer(
             conn,
+            actor=actor_of(args),
             slug=args.slug,
             name=args.name,
             purpose=args.purpose,
@@ -174,7 +186,11 @@ def _consumer_update(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
         record, changed = admin.update_consumer(
-            conn, slug=args.slug, changes=changes, now=datetime.now(UTC)
+            conn,
+            actor=actor_of(args),
+            slug=args.slug,
+            changes=changes,
+            now=datetime.now(UTC),
         )
     print(f"consumer {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
@@ -211,7 +227,11 @@ def _consumer_list(settings: Settings, args: argparse.Namespace) -> int:
 def _key_create(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record, secret = admin.create_key(
-            conn, consumer=args.consumer, scopes=args.scope or ["read"], label=args.label
+            conn,
+            actor=actor_of(args),
+            consumer=args.consumer,
+            scopes=args.scope or ["read"],
+            label=args.label,
         )
     if args.json:
         _print_json(out.new_key_out(record, secret))
@@ -226,7 +246,7 @@ def _key_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def _key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        record = admin.revoke_key(conn, prefix=args.prefix)
+        record = admin.revoke_key(conn, actor=actor_of(args), prefix=args.prefix)
     print(f"key {record.prefix} of {record.consumer_slug} revoked at {_cell(record.revoked_at)}")
     return 0
 
@@ -252,7 +272,9 @@ def _key_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def _grant_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        grant, created = admin.add_grant(conn, consumer=args.consumer, dataset=args.dataset)
+        grant, created = admin.add_grant(
+            conn, actor=actor_of(args), consumer=args.consumer, dataset=args.dataset
+        )
     note = "" if grant.licence_class != LicenceClass.OPEN else " (open: anyone reads it anyway)"
     verb = "granted" if created else "already had"
     print(f"{grant.consumer_slug} {verb} dataset {grant.dataset_slug}{note}")
@@ -261,7 +283,7 @@ def _grant_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def _grant_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        admin.revoke_grant(conn, consumer=args.consumer, dataset=args.dataset)
+        admin.revoke_grant(conn, actor=actor_of(args), consumer=args.consumer, dataset=args.dataset)
     print(f"grant of dataset {args.dataset} to {args.consumer} revoked")
     return 0
 
@@ -287,6 +309,7 @@ def _tariff_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record = admin.add_tariff(
             conn,
+            actor=actor_of(args),
             dataset=args.dataset,
             purpose=args.purpose,
             price=price,
@@ -334,7 +357,7 @@ def _tariff_list(settings: Settings, args: argparse.Namespace) -> int:
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     spec = seed.load_seed(args.file)
     with _transaction(settings) as conn:
-        report = seed.apply_seed(conn, spec, now=datetime.now(UTC))
+        report = seed.apply_seed(conn, spec, now=datetime.now(UTC), actor=actor_of(args))
     unknown = sorted(spec.profiles() - set(open_catalog(settings)))
     if unknown:
         report.warnings.append(f"device rules name profiles not in the catalog: {unknown}")
@@ -440,6 +463,15 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     catalogue.add_argument("--contact-email")
     catalogue.add_argument("--licence-uri", help="from the dcat-ap.de licence list")
     catalogue.add_argument("--contributor-id", help="from the dcat-ap.de contributor list")
+    governance = p.add_argument_group("retention and legal basis (docs/privacy.md)")
+    for name in _RETENTION:
+        governance.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=count_or_none,
+            metavar="DAYS",
+            help="days raw data is kept (the rollups stay); none: for ever",
+        )
+    governance.add_argument("--legal-basis", help="e.g. 'Art. 6(1)(e) GDPR: …'; '' clears it")
     catalogue.add_argument(
         "--catalogue-listed",
         type=yes_no,

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import psycopg
 
+from datahub import audit
 from datahub.domain import LicenceClass, Purpose
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare.money import MILLION, largest_remainder, round_half_up, split_fee
@@ -75,7 +76,7 @@ def month_bounds(time: datetime) -> tuple[datetime, datetime]:
 
 
 def close_period(
-    conn: psycopg.Connection, *, period: str, now: datetime, currency: str
+    conn: psycopg.Connection, *, period: str, now: datetime, currency: str, actor: str
 ) -> PublishedPeriod:
     """Close a month that has ended, or return its stored result if it is closed already.
 
@@ -104,6 +105,13 @@ def close_period(
     assigned = periods.assign_period(conn, period=period)
     if assigned != staged:
         raise ConservationError(f"{staged} usage rows staged for {period}, {assigned} assigned")
+    audit.record(
+        conn,
+        actor=actor,
+        action="period.close",
+        target=f"period:{period}",
+        after={"hash": digest, "closed_at": now, "usage_rows": staged},
+    )
     return published(PeriodRow(period=period, closed_at=now, hash=digest, result=dict(result)))
 
 

@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import NotRequired, TypedDict
 
+from datahub.config import OmbudsmanSettings
 from datahub.fairshare.close import PURPOSES
 from datahub.fairshare.result import (
     AppliedTariff,
@@ -65,6 +66,16 @@ class TransparencyReport(TypedDict):
     suppliers: dict[str, SupplierTotals]
     tariffs: list[AppliedTariff]
     conservation: Conservation
+    ombudsman: Ombudsman | None  # as the settings name the office now; not part of the hash
+
+
+class Ombudsman(TypedDict):
+    """The ombudsman for data value and data ethics, and how to reach the office."""
+
+    name: str
+    email: str | None
+    url: str | None
+    postal_address: str | None
 
 
 def supplier_statement(result: PublishedPeriod, supplier: str) -> SupplierStatement:
@@ -103,8 +114,11 @@ def consumer_invoice(result: PublishedPeriod, consumer: str) -> ConsumerInvoice:
     }
 
 
-def transparency_report(result: PublishedPeriod) -> TransparencyReport:
-    """Return the public report: totals per supplier and purpose, tariffs, the conservation."""
+def transparency_report(
+    result: PublishedPeriod, *, ombudsman: OmbudsmanSettings
+) -> TransparencyReport:
+    """Return the public report: totals per supplier and purpose, tariffs, the conservation,
+    and who the ombudsman is."""
     report: TransparencyReport = {
         "period": result["period"],
         "currency": result["currency"],
@@ -122,6 +136,14 @@ def transparency_report(result: PublishedPeriod) -> TransparencyReport:
         "suppliers": {slug: _totals(s) for slug, s in result["suppliers"].items()},
         "tariffs": result["tariffs"],
         "conservation": result["conservation"],
+        "ombudsman": None
+        if ombudsman.name is None
+        else {
+            "name": ombudsman.name,
+            "email": ombudsman.email,
+            "url": ombudsman.url,
+            "postal_address": ombudsman.postal_address,
+        },
     }
     if "own_use_observations" in result:
         report["own_use_observations"] = result["own_use_observations"]

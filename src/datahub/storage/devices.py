@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 
-from datahub.domain import Device
-from datahub.privacy import is_public_id
+from datahub.domain import City, Device, LevelCalibration, Location, Placement
+from datahub.privacy import PrivacyClass, is_public_id
 from datahub.storage import privacy
 
 # The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
@@ -27,28 +27,20 @@ class RegistryEntry:
     city: str
 
 
-# Attributes an import may leave as they are: a registry file without their columns.
-KEEPABLE = frozenset({"placement", "area", "level", "privacy"})
-
-
 def upsert_devices(
     conn: psycopg.Connection,
     *,
     devices: Sequence[Device],
     supplier_ids: Mapping[str, int],
-    keep: Collection[str] = (),
 ) -> tuple[int, int]:
     """Insert or update devices by dev_eui; return (inserted, updated).
 
     A device goes into the dataset it names, which must be its supplier's. One that names
     none stays in the dataset it is in (so a re-import keeps what administrators set),
     and a new one, or one that changed supplier, goes into its supplier's own dataset
-    (the one with the supplier's slug). `keep` names attributes of KEEPABLE that an
-    existing device keeps as they are (the file did not say).
+    (the one with the supplier's slug). Every attribute is written as given: what a
+    registry file leaves unsaid is merged in before (datahub.registry).
     """
-    unknown = set(keep) - KEEPABLE
-    if unknown:
-        raise ValueError(f"cannot keep {', '.join(sorted(unknown))}; only {sorted(KEEPABLE)}")
     if not devices:
         return (0, 0)
     params = {
@@ -66,10 +58,6 @@ def upsert_devices(
         "level_empty": [d.level.empty if d.level else None for d in devices],
         "level_full": [d.level.full if d.level else None for d in devices],
         "privacy": [d.privacy.value if d.privacy else None for d in devices],
-        "keep_placement": "placement" in keep,
-        "keep_area": "area" in keep,
-        "keep_level": "level" in keep,
-        "keep_privacy": "privacy" in keep,
     }
     missing = conn.execute(
         """
@@ -103,11 +91,8 @@ def upsert_devices(
                 dataset_id = CASE WHEN NOT v.named AND d.supplier_id = v.supplier_id
                                   THEN d.dataset_id ELSE ds.id END,
                 profile = v.profile, latitude = v.latitude, longitude = v.longitude,
-                placement = CASE WHEN %(keep_placement)s THEN d.placement ELSE v.placement END,
-                area = CASE WHEN %(keep_area)s THEN d.area ELSE v.area END,
-                level_empty = CASE WHEN %(keep_level)s THEN d.level_empty ELSE v.level_empty END,
-                level_full = CASE WHEN %(keep_level)s THEN d.level_full ELSE v.level_full END,
-                privacy = CASE WHEN %(keep_privacy)s THEN d.privacy ELSE v.privacy END,
+                placement = v.placement, area = v.area, level_empty = v.level_empty,
+                level_full = v.level_full, privacy = v.privacy,
                 updated_at = now()
             FROM v JOIN dataset ds ON ds.slug = v.dataset
             WHERE d.dev_eui = v.dev_eui
@@ -124,14 +109,9 @@ def upsert_devices(
                 name = excluded.name, city = excluded.city, supplier_id = excluded.supplier_id,
                 dataset_id = excluded.dataset_id, profile = excluded.profile,
                 latitude = excluded.latitude, longitude = excluded.longitude,
-                placement = CASE WHEN %(keep_placement)s THEN device.placement
-                                 ELSE excluded.placement END,
-                area = CASE WHEN %(keep_area)s THEN device.area ELSE excluded.area END,
-                level_empty = CASE WHEN %(keep_level)s THEN device.level_empty
-                                   ELSE excluded.level_empty END,
-                level_full = CASE WHEN %(keep_level)s THEN device.level_full
-                                  ELSE excluded.level_full END,
-                privacy = CASE WHEN %(keep_privacy)s THEN device.privacy ELSE excluded.privacy END,
+                placement = excluded.placement, area = excluded.area,
+                level_empty = excluded.level_empty, level_full = excluded.level_full,
+                privacy = excluded.privacy,
                 updated_at = now()
             RETURNING (xmax = 0) AS fresh
         )
@@ -142,6 +122,36 @@ def upsert_devices(
     ).fetchone()
     assert row is not None
     return (int(row[0]), int(row[1]))
+
+
+def select_devices(conn: psycopg.Connection, *, dev_euis: Sequence[str]) -> dict[str, Device]:
+    """Return dev_eui -> the registered device, as a registry file describes it."""
+    rows = conn.execute(
+        """
+        SELECT d.dev_eui, d.name, d.city, s.slug, d.profile, d.latitude, d.longitude, ds.slug,
+               d.placement, d.area, d.level_empty, d.level_full, d.privacy
+        FROM device d JOIN supplier s ON s.id = d.supplier_id
+        JOIN dataset ds ON ds.id = d.dataset_id
+        WHERE d.dev_eui = ANY(%s)
+        """,
+        (list(dev_euis),),
+    ).fetchall()
+    return {
+        row[0]: Device(
+            dev_eui=row[0],
+            name=row[1],
+            city=City(row[2]),
+            supplier=row[3],
+            profile=row[4],
+            location=Location(row[5], row[6]) if row[5] is not None else None,
+            dataset=row[7],
+            placement=Placement(row[8]) if row[8] is not None else None,
+            area=row[9],
+            level=LevelCalibration(row[10], row[11]) if row[10] is not None else None,
+            privacy=PrivacyClass(row[12]) if row[12] is not None else None,
+        )
+        for row in rows
+    }
 
 
 def select_registry(conn: psycopg.Connection) -> dict[str, RegistryEntry]:

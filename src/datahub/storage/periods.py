@@ -210,6 +210,39 @@ def select_daily_usage(
     return [DailyUsageRow(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """Every caller's usage of one dataset on one UTC day, per purpose and period."""
+
+    day: date
+    consumer: str | None  # None: anonymous callers
+    purpose: str
+    dataset: str
+    supplier: str
+    period: str | None  # None: not closed yet
+    requests: int
+    observations: int
+
+
+def select_ledger(conn: psycopg.Connection, *, start: datetime, end: datetime) -> list[LedgerRow]:
+    """Sum the usage ledger per UTC day, consumer, purpose, dataset and period in [start, end)."""
+    rows = conn.execute(
+        """
+        SELECT (u.occurred_at AT TIME ZONE 'UTC')::date AS day, c.slug, u.purpose, ds.slug,
+               s.slug, u.period, count(DISTINCT u.request_id), sum(u.observations)::bigint
+        FROM usage u
+        LEFT JOIN consumer c ON c.id = u.consumer_id
+        JOIN dataset ds ON ds.id = u.dataset_id
+        JOIN supplier s ON s.id = u.supplier_id
+        WHERE u.occurred_at >= %s AND u.occurred_at < %s
+        GROUP BY day, c.slug, u.purpose, ds.slug, s.slug, u.period
+        ORDER BY day, c.slug NULLS FIRST, u.purpose, ds.slug, u.period
+        """,
+        (start, end),
+    ).fetchall()
+    return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7])) for r in rows]
+
+
 def get_supplier_slug(conn: psycopg.Connection, *, supplier_id: int) -> str | None:
     """Return a supplier's slug, or None if there is no such supplier."""
     row = conn.execute("SELECT slug FROM supplier WHERE id = %s", (supplier_id,)).fetchone()

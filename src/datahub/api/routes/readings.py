@@ -25,11 +25,12 @@ from datahub.api.schemas import (
     ReadingsQuery,
     error_responses,
 )
-from datahub.errors import BadRequest, NotFound, Withheld
+from datahub.errors import BadRequest, Gone, NotFound, Withheld
 from datahub.privacy import PrivacyClass, View
-from datahub.storage import access, devices, readings
-from datahub.storage.buckets import AggregateFn, CityScope, DeviceScope
+from datahub.storage import access, devices, readings, retention
+from datahub.storage.buckets import AggregateFn, CityScope, DeviceScope, floor_to
 from datahub.storage.readings import BucketRow
+from datahub.storage.rollups import HOUR
 
 router = APIRouter(tags=["readings"])
 
@@ -37,7 +38,7 @@ router = APIRouter(tags=["readings"])
 @router.get(
     "/v1/devices/{dev_eui}/readings",
     response_model=ReadingPageOut,
-    responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+    responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 410, 422, 429, 503)},
     openapi_extra=ANONYMOUS_TOO,
 )
 def list_device_readings(
@@ -69,6 +70,7 @@ def list_device_readings(
     after = query.decode_reading_cursor(params.cursor) if params.cursor else None
     device = find_device(conn, dev_eui, meter.caller)
     require_series(device, settings.privacy.k_min)
+    check_raw_kept(conn, start=start, end=end, needs="a raw series", device_id=device.id)
     rows = readings.select_readings(
         conn,
         device_id=device.id,
@@ -123,7 +125,7 @@ def list_device_readings(
 @router.get(
     "/v1/readings/aggregate",
     response_model=AggregateOut,
-    responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+    responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 410, 422, 429, 503)},
     openapi_extra=ANONYMOUS_TOO,
 )
 def aggregate_readings(
@@ -180,6 +182,14 @@ def aggregate_readings(
                 f"fn=delta needs a counter metric; {metric!r} is not a counter of "
                 f"{device.dev_eui}'s profile {device.profile}"
             )
+        check_raw_kept(
+            conn,
+            start=start,
+            end=end,
+            needs=_raw_need(params.fn, params.bucket),
+            device_id=device.id,
+            rollups_serve=_rollups_serve(params.fn, params.bucket),
+        )
         rows = readings.select_buckets(
             conn,
             scope=DeviceScope(device.id),
@@ -204,6 +214,15 @@ def aggregate_readings(
                 view=view,
                 metric=metric,
             )
+        check_raw_kept(
+            conn,
+            start=start,
+            end=end,
+            needs=_raw_need(params.fn, params.bucket),
+            city=params.city,
+            dataset_ids=visible,
+            rollups_serve=_rollups_serve(params.fn, params.bucket),
+        )
         rows = readings.select_buckets(
             conn,
             scope=CityScope(params.city, per_device=per_device, dataset_ids=visible),
@@ -319,3 +338,59 @@ def _series(rows: Sequence[BucketRow]) -> list[dict[str, Any]]:
         }
         for (dev_eui, city), group in itertools.groupby(rows, key=lambda r: (r.dev_eui, r.city))
     ]
+
+
+def _rollups_serve(fn: AggregateFn, bucket: query.Bucket) -> bool:
+    """Whether the rollups answer these buckets (whole hours of a function with partials)."""
+    return fn.has_partials and bucket.width >= HOUR and not bucket.width % HOUR
+
+
+def _raw_need(fn: AggregateFn, bucket: query.Bucket) -> str:
+    if not fn.has_partials:
+        return f"fn={fn.value}"
+    if not _rollups_serve(fn, bucket):
+        return f"bucket={bucket.value}"
+    return "a range that does not start and end on the hour"
+
+
+def check_raw_kept(
+    conn: psycopg.Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    needs: str,
+    device_id: int | None = None,
+    city: str | None = None,
+    dataset_ids: Sequence[int] | None = None,
+    rollups_serve: bool = False,
+) -> None:
+    """Refuse (410) a query that needs raw readings from before a dataset's retention.
+
+    With `rollups_serve`, whole hours come from the rollups, which are kept: only partial
+    hours at either end need readings.
+    """
+    limit = retention.get_raw_limit(
+        conn,
+        now=datetime.now(UTC),
+        device_id=device_id,
+        city=city,
+        dataset_ids=list(dataset_ids) if dataset_ids is not None else None,
+    )
+    if limit is None:
+        return
+    if rollups_serve:
+        if start != floor_to(start, HOUR) and start < limit.before:
+            raw_before = start
+        elif end != floor_to(end, HOUR) and floor_to(end, HOUR) < limit.before:
+            raw_before = floor_to(end, HOUR)
+        else:
+            return
+    else:
+        raw_before = start
+    if raw_before < limit.before:
+        raise Gone(
+            f"dataset {limit.dataset} keeps raw readings {limit.days} days, so none before "
+            f"{query.format_time(limit.before)} are left; {needs} needs them. Aggregates "
+            "of whole hours (bucket=1h or 1d, fn avg, min, max, sum, count or last, from "
+            "and to on the hour) are answered from the rollups for any range"
+        )
