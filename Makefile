@@ -106,6 +106,7 @@ bench: venv services $(VENV)/.bench-installed ## benchmark ingest and queries ag
 	@$(BIN)/datahub bench ingest --json --out $(BENCH_RESULTS)/ingest.json
 	@$(BIN)/datahub bench query --json --out $(BENCH_RESULTS)/query.json
 	@$(BIN)/datahub bench api --json --out $(BENCH_RESULTS)/api.json
+	@$(BIN)/datahub bench scale --json --out $(BENCH_RESULTS)/scale.json
 	@$(BIN)/datahub bench plot --ingest $(BENCH_RESULTS)/ingest.json \
 		--query $(BENCH_RESULTS)/query.json --out $(BENCH_RESULTS)/bench.png
 

@@ -10,7 +10,13 @@ from fastapi import FastAPI
 
 from datahub.api.app import create_app
 from datahub.api.auth import Callers
-from datahub.api.deps import Writers, get_lender, get_read_lender, get_writers
+from datahub.api.deps import (
+    Writers,
+    get_lender,
+    get_primary_lender,
+    get_read_lender,
+    get_writers,
+)
 from datahub.api.metric_index import MetricIndex
 from datahub.api.writer import Inline
 from datahub.config import Settings
@@ -26,6 +32,7 @@ def app_on_conn(settings: Settings, conn: psycopg.Connection, catalog: MetricInd
     app = create_app(settings, catalog=catalog)
     on_conn = Inline(conn)
     app.dependency_overrides[get_read_lender] = lambda: lambda: nullcontext(conn)
+    app.dependency_overrides[get_primary_lender] = lambda: lambda: nullcontext(conn)
     app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
     app.dependency_overrides[get_writers] = lambda: Writers(rates=on_conn, ledger=on_conn)
     app.state.callers = Callers(0)

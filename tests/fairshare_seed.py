@@ -1,7 +1,7 @@
 """A builder of fair-share fixtures: suppliers, datasets, consumers, keys, tariffs and usage.
 
 Registry rows go in by plain SQL so that these tests do not depend on the administration
-code; usage goes through the ledger's own `usage.insert_usage`.
+code; usage goes through the ledger's own `usage.charge_usage`.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class FairShareSeed:
         purpose: str | None = None,
     ) -> None:
         """Record one request's usage of one dataset; consumer None is anonymous."""
-        usage.insert_usage(
+        usage.charge_usage(
             self.conn,
             request_id=uuid.uuid4(),
             consumer_id=self.consumers[consumer] if consumer is not None else None,

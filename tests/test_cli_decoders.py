@@ -136,8 +136,8 @@ def test_devices_import_knows_the_codec_directory_profiles(tmp_path: Path, confi
         encoding="utf-8",
     )
     catalog = open_catalog(load_settings(config))
-    (device,) = read_registry_csv(registry_csv, profiles=catalog).devices
-    assert device.profile == "acme/thermo"
+    (line,) = read_registry_csv(registry_csv, profiles=catalog).lines
+    assert line.stated["profile"] == "acme/thermo"
     with pytest.raises(RegistryFileError, match="acme/thermo"):
         read_registry_csv(registry_csv, profiles=decoders.CATALOG)
 

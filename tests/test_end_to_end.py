@@ -233,9 +233,16 @@ def test_uplinks_of_both_cities_come_back_out_of_the_api_exactly_once(
     # them as an administrator, who sees every dataset, without a rate limit in the way.
     with psycopg.connect(database.url) as conn:
         admin.add_consumer(
-            conn, slug="e2e", name="end to end", purpose="public_interest", requests_per_s=10_000
+            conn,
+            actor="cli:test",
+            slug="e2e",
+            name="end to end",
+            purpose="public_interest",
+            requests_per_s=10_000,
         )
-        _, secret = admin.create_key(conn, consumer="e2e", scopes=["read", "admin"], label="e2e")
+        _, secret = admin.create_key(
+            conn, actor="cli:test", consumer="e2e", scopes=["read", "admin"], label="e2e"
+        )
     client = TestClient(
         create_app(database.settings()), headers={"Authorization": f"Bearer {secret}"}
     )

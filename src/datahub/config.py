@@ -28,6 +28,9 @@ from datahub.opendata import vocabularies
 LOCAL_DATABASE_URL = "postgresql://datahub@127.0.0.1:55432/datahub"
 LOCAL_BROKER_URL = "mqtt://127.0.0.1:18830"
 
+# In a source's client_id: the name of the ingest worker (ingest.worker).
+WORKER_PLACEHOLDER = "{worker}"
+
 DEFAULT_TOPICS = {
     SourceFormat.TTN_V3: "v3/+/devices/+/up",
     SourceFormat.CHIRPSTACK_V4_JSON: "application/+/device/+/event/up",
@@ -95,7 +98,9 @@ class SourceSettings(_Section):
         default="3.1.1", description="The Things Stack speaks 3.1.1 only; Mosquitto both"
     )
     client_id: str | None = Field(
-        default=None, description="fixed client id, needed for a persistent QoS 1 session"
+        default=None,
+        description="fixed client id, needed for a persistent QoS 1 session; {worker} "
+        "stands for ingest.worker",
     )
     storage_api: StorageApiSettings | None = Field(
         default=None, description="TTN Storage Integration, to back-fill what MQTT missed"
@@ -139,6 +144,32 @@ class DatabaseSettings(_Section):
     tcp_user_timeout_ms: int = Field(
         default=30_000, ge=0, description="data unacknowledged this long ends a connection"
     )
+    replica_url: SecretStr | None = Field(
+        default=None,
+        description="a streaming replica of database_url that the API reads from; "
+        "none: the API reads from database_url",
+    )
+    replica_max_lag_s: float = Field(
+        default=10.0,
+        ge=1,
+        description="the most recent writes a read on the replica may miss, in seconds; "
+        "past it, reads go to the primary (or are refused: replica_lagging)",
+    )
+    replica_lagging: Literal["primary", "unavailable"] = Field(
+        default="primary",
+        description="while the replica is further behind or unreachable: read on the "
+        "primary, or answer 503",
+    )
+    transaction_pooling: bool = Field(
+        default=False,
+        description="the URLs lead to a pooler in transaction mode (PgBouncer): no "
+        "statement prepared on the server, no settings sent at start-up",
+    )
+
+    @field_validator("replica_url")
+    @classmethod
+    def _replica_postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _postgres_url(value)
 
     @model_validator(mode="after")
     def _server_cancels_first(self) -> DatabaseSettings:
@@ -190,6 +221,12 @@ class IngestSettings(_Section):
         default=1.0,
         ge=0,
         description="how often the rollups of changed hours are recomputed; 0: never",
+    )
+    worker: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
+        description="this worker's name among the ingest processes sharing the sources; "
+        "the same across restarts",
     )
     metrics_host: str = Field(default="127.0.0.1", description="address of /metrics and /health")
     metrics_port: int = Field(
@@ -386,6 +423,54 @@ class OpenDataSettings(_Section):
         return value
 
 
+class PrivacySettings(_Section):
+    """What callers without a grant see of private owners' and personal devices
+    (docs/privacy.md)."""
+
+    grid_m: float = Field(
+        default=250.0,
+        ge=10,
+        le=10_000,
+        description="the cell size, in metres, of the grid a private owner's position snaps to",
+    )
+    grid_latitude: float = Field(
+        default=51.5,
+        ge=-80,
+        le=80,
+        description="the latitude at which the grid's cells are square (the hub's cities)",
+    )
+    k_min: int = Field(
+        default=5,
+        ge=2,
+        description="fewest personal devices an aggregate of their readings is published over",
+    )
+    public_id_key: SecretStr | None = Field(
+        default=None,
+        description="the key of the devices' public ids (HMAC-SHA-256 of the DevEUI), at "
+        "least 32 characters; `datahub migrate` stores it in the database. None: the key "
+        "generated once by the migration stays. A new key gives every device a new public id",
+    )
+
+    @field_validator("public_id_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("the public id key needs at least 32 characters")
+        return value
+
+
+class OmbudsmanSettings(_Section):
+    """The ombudsman for data value and data ethics, whom every transparency report names
+    (docs/fair-share.md): the cities appoint the office; an administrator sets it here."""
+
+    name: str | None = Field(
+        default=None, min_length=1, description="the office, e.g. 'Ombudsstelle Datenwert'"
+    )
+    email: str | None = Field(default=None, min_length=3, description="how to write to it")
+    url: str | None = Field(default=None, pattern=r"^https?://", description="its web page")
+    postal_address: str | None = Field(default=None, min_length=1, description="one line")
+
+
 class FairShareSettings(_Section):
     """Access, metering and rate limits of the API; prices live in the database."""
 
@@ -405,6 +490,19 @@ class FairShareSettings(_Section):
         default=1, ge=1, description="observations one aggregate point counts as, per dataset"
     )
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    idempotency_keys_kept_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="how long an Idempotency-Key and the answer it got are kept: a replay "
+        "within this time gets that answer again; after it, the key is new (and pruned)",
+    )
+    idempotency_answer_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="the largest answer kept for an Idempotency-Key: a request with a key "
+        "whose answer would be larger is refused (400), nothing served or charged",
+    )
+    ombudsman: OmbudsmanSettings = OmbudsmanSettings()
 
 
 class HealthSettings(_Section):
@@ -504,6 +602,7 @@ class Settings(BaseSettings):
     sensorthings: SensorThingsSettings = SensorThingsSettings()
     fairshare: FairShareSettings = FairShareSettings()
     opendata: OpenDataSettings = OpenDataSettings()
+    privacy: PrivacySettings = PrivacySettings()
     catalog: CatalogSettings = CatalogSettings()
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()
@@ -514,10 +613,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
-            raise ValueError("database_url must be a postgresql:// URL")
-        return value
+        return _postgres_url(value)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:
@@ -531,12 +627,34 @@ class Settings(BaseSettings):
     def broker_for(self, source: SourceSettings) -> str:
         return source.broker_url or self.broker_url
 
+    def client_id_for(self, source: SourceSettings) -> str:
+        """The MQTT client id of `source` in this ingest worker: its `client_id` with
+        `{worker}` replaced by `ingest.worker`, by default `datahub-ingest-<name>`, or
+        `datahub-ingest-<worker>-<name>` for a named worker.
+
+        Workers sharing a source need ids of their own (an id already connected is taken
+        over), and the same ids after a restart (their sessions hold their share)."""
+        worker = self.ingest.worker
+        if source.client_id is None:
+            prefix = f"datahub-ingest-{worker}" if worker else "datahub-ingest"
+            return f"{prefix}-{source.name}"
+        if WORKER_PLACEHOLDER in source.client_id and worker is None:
+            raise ConfigError(
+                f"source {source.name}: client_id {source.client_id!r} names {{worker}}; "
+                "set ingest.worker (DATAHUB_INGEST__WORKER) to this worker's name"
+            )
+        return source.client_id.replace(WORKER_PLACEHOLDER, worker or "")
+
     @property
     def conninfo(self) -> str:
         """The database URL as libpq takes it."""
-        return self.database_url.get_secret_value().replace(
-            "postgresql+psycopg://", "postgresql://"
-        )
+        return _libpq_url(self.database_url)
+
+    @property
+    def replica_conninfo(self) -> str | None:
+        """The replica's URL as libpq takes it; None without a replica."""
+        replica = self.database.replica_url
+        return None if replica is None else _libpq_url(replica)
 
     @classmethod
     def settings_customise_sources(
@@ -548,6 +666,17 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def _postgres_url(value: SecretStr) -> SecretStr:
+    scheme = urlsplit(value.get_secret_value()).scheme
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ValueError("a database URL must be a postgresql:// URL")
+    return value
+
+
+def _libpq_url(value: SecretStr) -> str:
+    return value.get_secret_value().replace("postgresql+psycopg://", "postgresql://")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

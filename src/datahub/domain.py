@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from datahub.privacy import PrivacyClass
+
 # The name of a supplier, dataset or consumer in URLs, files and commands: lower-case
 # letters, digits and '-', at most 63 characters, not starting with '-'.
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -155,3 +157,4 @@ class Device:
     placement: Placement | None = None
     area: str | None = None  # a district or zone, as the supplier names it
     level: LevelCalibration | None = None
+    privacy: PrivacyClass | None = None  # None: its dataset's class

@@ -14,9 +14,11 @@ DatahubError
     ├── BadRequest           400: a parameter is malformed or out of range
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
     ├── Forbidden            403: the key's scopes or grants do not allow it
+    │   └── Withheld         403: personal data of fewer devices than privacy.k_min
     ├── NotFound             404
     ├── NotAcceptable        406: no representation the Accept header takes
     ├── Conflict             409: e.g. an Idempotency-Key reused for another request
+    ├── Gone                 410: raw data past its dataset's retention (rollups remain)
     ├── Unprocessable        422: a well-formed body that breaks a rule (an alert rule's
     │                        thresholds, an e-mail channel without a mail server)
     ├── TooManyRequests      429: over the rate limit or the monthly quota (Retry-After)
@@ -94,6 +96,10 @@ class Forbidden(ApiError):
     status = 403
 
 
+class Withheld(Forbidden):
+    """Readings of personal devices asked for one device, or of fewer than k."""
+
+
 class NotFound(ApiError):
     status = 404
 
@@ -104,6 +110,10 @@ class NotAcceptable(ApiError):
 
 class Conflict(ApiError):
     status = 409
+
+
+class Gone(ApiError):
+    status = 410
 
 
 class Unprocessable(ApiError):

@@ -177,6 +177,51 @@ def test_a_bad_key_is_401_not_anonymous(
     assert response.json()["detail"].startswith(detail)
 
 
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({"X-API-Key": ""}, "X-API-Key is empty"),
+        ({"X-API-Key": "   "}, "X-API-Key is empty"),
+        ({"Authorization": "Bearer"}, "Authorization must be 'Bearer <API key>'"),
+        ({"Authorization": "Bearer   "}, "Authorization must be 'Bearer <API key>'"),
+        ({"Authorization": ""}, "Authorization must be 'Bearer <API key>'"),
+        ({"Authorization": "", "X-API-Key": ""}, "X-API-Key is empty"),
+    ],
+    ids=["empty-x-api-key", "blank-x-api-key", "bearer-alone", "blank-bearer", "empty", "both"],
+)
+def test_an_empty_key_is_401_not_anonymous(
+    client: TestClient, world: World, headers: dict[str, str], detail: str
+) -> None:
+    """A key header sent without a key is a client's mistake, not a wish to be anonymous."""
+    for path in ("/v1/devices", "/v1/latest", f"/v1/devices/{OPEN}/readings"):
+        response = client.get(path, headers=headers)
+
+        assert response.status_code == 401, path
+        assert response.json()["detail"].startswith(detail)
+        assert response.headers["www-authenticate"] == 'Bearer realm="datahub"'
+
+
+def test_two_different_keys_are_401(client: TestClient, world: World) -> None:
+    response = client.get(
+        "/v1/devices",
+        headers={
+            "Authorization": f"Bearer {world.keys['department']}",
+            "X-API-Key": world.keys["company"],
+        },
+    )
+    same = client.get(
+        "/v1/devices",
+        headers={
+            "Authorization": f"Bearer {world.keys['company']}",
+            "X-API-Key": world.keys["company"],
+        },
+    )
+
+    assert response.status_code == 401
+    assert "two different keys" in response.json()["detail"]
+    assert same.status_code == 200
+
+
 def test_a_revoked_key_is_401(client: TestClient, world: World, conn: psycopg.Connection) -> None:
     prefix = keys.parse_prefix(world.keys["company"])
     assert prefix is not None
@@ -209,6 +254,7 @@ def test_the_openapi_document_says_which_routes_need_a_key(
         "prefix": "x",
         "path": "Things",
         "letter_id": "1",
+        "seq": "1",
         "dataset": "sws-waste",
         "name": "2026-11.csv.gz",
     }

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 from api_helpers import Seed
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from datahub.fairshare import admin, keys
@@ -22,8 +23,10 @@ def make_key(
     conn: psycopg.Connection, slug: str, *, purpose: str, scopes: tuple[str, ...]
 ) -> dict[str, str]:
     """Add a consumer with one key; return its request headers."""
-    admin.add_consumer(conn, slug=slug, name=slug, purpose=purpose, requests_per_s=1000)
-    _, secret = admin.create_key(conn, consumer=slug, scopes=scopes)
+    admin.add_consumer(
+        conn, actor="cli:test", slug=slug, name=slug, purpose=purpose, requests_per_s=1000
+    )
+    _, secret = admin.create_key(conn, actor="cli:test", consumer=slug, scopes=scopes)
     return bearer(secret)
 
 
@@ -62,49 +65,60 @@ def tariff_body(dataset: str = "sws-waste", cents: int = 400_000, **more: Any) -
 
 # Who may administer -----------------------------------------------------------------------
 
-ROUTES = [
-    ("GET", "/v1/admin/suppliers"),
-    ("POST", "/v1/admin/suppliers"),
-    ("GET", "/v1/admin/datasets"),
-    ("POST", "/v1/admin/datasets"),
-    ("PATCH", "/v1/admin/datasets/dew21"),
-    ("GET", "/v1/admin/consumers"),
-    ("POST", "/v1/admin/consumers"),
-    ("PATCH", "/v1/admin/consumers/ops"),
-    ("POST", "/v1/admin/consumers/ops/keys"),
-    ("GET", "/v1/admin/consumers/ops/keys"),
-    ("DELETE", "/v1/admin/keys/abcdefabcdef"),
-    ("GET", "/v1/admin/grants"),
-    ("PUT", "/v1/admin/grants/ops/dew21"),
-    ("DELETE", "/v1/admin/grants/ops/dew21"),
-    ("GET", "/v1/admin/tariffs"),
-    ("POST", "/v1/admin/tariffs"),
-    ("GET", "/v1/admin/alert-rules"),
-    ("POST", "/v1/admin/alert-rules"),
-    ("GET", "/v1/admin/alert-rules/x"),
-    ("PATCH", "/v1/admin/alert-rules/x"),
-    ("DELETE", "/v1/admin/alert-rules/x"),
-    ("GET", "/v1/admin/notifications"),
-    ("GET", "/v1/admin/unknown-devices"),
-    ("GET", "/v1/admin/decode-failures"),
-    ("GET", "/v1/admin/dead-letters"),
-    ("GET", "/v1/admin/dead-letters/1"),
-]
+# A value for each path parameter of the admin routes: the caller is refused before any
+# lookup, so they need not exist.
+PATH_VALUES = {
+    "slug": "ops",
+    "prefix": "abcdefabcdef",
+    "consumer": "ops",
+    "dataset": "dew21",
+    "name": "x",
+    "letter_id": "1",
+    "seq": "1",
+}
 
 
-@pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
-def test_every_admin_route_needs_the_admin_scope(
-    client: TestClient, ops: dict[str, str], reader: dict[str, str], method: str, path: str
+def admin_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) of the app under /v1/admin/ (from its OpenAPI document, which
+    lists every route), its parameters filled in."""
+    return sorted(
+        (method.upper(), path.format(**PATH_VALUES))
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/v1/admin/")
+        for method in operations
+    )
+
+
+NO_KEY = {
+    "no key": {},
+    "an empty X-API-Key": {"X-API-Key": ""},
+    "a blank X-API-Key": {"X-API-Key": "  "},
+    "an empty bearer": {"Authorization": "Bearer "},
+    "an empty Authorization": {"Authorization": ""},
+}
+
+
+def test_every_admin_route_needs_a_key_with_the_admin_scope(
+    app: FastAPI, client: TestClient, ops: dict[str, str], reader: dict[str, str]
 ) -> None:
-    anonymous = client.request(method, path, json={})
-    read_only = client.request(method, path, json={}, headers=reader)
-    bad_key = client.request(method, path, json={}, headers=bearer("dh_notakey"))
-    unknown = client.request(method, path, json={}, headers=bearer(f"dh_{'A' * 12}_{'b' * 43}"))
-
-    assert (anonymous.status_code, anonymous.json()["error"]) == (403, "Forbidden")
-    assert (read_only.status_code, read_only.json()["error"]) == (403, "Forbidden")
-    assert "admin" in read_only.json()["detail"]
-    assert (bad_key.status_code, unknown.status_code) == (401, 401)
+    routes = admin_routes(app)
+    assert len(routes) >= 16
+    assert {m for m, _ in routes} == {"GET", "POST", "PATCH", "PUT", "DELETE"}
+    for method, path in routes:
+        for why, headers in NO_KEY.items():
+            response = client.request(method, path, json={}, headers=headers)
+            assert (response.status_code, response.json()["error"]) == (401, "Unauthorized"), (
+                method,
+                path,
+                why,
+            )
+            assert response.headers["www-authenticate"] == 'Bearer realm="datahub"'
+        read_only = client.request(method, path, json={}, headers=reader)
+        assert (read_only.status_code, read_only.json()["error"]) == (403, "Forbidden")
+        assert "admin" in read_only.json()["detail"]
+        for key in ("dh_notakey", f"dh_{'A' * 12}_{'b' * 43}"):
+            refused = client.request(method, path, json={}, headers=bearer(key))
+            assert refused.status_code == 401, (method, path, key)
 
 
 def test_a_revoked_admin_key_is_refused(client: TestClient, conn: psycopg.Connection) -> None:
@@ -146,7 +160,11 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
     added = client.post("/v1/admin/datasets", json=dataset_body(), headers=ops)
     patched = client.patch(
         "/v1/admin/datasets/sws-waste",
-        json={"name": "Waste bin fill levels", "licence": {"id": "own", "name": "Own terms"}},
+        json={
+            "name": "Waste bin fill levels",
+            "licence": {"id": "own", "name": "Own terms"},
+            "privacy": "personal",
+        },
         headers=ops,
     )
     listed = client.get(
@@ -155,10 +173,12 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
 
     assert added.status_code == 201
     assert added.json()["licence"] == LICENCE
+    assert added.json()["privacy"] == "public_infrastructure"
     assert patched.status_code == 200
     assert patched.json()["name"] == "Waste bin fill levels"
     assert patched.json()["licence"] == {"id": "own", "name": "Own terms", "url": None}
     assert patched.json()["attribution"] == "Stadtwerke Schwerte"
+    assert patched.json()["privacy"] == "personal"
     assert [(d["slug"], d["device_count"]) for d in listed] == [
         ("stadtwerke-schwerte", 1),
         ("sws-waste", 0),
@@ -172,6 +192,9 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
         pytest.param(dataset_body() | {"supplier": "nobody"}, 404, "NotFound", id="no-supplier"),
         pytest.param(dataset_body("Bad Slug"), 422, "ValidationError", id="bad-slug"),
         pytest.param(dataset_body("x", "free"), 422, "ValidationError", id="bad-class"),
+        pytest.param(
+            dataset_body() | {"privacy": "secret"}, 422, "ValidationError", id="bad-privacy"
+        ),
         pytest.param(dataset_body() | {"owner": "x"}, 422, "ValidationError", id="extra-field"),
         pytest.param(
             dataset_body() | {"licence": LICENCE | {"url": "javascript:alert(1)"}},
@@ -251,7 +274,9 @@ def test_consumer_round_trip(client: TestClient, ops: dict[str, str]) -> None:
 def test_a_key_is_shown_once_works_and_stops_working_when_revoked(
     client: TestClient, ops: dict[str, str], conn: psycopg.Connection
 ) -> None:
-    admin.add_consumer(conn, slug="lab", name="Lab", purpose="research", requests_per_s=100)
+    admin.add_consumer(
+        conn, actor="cli:test", slug="lab", name="Lab", purpose="research", requests_per_s=100
+    )
     made = client.post("/v1/admin/consumers/lab/keys", json={"label": "notebook"}, headers=ops)
     secret = made.json()["key"]
     prefix = made.json()["prefix"]
@@ -375,12 +400,12 @@ def test_open_data_stays_free(client: TestClient, ops: dict[str, str]) -> None:
     assert "open data is free" in opened.json()["detail"]
 
 
-def test_the_admin_routes_are_documented(client: TestClient) -> None:
+def test_the_admin_routes_are_documented(app: FastAPI, client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     admin_operations = [
         op for path, ops in paths.items() if path.startswith("/v1/admin/") for op in ops.values()
     ]
-    assert len(admin_operations) == len(ROUTES)
+    assert len(admin_operations) == len(admin_routes(app))
     for operation in admin_operations:
         assert operation["tags"] == ["admin"]
         assert {"401", "403"} <= set(operation["responses"])

@@ -34,7 +34,7 @@ def test_a_revoked_key_is_refused_once_its_memory_runs_out(
     first = callers.resolve(conn, secret, SETTINGS, client="c")
     prefix = keys.parse_prefix(secret)
     assert prefix is not None
-    admin.revoke_key(conn, prefix=prefix)
+    admin.revoke_key(conn, actor="cli:test", prefix=prefix)
 
     clock.now += 4.9
     remembered = callers.remembered(secret, client="c")

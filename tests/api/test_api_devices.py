@@ -38,6 +38,7 @@ def test_get_device_shows_every_field(client: TestClient, seed: Seed) -> None:
         "counters": [],
         "placement": None,
         "area": None,
+        "privacy": "public_infrastructure",
     }
 
 

@@ -40,7 +40,7 @@ def keys(conn: psycopg.Connection) -> Keys:
     fs.use("city-planning", "edg-fill-levels", 500_000, utc(2026, 11, 4))
     fs.use("city-planning", "city-climate", 100_000, utc(2026, 11, 5))
     fs.use(None, "city-climate", 7_000, utc(2026, 11, 5))
-    close_period(conn, period="2026-11", now=utc(2026, 12, 1, 1), currency="EUR")
+    close_period(conn, period="2026-11", now=utc(2026, 12, 1, 1), currency="EUR", actor="cli:test")
     fs.use("acme", "edg-fill-levels", 3_000, utc(2026, 12, 2))  # the open period
     return Keys(
         acme=fs.key("acme"),

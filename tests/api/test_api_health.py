@@ -25,7 +25,11 @@ def test_health_reports_database_and_timescaledb(client: TestClient, database: A
 
 def test_live_and_ready(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
-    assert client.get("/health/ready").json() == {"status": "ok"}
+    assert client.get("/health/ready").json() == {
+        "status": "ok",
+        "reads": "primary",
+        "replica": None,
+    }
 
 
 def test_openapi_documents_every_route_and_its_errors(client: TestClient) -> None:
@@ -65,9 +69,12 @@ def test_openapi_documents_every_route_and_its_errors(client: TestClient) -> Non
     [
         (
             "/v1/devices/{dev_eui}/readings",
-            {"400", "401", "404", "409", "422", "429", "500", "503"},
+            {"400", "401", "404", "409", "410", "422", "429", "500", "503"},
         ),
-        ("/v1/readings/aggregate", {"400", "401", "404", "409", "422", "429", "500", "503"}),
+        (
+            "/v1/readings/aggregate",
+            {"400", "401", "404", "409", "410", "422", "429", "500", "503"},
+        ),
         ("/v1/latest", {"400", "401", "409", "422", "429", "500", "503"}),
     ],
 )

@@ -6,6 +6,7 @@ own, so concurrent requests really race for the quota counter.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +16,14 @@ from typing import Any
 import psycopg
 import pytest
 from access_world import COMMERCIAL, OPEN, RESTRICTED, World, build_world, consumer
-from api_helpers import TEST_CATALOG, Seed, at, iso
+from api_helpers import API_LIMITS, TEST_CATALOG, Seed, at, build_app, iso
 from fastapi.testclient import TestClient
 from realservices import temporary_database
 
 from datahub.api import metering
 from datahub.api.app import create_app
+from datahub.api.auth import Callers
+from datahub.fairshare import admin
 from datahub.storage import access, usage
 
 WINDOW = {"from": iso(at()), "to": iso(at(hours=3))}
@@ -140,6 +143,82 @@ def test_a_request_over_the_quota_is_refused_whole(
     assert [row[-1] for row in ledger(conn)] == [3, 1]
 
 
+def counter_and_ledger(conn: psycopg.Connection, slug: str) -> tuple[int, int]:
+    """A consumer's counter of this month and its ledger of this month."""
+    row = conn.execute(
+        """
+        SELECT (SELECT coalesce(sum(observations), 0) FROM quota_usage q
+                WHERE q.consumer_id = c.id
+                  AND q.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date),
+               (SELECT coalesce(sum(observations), 0) FROM usage u
+                WHERE u.consumer_id = c.id
+                  AND u.occurred_at >= date_trunc('month', now() AT TIME ZONE 'UTC')
+                                       AT TIME ZONE 'UTC')
+        FROM consumer c WHERE c.slug = %s
+        """,
+        (slug,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_a_quota_set_mid_month_counts_the_months_earlier_use(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    path = f"/v1/devices/{COMMERCIAL}/readings"
+    company = world.headers("company")
+    for _ in range(8):  # 24 observations, no quota
+        assert client.get(path, params=WINDOW, headers=company).status_code == 200
+    assert counter_and_ledger(conn, "company") == (24, 24)
+
+    quota = client.patch(
+        "/v1/admin/consumers/company", json={"monthly_quota": 26}, headers=world.headers("admin")
+    )
+    over = client.get(path, params=WINDOW, headers=company)  # 3 more: 27 > 26
+    fits = client.get(path, params={**WINDOW, "limit": 2}, headers=company)
+
+    assert quota.status_code == 200
+    assert over.status_code == 429
+    assert "2 left of the monthly quota of 26" in over.json()["detail"]
+    assert fits.status_code == 200
+    assert counter_and_ledger(conn, "company") == (26, 26)
+
+
+def test_a_quota_holds_at_once_while_the_process_remembers_the_caller(
+    database: Any, conn: psycopg.Connection, world: World
+) -> None:
+    """The quota is read where the counter is, not from the caller the process remembers."""
+    app = build_app(database.settings(api=API_LIMITS), conn)
+    app.state.callers = Callers(3600)
+    client = TestClient(app)
+    path = f"/v1/devices/{COMMERCIAL}/readings"
+    company = world.headers("company")
+    assert client.get(path, params=WINDOW, headers=company).status_code == 200  # remembered
+
+    admin.update_consumer(conn, slug="company", changes={"monthly_quota": 4}, now=datetime.now(UTC))
+    refused = client.get(path, params=WINDOW, headers=company)
+
+    assert refused.status_code == 429
+    assert counter_and_ledger(conn, "company") == (3, 3)
+
+
+def test_setting_a_quota_counts_the_month_again(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    """Usage written without its count (by a version that kept none) is counted then."""
+    client.get(
+        f"/v1/devices/{COMMERCIAL}/readings", params=WINDOW, headers=world.headers("company")
+    )
+    conn.execute("DELETE FROM quota_usage")
+    assert counter_and_ledger(conn, "company") == (0, 3)
+
+    admin.update_consumer(
+        conn, slug="company", changes={"monthly_quota": 1000}, now=datetime.now(UTC)
+    )
+
+    assert counter_and_ledger(conn, "company") == (3, 3)
+
+
 def consumer_headers(conn: psycopg.Connection, slug: str, *, quota: int) -> dict[str, str]:
     _, key = consumer(conn, slug, purpose="commercial", monthly_quota=quota)
     return {"Authorization": f"Bearer {key}"}
@@ -246,3 +325,54 @@ def test_concurrent_requests_never_pass_the_rate_limit(pooled: tuple[Any, dict[s
         taken = list(pool.map(take, range(40)))
 
     assert taken.count(True) == 7
+
+
+def test_a_suppliers_use_of_its_own_dataset_is_recorded_as_own_use(
+    client: TestClient, world: World, conn: psycopg.Connection, seed: Seed
+) -> None:
+    (waste,) = conn.execute("SELECT id FROM dataset WHERE slug = 'sws-waste'").fetchone()
+    _, key = consumer(
+        conn,
+        "sws-ops",
+        purpose="commercial",
+        grants=(waste,),
+        supplier_id=seed.supplier_ids["stadtwerke-schwerte"],
+    )
+    path = f"/v1/devices/{COMMERCIAL}/readings"
+
+    own = client.get(path, params=WINDOW, headers={"Authorization": f"Bearer {key}"})
+    other = client.get(path, params=WINDOW, headers=world.headers("company"))
+
+    assert own.status_code == other.status_code == 200
+    recorded = conn.execute(
+        "SELECT c.slug, u.observations, u.own_use FROM usage u "
+        "JOIN consumer c ON c.id = u.consumer_id ORDER BY u.id"
+    ).fetchall()
+    assert recorded == [("sws-ops", 3, True), ("company", 3, False)]
+
+
+def test_every_licence_link_names_its_dataset(
+    client: TestClient, world: World, conn: psycopg.Connection
+) -> None:
+    # Two datasets with one attribution and licence: only the dataset tells them apart.
+    conn.execute(
+        """
+        UPDATE dataset SET attribution = 'Stadtwerke Schwerte', licence_url = NULL
+        WHERE slug IN ('sws-waste', 'sws-parking')
+        """
+    )
+    response = client.get(
+        "/v1/latest",
+        params={"metric": "temperature", "format": "csv"},
+        headers=world.headers("admin"),
+    )
+
+    links = re.split(r", (?=<)", response.headers["link"])
+    named = sorted(link.split('dataset="')[1].split('"')[0] for link in links)
+    assert named == ["dew21", "sws-parking", "sws-waste"]
+    for link in links:
+        slug = link.split('dataset="')[1].split('"')[0]
+        assert f'anchor="/v1/datasets#{slug}"' in link
+        assert 'rel="license"' in link
+    parking = next(link for link in links if 'dataset="sws-parking"' in link)
+    assert parking.startswith("</v1/datasets#sws-parking>")

@@ -21,17 +21,16 @@ from datahub.storage import dead_letters, uplinks
 from datahub.storage.dead_letters import DeadLetterRow
 from datahub.storage.uplinks import UplinkRow
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 STRANGER = "70B3D57ED0000001"
 OURS, THEIRS = "0004A30B00000001", "0004A30B00000002"
 
 
-def uplink(dev_eui: str, f_cnt: int, minutes_ago: int, *gateways: str) -> Uplink:
+def uplink(now: datetime, dev_eui: str, f_cnt: int, minutes_ago: int, *gateways: str) -> Uplink:
     return Uplink(
         dev_eui=dev_eui,
         city=City.DORTMUND,
         source="ttn-dortmund",
-        received_at=NOW - timedelta(minutes=minutes_ago),
+        received_at=now - timedelta(minutes=minutes_ago),
         f_port=1,
         f_cnt=f_cnt,
         payload=bytes([f_cnt, 0xAB]),
@@ -44,31 +43,36 @@ def uplink(dev_eui: str, f_cnt: int, minutes_ago: int, *gateways: str) -> Uplink
 
 @pytest.fixture
 def world(conn: psycopg.Connection, seed: Seed) -> dict[str, dict[str, str]]:
+    # The API judges a device's status against the clock of the request: the world is
+    # built relative to the time the test runs, not when the module was imported.
+    now = datetime.now(UTC).replace(microsecond=0)
     seed.device(OURS, supplier="dew21", location=Location(51.51, 7.46))
     seed.device(
         THEIRS, supplier="stadtwerke-schwerte", city=City.SCHWERTE, location=Location(51.44, 7.56)
     )
     rows = [
-        UplinkRow(uplink(STRANGER, 1, 50, "gw-1"), None, DecodeStatus.UNKNOWN_DEVICE),
-        UplinkRow(uplink(STRANGER, 2, 40, "gw-2", "gw-1"), None, DecodeStatus.UNKNOWN_DEVICE),
+        UplinkRow(uplink(now, STRANGER, 1, 50, "gw-1"), None, DecodeStatus.UNKNOWN_DEVICE),
+        UplinkRow(uplink(now, STRANGER, 2, 40, "gw-2", "gw-1"), None, DecodeStatus.UNKNOWN_DEVICE),
         UplinkRow(
-            uplink(OURS, 7, 30, "gw-1"),
+            uplink(now, OURS, 7, 30, "gw-1"),
             seed.ids[OURS],
             DecodeStatus.FAILED,
             "climate@1",
             "too short",
         ),
-        UplinkRow(uplink(OURS, 8, 20, "gw-1"), seed.ids[OURS], DecodeStatus.DECODED, "climate@1"),
-        UplinkRow(uplink(THEIRS, 3, 10, "gw-9"), seed.ids[THEIRS], DecodeStatus.NO_DECODER),
+        UplinkRow(
+            uplink(now, OURS, 8, 20, "gw-1"), seed.ids[OURS], DecodeStatus.DECODED, "climate@1"
+        ),
+        UplinkRow(uplink(now, THEIRS, 3, 10, "gw-9"), seed.ids[THEIRS], DecodeStatus.NO_DECODER),
     ]
     uplinks.insert_uplinks(conn, rows=rows)
-    seed.seen(OURS, NOW - timedelta(minutes=20))
-    seed.seen(THEIRS, NOW - timedelta(minutes=10))
+    seed.seen(OURS, now - timedelta(minutes=20))
+    seed.seen(THEIRS, now - timedelta(minutes=10))
     dead_letters.insert_dead_letters(
         conn,
         letters=[
             DeadLetterRow(
-                NOW,
+                now,
                 "ttn-dortmund",
                 "v3/x/up",
                 "envelope",
@@ -77,11 +81,11 @@ def world(conn: psycopg.Connection, seed: Seed) -> dict[str, dict[str, str]]:
                 "{ré".encode(),
             ),
             DeadLetterRow(
-                NOW, "ttn-dortmund", "v3/x/up", "envelope", "bad_envelope", "binary", b"\xff\x00"
+                now, "ttn-dortmund", "v3/x/up", "envelope", "bad_envelope", "binary", b"\xff\x00"
             ),
             # Kept as its head: 4 of its 9 bytes, cut inside the 2-byte "é".
             DeadLetterRow(
-                NOW, "ttn-dortmund", "v3/x/up", "envelope", "bad_envelope", "long", LONG_BODY
+                now, "ttn-dortmund", "v3/x/up", "envelope", "bad_envelope", "long", LONG_BODY
             ),
         ],
         head_bytes=4,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from realservices import BACKENDS, BROKER_URL, drop_database
 
-from datahub.bench import api, ingest, query
+from datahub.bench import api, ingest, query, scale
 from datahub.config import Settings
 
 pytestmark = pytest.mark.services
@@ -108,3 +108,41 @@ def test_bench_ingest_measures_ceilings_and_the_real_ingest(tmp_path: Path) -> N
         assert {"ingest", "publishers", "machine"} <= set(spent), spent
         assert spent["machine"] > 0 and all(v >= 0 for v in spent.values()), spent
     assert all(b > 0 for b in result["cpu_budget_us_per_uplink"].values())
+
+
+def test_bench_scale_measures_workers_and_processes(tmp_path: Path) -> None:
+    prefix = f"datahub_test_bench_scale_{os.getpid()}"
+    options = scale.ScaleOptions(
+        uplinks=200,
+        workers=(1, 2),
+        api_workers=(1, 2),
+        rounds=1,
+        api_seconds=0.5,
+        devices=4,
+        days=2,
+        prefix=prefix,
+        database=f"{prefix}_ingest",
+    )
+    try:
+        result = scale.run(settings(), options, tmp_path)
+    finally:
+        drop_database("timescaledb", f"{prefix}_q4x2")
+        drop_database("timescaledb", options.database)
+    ingest_runs, api_runs = result["ingest"]["runs"], result["api"]["runs"]
+    assert [r["workers"] for r in ingest_runs] == [1, 2]
+    assert [r["processes"] for r in api_runs] == [1, 2]
+    assert result["ingest"]["stored_uplinks"] == sum(r["uplinks"] for r in ingest_runs)
+    assert all(len(r["worker_rss_mib"]) == r["workers"] for r in ingest_runs)
+    assert result["ingest"]["database_bytes_per_uplink"] > 0
+    for count, figures in result["ingest"]["summary"].items():
+        assert figures["uplinks_per_s"] > 0 and len(figures["to_one_worker"]) == 1, count
+        assert figures["cpu_us_per_uplink"]["machine"] > 0
+    assert result["ingest"]["summary"]["1"]["to_one_worker"] == [1.0]
+    for count, figures in result["api"]["summary"].items():
+        assert figures["requests_per_s"] > 0 and len(figures["to_one_process"]) == 1, count
+        assert "api" in figures["cpu_us_per_request"]
+    assert result["api"]["ledger_exact"]
+
+
+def test_bench_scale_reverses_the_order_every_other_round() -> None:
+    assert [scale.ordered((1, 2, 4), r) for r in range(3)] == [(1, 2, 4), (4, 2, 1), (1, 2, 4)]

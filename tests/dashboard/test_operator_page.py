@@ -21,9 +21,9 @@ def make_key(stack: Stack, slug: str, *, scopes: list[str], supplier: str | None
     with psycopg.connect(stack.database.url) as conn:
         admin.add_consumer(
             conn, slug=slug, name=slug, purpose="public_interest", supplier=supplier,
-            requests_per_s=1000,
+            requests_per_s=1000, actor="cli:test",
         )  # fmt: skip
-        _, secret = admin.create_key(conn, consumer=slug, scopes=scopes)
+        _, secret = admin.create_key(conn, actor="cli:test", consumer=slug, scopes=scopes)
     with psycopg.connect(stack.database.url, autocommit=True) as conn:
         HealthRefresher(Settings(database_url=stack.database.url).health).refresh_due(conn)
     return secret

@@ -82,10 +82,10 @@ def test_datahub_accepts_each_workers_settings(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The mounted datahub.yaml and each worker's sources, read by datahub's own Settings:
-    every worker in the shared subscriptions, with client ids of its own."""
+    every worker in the shared subscriptions, with client ids of its own by its name."""
     workers = {name: s for name, s in compose["services"].items() if name.startswith("ingest")}
     assert len(workers) >= 2
-    ids: list[str | None] = []
+    ids: list[str] = []
     for service in workers.values():
         for name, value in service["environment"].items():
             monkeypatch.setenv(name, value)
@@ -95,5 +95,6 @@ def test_datahub_accepts_each_workers_settings(
         settings = load_settings()
         assert settings.database_url.get_secret_value().endswith("@timescaledb:5432/datahub")
         assert all(s.topic_filter.startswith("$share/datahub/") for s in settings.sources)
-        ids += [s.client_id for s in settings.sources]
-    assert None not in ids and len(ids) == len(set(ids))
+        assert settings.ingest.worker
+        ids += [settings.client_id_for(s) for s in settings.sources]
+    assert len(ids) == len(set(ids)) == 2 * len(workers)

@@ -117,7 +117,7 @@ def test_every_secret_and_config_map_named_exists() -> None:
 
 def expanded_sources(container: Doc) -> str:
     """DATAHUB_SOURCES as Kubernetes hands it over: $(VAR) replaced by earlier variables."""
-    values = {"POD_NAME": "datahub-ingest-0", "BROKER_USERNAME": "u", "BROKER_PASSWORD": "p"}
+    values = {"BROKER_USERNAME": "u", "BROKER_PASSWORD": "p"}
     [sources] = [e["value"] for e in container["env"] if e["name"] == "DATAHUB_SOURCES"]
     return re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], sources)
 
@@ -132,6 +132,27 @@ def test_datahub_accepts_the_settings_handed_to_it(
         settings = load_settings(settings_file)
         assert settings.sources
         assert all(s.topic_filter.startswith("$share/datahub/") for s in settings.sources)
+    # The worker's name is its pod's, from the downward API.
+    [worker] = [e for e in ingest["env"] if e["name"] == "DATAHUB_INGEST__WORKER"]
+    assert worker["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    monkeypatch.setenv("DATAHUB_INGEST__WORKER", "datahub-ingest-0")
     monkeypatch.setenv("DATAHUB_SOURCES", expanded_sources(ingest))
-    ids = [s.client_id for s in load_settings(settings_file).sources]
+    settings = load_settings(settings_file)
+    ids = [settings.client_id_for(s) for s in settings.sources]
     assert ids == ["datahub-ingest-0-ttn", "datahub-ingest-0-cs"]
+
+
+def test_the_api_reads_on_the_replica_through_pgbouncer(
+    settings_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [api] = pod_spec(by_name("Deployment", "datahub-api"))["containers"]
+    secret = by_name("Secret", "datahub-secrets")["stringData"]
+    for env in api["env"]:
+        if env["name"].startswith("DATAHUB_DATABASE"):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            monkeypatch.setenv(env["name"], secret[ref["key"]] if ref else env["value"])
+    settings = load_settings(settings_file)
+    assert settings.database.transaction_pooling
+    assert settings.replica_conninfo is not None
+    assert settings.replica_conninfo.endswith(":6432/datahub_replica")
+    assert settings.conninfo.endswith(":6432/datahub")

@@ -61,17 +61,19 @@ def dataset_of(conn: psycopg.Connection, dev_eui: str) -> str:
 
 
 def test_a_new_supplier_gets_its_own_restricted_dataset(conn: psycopg.Connection) -> None:
-    record = admin.add_supplier(conn, slug="bochum-umwelt", name="Bochum", kind="city_department")
+    record = admin.add_supplier(
+        conn, actor="cli:test", slug="bochum-umwelt", name="Bochum", kind="city_department"
+    )
     assert record.datasets == ("bochum-umwelt",)
     assert admin.get_dataset(conn, "bochum-umwelt").licence_class == "restricted"
     with pytest.raises(Conflict, match="exists"):
-        admin.add_supplier(conn, slug="bochum-umwelt", name="again", kind="other")
+        admin.add_supplier(conn, actor="cli:test", slug="bochum-umwelt", name="again", kind="other")
 
 
 def test_a_registry_reimport_keeps_the_datasets_administrators_set(
     conn: psycopg.Connection, edg: int
 ) -> None:
-    admin.add_dataset(conn, slug="edg-bins", supplier="edg", fields=fields())
+    admin.add_dataset(conn, actor="cli:test", slug="edg-bins", supplier="edg", fields=fields())
     conn.execute(
         "UPDATE device SET dataset_id = (SELECT id FROM dataset WHERE slug = 'edg-bins') "
         "WHERE dev_eui = 'A8404100F1000001'"
@@ -92,38 +94,51 @@ def test_a_registry_reimport_keeps_the_datasets_administrators_set(
 
 @pytest.mark.usefixtures("edg")
 def test_dataset_add_update_and_their_errors(conn: psycopg.Connection) -> None:
-    added = admin.add_dataset(conn, slug="edg-fill", supplier="edg", fields=fields())
+    added = admin.add_dataset(
+        conn, actor="cli:test", slug="edg-fill", supplier="edg", fields=fields()
+    )
     assert (added.supplier_slug, added.licence_class, added.device_count) == (
         "edg",
         "commercial",
         0,
     )
     with pytest.raises(Conflict):
-        admin.add_dataset(conn, slug="edg-fill", supplier="edg", fields=fields())
+        admin.add_dataset(conn, actor="cli:test", slug="edg-fill", supplier="edg", fields=fields())
     with pytest.raises(NotFound, match="no supplier 'nobody'"):
-        admin.add_dataset(conn, slug="other", supplier="nobody", fields=fields())
+        admin.add_dataset(conn, actor="cli:test", slug="other", supplier="nobody", fields=fields())
     with pytest.raises(BadRequest, match="licence class"):
-        admin.add_dataset(conn, slug="other", supplier="edg", fields=fields("free"))
+        admin.add_dataset(
+            conn, actor="cli:test", slug="other", supplier="edg", fields=fields("free")
+        )
     with pytest.raises(BadRequest, match="http"):
-        admin.add_dataset(conn, slug="other", supplier="edg", fields=fields(licence_url="ftp://x"))
+        admin.add_dataset(
+            conn,
+            actor="cli:test",
+            slug="other",
+            supplier="edg",
+            fields=fields(licence_url="ftp://x"),
+        )
 
     record, changed = admin.update_dataset(
-        conn, slug="edg-fill", changes={"name": "Fill levels"}, now=NOW
+        conn, actor="cli:test", slug="edg-fill", changes={"name": "Fill levels"}, now=NOW
     )
     assert (record.name, changed) == ("Fill levels", True)
     _, changed = admin.update_dataset(
-        conn, slug="edg-fill", changes={"name": "Fill levels"}, now=NOW
+        conn, actor="cli:test", slug="edg-fill", changes={"name": "Fill levels"}, now=NOW
     )
     assert not changed
     with pytest.raises(BadRequest, match="no field"):
-        admin.update_dataset(conn, slug="edg-fill", changes={"supplier_id": 1}, now=NOW)
+        admin.update_dataset(
+            conn, actor="cli:test", slug="edg-fill", changes={"supplier_id": 1}, now=NOW
+        )
 
 
 @pytest.mark.usefixtures("edg")
 def test_catalogue_metadata_is_set_checked_and_cleared(conn: psycopg.Connection) -> None:
-    admin.add_dataset(conn, slug="edg-fill", supplier="edg", fields=fields())
+    admin.add_dataset(conn, actor="cli:test", slug="edg-fill", supplier="edg", fields=fields())
     record, changed = admin.update_dataset(
         conn,
+        actor="cli:test",
         slug="edg-fill",
         changes={
             "title_en": " Fill levels ",
@@ -145,10 +160,12 @@ def test_catalogue_metadata_is_set_checked_and_cleared(conn: psycopg.Connection)
     )
     assert (meta.catalogue_listed, meta.public_summaries, meta.contributor_id) == (True, True, None)
     _, changed = admin.update_dataset(
-        conn, slug="edg-fill", changes={"themes": ["ENVI", "REGI"]}, now=NOW
+        conn, actor="cli:test", slug="edg-fill", changes={"themes": ["ENVI", "REGI"]}, now=NOW
     )
     assert not changed
-    record, _ = admin.update_dataset(conn, slug="edg-fill", changes={"title_en": None}, now=NOW)
+    record, _ = admin.update_dataset(
+        conn, actor="cli:test", slug="edg-fill", changes={"title_en": None}, now=NOW
+    )
     assert record.metadata.title_en is None and record.metadata.keywords == ("Abfall", "Füllstand")
 
     refused = {
@@ -160,10 +177,13 @@ def test_catalogue_metadata_is_set_checked_and_cleared(conn: psycopg.Connection)
     }
     for name, value in refused.items():
         with pytest.raises(BadRequest):
-            admin.update_dataset(conn, slug="edg-fill", changes={name: value}, now=NOW)
+            admin.update_dataset(
+                conn, actor="cli:test", slug="edg-fill", changes={name: value}, now=NOW
+            )
     with pytest.raises(BadRequest, match="open dataset cannot carry"):
         admin.update_dataset(
             conn,
+            actor="cli:test",
             slug="edg-fill",
             changes={
                 "licence_class": "open",
@@ -173,9 +193,10 @@ def test_catalogue_metadata_is_set_checked_and_cleared(conn: psycopg.Connection)
         )
 
 
-def test_a_registry_import_sets_placement_area_and_level_or_keeps_them(
+def test_an_upsert_writes_placement_area_and_level_as_given(
     conn: psycopg.Connection, edg: int
 ) -> None:
+    """What a registry file leaves unsaid is merged in before (tests/test_registry.py)."""
     bin_one = Device(
         "A8404100F1000001",
         "bin 1",
@@ -187,15 +208,12 @@ def test_a_registry_import_sets_placement_area_and_level_or_keeps_them(
         level=LevelCalibration(empty=1100, full=150),
     )
     devices.upsert_devices(conn, devices=[bin_one], supplier_ids={"edg": edg})
-    renamed = dataclasses.replace(bin_one, name="bin one", placement=None, area=None, level=None)
-    devices.upsert_devices(
-        conn, devices=[renamed], supplier_ids={"edg": edg}, keep=["placement", "area", "level"]
-    )
     row = conn.execute(
         "SELECT name, placement, area, level_empty, level_full FROM device WHERE dev_eui = %s",
         (bin_one.dev_eui,),
     ).fetchone()
-    assert row == ("bin one", "outdoor", "Hörde", 1100.0, 150.0)
+    assert row == ("bin 1", "outdoor", "Hörde", 1100.0, 150.0)
+    renamed = dataclasses.replace(bin_one, name="bin one", placement=None, area=None, level=None)
     devices.upsert_devices(conn, devices=[renamed], supplier_ids={"edg": edg})
     row = conn.execute(
         "SELECT placement, area, level_empty FROM device WHERE dev_eui = %s", (bin_one.dev_eui,)
@@ -207,6 +225,7 @@ def test_a_registry_import_sets_placement_area_and_level_or_keeps_them(
 def test_consumer_add_update_and_clearing_optional_fields(conn: psycopg.Connection) -> None:
     record = admin.add_consumer(
         conn,
+        actor="cli:test",
         slug="ruhrroute",
         name="RuhrRoute",
         purpose="commercial",
@@ -216,29 +235,41 @@ def test_consumer_add_update_and_clearing_optional_fields(conn: psycopg.Connecti
     )
     assert (record.supplier_slug, record.monthly_quota, record.requests_per_s) == ("edg", 1000, 5)
     with pytest.raises(Conflict):
-        admin.add_consumer(conn, slug="ruhrroute", name="x", purpose="research")
+        admin.add_consumer(conn, actor="cli:test", slug="ruhrroute", name="x", purpose="research")
     with pytest.raises(BadRequest, match="purpose"):
-        admin.add_consumer(conn, slug="other", name="x", purpose="fun")
+        admin.add_consumer(conn, actor="cli:test", slug="other", name="x", purpose="fun")
     with pytest.raises(NotFound, match="supplier"):
-        admin.add_consumer(conn, slug="other", name="x", purpose="research", supplier="nobody")
+        admin.add_consumer(
+            conn, actor="cli:test", slug="other", name="x", purpose="research", supplier="nobody"
+        )
 
     record, changed = admin.update_consumer(
-        conn, slug="ruhrroute", changes={"supplier": None, "monthly_quota": None}
+        conn,
+        actor="cli:test",
+        slug="ruhrroute",
+        changes={"supplier": None, "monthly_quota": None},
+        now=NOW,
     )
     assert changed
     assert (record.supplier_slug, record.monthly_quota, record.requests_per_s) == (None, None, 5)
-    _, changed = admin.update_consumer(conn, slug="ruhrroute", changes={"requests_per_s": 5})
+    _, changed = admin.update_consumer(
+        conn, actor="cli:test", slug="ruhrroute", changes={"requests_per_s": 5}, now=NOW
+    )
     assert not changed
     with pytest.raises(BadRequest, match="at least 1"):
-        admin.update_consumer(conn, slug="ruhrroute", changes={"requests_per_s": 0})
+        admin.update_consumer(
+            conn, actor="cli:test", slug="ruhrroute", changes={"requests_per_s": 0}, now=NOW
+        )
 
 
 # Keys and grants --------------------------------------------------------------------------
 
 
 def test_a_key_is_stored_only_as_its_hash_and_revocation_sticks(conn: psycopg.Connection) -> None:
-    admin.add_consumer(conn, slug="lab", name="Lab", purpose="research")
-    record, secret = admin.create_key(conn, consumer="lab", scopes=["admin", "read"], label="ci")
+    admin.add_consumer(conn, actor="cli:test", slug="lab", name="Lab", purpose="research")
+    record, secret = admin.create_key(
+        conn, actor="cli:test", consumer="lab", scopes=["admin", "read"], label="ci"
+    )
     assert secret.startswith(f"dh_{record.prefix}_")
     assert record.scopes == ("read", "admin")
     stored = conn.execute("SELECT * FROM api_key WHERE prefix = %s", (record.prefix,)).fetchone()
@@ -248,27 +279,27 @@ def test_a_key_is_stored_only_as_its_hash_and_revocation_sticks(conn: psycopg.Co
     assert keys.hash_key(secret) in stored
     assert [k.prefix for k in admin.list_keys(conn, consumer="lab")] == [record.prefix]
 
-    revoked = admin.revoke_key(conn, prefix=record.prefix)
+    revoked = admin.revoke_key(conn, actor="cli:test", prefix=record.prefix)
     assert revoked.revoked_at is not None
     # Revoking again keeps the first time; the whole key also finds it, never echoed back.
-    assert admin.revoke_key(conn, prefix=secret).revoked_at == revoked.revoked_at
+    assert admin.revoke_key(conn, actor="cli:test", prefix=secret).revoked_at == revoked.revoked_at
     with pytest.raises(NotFound) as error:
-        admin.revoke_key(conn, prefix="dh_nonexistent00_" + "x" * 43)
+        admin.revoke_key(conn, actor="cli:test", prefix="dh_nonexistent00_" + "x" * 43)
     assert "x" * 43 not in str(error.value)
 
 
 def test_grants_add_once_and_revoke(conn: psycopg.Connection, edg: int) -> None:
-    admin.add_consumer(conn, slug="city", name="City", purpose="public_interest")
-    grant, created = admin.add_grant(conn, consumer="city", dataset="edg")
+    admin.add_consumer(conn, actor="cli:test", slug="city", name="City", purpose="public_interest")
+    grant, created = admin.add_grant(conn, actor="cli:test", consumer="city", dataset="edg")
     assert (grant.consumer_slug, grant.dataset_slug, created) == ("city", "edg", True)
-    assert not admin.add_grant(conn, consumer="city", dataset="edg")[1]
+    assert not admin.add_grant(conn, actor="cli:test", consumer="city", dataset="edg")[1]
     assert [g.dataset_slug for g in admin.list_grants(conn, consumer="city")] == ["edg"]
     assert admin.get_consumer(conn, "city").grants == ("edg",)
-    admin.revoke_grant(conn, consumer="city", dataset="edg")
+    admin.revoke_grant(conn, actor="cli:test", consumer="city", dataset="edg")
     with pytest.raises(NotFound, match="no grant"):
-        admin.revoke_grant(conn, consumer="city", dataset="edg")
+        admin.revoke_grant(conn, actor="cli:test", consumer="city", dataset="edg")
     with pytest.raises(NotFound, match="no dataset"):
-        admin.add_grant(conn, consumer="city", dataset="nothing")
+        admin.add_grant(conn, actor="cli:test", consumer="city", dataset="nothing")
 
 
 # Tariffs ----------------------------------------------------------------------------------
@@ -276,16 +307,27 @@ def test_grants_add_once_and_revoke(conn: psycopg.Connection, edg: int) -> None:
 
 @pytest.mark.usefixtures("edg")
 def test_tariff_versions_follow_each_other_and_one_is_current(conn: psycopg.Connection) -> None:
-    first = admin.add_tariff(conn, dataset="edg", purpose="commercial", price=PAID, now=NOW)
+    first = admin.add_tariff(
+        conn, actor="cli:test", dataset="edg", purpose="commercial", price=PAID, now=NOW
+    )
     assert (first.version, first.valid_from, first.current) == (1, NOW, True)
     later = NOW + timedelta(days=31)
     second = admin.add_tariff(
-        conn, dataset="edg", purpose="commercial", price=Price(1, 1, 0), now=NOW, valid_from=later
+        conn,
+        actor="cli:test",
+        dataset="edg",
+        purpose="commercial",
+        price=Price(1, 1, 0),
+        now=NOW,
+        valid_from=later,
     )
     assert second.version == 2
     # A different purpose has versions of its own.
     assert (
-        admin.add_tariff(conn, dataset="edg", purpose="research", price=FREE, now=NOW).version == 1
+        admin.add_tariff(
+            conn, actor="cli:test", dataset="edg", purpose="research", price=FREE, now=NOW
+        ).version
+        == 1
     )
 
     listed = admin.list_tariffs(conn, at=NOW, dataset="edg")
@@ -301,28 +343,45 @@ def test_tariff_versions_follow_each_other_and_one_is_current(conn: psycopg.Conn
     ]
     with pytest.raises(BadRequest, match="rewrite history"):
         admin.add_tariff(
-            conn, dataset="edg", purpose="commercial", price=PAID, now=NOW, valid_from=later
+            conn,
+            actor="cli:test",
+            dataset="edg",
+            purpose="commercial",
+            price=PAID,
+            now=NOW,
+            valid_from=later,
         )
     with pytest.raises(BadRequest, match="purpose"):
-        admin.add_tariff(conn, dataset="edg", purpose="fun", price=PAID, now=NOW)
+        admin.add_tariff(conn, actor="cli:test", dataset="edg", purpose="fun", price=PAID, now=NOW)
 
 
 @pytest.mark.usefixtures("edg")
 def test_open_data_is_free(conn: psycopg.Connection) -> None:
-    admin.update_dataset(conn, slug="edg", changes={"licence_class": "open"}, now=NOW)
+    admin.update_dataset(
+        conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=NOW
+    )
     with pytest.raises(BadRequest, match="open data is free"):
-        admin.add_tariff(conn, dataset="edg", purpose="commercial", price=PAID, now=NOW)
-    assert admin.add_tariff(conn, dataset="edg", purpose="commercial", price=FREE, now=NOW)
+        admin.add_tariff(
+            conn, actor="cli:test", dataset="edg", purpose="commercial", price=PAID, now=NOW
+        )
+    assert admin.add_tariff(
+        conn, actor="cli:test", dataset="edg", purpose="commercial", price=FREE, now=NOW
+    )
 
 
 @pytest.mark.usefixtures("edg")
 def test_a_priced_dataset_opens_only_once_its_prices_are_zero(conn: psycopg.Connection) -> None:
-    admin.add_tariff(conn, dataset="edg", purpose="commercial", price=PAID, now=NOW)
+    admin.add_tariff(
+        conn, actor="cli:test", dataset="edg", purpose="commercial", price=PAID, now=NOW
+    )
     with pytest.raises(BadRequest, match="charges for use"):
-        admin.update_dataset(conn, slug="edg", changes={"licence_class": "open"}, now=NOW)
+        admin.update_dataset(
+            conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=NOW
+        )
     # A free version from a later date is not enough: the price holds until then.
     admin.add_tariff(
         conn,
+        actor="cli:test",
         dataset="edg",
         purpose="commercial",
         price=FREE,
@@ -330,9 +389,13 @@ def test_a_priced_dataset_opens_only_once_its_prices_are_zero(conn: psycopg.Conn
         valid_from=NOW + timedelta(days=1),
     )
     with pytest.raises(BadRequest, match="charges for use"):
-        admin.update_dataset(conn, slug="edg", changes={"licence_class": "open"}, now=NOW)
+        admin.update_dataset(
+            conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=NOW
+        )
     later = NOW + timedelta(days=1)
-    record, _ = admin.update_dataset(conn, slug="edg", changes={"licence_class": "open"}, now=later)
+    record, _ = admin.update_dataset(
+        conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=later
+    )
     assert record.licence_class == "open"
 
 
@@ -344,6 +407,7 @@ def test_no_tariff_version_starts_in_a_closed_period(conn: psycopg.Connection) -
     with pytest.raises(BadRequest, match="closed period"):
         admin.add_tariff(
             conn,
+            actor="cli:test",
             dataset="edg",
             purpose="commercial",
             price=PAID,
@@ -352,7 +416,13 @@ def test_no_tariff_version_starts_in_a_closed_period(conn: psycopg.Connection) -
         )
     start = datetime(2026, 12, 1, tzinfo=UTC)
     added = admin.add_tariff(
-        conn, dataset="edg", purpose="commercial", price=PAID, now=NOW, valid_from=start
+        conn,
+        actor="cli:test",
+        dataset="edg",
+        purpose="commercial",
+        price=PAID,
+        now=NOW,
+        valid_from=start,
     )
     assert added.valid_from == start
 
@@ -426,7 +496,7 @@ def counts(conn: psycopg.Connection) -> tuple[int, ...]:
 @pytest.mark.usefixtures("edg")
 def test_seeding_twice_changes_nothing_and_makes_no_second_key(conn: psycopg.Connection) -> None:
     seed = SeedFile.model_validate(seed_data())
-    first = apply_seed(conn, seed, now=NOW)
+    first = apply_seed(conn, seed, now=NOW, actor="cli:test")
     made = {k.consumer: k.secret for k in first.keys}
     assert all(secret and secret.startswith("dh_") for secret in made.values())
     assert first.counts["devices moved"] == 2
@@ -437,7 +507,7 @@ def test_seeding_twice_changes_nothing_and_makes_no_second_key(conn: psycopg.Con
     assert (tariff.version, tariff.valid_from) == (1, datetime(2026, 1, 1, tzinfo=UTC))
     before = counts(conn)
 
-    second = apply_seed(conn, seed, now=NOW + timedelta(hours=1))
+    second = apply_seed(conn, seed, now=NOW + timedelta(hours=1), actor="cli:test")
 
     assert (second.changes, second.summary()) == ([], "nothing changed")
     assert counts(conn) == before
@@ -449,9 +519,11 @@ def test_seeding_twice_changes_nothing_and_makes_no_second_key(conn: psycopg.Con
 def test_a_changed_price_in_the_seed_becomes_a_new_version_from_now(
     conn: psycopg.Connection,
 ) -> None:
-    apply_seed(conn, SeedFile.model_validate(seed_data()), now=NOW)
+    apply_seed(conn, SeedFile.model_validate(seed_data()), now=NOW, actor="cli:test")
     changed = seed_data(cents=500_000)
-    report = apply_seed(conn, SeedFile.model_validate(changed), now=NOW + timedelta(days=1))
+    report = apply_seed(
+        conn, SeedFile.model_validate(changed), now=NOW + timedelta(days=1), actor="cli:test"
+    )
     assert report.changes == ["tariff edg-fill/commercial version 2 added"]
     versions = admin.list_tariffs(conn, at=NOW + timedelta(days=1), dataset="edg-fill")
     assert [(t.version, t.valid_from, t.current) for t in versions] == [
@@ -463,13 +535,13 @@ def test_a_changed_price_in_the_seed_becomes_a_new_version_from_now(
 @pytest.mark.usefixtures("edg")
 def test_a_seed_cannot_move_a_dataset_to_another_supplier(conn: psycopg.Connection) -> None:
     suppliers.upsert_suppliers(conn, suppliers=[SupplierRow("tbs", "TBS")])
-    apply_seed(conn, SeedFile.model_validate(seed_data()), now=NOW)
+    apply_seed(conn, SeedFile.model_validate(seed_data()), now=NOW, actor="cli:test")
     moved = seed_data(supplier="tbs")
     with pytest.raises(SeedFileError, match="cannot change its supplier"):
-        apply_seed(conn, SeedFile.model_validate(moved), now=NOW)
+        apply_seed(conn, SeedFile.model_validate(moved), now=NOW, actor="cli:test")
 
 
 def test_a_seed_naming_an_unknown_supplier_fails(conn: psycopg.Connection) -> None:
     seed = SeedFile.model_validate({"datasets": seed_data()["datasets"][1:]})
     with pytest.raises(NotFound, match="no supplier 'edg'"):
-        apply_seed(conn, seed, now=NOW)
+        apply_seed(conn, seed, now=NOW, actor="cli:test")

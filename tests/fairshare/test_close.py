@@ -53,7 +53,12 @@ def rated_usage(draw: st.DrawFn) -> list[RatedUsageRow]:
                 )
                 for v in range(1, versions + 1)
             ] or [None]
-    consumers = {"acme": "commercial", "uni": "research", "city-dept": "public_interest"}
+    consumers = {
+        "acme": "commercial",
+        "uni": "research",
+        "city-dept": "public_interest",
+        "edg-ops": "commercial",  # acts for edg: its use of edg's datasets is own use
+    }
     rows = []
     for _ in range(draw(st.integers(0, 25))):
         consumer = draw(st.sampled_from([None, *consumers]))
@@ -72,6 +77,7 @@ def rated_usage(draw: st.DrawFn) -> list[RatedUsageRow]:
                 supplier=supplier,
                 tariff=draw(st.sampled_from(tariffs[dataset, purpose])),
                 observations=draw(st.integers(1, 10**10)),
+                own_use=consumer == "edg-ops" and supplier == "edg",
             )
         )
     return rows
@@ -103,7 +109,7 @@ def test_every_split_sums_exactly_to_its_whole(usage: list[RatedUsageRow]) -> No
 def test_each_invoice_is_rounded_once_from_its_exact_value(usage: list[RatedUsageRow]) -> None:
     result = rate_period(period="2026-11", currency="EUR", usage=usage)
     for invoice in result["invoices"]:
-        rows = [r for r in usage if r.consumer == invoice["consumer"]]
+        rows = [r for r in usage if r.consumer == invoice["consumer"] and not r.own_use]
         exact = sum((_exact_cents(r) for r in rows), Fraction(0))
         assert -Fraction(1, 2) < invoice["total_cents"] - exact <= Fraction(1, 2)
         # Each line is within a cent of its exact share of the rounded total.
@@ -115,8 +121,11 @@ def test_each_invoice_is_rounded_once_from_its_exact_value(usage: list[RatedUsag
             share = invoice["total_cents"] * weight / whole if whole else 0
             assert abs(line["cents"] - share) < 1
     assert {i["consumer"] for i in result["invoices"]} == {
-        r.consumer for r in usage if r.consumer is not None
+        r.consumer for r in usage if r.consumer is not None and not r.own_use
     }
+    own_use = sum(r.observations for r in usage if r.own_use)
+    assert result.get("own_use_observations", 0) == own_use
+    assert result["suppliers"].get("edg", {}).get("own_use_observations", 0) == own_use
 
 
 @given(usage=rated_usage())
@@ -127,13 +136,18 @@ def test_free_use_is_valued_at_the_shadow_price_per_supplier(usage: list[RatedUs
             (
                 Fraction(r.observations * r.tariff.shadow_cents_per_million, 1_000_000)
                 for r in usage
-                if r.supplier == slug and r.tariff is not None and _exact_cents(r) == 0
+                if r.supplier == slug
+                and r.tariff is not None
+                and _exact_cents(r) == 0
+                and not r.own_use  # free, but no one else's use to value
             ),
             Fraction(0),
         )
         assert -Fraction(1, 2) < supplier["shadow_value_cents"] - exact <= Fraction(1, 2)
         assert supplier["observations"] == sum(r.observations for r in usage if r.supplier == slug)
-    assert result["unpriced_observations"] == sum(r.observations for r in usage if r.tariff is None)
+    assert result["unpriced_observations"] == sum(
+        r.observations for r in usage if r.tariff is None and not r.own_use
+    )
 
 
 @given(usage=rated_usage(), seed=st.integers(0, 2**32))
@@ -262,7 +276,7 @@ def fs(conn: psycopg.Connection) -> FairShareSeed:
 
 
 def _close(conn: psycopg.Connection, period: str, now: datetime) -> dict[str, Any]:
-    return close_period(conn, period=period, now=now, currency="EUR")
+    return close_period(conn, period=period, now=now, currency="EUR", actor="cli:test")
 
 
 def test_close_rates_invoices_and_splits(conn: psycopg.Connection, fs: FairShareSeed) -> None:

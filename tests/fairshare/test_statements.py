@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fairshare_seed import utc
 
+from datahub.config import OmbudsmanSettings
 from datahub.fairshare import statements
 from datahub.fairshare.close import rate_period
 from datahub.fairshare.money import format_cents
@@ -80,7 +81,7 @@ def test_an_invoice_is_the_consumers_part(result: dict[str, Any]) -> None:
 
 
 def test_the_report_names_no_consumer(result: dict[str, Any]) -> None:
-    report = statements.transparency_report(result)
+    report = statements.transparency_report(result, ombudsman=OmbudsmanSettings())
     text = repr(report) + statements.to_csv(
         statements.REPORT_HEADER, statements.report_rows(report)
     )
@@ -92,6 +93,23 @@ def test_the_report_names_no_consumer(result: dict[str, Any]) -> None:
     rows = _csv(statements.to_csv(statements.REPORT_HEADER, statements.report_rows(report)))
     assert [r["supplier"] for r in rows] == ["city", "edg", ""]
     assert rows[-1]["observations_public_interest"] == "450000"
+
+
+def test_the_report_says_who_the_ombudsman_is(result: dict[str, Any]) -> None:
+    assert (
+        statements.transparency_report(result, ombudsman=OmbudsmanSettings())["ombudsman"] is None
+    )
+    office = OmbudsmanSettings(
+        name="Ombudsstelle Datenwert und Datenethik",
+        email="ombudsstelle@example.org",
+        url="https://example.org/ombudsstelle",
+    )
+    assert statements.transparency_report(result, ombudsman=office)["ombudsman"] == {
+        "name": "Ombudsstelle Datenwert und Datenethik",
+        "email": "ombudsstelle@example.org",
+        "url": "https://example.org/ombudsstelle",
+        "postal_address": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -52,9 +52,9 @@ VERSIONS = {"ttn-dortmund": "3.1.1", "chirpstack-schwerte": "5"}
 Reading = tuple[str, datetime, str, float]  # dev_eui, time, metric, value
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -188,11 +188,19 @@ def generate(run: str, count: int, seed: int = 7) -> list[simulators.SimUplink]:
 
 @dataclass
 class Ingest:
-    """`datahub ingest` as a subprocess on private sources; restartable with the same ids."""
+    """`datahub ingest` as a subprocess on private sources; restartable with the same ids.
+
+    Workers of a `share_group` subscribe to the sources' topics shared, under client ids
+    of their own by `{worker}`: each is named by DATAHUB_INGEST__WORKER, so their config
+    files are the same. Each serves its metrics on `host`, a loopback address of its own.
+    """
 
     broker_url: str
     database_url: str
     workdir: Path
+    host: str = "127.0.0.1"
+    worker: str | None = None
+    share_group: str | None = None  # workers of one group share the sources
     ingest: dict[str, Any] = field(default_factory=dict)
     database: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # settings per source name
@@ -202,19 +210,21 @@ class Ingest:
     starts: int = 0
 
     def __post_init__(self) -> None:
-        self.metrics_port = free_port()
+        self.metrics_port = free_port(self.host)
         scn = scenario(self.run)
         ttn = scn.source("ttn-dortmund").tenant
         cs_app = stable_uuid(
             "application", scn.source("chirpstack-schwerte").tenant, f"fault-schwerte-{self.run}"
         )
+        shared = f"$share/{self.share_group}/" if self.share_group else ""
+        named = "-{worker}" if self.share_group else ""
         config = {
             "broker_url": self.broker_url,
             "log_format": "text",
             "ingest": {
                 "batch_size": 500,
                 "batch_wait_ms": 50,
-                "metrics_port": self.metrics_port,
+                **({} if self.worker else self._endpoint()),
                 **self.ingest,
             },
             "database": self.database,
@@ -225,19 +235,19 @@ class Ingest:
                     "name": "ttn-dortmund",
                     "city": "dortmund",
                     "format": "ttn-v3",
-                    "topic": f"v3/fault-dortmund-{self.run}@{ttn}/devices/+/up",
+                    "topic": f"{shared}v3/fault-dortmund-{self.run}@{ttn}/devices/+/up",
                     "qos": 1,
-                    "client_id": f"fault-ttn-{self.run}",
+                    "client_id": f"fault-ttn-{self.run}{named}",
                     **self.sources.get("ttn-dortmund", {}),
                 },
                 {
                     "name": "chirpstack-schwerte",
                     "city": "schwerte",
                     "format": "chirpstack-v4-json",
-                    "topic": f"application/{cs_app}/device/+/event/up",
+                    "topic": f"{shared}application/{cs_app}/device/+/event/up",
                     "qos": 1,
                     "mqtt_version": "5",
-                    "client_id": f"fault-cs-{self.run}",
+                    "client_id": f"fault-cs-{self.run}{named}",
                     **self.sources.get("chirpstack-schwerte", {}),
                 },
             ],
@@ -251,6 +261,14 @@ class Ingest:
             "PYTHONFAULTHANDLER": "1",  # a stuck process shows its stacks (terminate)
         }
         self.env.pop("DATAHUB_CONFIG", None)
+        if self.worker is not None:
+            self.env["DATAHUB_INGEST__WORKER"] = self.worker
+            self.env.update(
+                {f"DATAHUB_INGEST__{k.upper()}": str(v) for k, v in self._endpoint().items()}
+            )
+
+    def _endpoint(self) -> dict[str, Any]:
+        return {"metrics_host": self.host, "metrics_port": self.metrics_port}
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "datahub.cli", "--config", str(self.config), *args]
@@ -307,7 +325,7 @@ class Ingest:
             self.proc.wait(timeout=10)
 
     def get(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        url = f"http://{self.host}:{self.metrics_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 return int(response.status), bytes(response.read())

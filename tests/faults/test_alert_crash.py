@@ -85,7 +85,7 @@ def test_kill_9_during_delivery_loses_no_notification_and_keeps_its_key(
                 metric="fill_level", operator=Operator.ABOVE, open_value=80, clear_value=60,
                 hold_s=600, webhook_url=receiver.url,
             )  # fmt: skip
-            rules.create_rule(conn, rule=rule, alerts_settings=AlertSettings())
+            rules.create_rule(conn, rule=rule, alerts_settings=AlertSettings(), actor="cli:test")
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
         def level(f_cnt: int, value: int) -> tuple[str, bytes]:

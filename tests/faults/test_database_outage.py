@@ -1,7 +1,7 @@
 """Database outage: the private PostgreSQL stops for `DATAHUB_FAULT_OUTAGE_S` seconds (35 by
 default) while uplinks stream in. The ingest stops acknowledging, holds its memory, probes the
-database and resumes within seconds of its return, storing everything exactly once; the API
-answers 503 meanwhile and recovers by itself."""
+database and resumes within seconds of its return, storing everything exactly once, and leads
+its singleton jobs again; the API answers 503 meanwhile and recovers by itself."""
 
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ RSS_GROWTH_LIMIT_KIB = 16 * 1024
 RESUME_WITHIN_S = 10
 
 
+ROLLUPS_LEADER = 'datahub_ingest_leader{job="rollups"}'
+
+
+def leads(ingest: Ingest) -> bool:
+    return ingest.metrics().get(ROLLUPS_LEADER) == 1
+
+
 @pytest.fixture
 def postgres() -> Iterator[Postgres]:
     postgres = Postgres()
@@ -75,6 +82,7 @@ def test_database_outage_holds_back_then_stores_everything_once(
             assert api.get("/v1/devices").status_code == 200
             publisher.start()
             wait_until("uplinks to flow", lambda: stored(url) >= RATE * 3, 60)
+            wait_until("the worker to lead the rollups", lambda: leads(ingest), 10)
             rss_before = ingest.rss_kib()
 
             postgres.stop()
@@ -95,6 +103,7 @@ def test_database_outage_holds_back_then_stores_everything_once(
                 backlog.append(samples["datahub_ingest_backlog_messages"])
                 assert total(samples, "datahub_ingest_acknowledged_total") == acked
                 assert samples["datahub_ingest_database_up"] == 0
+                assert samples[ROLLUPS_LEADER] == 0  # its session, and so its lock, ended
                 if not api_checked:
                     answer = api.get("/v1/devices")
                     assert answer.status_code == 503
@@ -116,6 +125,7 @@ def test_database_outage_holds_back_then_stores_everything_once(
             publisher.finish(timeout=120)
             drain(url, ingest, N, timeout=120)
             rss_after = ingest.rss_kib()
+            wait_until("the worker to lead the rollups again", lambda: leads(ingest), 10)
             wait_until("the API to recover", lambda: api.get("/v1/devices").status_code == 200, 60)
             assert api.get("/health/ready").status_code == 200
             print(

@@ -53,7 +53,7 @@ def redecode(
         if stop_after is not None and report.seen >= stop_after:
             raise KeyboardInterrupt
 
-    return Redecoder(conn, catalog=catalog, batch_size=batch_size).run(
+    return Redecoder(conn, catalog=catalog, batch_size=batch_size, actor="cli:test").run(
         selection, on_batch=interrupt
     )
 

@@ -32,6 +32,9 @@ class FakeState:
     def database_up(self) -> bool:
         return True
 
+    def leading(self) -> Mapping[str, bool]:
+        return {"rollups": True, "dedup-retention": False}
+
 
 def scrape(metrics: IngestTelemetry) -> dict[str, float]:
     return parse_samples(metrics.render().decode())
@@ -60,6 +63,8 @@ def test_stage_counters_become_families_labelled_by_source_and_reason() -> None:
     assert found["datahub_ingest_lag_seconds"] == 90
     assert found['datahub_ingest_source_up{source="cs"}'] == 0
     assert found["datahub_ingest_database_up"] == 1
+    assert found['datahub_ingest_leader{job="rollups"}'] == 1
+    assert found['datahub_ingest_leader{job="dedup-retention"}'] == 0
 
 
 def test_counters_are_read_at_scrape_time() -> None:

@@ -70,7 +70,7 @@ def build_world(conn: psycopg.Connection) -> World:
     devices.upsert_devices(
         conn, devices=[d.to_device() for d in scenario.devices()], supplier_ids=supplier_ids
     )
-    seed.apply_seed(conn, seed.load_seed(DEMO_SEED), now=DAY0)
+    seed.apply_seed(conn, seed.load_seed(DEMO_SEED), now=DAY0, actor="cli:test")
     world = World(ids={eui: e.device_id for eui, e in devices.select_registry(conn).items()})
     stored: list[ReadingRow] = []
     for eui in world.device_ids("A84041000A")[:3]:  # street climate, Dortmund, open

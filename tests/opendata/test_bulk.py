@@ -18,6 +18,7 @@ from datahub import cli
 from datahub.config import Settings
 from datahub.fairshare import admin
 from datahub.opendata.bulk import HEADER, BulkReport, BulkWriter
+from datahub.privacy import View
 from datahub.storage import readings
 from datahub.storage.readings import ReadingRow
 
@@ -32,6 +33,7 @@ def write(conn: psycopg.Connection, settings: Settings, *, now: object = NOW) ->
         directory=settings.opendata.bulk_dir,
         metric_index=metric_index(),
         delay=timedelta(minutes=settings.opendata.bulk_delay_minutes),
+        view=View.of(settings.privacy),
     )
     return writer.run(now=now)  # type: ignore[arg-type]
 
@@ -113,7 +115,9 @@ def test_a_download_is_anonymous_public_interest_use_whoever_asks(
     client: TestClient, conn: psycopg.Connection, settings: Settings, world: World
 ) -> None:
     write(conn, settings)
-    _, secret = admin.create_key(conn, consumer="ruhrroute-logistik", scopes=["read"])
+    _, secret = admin.create_key(
+        conn, actor="cli:test", consumer="ruhrroute-logistik", scopes=["read"]
+    )
     (day,) = listing(
         client,
         dataset=CLIMATE,

@@ -97,7 +97,7 @@ def test_fill_levels_open_and_clear_once_each_by_webhook_and_email(
 ) -> None:
     ids = register(conn, BIN)
     config = settings(smtp)
-    rules.create_rule(conn, rule=fill_rule(receiver.url), alerts_settings=config)
+    rules.create_rule(conn, rule=fill_rule(receiver.url), alerts_settings=config, actor="cli:test")
     engine = AlertEngine(config)
     deliverer = Deliverer(config, clock=lambda: T0 + timedelta(days=1))
 
@@ -146,7 +146,9 @@ def test_a_reading_inside_the_band_or_a_short_breach_opens_nothing(
 ) -> None:
     ids = register(conn, BIN)
     config = settings()
-    rules.create_rule(conn, rule=fill_rule(receiver.url, email_to=()), alerts_settings=config)
+    rules.create_rule(
+        conn, rule=fill_rule(receiver.url, email_to=()), alerts_settings=config, actor="cli:test"
+    )
     engine = AlertEngine(config)
     # Above for 5 minutes only, then inside the band (70): the hold starts over.
     assert feed(conn, engine, ids[BIN], [(0, 85.0), (5, 90.0), (8, 70.0), (12, 85.0)]) == 0
@@ -161,7 +163,10 @@ def test_a_batch_rolled_back_and_stored_again_yields_its_transition_once(
     ids = register(conn, BIN)
     config = settings()
     rules.create_rule(
-        conn, rule=fill_rule(receiver.url, email_to=(), hold_s=0), alerts_settings=config
+        conn,
+        rule=fill_rule(receiver.url, email_to=(), hold_s=0),
+        alerts_settings=config,
+        actor="cli:test",
     )
     engine = AlertEngine(config)
     rows = [ReadingRow(T0, ids[BIN], "fill_level", 90.0)]
@@ -182,7 +187,9 @@ def test_an_unreachable_webhook_is_retried_later_and_logged(conn: psycopg.Connec
     ids = register(conn, BIN)
     config = settings(webhook_timeout_s=2)
     url = "http://127.0.0.1:9/nobody-listens"
-    rules.create_rule(conn, rule=fill_rule(url, email_to=(), hold_s=0), alerts_settings=config)
+    rules.create_rule(
+        conn, rule=fill_rule(url, email_to=(), hold_s=0), alerts_settings=config, actor="cli:test"
+    )
     feed(conn, AlertEngine(config), ids[BIN], [(0, 90.0)])
     now = T0 + timedelta(minutes=1)
     deliverer = Deliverer(config, clock=lambda: now)
@@ -203,7 +210,7 @@ def test_a_device_that_stops_sending_raises_one_silence_alarm(
         name="bins-silent", kind=Kind.SILENCE, intervals=3, webhook_url=receiver.url,
         webhook_secret=SECRET,
     )  # fmt: skip
-    rules.create_rule(conn, rule=rule, alerts_settings=config)
+    rules.create_rule(conn, rule=rule, alerts_settings=config, actor="cli:test")
     devices.mark_seen(conn, last_seen={ids[BIN]: T0, ids["A840410000000002"]: T0})
 
     def interval(profile: str) -> int:

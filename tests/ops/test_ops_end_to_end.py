@@ -141,9 +141,16 @@ def ingest(
 def api(settings: dict[str, Any], database: Database) -> Iterator[TestClient]:
     with psycopg.connect(database.url) as conn:
         admin.add_consumer(
-            conn, slug="ops", name="ops", purpose="public_interest", requests_per_s=10_000
+            conn,
+            actor="cli:test",
+            slug="ops",
+            name="ops",
+            purpose="public_interest",
+            requests_per_s=10_000,
         )
-        _, secret = admin.create_key(conn, consumer="ops", scopes=["read", "admin"])
+        _, secret = admin.create_key(
+            conn, actor="cli:test", consumer="ops", scopes=["read", "admin"]
+        )
     with TestClient(
         create_app(Settings(**settings)), headers={"Authorization": f"Bearer {secret}"}
     ) as client:

@@ -20,10 +20,8 @@ import simulators
 from datahub.ingest.pipeline import Pipeline
 from datahub.storage import migrate, uplinks
 
-pytestmark = pytest.mark.services
-
-HEAD = "0012"
-REVISIONS = [f"{n:04d}" for n in range(1, 13)]  # "0001" … "0012", oldest first
+HEAD = "0015"
+REVISIONS = [f"{n:04d}" for n in range(1, 16)]  # "0001" … "0015", oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -21,6 +21,7 @@ export class ApiError extends Error {
   constructor(status, error, detail, retryAfter = null) {
     super(detail ? `${status} ${error}: ${detail}` : `${status} ${error}`);
     this.status = status;
+    this.error = error;
     this.retryAfter = retryAfter;
   }
 }

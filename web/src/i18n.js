@@ -39,6 +39,8 @@ const MESSAGES = {
     "chart.empty": "No readings in this time range.",
     "chart.loading": "Loading…",
     "chart.failed": "The chart could not be loaded: {error}",
+    "chart.withheld":
+      "This sensor counts people: its own counts are not published, only totals over several such sensors.",
     "chart.table": "Values as a table",
     "chart.time": "Time",
     "range.24h": "24 h",
@@ -124,6 +126,8 @@ const MESSAGES = {
     "chart.empty": "Keine Messwerte in diesem Zeitraum.",
     "chart.loading": "Wird geladen…",
     "chart.failed": "Das Diagramm konnte nicht geladen werden: {error}",
+    "chart.withheld":
+      "Dieser Sensor zählt Menschen: Seine eigenen Zählungen werden nicht veröffentlicht, nur Summen über mehrere solche Sensoren.",
     "chart.table": "Werte als Tabelle",
     "chart.time": "Zeit",
     "range.24h": "24 Std.",

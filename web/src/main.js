@@ -889,8 +889,12 @@ async function loadChart(device, metric, range) {
   } catch (error) {
     if (request !== chartRequest) return;
     clearChart(chart);
-    caption.textContent = t("chart.failed", { error: error.message });
-    chart.dataset.state = "failed";
+    // A personal sensor's own series is withheld by design (docs/privacy.md), not failed.
+    const withheld = error instanceof ApiError && error.error === "Withheld";
+    caption.textContent = withheld
+      ? t("chart.withheld")
+      : t("chart.failed", { error: error.message });
+    chart.dataset.state = withheld ? "withheld" : "failed";
   }
 }
 

@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field
 
+from datahub import audit
 from datahub.api.schemas import InModel, LicenceRefOut, OutModel, UtcTime
 from datahub.domain import SLUG, LicenceClass, Purpose
 from datahub.fairshare.keys import Scope
+from datahub.privacy import PrivacyClass
+from datahub.storage.audit import StoredEntry
 from datahub.storage.consumers import ConsumerRecord, GrantRecord, KeyRecord
 from datahub.storage.datasets import DatasetRecord
 from datahub.storage.suppliers import SupplierRecord
@@ -97,7 +100,22 @@ class DatasetIn(InModel):
     licence_class: LicenceClass
     licence: LicenceIn
     attribution: Text = Field(description="the text to show wherever the data is shown")
+    privacy: PrivacyClass = Field(
+        default=PrivacyClass.PUBLIC_INFRASTRUCTURE,
+        description="what callers without a grant see of its devices (docs/privacy.md)",
+    )
     open_data: OpenDataIn | None = None
+
+
+RetentionDays = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=3653,
+        description="days the raw data is kept, then deleted (the hourly and daily rollups "
+        "stay); null: for ever (docs/privacy.md)",
+    ),
+]
 
 
 class DatasetPatch(InModel):
@@ -107,7 +125,16 @@ class DatasetPatch(InModel):
     licence_class: LicenceClass | None = None
     licence: LicenceIn | None = None
     attribution: Text | None = None
+    privacy: PrivacyClass | None = None
     open_data: OpenDataIn | None = None
+    uplink_retention_days: RetentionDays = None
+    reading_retention_days: RetentionDays = None
+    legal_basis: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="the legal basis of processing the dataset, e.g. "
+        "'Art. 6(1)(e) GDPR: public task, waste collection'; null clears it",
+    )
 
 
 class ConsumerIn(InModel):
@@ -190,10 +217,14 @@ class AdminDatasetOut(OutModel):
     licence_class: LicenceClass
     licence: LicenceRefOut
     attribution: str
+    privacy: PrivacyClass = Field(description="its devices' class unless they set their own")
     device_count: int
     created_at: UtcTime
     updated_at: UtcTime
     open_data: OpenDataOut
+    uplink_retention_days: int | None = Field(description="null: kept for ever")
+    reading_retention_days: int | None = Field(description="null: kept for ever")
+    legal_basis: str | None
 
 
 class AdminDatasetListOut(OutModel):
@@ -286,6 +317,7 @@ def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
             id=record.licence_id, name=record.licence_name, url=record.licence_url
         ),
         attribution=record.attribution,
+        privacy=PrivacyClass(record.privacy),
         device_count=record.device_count,
         created_at=record.created_at,
         updated_at=record.updated_at,
@@ -296,6 +328,7 @@ def dataset_out(record: DatasetRecord) -> AdminDatasetOut:
                 "themes": list(record.metadata.themes),
             }
         ),
+        **dataclasses.asdict(record.governance),
     )
 
 
@@ -350,4 +383,67 @@ def tariff_out(record: TariffRecord) -> TariffOut:
         shadow_cents_per_million=record.price.shadow_cents_per_million,
         platform_fee_basis_points=record.price.platform_fee_basis_points,
         current=record.current,
+    )
+
+
+# Audit log ------------------------------------------------------------------------------
+
+MAX_AUDIT_ENTRIES = 1000
+
+
+class AuditQuery(InModel):
+    after: int = Field(default=0, ge=0, description="entries after this seq (the next page)")
+    limit: int = Field(default=100, ge=1, le=MAX_AUDIT_ENTRIES)
+    action: str | None = Field(
+        default=None,
+        max_length=100,
+        description="an action (`dataset.update`) or all of a kind (`dataset.`)",
+    )
+    target: str | None = Field(default=None, max_length=300, examples=["supplier:edg"])
+    actor: str | None = Field(default=None, max_length=300, examples=["cli:alice"])
+
+
+class AuditEntryOut(OutModel):
+    """One entry: `at` is exactly as hashed; `hash` = SHA-256(`prev_hash` ‖ canonical
+    JSON of seq, at, actor, action, target, before, after)."""
+
+    seq: int
+    at: str = Field(description="UTC, microseconds, `Z`: YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    actor: str = Field(description="`key:<prefix>` or `cli:<OS user>[ as <name>]`")
+    action: str
+    target: str
+    before: Any = Field(description="the record before the change; null for an addition")
+    after: Any = Field(description="the record after the change; null for a removal")
+    prev_hash: str = Field(description="hex; 64 zeros for entry 1")
+    hash: str = Field(description="hex")
+
+
+class AuditListOut(OutModel):
+    items: list[AuditEntryOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null: none")
+
+
+class AuditVerdictOut(OutModel):
+    """A walk along the whole chain as stored now."""
+
+    intact: bool
+    entries: int = Field(description="entries whose link held")
+    head_seq: int = Field(description="the last entry whose link held")
+    head_hash: str = Field(description="its hash, hex: keep it to check the log later")
+    broken_at: int | None = Field(description="the seq of the first link that does not hold")
+    reason: str | None
+
+
+def entry_out(entry: StoredEntry) -> AuditEntryOut:
+    """Render a stored entry as the API shows it."""
+    return AuditEntryOut(
+        seq=entry.seq,
+        at=audit.timestamp(entry.at),
+        actor=entry.actor,
+        action=entry.action,
+        target=entry.target,
+        before=entry.before,
+        after=entry.after,
+        prev_hash=entry.prev_hash.hex(),
+        hash=entry.hash.hex(),
     )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 import datahub
@@ -24,9 +26,13 @@ from datahub.api.head import HeadAsGet
 from datahub.api.metric_index import LiveMetricIndex, MetricIndex
 from datahub.api.ops_telemetry import OpsCollector
 from datahub.api.params import check_query, declared_parameters
+from datahub.api.reads import ReadHeaders, Reads
+from datahub.api.replay import KeepAnswers, Replay, answer_response, prune_keys
+from datahub.api.replica import CHECK_TIMEOUT_S, ReplicaCollector, ReplicaMonitor
 from datahub.api.routes import (
     admin,
     alert_rules,
+    audit,
     bulk,
     dashboard,
     datasets,
@@ -53,7 +59,9 @@ from datahub.errors import (
     StorageBusy,
     StorageUnavailable,
     TooManyRequests,
+    Unauthorized,
 )
+from datahub.privacy import View
 from datahub.storage import db
 
 logger = logging.getLogger(__name__)
@@ -62,6 +70,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 # ... and while every connection is in use: requests take milliseconds, so one is free soon.
 BUSY_RETRY_AFTER_S = 1
+# The challenge of every 401 (RFC 6750): API keys are bearer tokens.
+WWW_AUTHENTICATE = 'Bearer realm="datahub"'
 
 
 def create_app(
@@ -79,14 +89,28 @@ def create_app(
         # The pools do not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
         reader = db.open_pool(settings, name="api", autocommit=True)
-        # The writer pool may one day go through PgBouncer in transaction mode, which
-        # keeps no prepared statement from one transaction to the next.
+        # The writers' pool prepares no statement: it may go through PgBouncer in
+        # transaction mode, which keeps none from one transaction to the next.
         writer = db.open_pool(settings, name="api-writer", prepare=False)
         writers = Writers(
             rates=Writer(writer, name="rate-writer", durable=False),
             ledger=Writer(writer, name="ledger-writer", durable=True),
         )
+        replica = monitor = None
+        if settings.replica_conninfo is not None:
+            replica = db.open_pool(
+                settings,
+                name="api-replica",
+                conninfo=settings.replica_conninfo,
+                autocommit=True,
+                check_timeout_s=CHECK_TIMEOUT_S,
+            )
+            monitor = ReplicaMonitor(settings)
+            monitor.start()
+            telemetry_registry.register(collector := ReplicaCollector(monitor))
+        reads = Reads(settings, primary=reader, replica=replica, monitor=monitor)
         app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
+        app.state.reads = reads
         # Sync routes run in this thread pool: a thread for every request the gate lets
         # in (api/gate.py), so that an admitted request waits for a connection only.
         to_thread.current_default_thread_limiter().total_tokens = (
@@ -99,18 +123,27 @@ def create_app(
         # took ~70 ms every dozen requests of thousands of items.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            prune_keys(writer, kept_s=settings.fairshare.idempotency_keys_kept_s)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
             gc.unfreeze()
             # Close what this lifespan opened, whatever `app.state` holds by now.
             for one in (writers.rates, writers.ledger):
                 assert isinstance(one, Writer)
                 one.close()
+            if monitor is not None and replica is not None:
+                telemetry_registry.unregister(collector)
+                monitor.close()
+                replica.close()
             writer.close()
             reader.close()
             if app.state.writers is writers:
                 app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+                app.state.reads = None
 
     app = FastAPI(
         title="datahub",
@@ -125,6 +158,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    # What metering takes for the time of a request; tests move it through the months.
+    app.state.clock = lambda: datetime.now(UTC)
     if catalog is None:
         catalog = (
             LiveMetricIndex(open_catalog(settings))
@@ -133,7 +168,9 @@ def create_app(
         )
     app.state.metric_index = catalog
     app.state.reader_pool = app.state.writer_pool = app.state.writers = None
+    app.state.reads = None
     app.state.callers = Callers(settings.fairshare.key_cache_s)
+    app.state.privacy_view = View.of(settings.privacy)
     app.state.gate = Gate(
         connections=settings.database.pool_size, queue=settings.database.pool_queue
     )
@@ -150,6 +187,7 @@ def create_app(
         bulk,
         summaries,
         admin,
+        audit,
         alert_rules,
         unplaced,
         operations,
@@ -159,9 +197,18 @@ def create_app(
     ):
         app.include_router(module.router)
     app.state.request_telemetry = telemetry.instrument(app)
-    app.state.request_telemetry.collectors.register(OpsCollector(app))
+    telemetry_registry = app.state.request_telemetry.registry
+    if settings.replica_conninfo is not None:
+        app.add_middleware(ReadHeaders)
+    app.state.request_telemetry.registry.register(OpsCollector(app))
+    app.add_middleware(
+        KeepAnswers,
+        max_bytes=settings.fairshare.idempotency_answer_max_bytes,
+        render_error=api_error_response,
+    )
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Replay, _replay)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(StorageBusy, _storage_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -176,14 +223,27 @@ def _error(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """Render an ApiError as JSON, with the headers its status calls for."""
     headers = None
     if isinstance(exc, ServiceUnavailable):
         headers = {"Retry-After": str(RETRY_AFTER_S)}
     elif isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unauthorized):
+        # RFC 9110, 15.5.2: a 401 names the scheme that would be accepted.
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
     return _error(exc.status, type(exc).__name__, exc.detail, headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc)
+
+
+async def _replay(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replay)
+    return answer_response(exc.answer, replayed=True)
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from datahub import audit
 from datahub.api.writer import Writes
 from datahub.config import FairShareSettings
 from datahub.domain import Purpose
@@ -43,7 +44,17 @@ class Access:
     monthly_quota: int | None  # observations per calendar month (UTC); None: no quota
     requests_per_s: int
     dataset_ids: tuple[int, ...] | None  # None: every dataset (admin)
+    # Those it holds a grant for (or its supplier's own): their protected devices shown as
+    # they are (datahub/privacy.py). None: every dataset (admin).
+    granted_ids: frozenset[int] | None
     subject: str  # whom the rate limit and idempotency keys belong to
+    key_prefix: str | None = None  # None: anonymous
+
+    @property
+    def actor(self) -> str:
+        """Who makes a change with this key, for the audit log."""
+        assert self.key_prefix is not None, "anonymous callers change nothing"
+        return audit.key_actor(self.key_prefix)
 
     @property
     def anonymous(self) -> bool:
@@ -53,6 +64,15 @@ class Access:
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
 
+    @property
+    def is_ombudsman(self) -> bool:
+        return Scope.OMBUDSMAN in self.scopes
+
+    @property
+    def oversees(self) -> bool:
+        """Whether the caller reads what every supplier and consumer did (admin, ombudsman)."""
+        return self.is_admin or self.is_ombudsman
+
     def as_public(self) -> Access:
         """The same caller, metered as anonymous public-interest use (open-data downloads)."""
         return dataclasses.replace(
@@ -61,25 +81,45 @@ class Access:
             consumer_slug=None,
             purpose=Purpose.PUBLIC_INTEREST,
             monthly_quota=None,
+            granted_ids=frozenset(),
         )
 
     def require(self, scope: Scope) -> None:
-        """Refuse the request unless the key has `scope`."""
-        if scope not in self.scopes:
-            who = "an anonymous caller" if self.anonymous else f"key of {self.consumer_slug}"
-            raise Forbidden(f"this needs an API key with the {scope.value!r} scope; {who} has none")
+        """Refuse the request unless the key has `scope`: 401 without a key, 403 with one."""
+        if scope in self.scopes:
+            return
+        if self.anonymous:
+            raise Unauthorized(
+                f"this needs an API key with the {scope.value!r} scope; none was sent"
+            )
+        raise Forbidden(
+            f"this needs an API key with the {scope.value!r} scope; the key of "
+            f"{self.consumer_slug} has none"
+        )
 
 
 def presented_key(authorization: str | None, api_key: str | None) -> str | None:
-    """Return the key from `Authorization: Bearer …` or `X-API-Key`, or None for none."""
-    if api_key:
-        return api_key.strip()
-    if authorization:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+    """Return the key from `Authorization: Bearer …` or `X-API-Key`, or None for none.
+
+    None only when neither header is sent: a header sent without a key, or two headers
+    with different keys, is a client's mistake and a 401, never an anonymous call.
+    """
+    from_api_key = from_bearer = None
+    if api_key is not None:
+        from_api_key = api_key.strip()
+        if not from_api_key:
+            raise Unauthorized(
+                "X-API-Key is empty; send your key in it, or leave the header out to call "
+                "anonymously"
+            )
+    if authorization is not None:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        from_bearer = credentials.strip()
+        if scheme.lower() != "bearer" or not from_bearer:
             raise Unauthorized("Authorization must be 'Bearer <API key>'")
-        return credentials.strip()
-    return None
+    if from_api_key is not None and from_bearer is not None and from_api_key != from_bearer:
+        raise Unauthorized("Authorization and X-API-Key hold two different keys; send one")
+    return from_api_key if from_api_key is not None else from_bearer
 
 
 class Callers:
@@ -127,6 +167,7 @@ class Callers:
                 monthly_quota=None,
                 requests_per_s=settings.anonymous_requests_per_s,
                 dataset_ids=access.select_open_datasets(conn),
+                granted_ids=frozenset(),
                 subject=f"ip:{client}",
             )
             self._keep("", b"", caller)
@@ -139,7 +180,7 @@ class Callers:
             raise Unauthorized("the API key is not known")
         if row.revoked_at is not None:
             raise Unauthorized("the API key has been revoked")
-        caller = _consumer(row, settings)
+        caller = _consumer(row, settings, prefix=prefix)
         self._keep(prefix, row.key_hash, caller)
         return caller
 
@@ -169,7 +210,7 @@ async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
         )
 
 
-def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
+def _consumer(row: access.KeyRow, settings: FairShareSettings, *, prefix: str) -> Access:
     scopes = frozenset(Scope(s) for s in row.scopes)
     return Access(
         consumer_id=row.consumer_id,
@@ -180,5 +221,7 @@ def _consumer(row: access.KeyRow, settings: FairShareSettings) -> Access:
         monthly_quota=row.monthly_quota,
         requests_per_s=row.requests_per_s or settings.consumer_requests_per_s,
         dataset_ids=None if Scope.ADMIN in scopes else row.dataset_ids,
+        granted_ids=None if Scope.ADMIN in scopes else frozenset(row.granted_ids),
         subject=f"consumer:{row.consumer_id}",
+        key_prefix=prefix,
     )

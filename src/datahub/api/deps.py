@@ -1,10 +1,11 @@
 """The API's dependencies, the only place that calls `Depends`.
 
-Reads and writes go separate ways, so that reads can move to a replica without touching
-a route: `Conn` lends a connection of the reader pool in autocommit (no BEGIN, no COMMIT);
-the rate slots and the usage ledger are written by the process's writers (api/writer.py)
-and the administration's changes in a `WriteConn` transaction, both on the writer pool
-(the primary). Today both pools point at `database_url`.
+Reads and writes go separate ways: `Conn` lends a reading connection in autocommit (no
+BEGIN, no COMMIT) where api/reads.py says, the replica while it is fresh enough or the
+primary; `PrimaryConn` one of the primary, for the administration, which must read its
+own changes; the rate slots and the usage ledger are written by the process's writers
+(api/writer.py) and the administration's changes in a `WriteConn` transaction, both on
+the writer pool (the primary).
 
 Those that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread
 pool, one hand-over to a worker thread and back per dependency and request (~0.1 ms of
@@ -17,7 +18,7 @@ the event loop (giving back an idle autocommit connection does not wait).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -32,11 +33,16 @@ from datahub.api.auth import Access, Callers
 from datahub.api.gate import Gate
 from datahub.api.metering import Meter, check_idempotency_key
 from datahub.api.metric_index import LiveMetricIndex, MetricIndex
+from datahub.api.reads import ReadPlace, Reads
+from datahub.api.replay import Replay
+from datahub.api.replica import ReplicaStatus
 from datahub.api.writer import Writes
 from datahub.config import Settings
-from datahub.errors import Forbidden, StorageUnavailable
+from datahub.errors import Forbidden, StorageUnavailable, Unauthorized
 from datahub.fairshare.keys import Scope
+from datahub.privacy import View
 from datahub.storage import db
+from datahub.storage.usage import Answer
 
 
 async def get_settings(request: Request) -> Settings:
@@ -47,12 +53,12 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_metric_index(request: Request) -> MetricIndex:
     """Return the device catalog's metrics and profiles, as the codec directory is now."""
-    catalog: MetricIndex | LiveMetricIndex = request.app.state.metric_index
-    if not isinstance(catalog, LiveMetricIndex):
-        return catalog
-    if catalog.changed():  # a few stat calls every 2 s; the reload, rarely, off the loop
-        return await run_in_threadpool(catalog.reload)
-    return catalog.current
+    metric_index: MetricIndex | LiveMetricIndex = request.app.state.metric_index
+    if not isinstance(metric_index, LiveMetricIndex):
+        return metric_index
+    if metric_index.changed():  # a few stat calls every 2 s; the reload, rarely, off the loop
+        return await run_in_threadpool(metric_index.reload)
+    return metric_index.current
 
 
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -79,10 +85,42 @@ async def admit(request: Request) -> AsyncIterator[None]:
 Admitted = Annotated[None, Depends(admit)]
 
 
-async def get_read_lender(request: Request, _admitted: Admitted) -> Lender:
-    """Return what lends a connection of the reader pool, in autocommit."""
-    pool = _pool(request, "reader")
-    return lambda: db.lend(pool)
+async def get_reads(request: Request) -> Reads:
+    """Return what chooses where the process's reads go."""
+    reads: Reads | None = getattr(request.app.state, "reads", None)
+    if reads is None:
+        raise StorageUnavailable("the connection pool is not open")
+    return reads
+
+
+ReadsDep = Annotated[Reads, Depends(get_reads)]
+
+
+async def get_replica_status(request: Request) -> ReplicaStatus | None:
+    """Return the replica as its monitor last found it; None without a replica."""
+    reads: Reads | None = getattr(request.app.state, "reads", None)
+    return None if reads is None else reads.status()
+
+
+ReplicaStatusDep = Annotated[ReplicaStatus | None, Depends(get_replica_status)]
+
+
+async def get_read_lender(request: Request, reads: ReadsDep, _admitted: Admitted) -> Lender:
+    """Return what lends a reading connection, in autocommit, where the request's reads go
+    (503 if they must go nowhere: api/reads.py); the answer says where."""
+    return _lender(request, reads, reads.place())
+
+
+async def get_primary_lender(request: Request, reads: ReadsDep, _admitted: Admitted) -> Lender:
+    """Return what lends a reading connection of the primary, in autocommit."""
+    return _lender(request, reads, reads.primary())
+
+
+def _lender(request: Request, reads: Reads, place: ReadPlace) -> Lender:
+    def record(used: ReadPlace) -> None:
+        request.state.read = used
+
+    return lambda: reads.lend(place, record=record)
 
 
 async def get_lender(request: Request, _admitted: Admitted) -> Lender:
@@ -145,7 +183,16 @@ async def get_access(
     if caller is None:
 
         def resolve() -> Access:
-            with lend() as conn:
+            try:
+                with lend() as conn:
+                    return callers.resolve(conn, secret, settings.fairshare, client=client)
+            except Unauthorized:
+                place: ReadPlace | None = getattr(request.state, "read", None)
+                if place is None or not place.replica:
+                    raise
+            # A key made a moment ago may not have reached the replica yet.
+            reads: Reads = request.app.state.reads
+            with reads.lend(reads.primary()) as conn:
                 return callers.resolve(conn, secret, settings.fairshare, client=client)
 
         caller = await run_in_threadpool(resolve)
@@ -166,10 +213,17 @@ async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
     return caller
 
 
+async def get_overseer(caller: Annotated[Access, Depends(get_access)]) -> Access:
+    """Require the `admin` or the `ombudsman` scope: 403 otherwise."""
+    if not caller.oversees:
+        raise Forbidden("this needs an API key with the 'admin' or the 'ombudsman' scope")
+    return caller
+
+
 async def get_operator(caller: Annotated[Access, Depends(get_access)]) -> Access:
-    """Require an `admin` key, or a key of a consumer acting for a supplier (which sees that
-    supplier's devices only): 403 otherwise."""
-    if not caller.is_admin and caller.supplier_id is None:
+    """Require an `admin` or `ombudsman` key, or a key of a consumer acting for a supplier
+    (which sees that supplier's devices only): 403 otherwise."""
+    if not caller.oversees and caller.supplier_id is None:
         raise Forbidden("the operator views need an admin key or the key of a supplier")
     return caller
 
@@ -183,6 +237,24 @@ async def get_conn(
     A pool that cannot lend a connection in time answers 429 while the database is up,
     503 if it is not (storage/db.py); so does a connection lost mid-request.
     """
+    async with _lent(lend) as conn:
+        yield conn
+
+
+async def get_primary_conn(
+    lend: Annotated[Lender, Depends(get_primary_lender)],
+    _caller: Annotated[Access, Depends(get_access)],
+) -> AsyncIterator[psycopg.Connection]:
+    """Lend a reading connection of the primary, in autocommit, once the caller is
+    resolved: for the administration, which must see its own changes at once."""
+    async with _lent(lend) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _lent(lend: Lender) -> AsyncIterator[psycopg.Connection]:
+    """Take the connection in a worker thread (taking one may wait); give it back in the
+    event loop (giving back an idle autocommit connection does not wait)."""
     lent = lend()
     conn = await run_in_threadpool(lent.__enter__)
     try:
@@ -196,10 +268,13 @@ async def get_conn(
 
 def get_write_conn(
     lend: Annotated[Lender, Depends(get_lender)],
-    _caller: Annotated[Access, Depends(get_access)],
+    caller: Annotated[Access, Depends(get_access)],
 ) -> Iterator[psycopg.Connection]:
     """Lend a connection of the writer pool for the request's transaction: commit on
-    success, roll back on error. For the administration's changes."""
+    success, roll back on error. For the administration's changes, which every route
+    makes through this: an ombudsman's key is refused here (403), whatever the route."""
+    if caller.is_ombudsman:
+        raise Forbidden("an ombudsman's key reads, and changes nothing")
     with lend() as conn:
         yield conn
 
@@ -216,10 +291,13 @@ async def get_meter(
     request: Request,
     caller: Annotated[Access, Depends(get_reader)],
     writers: Annotated[Writers, Depends(get_writers)],
+    lend: Annotated[Lender, Depends(get_read_lender)],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> Meter:
     """Make the meter of one request that serves observations.
 
-    An `Idempotency-Key` header makes a retry of the same request count once.
+    A request whose `Idempotency-Key` keeps an answer gets it (api/replay.py) without
+    reading anything anew; a key used for another request is a 409.
     """
     route = request.scope.get("route")
     endpoint = getattr(route, "path", request.url.path)
@@ -231,7 +309,18 @@ async def get_meter(
         fingerprint=f"{request.method} {request.url.path}?{query}",
         idempotency_key=check_idempotency_key(request.headers.get("idempotency-key")),
         serves=not getattr(request.state, "head", False),
+        clock=request.app.state.clock,
+        keys_kept_s=settings.fairshare.idempotency_keys_kept_s,
     )
+    if meter.idempotency_key is not None and meter.serves:
+
+        def look_up() -> Answer | None:
+            with lend() as conn:
+                return meter.earlier_answer(conn)
+
+        earlier = await run_in_threadpool(look_up)
+        if earlier is not None:
+            raise Replay(earlier)
     request.state.meter = meter
     return meter
 
@@ -257,10 +346,18 @@ async def get_public_meter(
     return meter
 
 
+async def get_view(request: Request) -> View:
+    """Return what protected devices show of themselves (datahub/privacy.py)."""
+    view: View = request.app.state.privacy_view
+    return view
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ViewDep = Annotated[View, Depends(get_view)]
 MetricIndexDep = Annotated[MetricIndex, Depends(get_metric_index)]
 # scope="function": the connection goes back before the response is sent.
 Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
+PrimaryConn = Annotated[psycopg.Connection, Depends(get_primary_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a
 # failed commit can still answer with an error.
 WriteConn = Annotated[psycopg.Connection, Depends(get_write_conn, scope="function")]
@@ -271,7 +368,9 @@ ProbeConn = Annotated[psycopg.Connection, Depends(get_probe_conn, scope="functio
 Caller = Annotated[Access, Depends(get_access)]
 Reader = Annotated[Access, Depends(get_reader)]
 Admin = Annotated[Access, Depends(get_admin)]
-# An administrator, or a supplier's key (Access.supplier_id: its devices only).
+# An administrator or the ombudsman: who reads what every supplier and consumer did.
+Overseer = Annotated[Access, Depends(get_overseer)]
+# An administrator, the ombudsman, or a supplier's key (Access.supplier_id: its devices only).
 Operator = Annotated[Access, Depends(get_operator)]
 Metered = Annotated[Meter, Depends(get_meter)]
 # Open data served to anyone, charged as anonymous public-interest use.

@@ -27,14 +27,17 @@ def licences_of(conn: psycopg.Connection, dataset_ids: Iterable[int]) -> list[Li
 
 
 def link_licences(response: Response, licences: Sequence[LicenceOut]) -> None:
-    """Add an RFC 8288 `Link: <url>; rel="license"` per licence, with its attribution.
+    """Add an RFC 8288 `Link: <url>; rel="license"` per dataset, naming the dataset.
 
-    For CSV, which has no place for them in the body. The attribution travels as an
-    RFC 8187 `title*`, since it need not be ASCII. A licence without a public URL (an
-    agreement of the hub's own) links to `/v1/datasets`, which describes it.
+    For CSV, which has no place for them in the body. Datasets may share a licence and an
+    attribution, so each link names its dataset twice: as its context (`anchor`, the
+    dataset's entry in `/v1/datasets`) and as `dataset="<slug>"`. The attribution travels
+    as an RFC 8187 `title*`, since it need not be ASCII. A licence without a public URL (an
+    agreement of the hub's own) links to the dataset's entry, which describes it.
     """
     links = [
-        f'<{lic.url or "/v1/datasets"}>; rel="license"; '
+        f'<{lic.url or f"/v1/datasets#{lic.dataset}"}>; rel="license"; '
+        f'anchor="/v1/datasets#{lic.dataset}"; dataset="{lic.dataset}"; '
         f"title*=UTF-8''{quote(lic.attribution, safe='')}"
         for lic in licences
     ]

@@ -19,12 +19,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from datahub.api.metric_index import LiveMetricIndex, MetricIndex
+from datahub.api.reads import Reads
 from datahub.config import Settings
 from datahub.domain import City
-from datahub.errors import StorageUnavailable
+from datahub.errors import ServiceUnavailable, StorageBusy, StorageUnavailable
 from datahub.ops import views
 from datahub.ops.health import Status
-from datahub.storage import alerts, db, device_health
+from datahub.storage import alerts, device_health
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,14 @@ class OpsCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
-        pool = getattr(self._app.state, "reader_pool", None)
-        if pool is None:
+        reads: Reads | None = getattr(self._app.state, "reads", None)
+        if reads is None:
             return
         try:
-            with db.lend(pool) as conn:
+            # Where every read goes (api/reads.py): the replica while it is fresh enough.
+            with reads.lend(reads.place()) as conn:
                 families = self._families(conn)
-        except (StorageUnavailable, psycopg.Error) as exc:
+        except (StorageUnavailable, StorageBusy, ServiceUnavailable, psycopg.Error) as exc:
             log.warning("operator metrics left out of the scrape: %s", exc)
             return
         yield from families

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, WithJsonSchema
 
+from datahub import privacy
 from datahub.api.metric_index import MetricIndex
 from datahub.config import ApiSettings
 from datahub.domain import City
@@ -213,17 +214,18 @@ def decode_reading_cursor(cursor: str) -> tuple[datetime, str]:
         raise _bad_cursor() from None
 
 
-def encode_device_cursor(dev_eui: str) -> str:
-    """Encode the keyset position after a device as an opaque cursor."""
-    return _encode(["d", dev_eui])
+def encode_device_cursor(shown_id: str) -> str:
+    """Encode the keyset position after a device, by the id it is shown by, as an opaque
+    cursor."""
+    return _encode(["d", shown_id])
 
 
 def decode_device_cursor(cursor: str) -> str:
     """Decode a cursor made by `encode_device_cursor`."""
-    (dev_eui,) = _decode(cursor, kind="d", arity=1)
-    if not _DEV_EUI.match(dev_eui):
+    (shown_id,) = _decode(cursor, kind="d", arity=1)
+    if not (_DEV_EUI.match(shown_id) or privacy.is_public_id(shown_id)):
         raise _bad_cursor()
-    return dev_eui
+    return shown_id
 
 
 def format_time(value: datetime) -> str:

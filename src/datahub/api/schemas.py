@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from datahub.api.query import Bucket, CityName, Grouping, OutputFormat, Rfc3339
 from datahub.domain import SLUG, City, LicenceClass, Placement
+from datahub.privacy import PrivacyClass
 from datahub.storage.buckets import AggregateFn
 
 # Every time in a response is UTC, rendered by pydantic as RFC 3339 with a `Z`.
@@ -122,6 +123,23 @@ class LiveOut(OutModel):
     status: Literal["ok"] = "ok"
 
 
+class ReplicaOut(OutModel):
+    reachable: bool = Field(description="whether the replica answered its last check")
+    staleness_s: float | None = Field(
+        description="the most recent writes, in seconds, a read on it may miss now; null "
+        "before its first measurement"
+    )
+    max_lag_s: float = Field(description="database.replica_max_lag_s: reads on it stay within")
+
+
+class ReadyOut(OutModel):
+    status: Literal["ok"] = "ok"
+    reads: Literal["primary", "replica"] = Field(description="where reads go now")
+    replica: ReplicaOut | None = Field(
+        default=None, description="the streaming replica reads go to; null without one"
+    )
+
+
 class HealthOut(OutModel):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
@@ -149,8 +167,15 @@ class LocationOut(OutModel):
     longitude: float
 
 
+# What a device is shown by (docs/privacy.md).
+SHOWN_ID = (
+    "the DevEUI; for a device of a private owner or a personal one, shown to a caller "
+    "without a grant for its dataset, its public id `pub-…` instead"
+)
+
+
 class DeviceOut(OutModel):
-    dev_eui: str
+    dev_eui: str = Field(description=SHOWN_ID)
     name: str
     city: City
     supplier: SupplierOut
@@ -167,6 +192,9 @@ class DeviceOut(OutModel):
     )
     placement: Placement | None = Field(description="indoor or outdoor air; null: not said")
     area: str | None = Field(description="the district or zone it belongs to; null: not said")
+    privacy: PrivacyClass = Field(
+        description="its privacy class: what callers without a grant see of it (docs/privacy.md)"
+    )
 
 
 class DevicePageOut(OutModel):
@@ -219,7 +247,7 @@ class ReadingOut(OutModel):
 
 
 class ReadingPageOut(OutModel):
-    dev_eui: str
+    dev_eui: str = Field(description=SHOWN_ID)
     start: UtcTime = Field(serialization_alias="from")
     end: UtcTime = Field(serialization_alias="to")
     items: list[ReadingOut]
@@ -251,7 +279,7 @@ class AggregateOut(OutModel):
 
 
 class LatestOut(OutModel):
-    dev_eui: str
+    dev_eui: str = Field(description=SHOWN_ID)
     name: str
     city: City
     metric: str
@@ -271,6 +299,8 @@ _ERROR_DESCRIPTIONS = {
     403: "the key lacks the scope or grant this needs (Forbidden)",
     404: "no such resource, or none the caller may see (NotFound)",
     406: "no representation the Accept header takes; name one with `format` (NotAcceptable)",
+    410: "raw readings from before a dataset's retention, which are deleted; aggregates "
+    "of whole hours come from the rollups (Gone)",
     409: "a duplicate, such as a slug in use, or an Idempotency-Key used for another "
     "request (Conflict)",
     429: "over the rate limit or the monthly quota; retry after Retry-After seconds "

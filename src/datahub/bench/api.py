@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from datahub import audit
 from datahub.api.metric_index import MetricIndex
 from datahub.bench import cpu, dataset
 from datahub.bench.loadgen import Spec
@@ -229,6 +230,7 @@ def _prepare(settings: Settings) -> tuple[str, list[int]]:
         if record.licence_class != "open":
             admin.update_dataset(
                 conn,
+                actor=audit.cli_actor("bench"),
                 slug=record.slug,
                 changes={
                     "licence_class": "open",
@@ -240,12 +242,15 @@ def _prepare(settings: Settings) -> tuple[str, list[int]]:
             )
         admin.add_consumer(
             conn,
+            actor=audit.cli_actor("bench"),
             slug=slug,
             name="datahub bench api",
             purpose="research",
             requests_per_s=REQUESTS_PER_S,
         )
-        _, secret = admin.create_key(conn, consumer=slug, scopes=["read"], label="bench")
+        _, secret = admin.create_key(
+            conn, actor=audit.cli_actor("bench"), consumer=slug, scopes=["read"], label="bench"
+        )
         open_ids = list(access.select_open_datasets(conn))
     return secret, open_ids
 

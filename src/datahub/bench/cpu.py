@@ -103,6 +103,18 @@ def budget_us(rate_per_s: float, cores: int | None = None) -> float:
     return round((cores or os.cpu_count() or 1) * 1e6 / rate_per_s, 1) if rate_per_s > 0 else 0.0
 
 
+def resident_mib(pid: int) -> int:
+    """A process's resident memory (VmRSS) in MiB; 0 if it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024)
+    return 0
+
+
 def _group_seconds(group: Group, parents: Mapping[int, int]) -> float:
     pids = set(group.pids)
     if group.leader is not None:

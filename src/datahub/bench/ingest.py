@@ -101,7 +101,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
         qos1_uplinks = len(pipeline.prepare(_messages(qos1_set)).uplinks)
     readings_per_uplink = len(rows) / len(uplink_rows)
 
-    qos0 = _Workers(target, work, qos=0, options=options, workdir=workdir)
+    qos0 = Workers(target, work, qos=0, options=options, workdir=workdir)
     try:
         e2e, cpu_qos0 = qos0.ingest(qos0_set, expected=len(uplink_rows), broker=broker)
         with db.connect(target) as conn:
@@ -109,7 +109,7 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
         latencies = _latency(target, work, options, broker=broker)
     finally:
         qos0.stop()
-    qos1 = _Workers(target, work, qos=1, options=options, workdir=workdir)
+    qos1 = Workers(target, work, qos=1, options=options, workdir=workdir)
     try:
         e2e_qos1, cpu_qos1 = qos1.ingest(qos1_set, expected=qos1_uplinks, broker=broker)
     finally:
@@ -189,7 +189,7 @@ def _messages(sets: Mapping[str, tuple[str, Sequence[bytes]]]) -> list[Message]:
     ]
 
 
-class _Workers:
+class Workers:
     """`count` ingest processes sharing the run's subscriptions (one without sharing)."""
 
     def __init__(
@@ -288,6 +288,10 @@ class _Workers:
             )
         spent["publishers"] = spent.pop("children")
         return Rate(expected, seconds), cpu.per_uplink_us(spent, expected)
+
+    def resident_mib(self) -> list[int]:
+        """Each worker's resident memory now, in MiB."""
+        return [cpu.resident_mib(s.process.pid) for s in self._services]
 
     def stop(self) -> None:
         for service in self._services:

@@ -28,6 +28,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 import simulators
+from datahub import audit
 from datahub.api.app import create_app
 from datahub.bench.services import database_settings, fresh_database, percentile
 from datahub.catalog import open_catalog
@@ -136,9 +137,16 @@ def run(base: Settings, options: OpsOptions, workdir: Path) -> dict[str, Any]:
         with conn.transaction():
             slug = f"bench-ops-{now:%H%M%S}"
             admin.add_consumer(
-                conn, slug=slug, name="bench", purpose="public_interest", requests_per_s=100_000
+                conn,
+                actor=audit.cli_actor("bench"),
+                slug=slug,
+                name="bench",
+                purpose="public_interest",
+                requests_per_s=100_000,
             )
-            _, secret = admin.create_key(conn, consumer=slug, scopes=["read", "admin"])
+            _, secret = admin.create_key(
+                conn, actor=audit.cli_actor("bench"), consumer=slug, scopes=["read", "admin"]
+            )
     result["health_refresh"] = {
         "devices": computed,
         "seconds": round(refresh_s, 2),
@@ -246,7 +254,12 @@ def _alert_cost(
                     metric="battery_voltage", open_value=3.3, clear_value=3.4,
                 )  # fmt: skip
                 for rule in (hot, battery):
-                    rules.create_rule(conn, rule=rule, alerts_settings=settings.alerts)
+                    rules.create_rule(
+                        conn,
+                        rule=rule,
+                        alerts_settings=settings.alerts,
+                        actor=audit.cli_actor("bench"),
+                    )
         pipeline = Pipeline(settings, catalog=catalog, clock=lambda: now)
         evaluate = pipeline.alerts.evaluate
         spent: list[float] = []

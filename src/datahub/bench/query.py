@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from datahub import audit
 from datahub.bench import dataset
 from datahub.bench.services import BenchError, Service, database_config, free_port, percentile
 from datahub.config import Settings
@@ -140,12 +141,19 @@ def _admin_key(settings: Settings) -> str:
     with db.connect(settings) as conn, conn.transaction():
         admin.add_consumer(
             conn,
+            actor=audit.cli_actor("bench"),
             slug=slug,
             name="datahub bench query",
             purpose="research",
             requests_per_s=REQUESTS_PER_S,
         )
-        _, secret = admin.create_key(conn, consumer=slug, scopes=["read", "admin"], label="bench")
+        _, secret = admin.create_key(
+            conn,
+            actor=audit.cli_actor("bench"),
+            consumer=slug,
+            scopes=["read", "admin"],
+            label="bench",
+        )
     return secret
 
 

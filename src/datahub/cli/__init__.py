@@ -37,6 +37,8 @@ COMMANDS = {
     ),
     "ops": ("ops", "operator views: health, gateways, what was not placed"),
     "alerts": ("alerts", "alert rules, alarms and the delivery log"),
+    "audit": ("audit", "the audit log of administrative changes; verify its hash chain"),
+    "retention": ("retention", "delete raw data past each dataset's retention"),
     "bench": ("bench", "benchmark ingest and queries (docs/performance.md)"),
 }
 
@@ -45,6 +47,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Build the parser of every command, with the arguments of `command` (None: none)."""
     parser = argparse.ArgumentParser(prog="datahub", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="YAML config file (default: $DATAHUB_CONFIG)")
+    parser.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        help="who you are, for the audit log beside your OS user (e.g. a shared account)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help) in COMMANDS.items():
         p = commands.add_parser(name, help=help)
@@ -55,9 +63,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def command_of(argv: Sequence[str]) -> str | None:
     """Return the command `argv` names, or None."""
-    # Only --config comes before the command; the command's own arguments are left alone.
+    # Only --config and --as come before the command; its own arguments are left alone.
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--config")
+    first.add_argument("--as")
     first.add_argument("command", nargs="?")
     known, _ = first.parse_known_args(argv)
     return known.command if known.command in COMMANDS else None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from datahub.api import ops_schemas as out
+from datahub.cli.arguments import actor_of
 from datahub.cli.console import print_json, print_table, transaction
 from datahub.config import Settings
 from datahub.errors import ConfigError, NotFound
@@ -65,7 +66,10 @@ def _rule_add(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("--kind is required")
     with transaction(settings) as conn:
         rule = rules.create_rule(
-            conn, rule=Rule(name=args.name, kind=kind, **changes), alerts_settings=settings.alerts
+            conn,
+            rule=Rule(name=args.name, kind=kind, **changes),
+            alerts_settings=settings.alerts,
+            actor=actor_of(args),
         )
     print_json(out.new_rule_out(rule))
     return 0
@@ -77,7 +81,11 @@ def _rule_update(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("nothing to change: give at least one option")
     with transaction(settings) as conn:
         rule = rules.update_rule(
-            conn, name=args.name, changes=changes, alerts_settings=settings.alerts
+            conn,
+            name=args.name,
+            changes=changes,
+            alerts_settings=settings.alerts,
+            actor=actor_of(args),
         )
     print_json(out.new_rule_out(rule) if "webhook_url" in changes else out.rule_out(rule))
     return 0
@@ -85,7 +93,7 @@ def _rule_update(settings: Settings, args: argparse.Namespace) -> int:
 
 def _rule_delete(settings: Settings, args: argparse.Namespace) -> int:
     with transaction(settings) as conn:
-        rules.delete_rule(conn, name=args.name)
+        rules.delete_rule(conn, name=args.name, actor=actor_of(args))
     print(f"alert rule {args.name} deleted")
     return 0
 
@@ -158,7 +166,9 @@ def _alarms(settings: Settings, args: argparse.Namespace) -> int:
 
 def _acknowledge(settings: Settings, args: argparse.Namespace) -> int:
     with transaction(settings) as conn:
-        if not alerts.acknowledge_alarm(conn, alarm_id=args.id, at=datetime.now(UTC), by=args.by):
+        if not rules.acknowledge_alarm(
+            conn, alarm_id=args.id, at=datetime.now(UTC), by=args.by, actor=actor_of(args)
+        ):
             raise NotFound(f"no open alarm {args.id}")
     print(f"alarm {args.id} acknowledged")
     return 0

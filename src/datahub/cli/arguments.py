@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+from datahub import audit
 from datahub.domain import SLUG
 from datahub.errors import BadRequest
 from datahub.fairshare.close import period_bounds
@@ -66,3 +67,8 @@ def period(text: str) -> str:
     except BadRequest as exc:
         raise argparse.ArgumentTypeError(exc.detail) from None
     return text
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    """Return who runs this command, for the audit log: the OS user, and `--as` if given."""
+    return audit.cli_actor(getattr(args, "as_name", None))

@@ -1,5 +1,5 @@
-"""`datahub bench ingest|query|api|ops|plot`: benchmark ingest, queries, the API under load and
-the operator's views (docs/performance.md)."""
+"""`datahub bench ingest|query|api|ops|scale|plot`: benchmark ingest, queries, the API under
+load, the operator's views and what workers and processes add (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from datahub.bench import api, ingest, ops, query
+from datahub.bench import api, ingest, ops, query, scale
 from datahub.bench.api import ApiOptions
 from datahub.bench.ingest import IngestOptions
 from datahub.bench.ops import OpsOptions
 from datahub.bench.plot import plot
 from datahub.bench.query import QueryOptions
+from datahub.bench.scale import ScaleOptions
 from datahub.config import Settings
 
 
@@ -80,6 +81,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--reuse", action="store_true", help="keep a fleet loaded by an earlier run")
     _common(q)
     q.set_defaults(run=_cmd_ops)
+
+    q = sub.add_parser(
+        "scale", help="ingest by 1, 2, 4 workers and the API by 1, 2 processes; cost per uplink"
+    )
+    q.add_argument("--uplinks", type=int, default=20_000, help="distinct uplinks per ingest run")
+    q.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="ingest workers")
+    q.add_argument("--api-workers", type=int, nargs="+", default=[1, 2], help="API processes")
+    q.add_argument("--rounds", type=int, default=2, help="times to run every configuration")
+    q.add_argument("--api-clients", type=int, default=16)
+    q.add_argument("--api-seconds", type=float, default=5.0, help="timed seconds per API run")
+    q.add_argument("--devices", type=int, default=200, help="of the API's data set")
+    q.add_argument("--days", type=int, default=14, help="of the API's data set")
+    q.add_argument("--mqtt-version", choices=("3.1.1", "5"), default="3.1.1")
+    _common(q)
+    q.set_defaults(run=_cmd_scale)
 
     q = sub.add_parser("plot", help="draw ingest and query results into one PNG")
     q.add_argument("--ingest", type=Path, help="a `bench ingest` JSON file")
@@ -156,6 +172,21 @@ def _cmd_ops(settings: Settings, args: argparse.Namespace) -> int:
         reuse=args.reuse,
     )
     return _emit(ops.run(settings, options, _workdir()), args)
+
+
+def _cmd_scale(settings: Settings, args: argparse.Namespace) -> int:
+    options = ScaleOptions(
+        uplinks=args.uplinks,
+        workers=tuple(args.workers),
+        api_workers=tuple(args.api_workers),
+        rounds=args.rounds,
+        api_clients=args.api_clients,
+        api_seconds=args.api_seconds,
+        devices=args.devices,
+        days=args.days,
+        mqtt_version=args.mqtt_version,
+    )
+    return _emit(scale.run(settings, options, _workdir()), args)
 
 
 def _cmd_plot(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from datahub.cli import fairshare_admin
-from datahub.cli.arguments import period
+from datahub.cli.arguments import actor_of, period
 from datahub.config import Settings
 from datahub.errors import NotFound
 from datahub.fairshare import close, statements
@@ -51,6 +51,7 @@ def _close(settings: Settings, args: argparse.Namespace) -> int:
             period=args.period,
             now=datetime.now(UTC),
             currency=settings.fairshare.currency,
+            actor=actor_of(args),
         )
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False))
@@ -99,7 +100,7 @@ def _invoice(settings: Settings, args: argparse.Namespace) -> int:
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     with db.connect(settings) as conn, conn.transaction():
         result = close.get_closed(conn, period=args.period)
-    view = statements.transparency_report(result)
+    view = statements.transparency_report(result, ombudsman=settings.fairshare.ombudsman)
     return _print(view, args.csv, statements.REPORT_HEADER, statements.report_rows(view))
 
 

@@ -18,6 +18,7 @@ from datahub.api import admin_schemas as out
 from datahub.catalog import open_catalog
 from datahub.cli.arguments import (
     NONE,
+    actor_of,
     aware_time,
     count,
     count_or_none,
@@ -34,6 +35,7 @@ from datahub.domain import LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
 from datahub.fairshare.keys import Scope
+from datahub.privacy import PrivacyClass
 from datahub.storage import consumers, datasets, suppliers
 from datahub.storage.datasets import DatasetFields
 from datahub.storage.tariffs import Price
@@ -46,7 +48,9 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 def _supplier_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        record = admin.add_supplier(conn, slug=args.slug, name=args.name, kind=args.kind)
+        record = admin.add_supplier(
+            conn, actor=actor_of(args), slug=args.slug, name=args.name, kind=args.kind
+        )
     print(f"supplier {record.slug} added, with its own restricted dataset {record.slug}")
     return 0
 
@@ -75,9 +79,12 @@ def _dataset_add(settings: Settings, args: argparse.Namespace) -> int:
         licence_name=args.licence_name,
         licence_url=args.licence_url,
         attribution=args.attribution,
+        privacy=args.privacy,
     )
     with _transaction(settings) as conn:
-        record = admin.add_dataset(conn, slug=args.slug, supplier=args.supplier, fields=fields)
+        record = admin.add_dataset(
+            conn, actor=actor_of(args), slug=args.slug, supplier=args.supplier, fields=fields
+        )
     print(f"dataset {record.slug} of {record.supplier_slug} added ({record.licence_class})")
     return 0
 
@@ -91,7 +98,9 @@ _CLEARABLE = (
     "contact_email",
     "licence_uri",
     "contributor_id",
+    "legal_basis",
 )
+_RETENTION = ("uplink_retention_days", "reading_retention_days")
 
 
 def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
@@ -101,21 +110,26 @@ def _dataset_update(settings: Settings, args: argparse.Namespace) -> int:
         "licence_id",
         "licence_name",
         "attribution",
+        "privacy",
         *_CLEARABLE,
         "keywords",
         "themes",
         "catalogue_listed",
         "public_summaries",
+        *_RETENTION,
     )
     changes: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     for name in _CLEARABLE:
         if changes.get(name) == "":
             changes[name] = None
+    for name in _RETENTION:
+        if changes.get(name) == NONE:
+            changes[name] = None
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
         record, changed = admin.update_dataset(
-            conn, slug=args.slug, changes=changes, now=datetime.now(UTC)
+            conn, actor=actor_of(args), slug=args.slug, changes=changes, now=datetime.now(UTC)
         )
     print(f"dataset {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
@@ -145,6 +159,7 @@ def _consumer_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record = admin.add_consumer(
             conn,
+            actor=actor_of(args),
             slug=args.slug,
             name=args.name,
             purpose=args.purpose,
@@ -170,7 +185,13 @@ def _consumer_update(settings: Settings, args: argparse.Namespace) -> int:
     if not changes:
         raise ConfigError("nothing to change: give at least one option")
     with _transaction(settings) as conn:
-        record, changed = admin.update_consumer(conn, slug=args.slug, changes=changes)
+        record, changed = admin.update_consumer(
+            conn,
+            actor=actor_of(args),
+            slug=args.slug,
+            changes=changes,
+            now=datetime.now(UTC),
+        )
     print(f"consumer {record.slug} {'updated' if changed else 'unchanged'}")
     return 0
 
@@ -206,7 +227,11 @@ def _consumer_list(settings: Settings, args: argparse.Namespace) -> int:
 def _key_create(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record, secret = admin.create_key(
-            conn, consumer=args.consumer, scopes=args.scope or ["read"], label=args.label
+            conn,
+            actor=actor_of(args),
+            consumer=args.consumer,
+            scopes=args.scope or ["read"],
+            label=args.label,
         )
     if args.json:
         _print_json(out.new_key_out(record, secret))
@@ -221,7 +246,7 @@ def _key_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def _key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        record = admin.revoke_key(conn, prefix=args.prefix)
+        record = admin.revoke_key(conn, actor=actor_of(args), prefix=args.prefix)
     print(f"key {record.prefix} of {record.consumer_slug} revoked at {_cell(record.revoked_at)}")
     return 0
 
@@ -247,7 +272,9 @@ def _key_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def _grant_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        grant, created = admin.add_grant(conn, consumer=args.consumer, dataset=args.dataset)
+        grant, created = admin.add_grant(
+            conn, actor=actor_of(args), consumer=args.consumer, dataset=args.dataset
+        )
     note = "" if grant.licence_class != LicenceClass.OPEN else " (open: anyone reads it anyway)"
     verb = "granted" if created else "already had"
     print(f"{grant.consumer_slug} {verb} dataset {grant.dataset_slug}{note}")
@@ -256,7 +283,7 @@ def _grant_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def _grant_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
-        admin.revoke_grant(conn, consumer=args.consumer, dataset=args.dataset)
+        admin.revoke_grant(conn, actor=actor_of(args), consumer=args.consumer, dataset=args.dataset)
     print(f"grant of dataset {args.dataset} to {args.consumer} revoked")
     return 0
 
@@ -282,6 +309,7 @@ def _tariff_add(settings: Settings, args: argparse.Namespace) -> int:
     with _transaction(settings) as conn:
         record = admin.add_tariff(
             conn,
+            actor=actor_of(args),
             dataset=args.dataset,
             purpose=args.purpose,
             price=price,
@@ -329,7 +357,7 @@ def _tariff_list(settings: Settings, args: argparse.Namespace) -> int:
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     spec = seed.load_seed(args.file)
     with _transaction(settings) as conn:
-        report = seed.apply_seed(conn, spec, now=datetime.now(UTC))
+        report = seed.apply_seed(conn, spec, now=datetime.now(UTC), actor=actor_of(args))
     unknown = sorted(spec.profiles() - set(open_catalog(settings)))
     if unknown:
         report.warnings.append(f"device rules name profiles not in the catalog: {unknown}")
@@ -406,6 +434,12 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-name", required=True)
     p.add_argument("--licence-url")
     p.add_argument("--attribution", required=True, help="shown wherever the data is shown")
+    p.add_argument(
+        "--privacy",
+        default=PrivacyClass.PUBLIC_INFRASTRUCTURE.value,
+        choices=[c.value for c in PrivacyClass],
+        help="what callers without a grant see of its devices (docs/privacy.md)",
+    )
     p = _command(g, "update", "change a dataset's name, licence or attribution", _dataset_update)
     p.add_argument("slug", type=slug)
     p.add_argument("--name")
@@ -414,6 +448,7 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-name")
     p.add_argument("--licence-url", help="'' removes it")
     p.add_argument("--attribution")
+    p.add_argument("--privacy", choices=[c.value for c in PrivacyClass])
     catalogue = p.add_argument_group("open-data catalogue ('' clears a text)")
     catalogue.add_argument("--title-en")
     catalogue.add_argument("--description-de")
@@ -428,6 +463,15 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     catalogue.add_argument("--contact-email")
     catalogue.add_argument("--licence-uri", help="from the dcat-ap.de licence list")
     catalogue.add_argument("--contributor-id", help="from the dcat-ap.de contributor list")
+    governance = p.add_argument_group("retention and legal basis (docs/privacy.md)")
+    for name in _RETENTION:
+        governance.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=count_or_none,
+            metavar="DAYS",
+            help="days raw data is kept (the rollups stay); none: for ever",
+        )
+    governance.add_argument("--legal-basis", help="e.g. 'Art. 6(1)(e) GDPR: …'; '' clears it")
     catalogue.add_argument(
         "--catalogue-listed",
         type=yes_no,

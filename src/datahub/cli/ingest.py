@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.sources:
         raise ConfigError("no sources configured: list them under `sources:` in the config file")
+    if settings.database.transaction_pooling:
+        raise ConfigError(
+            "the ingest holds its leadership of the singleton jobs in database sessions: give "
+            "it database_url of the primary itself (or of a pooler in session mode), without "
+            "database.transaction_pooling"
+        )
     ingest = Ingest(settings)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -12,6 +12,7 @@ from datahub.catalog import open_catalog
 from datahub.config import Settings
 from datahub.errors import ConfigError
 from datahub.opendata.bulk import BulkWriter
+from datahub.privacy import View
 from datahub.storage import db
 
 
@@ -33,6 +34,7 @@ def _bulk(settings: Settings, args: argparse.Namespace) -> int:
             directory=directory,
             metric_index=metric_index,
             delay=timedelta(minutes=settings.opendata.bulk_delay_minutes),
+            view=View.of(settings.privacy),
         )
         report = writer.run(now=datetime.now(UTC))
     print(json.dumps(report.as_json(), sort_keys=True))

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from datahub.catalog import open_catalog
-from datahub.cli.arguments import aware_time
+from datahub.cli.arguments import actor_of, aware_time
 from datahub.config import Settings
 from datahub.errors import ConfigError
 from datahub.ingest.redecode import Redecoder, Report, Selection
@@ -50,7 +50,7 @@ def _redecode(settings: Settings, args: argparse.Namespace) -> int:
         progress.update(report.seen, report.selected, note)
 
     with db.connect(settings, autocommit=True) as conn:
-        report = Redecoder(conn, catalog=catalog, batch_size=args.batch).run(
+        report = Redecoder(conn, catalog=catalog, batch_size=args.batch, actor=actor_of(args)).run(
             selection, on_batch=show
         )
     progress.finish()

@@ -1,7 +1,8 @@
 """Administration: the rules for suppliers, datasets, consumers, keys, grants and tariffs.
 
 The CLI (`datahub fairshare …`), the admin API (`/v1/admin/…`) and the demo seed all
-write through these functions, so each rule lives here once. They raise the API's
+write through these functions, so each rule lives here once; each change appends its
+entry to the audit log (datahub.audit) in the same transaction, naming `actor`. They raise the API's
 errors (BadRequest, NotFound, Conflict), which the CLI reports as exit status 2.
 Nothing here commits: the caller owns the transaction.
 """
@@ -15,15 +16,22 @@ from typing import Any
 
 import psycopg
 
+from datahub import audit
 from datahub.domain import SLUG, LicenceClass, Purpose
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare import keys
 from datahub.fairshare.close import period_bounds
 from datahub.fairshare.keys import Scope
 from datahub.opendata import vocabularies
-from datahub.storage import consumers, datasets, periods, suppliers, tariffs
+from datahub.privacy import PrivacyClass
+from datahub.storage import consumers, datasets, periods, suppliers, tariffs, usage
 from datahub.storage.consumers import ConsumerFields, ConsumerRecord, GrantRecord, KeyRecord
-from datahub.storage.datasets import DatasetFields, DatasetMetadata, DatasetRecord
+from datahub.storage.datasets import (
+    DatasetFields,
+    DatasetGovernance,
+    DatasetMetadata,
+    DatasetRecord,
+)
 from datahub.storage.suppliers import SupplierRecord, SupplierRow
 from datahub.storage.tariffs import Price, TariffRecord
 
@@ -59,6 +67,8 @@ def check_scopes(scopes: Collection[str]) -> tuple[str, ...]:
         raise BadRequest(f"unknown scope {', '.join(unknown)}; scopes are {', '.join(Scope)}")
     if not scopes:
         raise BadRequest("a key needs at least one scope")
+    if {Scope.ADMIN, Scope.OMBUDSMAN} <= set(scopes):
+        raise BadRequest("a key is not both 'admin' and 'ombudsman': the ombudsman changes nothing")
     return tuple(s.value for s in Scope if s in scopes)
 
 
@@ -121,7 +131,9 @@ def _iso(value: datetime) -> str:
 # Suppliers --------------------------------------------------------------------------------
 
 
-def add_supplier(conn: psycopg.Connection, *, slug: str, name: str, kind: str) -> SupplierRecord:
+def add_supplier(
+    conn: psycopg.Connection, *, slug: str, name: str, kind: str, actor: str
+) -> SupplierRecord:
     """Add a supplier with its own restricted dataset (named by the supplier's slug)."""
     row = SupplierRow(
         check_slug("supplier", slug), check_text("name", name), check_text("kind", kind)
@@ -129,7 +141,30 @@ def add_supplier(conn: psycopg.Connection, *, slug: str, name: str, kind: str) -
     if suppliers.insert_supplier(conn, supplier=row) is None:
         raise Conflict(f"supplier {slug!r} exists")
     (record,) = suppliers.list_suppliers(conn, slug=slug)
+    audit.record(conn, actor=actor, action="supplier.add", target=f"supplier:{slug}", after=record)
     return record
+
+
+def update_supplier(
+    conn: psycopg.Connection, *, slug: str, name: str, kind: str, actor: str
+) -> SupplierRecord:
+    """Rename a supplier or change its kind; NotFound if there is none."""
+    before = suppliers.list_suppliers(conn, slug=slug)
+    if not before:
+        raise NotFound(f"no supplier {slug!r}")
+    row = SupplierRow(slug, check_text("name", name), check_text("kind", kind))
+    suppliers.update_supplier(conn, supplier=row)
+    (after,) = suppliers.list_suppliers(conn, slug=slug)
+    if after != before[0]:
+        audit.record(
+            conn,
+            actor=actor,
+            action="supplier.update",
+            target=f"supplier:{slug}",
+            before=before[0],
+            after=after,
+        )
+    return after
 
 
 def supplier_id(conn: psycopg.Connection, slug: str) -> int:
@@ -159,6 +194,11 @@ def _check_dataset_fields(fields: DatasetFields) -> DatasetFields:
         raise BadRequest(
             f"licence class {fields.licence_class!r} is not one of {classes}"
         ) from None
+    try:
+        privacy = PrivacyClass(fields.privacy)
+    except ValueError:
+        classes = ", ".join(c.value for c in PrivacyClass)
+        raise BadRequest(f"privacy class {fields.privacy!r} is not one of {classes}") from None
     url = check_text("licence URL", fields.licence_url) if fields.licence_url else None
     if url is not None and not url.startswith(("https://", "http://")):
         raise BadRequest(f"licence URL {url!r} must be an http(s) URL")
@@ -169,11 +209,12 @@ def _check_dataset_fields(fields: DatasetFields) -> DatasetFields:
         licence_name=check_text("licence name", fields.licence_name),
         licence_url=url,
         attribution=check_text("attribution", fields.attribution),
+        privacy=privacy.value,
     )
 
 
 def add_dataset(
-    conn: psycopg.Connection, *, slug: str, supplier: str, fields: DatasetFields
+    conn: psycopg.Connection, *, slug: str, supplier: str, fields: DatasetFields, actor: str
 ) -> DatasetRecord:
     """Add a dataset of a supplier; its devices are assigned by the registry or the seed."""
     check_slug("dataset", slug)
@@ -185,7 +226,9 @@ def add_dataset(
         is None
     ):
         raise Conflict(f"dataset {slug!r} exists")
-    return get_dataset(conn, slug)
+    record = get_dataset(conn, slug)
+    audit.record(conn, actor=actor, action="dataset.add", target=f"dataset:{slug}", after=record)
+    return record
 
 
 def dataset_fields(record: DatasetRecord) -> DatasetFields:
@@ -197,11 +240,15 @@ def dataset_fields(record: DatasetRecord) -> DatasetFields:
         licence_name=record.licence_name,
         licence_url=record.licence_url,
         attribution=record.attribution,
+        privacy=record.privacy,
     )
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DatasetFields))
 METADATA_NAMES = frozenset(datasets.METADATA_COLUMNS)
+GOVERNANCE_NAMES = frozenset(datasets.GOVERNANCE_COLUMNS)
+# Ten years: a longer retention is a typo, and for ever is None.
+MAX_RETENTION_DAYS = 3653
 MAX_KEYWORDS = 50
 MAX_KEYWORD_LENGTH = 100
 # dcat-ap.de licences that say "not open": an open dataset cannot carry them.
@@ -260,8 +307,27 @@ def check_metadata(metadata: DatasetMetadata, licence_class: LicenceClass) -> Da
     )
 
 
+def check_governance(governance: DatasetGovernance) -> DatasetGovernance:
+    """Return retention and legal basis cleaned up; BadRequest for a retention out of range."""
+    for name in ("uplink_retention_days", "reading_retention_days"):
+        days = getattr(governance, name)
+        if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+            raise BadRequest(
+                f"{name} {days} is not within 1..{MAX_RETENTION_DAYS} days; "
+                "none keeps raw data for ever"
+            )
+    return dataclasses.replace(
+        governance, legal_basis=_optional_text("legal basis", governance.legal_basis)
+    )
+
+
 def update_dataset(
-    conn: psycopg.Connection, *, slug: str, changes: Mapping[str, Any], now: datetime
+    conn: psycopg.Connection,
+    *,
+    slug: str,
+    changes: Mapping[str, Any],
+    now: datetime,
+    actor: str,
 ) -> tuple[DatasetRecord, bool]:
     """Change some of a dataset's fields and catalogue metadata; return it and whether
     anything changed.
@@ -269,7 +335,7 @@ def update_dataset(
     A dataset becomes open only when it charges nothing from now on: open data is free.
     """
     record = get_dataset(conn, slug)
-    unknown = set(changes) - _FIELD_NAMES - METADATA_NAMES
+    unknown = set(changes) - _FIELD_NAMES - METADATA_NAMES - GOVERNANCE_NAMES
     if unknown:
         raise BadRequest(f"a dataset has no field {', '.join(sorted(unknown))}")
     fields = _check_dataset_fields(
@@ -292,9 +358,25 @@ def update_dataset(
             f"dataset {slug!r} charges for use; open data is free, so first add tariff "
             "versions with cents_per_million 0 for every priced purpose"
         )
+    governance = check_governance(
+        dataclasses.replace(
+            record.governance, **{k: v for k, v in changes.items() if k in GOVERNANCE_NAMES}
+        )
+    )
     changed = datasets.update_dataset(conn, dataset_id=record.id, fields=fields)
     changed |= datasets.update_metadata(conn, dataset_id=record.id, metadata=metadata)
-    return get_dataset(conn, slug), changed
+    changed |= datasets.update_governance(conn, dataset_id=record.id, governance=governance)
+    after = get_dataset(conn, slug)
+    if changed:
+        audit.record(
+            conn,
+            actor=actor,
+            action="dataset.update",
+            target=f"dataset:{slug}",
+            before=record,
+            after=after,
+        )
+    return after, changed
 
 
 # Consumers --------------------------------------------------------------------------------
@@ -325,6 +407,7 @@ def add_consumer(
     supplier: str | None = None,
     monthly_quota: int | None = None,
     requests_per_s: int | None = None,
+    actor: str,
 ) -> ConsumerRecord:
     """Add a consumer; `supplier` is the supplier it acts for (it sees its statements)."""
     check_slug("consumer", slug)
@@ -338,16 +421,28 @@ def add_consumer(
     )
     if consumers.insert_consumer(conn, slug=slug, fields=fields) is None:
         raise Conflict(f"consumer {slug!r} exists")
-    return get_consumer(conn, slug)
+    record = get_consumer(conn, slug)
+    audit.record(conn, actor=actor, action="consumer.add", target=f"consumer:{slug}", after=record)
+    return record
 
 
 CONSUMER_CHANGES = frozenset({"name", "purpose", "supplier", "monthly_quota", "requests_per_s"})
 
 
 def update_consumer(
-    conn: psycopg.Connection, *, slug: str, changes: Mapping[str, Any]
+    conn: psycopg.Connection,
+    *,
+    slug: str,
+    changes: Mapping[str, Any],
+    now: datetime,
+    actor: str,
 ) -> tuple[ConsumerRecord, bool]:
-    """Change some of a consumer's fields (`supplier` by slug; None clears it)."""
+    """Change some of a consumer's fields (`supplier` by slug; None clears it).
+
+    A quota set or changed holds from the month's start: the month's counter is set to
+    the month's ledger (the API keeps it so anyway; this also covers usage written by a
+    version that did not).
+    """
     record = get_consumer(conn, slug)
     unknown = set(changes) - CONSUMER_CHANGES
     if unknown:
@@ -371,14 +466,31 @@ def update_consumer(
         requests_per_s=merged["requests_per_s"],
     )
     changed = consumers.update_consumer(conn, consumer_id=record.id, fields=fields)
-    return get_consumer(conn, slug), changed
+    if fields.monthly_quota is not None and fields.monthly_quota != record.monthly_quota:
+        usage.recount_quota(conn, consumer_id=record.id, at=now)
+    after = get_consumer(conn, slug)
+    if changed:
+        audit.record(
+            conn,
+            actor=actor,
+            action="consumer.update",
+            target=f"consumer:{slug}",
+            before=record,
+            after=after,
+        )
+    return after, changed
 
 
 # Keys -------------------------------------------------------------------------------------
 
 
 def create_key(
-    conn: psycopg.Connection, *, consumer: str, scopes: Collection[str], label: str = ""
+    conn: psycopg.Connection,
+    *,
+    consumer: str,
+    scopes: Collection[str],
+    label: str = "",
+    actor: str,
 ) -> tuple[KeyRecord, str]:
     """Make a key for a consumer; return it and its secret, which is stored only hashed."""
     owner = get_consumer(conn, consumer)
@@ -391,6 +503,10 @@ def create_key(
         scopes=check_scopes(scopes),
         label=check_text("label", label) if label.strip() else "",
     )
+    # The record holds the prefix, never the secret nor its hash.
+    audit.record(
+        conn, actor=actor, action="key.create", target=f"key:{record.prefix}", after=record
+    )
     return record, new.secret
 
 
@@ -400,35 +516,65 @@ def list_keys(conn: psycopg.Connection, *, consumer: str | None = None) -> list[
     return consumers.list_keys(conn, consumer_id=owner)
 
 
-def revoke_key(conn: psycopg.Connection, *, prefix: str) -> KeyRecord:
+def revoke_key(conn: psycopg.Connection, *, prefix: str, actor: str) -> KeyRecord:
     """Revoke a key by its prefix; revoking it again changes nothing."""
     # A whole key given by mistake is reduced to its prefix, never echoed back.
     prefix = keys.parse_prefix(prefix) or prefix
+    before = consumers.get_key(conn, prefix=prefix)
     record = consumers.mark_key_revoked(conn, prefix=prefix)
-    if record is None:
+    if before is None or record is None:
         raise NotFound(f"no API key with prefix {prefix[:12]!r}")
+    if before.revoked_at is None:
+        audit.record(
+            conn,
+            actor=actor,
+            action="key.revoke",
+            target=f"key:{prefix}",
+            before=before,
+            after=record,
+        )
     return record
 
 
 # Grants -----------------------------------------------------------------------------------
 
 
-def add_grant(conn: psycopg.Connection, *, consumer: str, dataset: str) -> tuple[GrantRecord, bool]:
+def add_grant(
+    conn: psycopg.Connection, *, consumer: str, dataset: str, actor: str
+) -> tuple[GrantRecord, bool]:
     """Grant a consumer a dataset; return the grant and whether it is new."""
     owner = get_consumer(conn, consumer)
     target = get_dataset(conn, dataset)
     created = consumers.insert_grant(conn, consumer_id=owner.id, dataset_id=target.id)
     grant = consumers.get_grant(conn, consumer_id=owner.id, dataset_id=target.id)
     assert grant is not None
+    if created:
+        audit.record(
+            conn,
+            actor=actor,
+            action="grant.add",
+            target=f"grant:{consumer}/{dataset}",
+            after=grant,
+        )
     return grant, created
 
 
-def revoke_grant(conn: psycopg.Connection, *, consumer: str, dataset: str) -> None:
+def revoke_grant(conn: psycopg.Connection, *, consumer: str, dataset: str, actor: str) -> None:
     """Withdraw a consumer's grant on a dataset; NotFound if it had none."""
     owner = get_consumer(conn, consumer)
     target = get_dataset(conn, dataset)
-    if not consumers.delete_grant(conn, consumer_id=owner.id, dataset_id=target.id):
+    before = consumers.get_grant(conn, consumer_id=owner.id, dataset_id=target.id)
+    if before is None or not consumers.delete_grant(
+        conn, consumer_id=owner.id, dataset_id=target.id
+    ):
         raise NotFound(f"consumer {consumer!r} has no grant on dataset {dataset!r}")
+    audit.record(
+        conn,
+        actor=actor,
+        action="grant.revoke",
+        target=f"grant:{consumer}/{dataset}",
+        before=before,
+    )
 
 
 def list_grants(
@@ -453,6 +599,7 @@ def add_tariff(
     price: Price,
     now: datetime,
     valid_from: datetime | None = None,
+    actor: str,
 ) -> TariffRecord:
     """Add the next version of a dataset's tariff for a purpose, valid from `valid_from` (now)."""
     target = get_dataset(conn, dataset)
@@ -476,6 +623,13 @@ def add_tariff(
     )
     added = tariffs.get_latest_tariff(conn, dataset_id=target.id, purpose=purpose, at=now)
     assert added is not None and added.version == version
+    audit.record(
+        conn,
+        actor=actor,
+        action="tariff.add",
+        target=f"tariff:{dataset}/{purpose}/{version}",
+        after=added,
+    )
     return added
 
 

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import psycopg
 
+from datahub import audit
 from datahub.domain import LicenceClass, Purpose
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare.money import MILLION, largest_remainder, round_half_up, split_fee
@@ -75,7 +76,7 @@ def month_bounds(time: datetime) -> tuple[datetime, datetime]:
 
 
 def close_period(
-    conn: psycopg.Connection, *, period: str, now: datetime, currency: str
+    conn: psycopg.Connection, *, period: str, now: datetime, currency: str, actor: str
 ) -> PublishedPeriod:
     """Close a month that has ended, or return its stored result if it is closed already.
 
@@ -104,6 +105,13 @@ def close_period(
     assigned = periods.assign_period(conn, period=period)
     if assigned != staged:
         raise ConservationError(f"{staged} usage rows staged for {period}, {assigned} assigned")
+    audit.record(
+        conn,
+        actor=actor,
+        action="period.close",
+        target=f"period:{period}",
+        after={"hash": digest, "closed_at": now, "usage_rows": staged},
+    )
     return published(PeriodRow(period=period, closed_at=now, hash=digest, result=dict(result)))
 
 
@@ -139,8 +147,9 @@ def result_hash(result: Mapping[str, Any]) -> str:
 
 # Rating ----------------------------------------------------------------------------------
 
-# A line of an invoice or a statement: dataset, supplier, purpose, tariff version (0: none).
-LineKey = tuple[str, str, str, int]
+# A line of an invoice or a statement: dataset, supplier, purpose, own use (sorted after
+# the use by others), tariff version (0: none; and for own use, which no tariff rates).
+LineKey = tuple[str, str, str, bool, int]
 
 
 @dataclass(slots=True)
@@ -168,6 +177,8 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
     for row in usage:
         tally = tallies[row.supplier][_line_key(row)]
         tally.observations += row.observations
+        if row.own_use:  # neither priced nor valued: a supplier does not trade with itself
+            continue
         if row.tariff is None:
             tally.unpriced_observations += row.observations
         elif charged_price(row) == 0:
@@ -176,7 +187,8 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
     invoices: list[Invoice] = []
     by_consumer: dict[str, list[RatedUsageRow]] = defaultdict(list)
     for row in usage:
-        if row.consumer is not None:  # anonymous use is free and never invoiced
+        # Anonymous use is free and never invoiced; nor is a supplier's own use.
+        if row.consumer is not None and not row.own_use:
             by_consumer[row.consumer].append(row)
     for consumer in sorted(by_consumer):
         invoice = _invoice(consumer, by_consumer[consumer])
@@ -200,7 +212,7 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
     )
     if not all(conservation.values()):
         raise ConservationError(f"period {period}: {conservation}")
-    return {
+    rated: RatedPeriod = {
         "period": period,
         "currency": currency,
         "revenue_cents": revenue,
@@ -209,13 +221,21 @@ def rate_period(*, period: str, currency: str, usage: Sequence[RatedUsageRow]) -
         "shadow_value_cents": sum(s["shadow_value_cents"] for s in suppliers.values()),
         "observations": sum(r.observations for r in usage),
         "anonymous_observations": sum(r.observations for r in usage if r.consumer is None),
-        "unpriced_observations": sum(r.observations for r in usage if r.tariff is None),
+        "unpriced_observations": sum(
+            r.observations for r in usage if r.tariff is None and not r.own_use
+        ),
         "purposes": _purposes(usage, invoices),
         "invoices": invoices,
         "suppliers": suppliers,
         "tariffs": _tariffs(usage),
         "conservation": conservation,
     }
+    # Only where there is own use, so that a period without any keeps the bytes (and the
+    # hash) it had before own use was told apart.
+    own_use = sum(r.observations for r in usage if r.own_use)
+    if own_use:
+        rated["own_use_observations"] = own_use
+    return rated
 
 
 def check_conservation(
@@ -247,12 +267,18 @@ def check_conservation(
 
 
 def _line_key(row: RatedUsageRow) -> LineKey:
-    version = row.tariff.version if row.tariff is not None else 0
-    return (row.dataset, row.supplier, row.purpose, version)
+    version = row.tariff.version if row.tariff is not None and not row.own_use else 0
+    return (row.dataset, row.supplier, row.purpose, row.own_use, version)
 
 
 def _key_of_line(line: InvoiceLine) -> LineKey:
-    return (line["dataset"], line["supplier"], line["purpose"], line["tariff_version"] or 0)
+    return (
+        line["dataset"],
+        line["supplier"],
+        line["purpose"],
+        False,
+        line["tariff_version"] or 0,
+    )
 
 
 def _invoice(consumer: str, rows: Sequence[RatedUsageRow]) -> Invoice:
@@ -278,7 +304,7 @@ def _invoice(consumer: str, rows: Sequence[RatedUsageRow]) -> Invoice:
                 "dataset": key[0],
                 "supplier": key[1],
                 "purpose": key[2],
-                "tariff_version": key[3] or None,
+                "tariff_version": key[4] or None,
                 "observations": n,
                 "cents_per_million": price,
                 "cents": line_cents,
@@ -305,11 +331,12 @@ def _supplier(tallies: Mapping[LineKey, _Tally]) -> SupplierResult:
     by_purpose = dict.fromkeys(PURPOSES, 0)
     for key in keys:
         by_purpose[key[2]] += tallies[key].observations
-    lines: list[StatementLine] = [
-        {
+    lines: list[StatementLine] = []
+    for key, line_shadow in zip(keys, shadow, strict=True):
+        line: StatementLine = {
             "dataset": key[0],
             "purpose": key[2],
-            "tariff_version": key[3] or None,
+            "tariff_version": key[4] or None,
             "observations": tallies[key].observations,
             "revenue_cents": tallies[key].revenue_cents,
             "platform_fee_cents": tallies[key].platform_fee_cents,
@@ -317,9 +344,10 @@ def _supplier(tallies: Mapping[LineKey, _Tally]) -> SupplierResult:
             "shadow_value_cents": line_shadow,
             "unpriced_observations": tallies[key].unpriced_observations,
         }
-        for key, line_shadow in zip(keys, shadow, strict=True)
-    ]
-    return {
+        if key[3]:  # only on own use's lines: the others keep the bytes they always had
+            line["own_use"] = True
+        lines.append(line)
+    result: SupplierResult = {
         "payout_cents": sum(line["payout_cents"] for line in lines),
         "revenue_cents": sum(line["revenue_cents"] for line in lines),
         "platform_fee_cents": sum(line["platform_fee_cents"] for line in lines),
@@ -329,6 +357,10 @@ def _supplier(tallies: Mapping[LineKey, _Tally]) -> SupplierResult:
         "unpriced_observations": sum(line["unpriced_observations"] for line in lines),
         "lines": lines,
     }
+    own_use = sum(tallies[k].observations for k in keys if k[3])
+    if own_use:
+        result["own_use_observations"] = own_use
+    return result
 
 
 def _purposes(
@@ -355,7 +387,7 @@ def _tariffs(usage: Iterable[RatedUsageRow]) -> list[AppliedTariff]:
     """The tariff versions applied, with the observations each rated."""
     applied: dict[TariffRow, tuple[int, int]] = {}
     for row in usage:
-        if row.tariff is not None:
+        if row.tariff is not None and not row.own_use:
             observations, _ = applied.get(row.tariff, (0, 0))
             applied[row.tariff] = (observations + row.observations, charged_price(row))
     return [

@@ -13,10 +13,16 @@ _KEY = re.compile(r"^dh_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 
 
 class Scope(StrEnum):
-    """What a key may do: read data and its own usage, or administer the hub."""
+    """What a key may do: read data and its own usage, administer the hub, or oversee it.
+
+    An `ombudsman` key reads everything an administrator reads (statements, invoices, the
+    usage ledger, tariffs, grants, consumers, the audit log) and changes nothing; a key is
+    never both `admin` and `ombudsman`.
+    """
 
     READ = "read"
     ADMIN = "admin"
+    OMBUDSMAN = "ombudsman"
 
 
 @dataclass(frozen=True, slots=True)

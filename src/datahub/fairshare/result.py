@@ -8,7 +8,7 @@ times are RFC 3339 strings in UTC; `purpose` keys are `domain.Purpose` values.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class InvoiceLine(TypedDict):
@@ -48,6 +48,8 @@ class StatementLine(TypedDict):
     payout_cents: int
     shadow_value_cents: int
     unpriced_observations: int
+    # True on a line of the supplier's own use (never invoiced); absent on every other.
+    own_use: NotRequired[bool]
 
 
 class SupplierTotals(TypedDict):
@@ -60,6 +62,9 @@ class SupplierTotals(TypedDict):
     observations_by_purpose: dict[str, int]  # purpose -> observations, every purpose
     shadow_value_cents: int
     unpriced_observations: int
+    # Of `observations`, the supplier's own use; absent where there is none (and in every
+    # period closed before own use was told apart).
+    own_use_observations: NotRequired[int]
 
 
 class SupplierResult(SupplierTotals):
@@ -110,6 +115,7 @@ class RatedPeriod(TypedDict):
     observations: int
     anonymous_observations: int
     unpriced_observations: int
+    own_use_observations: NotRequired[int]  # as in SupplierTotals
     purposes: dict[str, PurposeTotals]
     invoices: list[Invoice]
     suppliers: dict[str, SupplierResult]  # by supplier slug

@@ -23,13 +23,14 @@ import psycopg
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from datahub import audit
 from datahub.domain import SLUG, City, LicenceClass, Purpose
 from datahub.errors import DatahubError
 from datahub.fairshare import admin
 from datahub.fairshare.keys import Scope
+from datahub.privacy import PrivacyClass
 from datahub.storage import consumers, datasets, suppliers, tariffs
 from datahub.storage.datasets import DatasetFields
-from datahub.storage.suppliers import SupplierRow
 from datahub.storage.tariffs import Price
 
 Slug = Field(pattern=SLUG.pattern)
@@ -108,6 +109,7 @@ class DatasetSpec(_Model):
     name: str = Field(min_length=1)
     licence: LicenceSpec
     attribution: str = Field(min_length=1)
+    privacy: PrivacyClass = PrivacyClass.PUBLIC_INFRASTRUCTURE
     devices: DeviceRule | None = Field(default=None, description="omitted: moves no devices")
     tariffs: tuple[TariffSpec, ...] = ()
     open_data: OpenDataSpec | None = Field(
@@ -128,6 +130,7 @@ class DatasetSpec(_Model):
             licence_name=self.licence.name,
             licence_url=self.licence.url,
             attribution=self.attribution,
+            privacy=self.privacy.value,
         )
 
 
@@ -282,38 +285,46 @@ class SeedReport:
         }
 
 
-def apply_seed(conn: psycopg.Connection, seed: SeedFile, *, now: datetime) -> SeedReport:
+def apply_seed(
+    conn: psycopg.Connection, seed: SeedFile, *, now: datetime, actor: str
+) -> SeedReport:
     """Make the database hold what the seed declares; the caller commits."""
     report = SeedReport()
     for supplier in seed.suppliers:
-        _apply_supplier(conn, supplier, report)
+        _apply_supplier(conn, supplier, report, actor=actor)
     for dataset in seed.datasets:
-        _apply_dataset(conn, dataset, report, now=now)
+        _apply_dataset(conn, dataset, report, actor=actor, now=now)
     for consumer in seed.consumers:
-        _apply_consumer(conn, consumer, report)
+        _apply_consumer(conn, consumer, report, now=now, actor=actor)
     return report
 
 
-def _apply_supplier(conn: psycopg.Connection, spec: SupplierSpec, report: SeedReport) -> None:
+def _apply_supplier(
+    conn: psycopg.Connection, spec: SupplierSpec, report: SeedReport, *, actor: str
+) -> None:
     existing = suppliers.list_suppliers(conn, slug=spec.slug)
     if not existing:
-        admin.add_supplier(conn, slug=spec.slug, name=spec.name, kind=spec.kind)
+        admin.add_supplier(conn, actor=actor, slug=spec.slug, name=spec.name, kind=spec.kind)
         report.note("suppliers added", f"supplier {spec.slug} added")
     elif (existing[0].name, existing[0].kind) != (spec.name, spec.kind):
-        suppliers.upsert_suppliers(conn, suppliers=[SupplierRow(spec.slug, spec.name, spec.kind)])
+        admin.update_supplier(conn, slug=spec.slug, name=spec.name, kind=spec.kind, actor=actor)
         report.note("suppliers updated", f"supplier {spec.slug} updated")
 
 
 def _apply_dataset(
-    conn: psycopg.Connection, spec: DatasetSpec, report: SeedReport, *, now: datetime
+    conn: psycopg.Connection, spec: DatasetSpec, report: SeedReport, *, now: datetime, actor: str
 ) -> None:
     existing = datasets.get_dataset(conn, slug=spec.slug)
     if existing is None:
-        admin.add_dataset(conn, slug=spec.slug, supplier=spec.supplier, fields=spec.fields)
+        admin.add_dataset(
+            conn, actor=actor, slug=spec.slug, supplier=spec.supplier, fields=spec.fields
+        )
         report.note("datasets added", f"dataset {spec.slug} added ({spec.licence.licence_class})")
         if spec.open_data is not None:
-            admin.update_dataset(conn, slug=spec.slug, changes=_as_changes(spec), now=now)
-        _apply_tariffs(conn, spec, report, now=now)
+            admin.update_dataset(
+                conn, actor=actor, slug=spec.slug, changes=_as_changes(spec), now=now
+            )
+        _apply_tariffs(conn, spec, report, actor=actor, now=now)
     else:
         if existing.supplier_slug != spec.supplier:
             raise SeedFileError(
@@ -323,12 +334,14 @@ def _apply_dataset(
         # Opening a dataset needs its prices at zero first; pricing one, its class first.
         opening = spec.licence.licence_class is LicenceClass.OPEN
         if opening:
-            _apply_tariffs(conn, spec, report, now=now)
-        _, changed = admin.update_dataset(conn, slug=spec.slug, changes=_as_changes(spec), now=now)
+            _apply_tariffs(conn, spec, report, actor=actor, now=now)
+        _, changed = admin.update_dataset(
+            conn, actor=actor, slug=spec.slug, changes=_as_changes(spec), now=now
+        )
         if changed:
             report.note("datasets updated", f"dataset {spec.slug} updated")
         if not opening:
-            _apply_tariffs(conn, spec, report, now=now)
+            _apply_tariffs(conn, spec, report, actor=actor, now=now)
     if spec.devices is not None:
         record = admin.get_dataset(conn, spec.slug)
         moved = datasets.assign_devices(
@@ -340,6 +353,13 @@ def _apply_dataset(
         )
         if moved:
             report.note("devices moved", f"dataset {spec.slug}: {moved} devices moved in", moved)
+            audit.record(
+                conn,
+                actor=actor,
+                action="dataset.assign_devices",
+                target=f"dataset:{spec.slug}",
+                after={"rule": spec.devices.model_dump(mode="json"), "devices_moved": moved},
+            )
         if admin.get_dataset(conn, spec.slug).device_count == 0:
             report.warnings.append(
                 f"dataset {spec.slug}: its device rule matches no device of {spec.supplier}; "
@@ -356,7 +376,7 @@ def _as_changes(spec: DatasetSpec) -> dict[str, Any]:
 
 
 def _apply_tariffs(
-    conn: psycopg.Connection, spec: DatasetSpec, report: SeedReport, *, now: datetime
+    conn: psycopg.Connection, spec: DatasetSpec, report: SeedReport, *, now: datetime, actor: str
 ) -> None:
     record = admin.get_dataset(conn, spec.slug)
     for tariff in spec.tariffs:
@@ -372,6 +392,7 @@ def _apply_tariffs(
             start = None
         added = admin.add_tariff(
             conn,
+            actor=actor,
             dataset=spec.slug,
             purpose=tariff.purpose,
             price=tariff.price,
@@ -384,10 +405,18 @@ def _apply_tariffs(
         )
 
 
-def _apply_consumer(conn: psycopg.Connection, spec: ConsumerSpec, report: SeedReport) -> None:
+def _apply_consumer(
+    conn: psycopg.Connection,
+    spec: ConsumerSpec,
+    report: SeedReport,
+    *,
+    now: datetime,
+    actor: str,
+) -> None:
     if consumers.get_consumer(conn, slug=spec.slug) is None:
         admin.add_consumer(
             conn,
+            actor=actor,
             slug=spec.slug,
             name=spec.name,
             purpose=spec.purpose,
@@ -399,6 +428,7 @@ def _apply_consumer(conn: psycopg.Connection, spec: ConsumerSpec, report: SeedRe
     else:
         _, changed = admin.update_consumer(
             conn,
+            actor=actor,
             slug=spec.slug,
             changes={
                 "name": spec.name,
@@ -407,11 +437,12 @@ def _apply_consumer(conn: psycopg.Connection, spec: ConsumerSpec, report: SeedRe
                 "monthly_quota": spec.monthly_quota,
                 "requests_per_s": spec.requests_per_s,
             },
+            now=now,
         )
         if changed:
             report.note("consumers updated", f"consumer {spec.slug} updated")
     for dataset in spec.grants:
-        _, created = admin.add_grant(conn, consumer=spec.slug, dataset=dataset)
+        _, created = admin.add_grant(conn, actor=actor, consumer=spec.slug, dataset=dataset)
         if created:
             report.note("grants added", f"grant {spec.slug} -> {dataset} added")
     consumer = admin.get_consumer(conn, spec.slug)
@@ -424,7 +455,7 @@ def _apply_consumer(conn: psycopg.Connection, spec: ConsumerSpec, report: SeedRe
             )
             continue
         record, secret = admin.create_key(
-            conn, consumer=spec.slug, scopes=key.scopes, label=key.label
+            conn, actor=actor, consumer=spec.slug, scopes=key.scopes, label=key.label
         )
         report.note("keys made", f"key {record.prefix} of {spec.slug} made")
         report.keys.append(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
+from datahub.config import OmbudsmanSettings
 from datahub.fairshare.close import PURPOSES
 from datahub.fairshare.result import (
     AppliedTariff,
@@ -59,11 +60,22 @@ class TransparencyReport(TypedDict):
     observations: int
     anonymous_observations: int
     unpriced_observations: int
+    own_use_observations: NotRequired[int]  # only where there is own use
     invoices: int  # how many consumers were invoiced
     purposes: dict[str, PurposeTotals]
     suppliers: dict[str, SupplierTotals]
     tariffs: list[AppliedTariff]
     conservation: Conservation
+    ombudsman: Ombudsman | None  # as the settings name the office now; not part of the hash
+
+
+class Ombudsman(TypedDict):
+    """The ombudsman for data value and data ethics, and how to reach the office."""
+
+    name: str
+    email: str | None
+    url: str | None
+    postal_address: str | None
 
 
 def supplier_statement(result: PublishedPeriod, supplier: str) -> SupplierStatement:
@@ -102,9 +114,12 @@ def consumer_invoice(result: PublishedPeriod, consumer: str) -> ConsumerInvoice:
     }
 
 
-def transparency_report(result: PublishedPeriod) -> TransparencyReport:
-    """Return the public report: totals per supplier and purpose, tariffs, the conservation."""
-    return {
+def transparency_report(
+    result: PublishedPeriod, *, ombudsman: OmbudsmanSettings
+) -> TransparencyReport:
+    """Return the public report: totals per supplier and purpose, tariffs, the conservation,
+    and who the ombudsman is."""
+    report: TransparencyReport = {
         "period": result["period"],
         "currency": result["currency"],
         "closed_at": result["closed_at"],
@@ -121,11 +136,22 @@ def transparency_report(result: PublishedPeriod) -> TransparencyReport:
         "suppliers": {slug: _totals(s) for slug, s in result["suppliers"].items()},
         "tariffs": result["tariffs"],
         "conservation": result["conservation"],
+        "ombudsman": None
+        if ombudsman.name is None
+        else {
+            "name": ombudsman.name,
+            "email": ombudsman.email,
+            "url": ombudsman.url,
+            "postal_address": ombudsman.postal_address,
+        },
     }
+    if "own_use_observations" in result:
+        report["own_use_observations"] = result["own_use_observations"]
+    return report
 
 
 def _totals(supplier: SupplierResult) -> SupplierTotals:
-    return {
+    totals: SupplierTotals = {
         "payout_cents": supplier["payout_cents"],
         "revenue_cents": supplier["revenue_cents"],
         "platform_fee_cents": supplier["platform_fee_cents"],
@@ -134,6 +160,9 @@ def _totals(supplier: SupplierResult) -> SupplierTotals:
         "shadow_value_cents": supplier["shadow_value_cents"],
         "unpriced_observations": supplier["unpriced_observations"],
     }
+    if "own_use_observations" in supplier:
+        totals["own_use_observations"] = supplier["own_use_observations"]
+    return totals
 
 
 STATEMENT_HEADER: tuple[str, ...] = (
@@ -151,14 +180,19 @@ STATEMENT_HEADER: tuple[str, ...] = (
 )
 
 
+# The purpose a statement's CSV gives a line of the supplier's own use.
+OWN_USE = "own_use"
+
+
 def statement_rows(statement: SupplierStatement) -> list[Row]:
-    """One CSV row per statement line, then a `total` row (dataset empty)."""
+    """One CSV row per statement line (`own_use` as the purpose of own use's), then a
+    `total` row (dataset empty)."""
     rows: list[Row] = [
         (
             statement["period"],
             statement["supplier"],
             line["dataset"],
-            line["purpose"],
+            OWN_USE if line.get("own_use") else line["purpose"],
             line["tariff_version"],
             line["observations"],
             line["revenue_cents"],

@@ -69,7 +69,6 @@ class Subscriber:
         settings: Settings,
         *,
         inbox: queue.SimpleQueue[Message],
-        client_id_suffix: str = "",
         on_resubscribed: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -84,16 +83,15 @@ class Subscriber:
         # Per source: when its last message arrived, and when its connection was lost.
         self._last_arrival: dict[str, datetime] = {}
         self._disconnected_at: dict[str, datetime] = {}
-        self._clients = [self._client(source, client_id_suffix) for source in settings.sources]
+        self._clients = [self._client(source) for source in settings.sources]
 
-    def _client(self, source: SourceSettings, suffix: str) -> paho.Client:
+    def _client(self, source: SourceSettings) -> paho.Client:
         endpoint = parse_broker_url(self._settings.broker_for(source))
         persistent = source.qos > 0
         v5 = source.mqtt_version == "5"
-        client_id = (source.client_id or f"datahub-ingest-{source.name}") + suffix
         client = _Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self._settings.client_id_for(source),
             clean_session=None if v5 else not persistent,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             manual_ack=True,

@@ -50,7 +50,7 @@ class PublishCounts:
     """What became of the readings handed over: published, or dropped and why."""
 
     published: int = 0
-    not_open: int = 0  # of a dataset that is not open: never published
+    not_open: int = 0  # of a dataset that is not open, or of a personal device: never published
     dropped_queue_full: int = 0
     dropped_broker: int = 0  # the MQTT client's own queue was full or it refused
     failed: int = 0  # the database could not tell what to publish

@@ -11,6 +11,9 @@ That makes a run idempotent, and resuming is running the same command again: an
 interrupted batch was rolled back as a whole, the batches before it compare equal and
 are skipped without writes, so at most one batch is redone. (`--pending` does not even
 read them again: the uplinks it resolved are no longer pending.)
+
+Each batch that changes something appends an audit entry (`redecode.batch`) in its own
+transaction: the selection, the batch's range of received_at and what it changed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from datetime import datetime
 import psycopg
 
 import decoders
+from datahub import audit
 from datahub.domain import DecodeStatus
 from datahub.ingest.interpret import interpret
 from datahub.ingest.store import DecoderIds
@@ -106,12 +110,14 @@ class Redecoder:
         *,
         catalog: Mapping[str, decoders.Profile] = decoders.CATALOG,
         batch_size: int = 1000,
+        actor: str,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._conn = conn
         self._catalog = catalog
         self._batch_size = batch_size
+        self._actor = actor
         self._decoder_ids = DecoderIds()
 
     def count(self, selection: Selection) -> int:
@@ -149,7 +155,7 @@ class Redecoder:
                     limit=self._batch_size,
                 )
                 if batch:
-                    self._redecode_batch(batch, registry, report)
+                    self._redecode_batch(batch, registry, report, selection)
             if not batch:
                 return report
             report.position = (batch[-1].received_at, batch[-1].dedup_key)
@@ -161,6 +167,7 @@ class Redecoder:
         batch: Sequence[StoredUplink],
         registry: Mapping[str, RegistryEntry],
         report: Report,
+        selection: Selection,
     ) -> None:
         conn = self._conn
         outcomes = redecoded(batch, [registry.get(u.dev_eui) for u in batch], self._catalog)
@@ -207,6 +214,21 @@ class Redecoder:
         devices.mark_seen(conn, last_seen=last_seen)
         report.readings_deleted += deleted
         report.readings_inserted += inserted
+        if results:
+            audit.record(
+                conn,
+                actor=self._actor,
+                action="redecode.batch",
+                target="uplinks",
+                after={
+                    "selection": selection,
+                    "received_from": batch[0].received_at,
+                    "received_to": batch[-1].received_at,
+                    "uplinks_changed": len(results),
+                    "readings_deleted": deleted,
+                    "readings_inserted": inserted,
+                },
+            )
 
 
 def _reading_keys(stored: StoredUplink, result: DecodeResult) -> list[ReadingKey]:

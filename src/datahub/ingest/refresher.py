@@ -1,9 +1,9 @@
 """The rollup refresher: a thread of the ingest process that recomputes the hours and days
 whose readings changed (storage/rollups.py), so that queries read rollups, not readings.
 
-Every ingest worker runs one; an advisory lock lets one of them work at a time. Until a
-mark is refreshed, queries aggregate its hour from the readings: a slow refresher costs
-query time, never correctness.
+Every ingest worker runs one; the worker that leads the job (ingest/leader.py) works, the
+others wait to take over. Until a mark is refreshed, queries aggregate its hour from the
+readings: a slow refresher costs query time, never correctness.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import psycopg
 
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
-from datahub.storage import db, rollups
+from datahub.ingest.leader import Leadership
+from datahub.storage import rollups
+from datahub.storage.leadership import Job
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ class Refresher:
         self._settings = settings
         self._stop = stop_event
         self._thread = threading.Thread(target=self._run, name="rollup-refresher", daemon=True)
+        self.leadership = Leadership(settings, Job.ROLLUPS)
         self.refreshed = 0  # marks cleared since the start
 
     def start(self) -> None:
@@ -42,35 +45,30 @@ class Refresher:
 
     def _run(self) -> None:
         interval = self._settings.ingest.rollup_refresh_s
-        conn: psycopg.Connection | None = None
         failing = False
         while not self._stop.wait(interval):
             try:
-                if conn is None or conn.closed:
-                    conn = db.connect(self._settings, autocommit=True)
-                self.refresh_all(conn)
+                if (conn := self.leadership.lead()) is not None:
+                    self.refresh_all(conn)
             except (StorageUnavailable, psycopg.Error) as exc:
                 if not failing:  # once per outage, not once a second
                     log.warning(
                         "rollup refresh failed (%s); trying again every %g s", exc, interval
                     )
                 failing = True
-                if conn is not None:
-                    conn.close()
-                conn = None
+                self.leadership.drop()
             else:
                 if failing:
                     log.info("rollup refresh works again")
                 failing = False
-        if conn is not None:
-            conn.close()
+        self.leadership.close()
 
     def refresh_all(self, conn: psycopg.Connection) -> int:
         """Refresh the marks there are, a batch per transaction; return how many were cleared.
 
         Stop at a batch that is not full (the marks added meanwhile wait for the next
         round, so a busy ingest cannot keep the refresher from sleeping), or when another
-        worker holds the lock.
+        session holds the refresh's lock (storage/rollups.py).
         """
         total = 0
         while not self._stop.is_set():

@@ -6,7 +6,8 @@ The ingest refuses an uplink whose received_at is older than `ingest.max_age_day
 letter, `envelope` stage) before it claims its key, so a key older than that is never
 looked up again. Keys a day older still than the limit are deleted, a batch per
 transaction, once an hour: the day covers clocks that disagree. Every worker runs one;
-workers skip the keys another is deleting. The stored uplinks themselves are kept.
+the worker that leads the job (ingest/leader.py) deletes, the others ask again each hour.
+The stored uplinks themselves are kept.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import psycopg
 
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
-from datahub.storage import db, uplinks
+from datahub.ingest.leader import Leadership
+from datahub.storage import uplinks
+from datahub.storage.leadership import Job
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class DedupRetention:
         self._stop = stop_event
         self._clock = clock
         self._thread = threading.Thread(target=self._run, name="dedup-retention", daemon=True)
+        self.leadership = Leadership(settings, Job.DEDUP_RETENTION)
         self.pruned = 0  # keys deleted since the start
 
     def start(self) -> None:
@@ -66,11 +70,13 @@ class DedupRetention:
         while not self._stop.wait(wait):
             wait = INTERVAL_S
             try:
-                with db.connect(self._settings, autocommit=True) as conn:
-                    if pruned := self.prune(conn):
-                        log.info("deleted %d dedup keys older than %s", pruned, self.cutoff())
+                conn = self.leadership.lead()
+                if conn is not None and (pruned := self.prune(conn)):
+                    log.info("deleted %d dedup keys older than %s", pruned, self.cutoff())
             except (StorageUnavailable, psycopg.Error) as exc:
                 log.warning("pruning dedup keys failed (%s); trying again in an hour", exc)
+                self.leadership.drop()
+        self.leadership.close()
 
     def prune(self, conn: psycopg.Connection) -> int:
         """Delete the keys before `cutoff`, a batch per transaction; return how many."""

@@ -5,10 +5,11 @@ batch through the pipeline, retrying while the database is unavailable (probing 
 resume as soon as it answers), and acknowledges a batch's messages only after its commit.
 Besides, on threads of their own: the health and telemetry endpoint (ingest/telemetry.py), the
 rollup refresher (ingest/refresher.py), the dedup retention (ingest/retention.py), the
-SensorThings publisher of committed Observations (ingest/publish.py), the operator's
-device-health refresher, alarm scheduler and notification delivery (ops/worker.py), and the
-back-fill of a QoS 0 source's gap after it reconnects (ingest/backfill.py). It records the
-configured sources in the database at start-up.
+operator's device-health refresher and alarm scheduler and its notification delivery
+(ops/worker.py), each working while this worker leads it (ingest/leader.py); the
+SensorThings publisher of committed Observations (ingest/publish.py), and the back-fill of
+a QoS 0 source's gap after it reconnects (ingest/backfill.py). It records the configured
+sources in the database at start-up.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from datahub.config import Settings, parse_broker_url
 from datahub.domain import SourceFormat
 from datahub.errors import DatahubError, RetryError, StorageUnavailable
 from datahub.ingest.backfill import backfill
+from datahub.ingest.leader import process_name
 from datahub.ingest.mqtt import Message, Subscriber
 from datahub.ingest.pipeline import Pipeline
 from datahub.ingest.publish import Publisher
@@ -177,7 +179,11 @@ class Ingest:
             self.ops.start()
             if self.publisher is not None:
                 self.publisher.start()
-            log.info("ingest running with %d sources", len(self._settings.sources))
+            log.info(
+                "ingest running with %d sources%s",
+                len(self._settings.sources),
+                f" as worker {worker}" if (worker := self._settings.ingest.worker) else "",
+            )
             try:
                 while not self.stop_event.is_set():
                     self.run_once()
@@ -252,6 +258,17 @@ class Ingest:
 
     def database_up(self) -> bool:
         return self._database_up
+
+    def leading(self) -> dict[str, bool]:
+        return {
+            leadership.job.label: leadership.leading
+            for leadership in (
+                self.refresher.leadership,
+                self.retention.leadership,
+                self.ops.maintenance,
+                self.ops.delivery,
+            )
+        }
 
     def _backfill_gap(self, source_name: str, gap_start: datetime) -> None:
         """Back-fill a reconnected QoS 0 source from its Storage Integration, off this thread."""
@@ -382,7 +399,12 @@ class Ingest:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self._settings, autocommit=True, batch_writes=True)
+            self._conn = db.connect(
+                self._settings,
+                autocommit=True,
+                batch_writes=True,
+                application_name=process_name(self._settings),
+            )
         return self._conn
 
     def _drop_connection(self) -> None:

@@ -159,6 +159,10 @@ class IngestState(Protocol):
         """Whether the last database operation succeeded."""
         ...
 
+    def leading(self) -> Mapping[str, bool]:
+        """Whether this worker leads each job one worker at a time runs."""
+        ...
+
 
 class _StageCollector(Collector):
     def __init__(self, state: IngestState, clock: Callable[[], datetime]) -> None:
@@ -203,6 +207,14 @@ class _StageCollector(Collector):
             "1 while the last database operation succeeded",
             value=1.0 if self._state.database_up() else 0.0,
         )
+        leader = GaugeMetricFamily(
+            "datahub_ingest_leader",
+            "1 while this worker leads the job (one worker at a time runs it)",
+            labels=["job"],
+        )
+        for job, leading in sorted(self._state.leading().items()):
+            leader.add_metric([job], 1.0 if leading else 0.0)
+        yield leader
 
 
 class IngestTelemetry:

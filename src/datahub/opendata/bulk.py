@@ -13,7 +13,8 @@ its row count and checksum, and the old one is deleted after the commit. Gzip is
 without a time stamp or name, so the same rows always give the same bytes and hash.
 
 `device_columns` is the one place where a device's identity and location are written into
-a bulk row.
+a bulk row. The files are for anyone: devices are shown as to a caller without a grant
+(docs/privacy.md), personal devices' readings are not in them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import psycopg
 
 from datahub.api.metric_index import MetricIndex
 from datahub.api.query import format_time
+from datahub.privacy import PrivacyClass, View
 from datahub.storage import access, buckets, bulk_files, rollups
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,25 @@ def device_columns(
     )
 
 
-def bulk_rows(rows: Iterable[tuple[Any, ...]], metric_index: MetricIndex) -> Iterator[list[str]]:
-    """Render stored readings (storage.bulk_files.stream_readings) as CSV rows of HEADER."""
-    for time, dev_eui, name, city, latitude, longitude, placement, metric, value in rows:
+def bulk_rows(
+    rows: Iterable[tuple[Any, ...]], metric_index: MetricIndex, view: View
+) -> Iterator[list[str]]:
+    """Render stored readings (storage.bulk_files.stream_readings) as CSV rows of HEADER,
+    each device as anyone may see it (datahub/privacy.py)."""
+    for row in rows:
+        time, shown_id, name, city, latitude, longitude, placement, metric, value = row[:9]
+        privacy_class, protected = PrivacyClass(row[9]), row[10]
+        position = view.position(latitude, longitude, privacy_class, protected)
         yield [
             format_time(time),
-            *device_columns(dev_eui, name, city, latitude, longitude, placement),
+            *device_columns(
+                shown_id,
+                view.name(name, shown_id, privacy_class, protected),
+                city,
+                position[0] if position else None,
+                position[1] if position else None,
+                placement,
+            ),
             metric,
             repr(float(value)),
             metric_index.unit(metric) or "",
@@ -149,11 +164,13 @@ class BulkWriter:
         directory: Path,
         metric_index: MetricIndex,
         delay: timedelta,
+        view: View,
     ) -> None:
         self.conn = conn
         self.directory = directory
         self.metric_index = metric_index
         self.delay = delay
+        self.view = view
 
     def run(self, *, now: datetime) -> BulkReport:
         """Write every file due at `now`; one transaction per file."""
@@ -210,7 +227,7 @@ class BulkWriter:
             readings = bulk_files.stream_readings(
                 self.conn, dataset_id=dataset_id, start=day, end=day + DAY
             )
-            content = self._write(slug, period, bulk_rows(readings, self.metric_index))
+            content = self._write(slug, period, bulk_rows(readings, self.metric_index, self.view))
             self._record(dataset_id, period, day, day + DAY, content, report)
 
     def _months_due(self, dataset_id: int, *, before: datetime) -> list[datetime]:

@@ -25,12 +25,14 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
 import decoders
+from datahub import audit
 from datahub.config import AlertSettings
 from datahub.domain import City
 from datahub.errors import Conflict, NotFound, Unprocessable
@@ -187,13 +189,23 @@ def _check_scope_exists(conn: psycopg.Connection, rule: Rule) -> None:
 # The one place each change is made ---------------------------------------------------------
 
 
-def create_rule(conn: psycopg.Connection, *, rule: Rule, alerts_settings: AlertSettings) -> Rule:
+def create_rule(
+    conn: psycopg.Connection, *, rule: Rule, alerts_settings: AlertSettings, actor: str
+) -> Rule:
     """Check and store a new rule; Conflict if its name is taken."""
     rule = check_rule(rule, alerts_settings=alerts_settings)
     _check_scope_exists(conn, rule)
     if alerts.get_rule(conn, name=rule.name) is not None:
         raise Conflict(f"an alert rule named {rule.name!r} exists")
-    return alerts.insert_rule(conn, rule=rule)
+    stored = alerts.insert_rule(conn, rule=rule)
+    audit.record(
+        conn,
+        actor=actor,
+        action="alert_rule.add",
+        target=f"alert_rule:{stored.name}",
+        after=_audited(stored),
+    )
+    return stored
 
 
 def update_rule(
@@ -202,6 +214,7 @@ def update_rule(
     name: str,
     changes: Mapping[str, Any],
     alerts_settings: AlertSettings,
+    actor: str,
 ) -> Rule:
     """Change a rule's fields (EDITABLE), checked as a whole; NotFound if there is none."""
     current = get_rule(conn, name=name)
@@ -215,14 +228,53 @@ def update_rule(
         fields.setdefault("webhook_secret", None)  # a new endpoint gets a new secret
     rule = check_rule(replace(current, **fields), alerts_settings=alerts_settings)
     _check_scope_exists(conn, rule)
-    return alerts.update_rule(conn, rule=rule)
+    stored = alerts.update_rule(conn, rule=rule)
+    audit.record(
+        conn,
+        actor=actor,
+        action="alert_rule.update",
+        target=f"alert_rule:{name}",
+        before=_audited(current),
+        after=_audited(stored),
+    )
+    return stored
 
 
-def delete_rule(conn: psycopg.Connection, *, name: str) -> Rule:
+def delete_rule(conn: psycopg.Connection, *, name: str, actor: str) -> Rule:
     """Delete a rule with its state, alarms and notifications; NotFound if there is none."""
     rule = get_rule(conn, name=name)
     alerts.delete_rule(conn, rule_id=rule.id)
+    audit.record(
+        conn,
+        actor=actor,
+        action="alert_rule.delete",
+        target=f"alert_rule:{name}",
+        before=_audited(rule),
+    )
     return rule
+
+
+def acknowledge_alarm(
+    conn: psycopg.Connection, *, alarm_id: int, at: datetime, by: str, actor: str
+) -> bool:
+    """Acknowledge an open alarm in `by`'s name; tell whether it was open."""
+    if not alerts.acknowledge_alarm(conn, alarm_id=alarm_id, at=at, by=by):
+        return False
+    audit.record(
+        conn,
+        actor=actor,
+        action="alarm.acknowledge",
+        target=f"alarm:{alarm_id}",
+        after={"acknowledged_at": at, "acknowledged_by": by},
+    )
+    return True
+
+
+def _audited(rule: Rule) -> dict[str, Any]:
+    """Return a rule as the audit log keeps it: whether it has a webhook secret, not the secret."""
+    snapshot: dict[str, Any] = audit.jsonable(replace(rule, webhook_secret=None))
+    snapshot["webhook_secret"] = "(set)" if rule.webhook_secret else None
+    return snapshot
 
 
 def get_rule(conn: psycopg.Connection, *, name: str) -> Rule:

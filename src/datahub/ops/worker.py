@@ -4,8 +4,10 @@
 runs the scheduler of silence rules (ops/scheduler.py) every `alerts.scheduler_s`;
 `alert-delivery` sends pending notifications (ops/delivery.py) every
 `alerts.delivery_poll_s`. Each has its own connection, so a slow webhook or mail server
-holds only the delivery thread: the ingest never waits for either. Several ingest
-workers run these side by side; advisory locks and `SKIP LOCKED` keep them apart.
+holds only the delivery thread: the ingest never waits for either. Every ingest worker
+runs both threads; each works only while its worker leads its job (ingest/leader.py), so
+one worker at a time refreshes, schedules and delivers (the advisory locks and `SKIP
+LOCKED` inside would keep two apart too, at the cost of work done twice).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import psycopg
 
 from datahub.config import Settings
 from datahub.errors import StorageUnavailable
+from datahub.ingest.leader import Leadership
 from datahub.ops import scheduler
 from datahub.ops.delivery import Deliverer
 from datahub.ops.refresh import HealthRefresher
 from datahub.ops.scheduler import IntervalOf
-from datahub.storage import db
+from datahub.storage.leadership import Job
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class OpsWorker:
         self._clock = clock
         self.refresher = HealthRefresher(settings.health, clock=clock)
         self.deliverer = Deliverer(settings.alerts, clock=clock)
+        self.maintenance = Leadership(settings, Job.OPS_MAINTENANCE)
+        self.delivery = Leadership(settings, Job.ALERT_DELIVERY)
         self._threads = [
             threading.Thread(target=self._maintain, name="ops-maintenance", daemon=True),
             threading.Thread(target=self._deliver, name="alert-delivery", daemon=True),
@@ -70,6 +75,7 @@ class OpsWorker:
         due = {"health": 0.0, "schedule": 0.0}
         self._loop(
             "maintenance",
+            self.maintenance,
             tick=min(x for x in (health_every, schedule_every, 60.0) if x > 0),
             work=lambda conn: self._maintain_once(conn, due, health_every, schedule_every),
         )
@@ -92,25 +98,26 @@ class OpsWorker:
     def _deliver(self) -> None:
         self._loop(
             "delivery",
+            self.delivery,
             tick=self._settings.alerts.delivery_poll_s,
             work=lambda conn: self.deliverer.deliver_due(conn, stop=self._stop.is_set),
         )
 
     def _loop(
-        self, what: str, *, tick: float, work: Callable[[psycopg.Connection], object]
+        self,
+        what: str,
+        leadership: Leadership,
+        *,
+        tick: float,
+        work: Callable[[psycopg.Connection], object],
     ) -> None:
-        conn: psycopg.Connection | None = None
         while not self._stop.wait(tick):
             try:
-                if conn is None or conn.closed:
-                    conn = db.connect(self._settings, autocommit=True)
-                work(conn)
+                if (conn := leadership.lead()) is not None:
+                    work(conn)
             except (StorageUnavailable, psycopg.Error) as exc:
                 log.warning("ops %s failed (%s); trying again", what, exc)
-                if conn is not None:
-                    conn.close()
-                conn = None
+                leadership.drop()
             except Exception:  # a bug must not end the thread for the life of the process
                 log.exception("ops %s failed", what)
-        if conn is not None:
-            conn.close()
+        leadership.close()

@@ -24,12 +24,14 @@ class KeyRow:
     monthly_quota: int | None
     requests_per_s: int | None
     dataset_ids: tuple[int, ...]
+    granted_ids: tuple[int, ...]  # granted to the consumer, or its own supplier's
 
 
 def get_key(conn: psycopg.Connection, *, prefix: str) -> KeyRow | None:
     """Return the key with this prefix and what its consumer may read, or None.
 
-    A consumer reads the open datasets, those granted to it, and its own supplier's.
+    A consumer reads the open datasets, those granted to it, and its own supplier's; only
+    the latter two show protected devices as they are (datahub/privacy.py).
     """
     row = conn.execute(
         """
@@ -42,6 +44,13 @@ def get_key(conn: psycopg.Connection, *, prefix: str) -> KeyRow | None:
                       OR ds.id IN (SELECT g.dataset_id FROM access_grant g
                                    WHERE g.consumer_id = c.id)
                    ORDER BY ds.id
+               ),
+               ARRAY(
+                   SELECT ds.id FROM dataset ds
+                   WHERE ds.supplier_id = c.supplier_id
+                      OR ds.id IN (SELECT g.dataset_id FROM access_grant g
+                                   WHERE g.consumer_id = c.id)
+                   ORDER BY ds.id
                )
         FROM api_key k JOIN consumer c ON c.id = k.consumer_id
         WHERE k.prefix = %s
@@ -50,7 +59,8 @@ def get_key(conn: psycopg.Connection, *, prefix: str) -> KeyRow | None:
     ).fetchone()
     if row is None:
         return None
-    key_id, key_hash, scopes, revoked_at, consumer_id, slug, purpose, *limits, dataset_ids = row
+    key_id, key_hash, scopes, revoked_at, consumer_id, slug, purpose, *limits = row[:-2]
+    dataset_ids, granted_ids = row[-2:]
     supplier_id, monthly_quota, requests_per_s = limits
     return KeyRow(
         key_id=key_id,
@@ -64,6 +74,7 @@ def get_key(conn: psycopg.Connection, *, prefix: str) -> KeyRow | None:
         monthly_quota=monthly_quota,
         requests_per_s=requests_per_s,
         dataset_ids=tuple(dataset_ids),
+        granted_ids=tuple(granted_ids),
     )
 
 

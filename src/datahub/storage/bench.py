@@ -106,5 +106,11 @@ def count_stored(conn: psycopg.Connection) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def database_bytes(conn: psycopg.Connection) -> int:
+    """Return the size on disk of the current database (tables, indexes, TOAST)."""
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
 def analyze(conn: psycopg.Connection) -> None:
     conn.execute("VACUUM ANALYZE")

@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from datahub.storage import privacy
+
 # Rows fetched per round trip when a day's readings are streamed into a file.
 STREAM_ROWS = 5_000
 
@@ -197,21 +199,30 @@ def delete_stale_except(conn: psycopg.Connection, *, dataset_ids: Sequence[int])
 def stream_readings(
     conn: psycopg.Connection, *, dataset_id: int, start: datetime, end: datetime
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield a dataset's readings in [start, end) by time, DevEUI, metric, as (time, dev_eui,
-    name, city, latitude, longitude, placement, metric, value), fetched in batches.
+    """Yield a dataset's readings in [start, end) by time, shown id, metric, as (time, shown
+    id, name, city, latitude, longitude, placement, metric, value, privacy class,
+    protected), fetched in batches.
 
-    The dataset is its devices' now. Run it in a transaction (a server-side cursor).
+    The files are for anyone: each device is shown as to a caller without a grant
+    (storage/privacy.py), and personal devices' readings are left out. The dataset is its
+    devices' now. Run it in a transaction (a server-side cursor).
     """
     with conn.cursor(name="bulk_readings") as cur:
         cur.itersize = STREAM_ROWS
         cur.execute(
-            """
-            SELECT r.time, d.dev_eui, d.name, d.city, d.latitude, d.longitude, d.placement,
-                   r.metric, r.value
-            FROM device d JOIN reading r ON r.device_id = d.id
-            WHERE d.dataset_id = %s AND r.time >= %s AND r.time < %s
-            ORDER BY r.time, d.dev_eui, r.metric
+            f"""
+            SELECT r.time, d.shown_id, d.name, d.city, d.latitude, d.longitude, d.placement,
+                   r.metric, r.value, d.class, d.protected
+            FROM (
+                SELECT x.id, x.name, x.city, x.latitude, x.longitude, x.placement,
+                       {privacy.privacy_of("x")} AS class, {privacy.protected("x")} AS protected,
+                       {privacy.shown_id("x")} AS shown_id
+                FROM device x WHERE x.dataset_id = %(dataset)s
+            ) AS d JOIN reading r ON r.device_id = d.id
+            WHERE r.time >= %(start)s AND r.time < %(end)s
+              AND NOT (d.class = 'personal' AND d.protected)
+            ORDER BY r.time, d.shown_id COLLATE "C", r.metric
             """,
-            (dataset_id, start, end),
+            {"dataset": dataset_id, "start": start, "end": end, "granted": []},
         )
         yield from cur

@@ -182,6 +182,12 @@ def list_keys(conn: psycopg.Connection, *, consumer_id: int | None = None) -> li
     return [_key(row) for row in rows]
 
 
+def get_key(conn: psycopg.Connection, *, prefix: str) -> KeyRecord | None:
+    """Return a key by its prefix (never its hash), or None."""
+    row = conn.execute(f"{_SELECT_KEY} WHERE k.prefix = %s", (prefix,)).fetchone()
+    return _key(row) if row is not None else None
+
+
 def mark_key_revoked(conn: psycopg.Connection, *, prefix: str) -> KeyRecord | None:
     """Revoke a key (a revoked key keeps its first revocation time); None if unknown."""
     row = conn.execute(

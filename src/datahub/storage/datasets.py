@@ -48,6 +48,21 @@ METADATA_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
+class DatasetGovernance:
+    """How long a dataset's raw data is kept, and the legal basis of processing it.
+
+    None keeps raw uplinks (readings) for ever; the rollups are kept regardless.
+    """
+
+    uplink_retention_days: int | None = None
+    reading_retention_days: int | None = None
+    legal_basis: str | None = None  # e.g. "Art. 6(1)(e) GDPR: public task, waste collection"
+
+
+GOVERNANCE_COLUMNS = ("uplink_retention_days", "reading_retention_days", "legal_basis")
+
+
+@dataclass(frozen=True, slots=True)
 class DatasetRecord:
     """A dataset with its supplier and how many devices it holds."""
 
@@ -61,10 +76,12 @@ class DatasetRecord:
     licence_name: str
     licence_url: str | None
     attribution: str
+    privacy: str  # datahub.privacy.PrivacyClass
     device_count: int
     created_at: datetime
     updated_at: datetime
     metadata: DatasetMetadata
+    governance: DatasetGovernance = DatasetGovernance()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +94,27 @@ class DatasetFields:
     licence_name: str
     licence_url: str | None
     attribution: str
+    privacy: str = "public_infrastructure"  # datahub.privacy.PrivacyClass
 
 
 _SELECT = f"""
     SELECT ds.id, ds.slug, ds.supplier_id, s.slug, ds.name, ds.licence_class, ds.licence_id,
-           ds.licence_name, ds.licence_url, ds.attribution,
+           ds.licence_name, ds.licence_url, ds.attribution, ds.privacy,
            (SELECT count(*) FROM device d WHERE d.dataset_id = ds.id),
-           ds.created_at, ds.updated_at, {", ".join(f"ds.{c}" for c in METADATA_COLUMNS)}
+           ds.created_at, ds.updated_at, {", ".join(f"ds.{c}" for c in METADATA_COLUMNS)},
+           {", ".join(f"ds.{c}" for c in GOVERNANCE_COLUMNS)}
     FROM dataset ds JOIN supplier s ON s.id = ds.supplier_id
 """
-_RECORD_COLUMNS = 13
+_RECORD_COLUMNS = 14
 
 
 def _record(row: tuple[Any, ...]) -> DatasetRecord:
-    metadata = dict(zip(METADATA_COLUMNS, row[_RECORD_COLUMNS:], strict=True))
+    governed = _RECORD_COLUMNS + len(METADATA_COLUMNS)
+    metadata = dict(zip(METADATA_COLUMNS, row[_RECORD_COLUMNS:governed], strict=True))
     metadata["keywords"] = tuple(metadata["keywords"])
     metadata["themes"] = tuple(metadata["themes"])
-    return DatasetRecord(*row[:_RECORD_COLUMNS], DatasetMetadata(**metadata))  # type: ignore[call-arg]
+    governance = DatasetGovernance(*row[governed:])
+    return DatasetRecord(*row[:_RECORD_COLUMNS], DatasetMetadata(**metadata), governance)  # type: ignore[call-arg]
 
 
 def get_dataset(conn: psycopg.Connection, *, slug: str) -> DatasetRecord | None:
@@ -121,8 +142,8 @@ def insert_dataset(
     row = conn.execute(
         """
         INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id, licence_name,
-                             licence_url, attribution)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                             licence_url, attribution, privacy)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (slug) DO NOTHING
         RETURNING id
         """,
@@ -135,6 +156,7 @@ def insert_dataset(
             fields.licence_name,
             fields.licence_url,
             fields.attribution,
+            fields.privacy,
         ),
     ).fetchone()
     return row[0] if row is not None else None
@@ -146,11 +168,12 @@ def update_dataset(conn: psycopg.Connection, *, dataset_id: int, fields: Dataset
         """
         UPDATE dataset SET name = %(name)s, licence_class = %(licence_class)s,
             licence_id = %(licence_id)s, licence_name = %(licence_name)s,
-            licence_url = %(licence_url)s, attribution = %(attribution)s, updated_at = now()
+            licence_url = %(licence_url)s, attribution = %(attribution)s,
+            privacy = %(privacy)s, updated_at = now()
         WHERE id = %(id)s
-          AND (name, licence_class, licence_id, licence_name, licence_url, attribution)
+          AND (name, licence_class, licence_id, licence_name, licence_url, attribution, privacy)
               IS DISTINCT FROM (%(name)s, %(licence_class)s, %(licence_id)s, %(licence_name)s,
-                                %(licence_url)s::text, %(attribution)s)
+                                %(licence_url)s::text, %(attribution)s, %(privacy)s)
         RETURNING id
         """,
         {
@@ -161,6 +184,7 @@ def update_dataset(conn: psycopg.Connection, *, dataset_id: int, fields: Dataset
             "licence_name": fields.licence_name,
             "licence_url": fields.licence_url,
             "attribution": fields.attribution,
+            "privacy": fields.privacy,
         },
     ).fetchone()
     return row is not None
@@ -184,6 +208,29 @@ def update_metadata(
         RETURNING id
         """,
         {"id": dataset_id, **values},
+    ).fetchone()
+    return row is not None
+
+
+def update_governance(
+    conn: psycopg.Connection, *, dataset_id: int, governance: DatasetGovernance
+) -> bool:
+    """Set a dataset's retention and legal basis; return whether anything changed."""
+    row = conn.execute(
+        """
+        UPDATE dataset SET uplink_retention_days = %(uplink)s,
+            reading_retention_days = %(reading)s, legal_basis = %(basis)s, updated_at = now()
+        WHERE id = %(id)s
+          AND (uplink_retention_days, reading_retention_days, legal_basis)
+              IS DISTINCT FROM (%(uplink)s::int, %(reading)s::int, %(basis)s::text)
+        RETURNING id
+        """,
+        {
+            "id": dataset_id,
+            "uplink": governance.uplink_retention_days,
+            "reading": governance.reading_retention_days,
+            "basis": governance.legal_basis,
+        },
     ).fetchone()
     return row is not None
 

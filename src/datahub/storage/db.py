@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -48,12 +49,15 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
     on, in its transaction, holding its locks (the dedup keys of the batch that is about to
     be retried), and neither `statement_timeout` (not while a COPY waits for data) nor
     `idle_in_transaction_session_timeout` (not during a COPY) ends it. So the session is
-    ended through a new connection (`end_session`).
+    ended through a new connection to the same server (`end_session`). Not through a
+    pooler in transaction mode: a client's connection there has no session of its own
+    (the pooler's `query_timeout` ends stuck server connections).
     """
 
     response_timeout_s: float | None = None
     # Set by `_bind`: what ends this connection's server session should it stop answering.
     _settings: Settings | None = None
+    _conninfo = ""
     _server_pid = 0
     _application_name = ""
     _opened_at = 0.0
@@ -77,9 +81,10 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
                 f"no answer from the database within {limit:g} s: connection closed"
             ) from None
 
-    def _bind(self, settings: Settings, application_name: str) -> None:
+    def _bind(self, settings: Settings, application_name: str, conninfo: str) -> None:
         self.response_timeout_s = settings.database.response_timeout_s
-        self._settings = settings
+        self._settings = None if settings.database.transaction_pooling else settings
+        self._conninfo = conninfo
         self._server_pid = self.info.backend_pid
         self._application_name = application_name
         self._opened_at = time.monotonic()
@@ -88,7 +93,7 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
         if self._settings is None:
             return
         try:
-            with connect(self._settings, autocommit=True) as conn:
+            with connect(self._settings, conninfo=self._conninfo, autocommit=True) as conn:
                 conn._settings = None  # should this one freeze too, no more of this
                 ended = end_session(
                     conn,
@@ -132,11 +137,17 @@ def end_session(
 
 
 def _libpq_options(settings: Settings) -> dict[str, Any]:
-    """Timeouts and TCP settings of every connection (libpq parameters)."""
+    """Timeouts and TCP settings of every connection (libpq parameters), and what a pooler
+    in transaction mode requires (`database.transaction_pooling`).
+
+    PgBouncer refuses the `options` startup parameter, so behind it `statement_timeout`
+    is the database role's (`ALTER ROLE … SET statement_timeout`); and a statement
+    prepared on a server connection in one transaction is gone, or another client's, in
+    the next, so nothing is prepared.
+    """
     database = settings.database
-    return {
+    options: dict[str, Any] = {
         "connect_timeout": max(1, round(database.connect_timeout_s)),
-        "options": f"-c statement_timeout={database.statement_timeout_ms}",
         # A peer that vanished (a failover, a cable) is noticed on an idle connection by
         # keepalives, and on a busy one when what was sent goes unacknowledged.
         "keepalives": 1,
@@ -145,12 +156,23 @@ def _libpq_options(settings: Settings) -> dict[str, Any]:
         "keepalives_count": database.keepalive_count,
         "tcp_user_timeout": database.tcp_user_timeout_ms,
     }
+    if database.transaction_pooling:
+        options["prepare_threshold"] = None
+    else:
+        options["options"] = f"-c statement_timeout={database.statement_timeout_ms}"
+    return options
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False, batch_writes: bool = False
+    settings: Settings,
+    *,
+    conninfo: str | None = None,
+    autocommit: bool = False,
+    batch_writes: bool = False,
+    application_name: str = APPLICATION_NAME,
 ) -> BoundedConnection:
-    """Open one connection with the configured timeouts.
+    """Open one connection with the configured timeouts to `conninfo` (default: the
+    primary, `database_url`), named `application_name` in `pg_stat_activity`.
 
     Every wait for the server is bounded by `database.response_timeout_s`: past it the
     connection is closed and `NoResponse` raised (an OperationalError, so in UNAVAILABLE).
@@ -161,16 +183,17 @@ def connect(
     are written by orjson, several times faster than the standard library (it writes NaN
     as null where the standard library writes NaN, which PostgreSQL refuses).
     """
+    target = conninfo or settings.conninfo
     try:
         conn = BoundedConnection.connect(
-            settings.conninfo,
+            target,
             autocommit=autocommit,
-            application_name=APPLICATION_NAME,
+            application_name=application_name,
             **_libpq_options(settings),
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
-    conn._bind(settings, APPLICATION_NAME)
+    conn._bind(settings, application_name, target)
     if batch_writes:
         conn.adapters.register_dumper(list, ListBinaryDumper)
         set_json_dumps(orjson.dumps, conn)
@@ -181,21 +204,26 @@ def open_pool(
     settings: Settings,
     *,
     name: str,
+    conninfo: str | None = None,
     max_size: int | None = None,
     autocommit: bool = False,
     prepare: bool = True,
+    check_timeout_s: float | None = None,
 ) -> ConnectionPool[BoundedConnection]:
-    """Open a pool of bounded connections (see `connect`) that does not wait for the
-    database to be up.
+    """Open a pool of bounded connections to `conninfo` (default: the primary; see
+    `connect`) that does not wait for the database to be up.
 
     A borrower waits at most `database.pool_timeout_s` for a connection (see `lend`); how
     many may wait is bounded by the API (api/gate.py). `autocommit` connections commit
-    each statement on their own (no BEGIN, no COMMIT: for reads). Without `prepare`, no
-    statement is prepared on the server, as a pooler in transaction mode (PgBouncer)
-    requires.
+    each statement on their own (no BEGIN, no COMMIT: for reads). Without `prepare` (or
+    with `database.transaction_pooling`), no statement is prepared on the server. The
+    check of a connection before it is lent waits `check_timeout_s` at most for the
+    server (default: `database.response_timeout_s`): behind PgBouncer a server that is
+    down holds the check until PgBouncer's `query_wait_timeout`.
     """
     size = max_size or settings.database.pool_size
     application_name = f"{APPLICATION_NAME}-{name}"
+    target = conninfo or settings.conninfo
     kwargs: dict[str, Any] = {
         **_libpq_options(settings),
         "application_name": application_name,
@@ -205,10 +233,10 @@ def open_pool(
         kwargs["prepare_threshold"] = None
 
     def configure(conn: BoundedConnection) -> None:
-        conn._bind(settings, application_name)
+        conn._bind(settings, application_name, target)
 
     return ConnectionPool(
-        settings.conninfo,
+        target,
         connection_class=BoundedConnection,
         min_size=1,
         max_size=size,
@@ -217,11 +245,23 @@ def open_pool(
         kwargs=kwargs,
         configure=configure,
         # A connection frozen since it was returned fails this check within the response
-        # timeout, and the pool replaces it.
-        check=ConnectionPool.check_connection,
+        # timeout (or the check's), and the pool replaces it.
+        check=ConnectionPool.check_connection
+        if check_timeout_s is None
+        else partial(_check_within, timeout_s=check_timeout_s),
         # open=True starts the workers without waiting for a first connection.
         open=True,
     )
+
+
+def _check_within(conn: BoundedConnection, *, timeout_s: float) -> None:
+    """Check a pooled connection as the pool does, waiting `timeout_s` at most."""
+    bound = conn.response_timeout_s
+    conn.response_timeout_s = min(timeout_s, bound) if bound else timeout_s
+    try:
+        ConnectionPool.check_connection(conn)
+    finally:
+        conn.response_timeout_s = bound
 
 
 @contextmanager

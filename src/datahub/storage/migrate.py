@@ -9,6 +9,7 @@ from alembic.config import Config
 
 import datahub
 from datahub.config import Settings
+from datahub.storage import db, privacy
 
 
 def _script_location() -> Path:
@@ -30,8 +31,13 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Migrate the database up to `revision`."""
+    """Migrate the database up to `revision`, then store the configured public id key."""
     command.upgrade(alembic_config(settings), revision)
+    key = settings.privacy.public_id_key
+    if key is not None:
+        with db.connect(settings) as conn:
+            if privacy.get_key_pads(conn) is not None:
+                privacy.set_key(conn, key=key.get_secret_value().encode())
 
 
 def downgrade(settings: Settings, revision: str) -> None:

@@ -44,6 +44,7 @@ class RatedUsageRow:
     supplier: str
     tariff: TariffRow | None  # None: no tariff was in force
     observations: int
+    own_use: bool = False  # the supplier's own use of its dataset: never invoiced
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ def select_rated_usage(conn: psycopg.Connection) -> list[RatedUsageRow]:
         """
         SELECT c.slug, c.purpose, u.purpose, ds.slug, ds.licence_class, s.slug,
                t.version, t.valid_from, t.cents_per_million, t.shadow_cents_per_million,
-               t.platform_fee_basis_points, sum(u.observations)::bigint
+               t.platform_fee_basis_points, sum(u.observations)::bigint, u.own_use
         FROM fairshare_closing k
         JOIN usage u ON u.id = k.id
         JOIN dataset ds ON ds.id = u.dataset_id
@@ -122,8 +123,8 @@ def select_rated_usage(conn: psycopg.Connection) -> list[RatedUsageRow]:
         ) t ON true
         GROUP BY c.slug, c.purpose, u.purpose, ds.slug, ds.licence_class, s.slug,
                  t.version, t.valid_from, t.cents_per_million, t.shadow_cents_per_million,
-                 t.platform_fee_basis_points
-        ORDER BY c.slug NULLS FIRST, u.purpose, ds.slug, t.version NULLS FIRST
+                 t.platform_fee_basis_points, u.own_use
+        ORDER BY c.slug NULLS FIRST, u.purpose, ds.slug, t.version NULLS FIRST, u.own_use
         """
     ).fetchall()
     return [
@@ -136,6 +137,7 @@ def select_rated_usage(conn: psycopg.Connection) -> list[RatedUsageRow]:
             supplier=r[5],
             tariff=None if r[6] is None else TariffRow(r[3], r[2], *r[6:11]),
             observations=int(r[11]),
+            own_use=r[12],
         )
         for r in rows
     ]
@@ -206,6 +208,39 @@ def select_daily_usage(
         (consumer_id, start, end),
     ).fetchall()
     return [DailyUsageRow(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """Every caller's usage of one dataset on one UTC day, per purpose and period."""
+
+    day: date
+    consumer: str | None  # None: anonymous callers
+    purpose: str
+    dataset: str
+    supplier: str
+    period: str | None  # None: not closed yet
+    requests: int
+    observations: int
+
+
+def select_ledger(conn: psycopg.Connection, *, start: datetime, end: datetime) -> list[LedgerRow]:
+    """Sum the usage ledger per UTC day, consumer, purpose, dataset and period in [start, end)."""
+    rows = conn.execute(
+        """
+        SELECT (u.occurred_at AT TIME ZONE 'UTC')::date AS day, c.slug, u.purpose, ds.slug,
+               s.slug, u.period, count(DISTINCT u.request_id), sum(u.observations)::bigint
+        FROM usage u
+        LEFT JOIN consumer c ON c.id = u.consumer_id
+        JOIN dataset ds ON ds.id = u.dataset_id
+        JOIN supplier s ON s.id = u.supplier_id
+        WHERE u.occurred_at >= %s AND u.occurred_at < %s
+        GROUP BY day, c.slug, u.purpose, ds.slug, s.slug, u.period
+        ORDER BY day, c.slug NULLS FIRST, u.purpose, ds.slug, u.period
+        """,
+        (start, end),
+    ).fetchall()
+    return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7])) for r in rows]
 
 
 def get_supplier_slug(conn: psycopg.Connection, *, supplier_id: int) -> str | None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from datahub.storage import rollups
+from datahub.storage import privacy, rollups
 from datahub.storage.buckets import BUCKET_ORIGIN, AggregateFn, BucketScope, series_of
 from datahub.storage.devices import VISIBLE_DEVICE
 
@@ -178,6 +178,9 @@ class LatestRow:
     value: float
     dataset_id: int
     profile: str
+    privacy: str = "public_infrastructure"  # datahub.privacy.PrivacyClass
+    protected: bool = False  # shown protected to the caller (storage/privacy.py)
+    shown_id: str = ""  # the DevEUI, or the public id of a protected device
 
 
 def select_readings(
@@ -327,12 +330,16 @@ def select_latest(
     supplier: str | None = None,
     dataset: str | None = None,
     dataset_ids: Sequence[int] | None = None,
+    granted: frozenset[int] | None = None,
 ) -> list[LatestRow]:
-    """Select the newest reading of each device and metric that has any, by DevEUI, then metric.
+    """Select the newest reading of each device and metric that has any, by the id the
+    device is shown by, then metric.
 
     The pairs are the devices' profiles' metrics, `metrics_of` (profile -> metrics; a
     device of another profile has none), of the devices filtered as `devices.list_devices`
     filters them (`supplier` and `dataset` are slugs; `dataset_ids` None: every dataset).
+    Protected personal devices (`granted`, as for `devices.get_device`) are left out:
+    their readings are published only as aggregates.
     A pair's value comes from `reading_latest` unless a mark of its device in
     `rollup_dirty` lies at or after that value's hour (newer readings, or that one
     re-decoded away): then from `reading`, one index probe walking the key (device_id,
@@ -343,9 +350,10 @@ def select_latest(
         return []
     rows = conn.execute(
         f"""
-        WITH p AS (
+        WITH shown AS (
             SELECT d.id AS device_id, d.dev_eui, d.name, d.city, d.dataset_id, d.profile,
-                   pm.metric
+                   pm.metric, {privacy.privacy_of("d")} AS privacy,
+                   {privacy.protected("d")} AS protected, {privacy.shown_id("d")} AS shown_id
             FROM device d
             JOIN unnest(%(profiles)s::text[], %(metrics)s::text[]) AS pm (profile, metric)
               ON pm.profile = d.profile
@@ -355,11 +363,14 @@ def select_latest(
               AND (%(dataset)s::text IS NULL
                    OR d.dataset_id = (SELECT id FROM dataset WHERE slug = %(dataset)s))
               AND {VISIBLE_DEVICE}
+        ), p AS (
+            SELECT * FROM shown WHERE NOT (protected AND privacy = 'personal')
         ), dirty AS (
             -- the newest marked hour of each device (the refresher has not caught up)
             SELECT x.device_id, max(x.hour) AS hour FROM rollup_dirty x GROUP BY 1
         )
-        SELECT p.dev_eui, p.name, p.city, p.metric, v.time, v.value, p.dataset_id, p.profile
+        SELECT p.dev_eui, p.name, p.city, p.metric, v.time, v.value, p.dataset_id, p.profile,
+               p.privacy, p.protected, p.shown_id
         FROM p
         LEFT JOIN reading_latest l ON l.device_id = p.device_id AND l.metric = p.metric
         LEFT JOIN dirty x ON x.device_id = p.device_id
@@ -377,7 +388,7 @@ def select_latest(
                 LIMIT 1
             )
         ) AS v
-        ORDER BY p.dev_eui, p.metric
+        ORDER BY p.shown_id COLLATE "C", p.metric
         """,
         {
             "profiles": [p for p, _ in profiles],
@@ -386,6 +397,7 @@ def select_latest(
             "supplier": supplier,
             "dataset": dataset,
             "dataset_ids": list(dataset_ids) if dataset_ids is not None else None,
+            "granted": privacy.granted_param(granted),
             "origin": BUCKET_ORIGIN,
         },
         binary=True,  # thousands of rows: binary results load several times faster

@@ -44,12 +44,39 @@ from datahub.api.sensorthings.ast import (
     Unary,
 )
 from datahub.api.sensorthings.model import EntityType, Kind, Relation
-from datahub.storage import buckets, rollups
+from datahub.privacy import Grid
+from datahub.storage import buckets, privacy, rollups
 
 Row = dict[str, Any]
 E = EntityType
 
 _VISIBLE = "(%(ds)s::int[] IS NULL OR @d.dataset_id = ANY(%(ds)s::int[]))"
+
+# The privacy rule (datahub/privacy.py) on a device `@d`, for the caller's grants `gr`:
+# each column shows what the caller may see, so that a $filter or $orderby on it learns
+# nothing more than the value shown.
+_CLASS = privacy.privacy_of("@d")
+_PROTECTED = privacy.protected("@d", "gr")
+_SHOWN_ID = privacy.shown_id("@d", "gr")
+# A name is the shown id where datahub.privacy.View.name says so.
+_SHOWN_NAME = (
+    f"CASE WHEN {_PROTECTED} AND ({_CLASS} = 'private_owner' OR @d.name ~ '[0-9A-Fa-f]{{16}}')"
+    f" THEN {_SHOWN_ID} ELSE @d.name END"
+)
+# Datastreams and Observations of protected personal devices are not shown at all.
+_SERIES_SHOWN = f"NOT ({_CLASS} = 'personal' AND {_PROTECTED})"
+
+
+def _shown_position(table: str, axis: str, step: str) -> Column:
+    """A latitude or longitude of `table`, snapped to the grid for a protected private
+    owner's device."""
+    return Column(
+        f"CASE WHEN {_PROTECTED} AND {_CLASS} = 'private_owner'"
+        f" THEN {privacy.snapped(f'{table}.{axis}', f'%({step})s::float8')}"
+        f" ELSE {table}.{axis} END",
+        "float8",
+        table == "@d",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +107,13 @@ _LOCATION_COLUMNS = _cols(
     id="@l.id",
     device_id="@l.device_id",
     dataset_id="@d.dataset_id",
-    latitude=Column("@l.latitude", "float8"),
-    longitude=Column("@l.longitude", "float8"),
+    latitude=_shown_position("@l", "latitude", "grid_lat"),
+    longitude=_shown_position("@l", "longitude", "grid_lon"),
     since=Column("@l.since", "timestamptz"),
-    device_name=_text("@d.name"),
-    name=_text("'Location of ' || @d.name"),
+    device_name=_text(_SHOWN_NAME),
+    name=_text(f"'Location of ' || {_SHOWN_NAME}"),
     description=_text(
-        "'Where ' || @d.name || ' has been since '"
+        f"'Where ' || {_SHOWN_NAME} || ' has been since '"
         " || to_char(@l.since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
     ),
     encoding=_text("'application/geo+json'"),
@@ -131,11 +158,11 @@ SOURCES: dict[EntityType, Source] = {
         " JOIN dataset @ds ON @ds.id = @d.dataset_id WHERE " + _VISIBLE,
         _cols(
             id="@d.id",
-            name=_text("@d.name"),
+            name=_text(_SHOWN_NAME),
             description=_text(
                 "@d.profile || ' sensor of ' || @s.name || ' in ' || initcap(@d.city)"
             ),
-            dev_eui=_text("@d.dev_eui"),
+            dev_eui=_text(_SHOWN_ID),
             city=_text("@d.city"),
             profile=_text("@d.profile"),
             supplier=_text("@s.slug"),
@@ -154,23 +181,23 @@ SOURCES: dict[EntityType, Source] = {
         " UNION SELECT @q.metric FROM reading_latest @q WHERE @q.device_id = @d.id) AS @p"
         " JOIN metric @m ON @m.name = @p.metric"
         " LEFT JOIN " + _UNITS + " ON @u.metric = @m.name"
-        " WHERE " + _VISIBLE,
+        " WHERE " + _VISIBLE + " AND " + _SERIES_SHOWN,
         _cols(
             id="@d.id * 100 + @m.id",
             device_id="@d.id",
             metric_id="@m.id",
             metric=_text("@m.name"),
             profile=_text("@d.profile"),
-            device_name=_text("@d.name"),
-            name=_text("@d.name || ' ' || @m.name"),
-            description=_text("coalesce(@u.description, @m.name) || ' at ' || @d.name"),
+            device_name=_text(_SHOWN_NAME),
+            name=_text(f"{_SHOWN_NAME} || ' ' || @m.name"),
+            description=_text(f"coalesce(@u.description, @m.name) || ' at ' || {_SHOWN_NAME}"),
             unit=_text("@u.unit", True),
             unit_name=_text("@u.unit_name", True),
             unit_symbol=_text("@u.symbol", True),
             unit_definition=_text("@u.definition", True),
             observation_type=_text("%(measurement)s::text"),
-            latitude=Column("@d.latitude", "float8", True),
-            longitude=Column("@d.longitude", "float8", True),
+            latitude=_shown_position("@d", "latitude", "grid_lat"),
+            longitude=_shown_position("@d", "longitude", "grid_lon"),
             first_time=Column(
                 "(SELECT @r.time FROM reading @r WHERE @r.device_id = @d.id"
                 " AND @r.metric = @m.name ORDER BY @r.time LIMIT 1)",
@@ -225,7 +252,10 @@ SOURCES: dict[EntityType, Source] = {
     ),
     E.OBSERVATION: Source(
         "reading @r JOIN device @d ON @d.id = @r.device_id JOIN metric @m ON @m.name = @r.metric"
-        " LEFT JOIN decoder @dec ON @dec.id = @r.decoder_id WHERE " + _VISIBLE,
+        " LEFT JOIN decoder @dec ON @dec.id = @r.decoder_id WHERE "
+        + _VISIBLE
+        + " AND "
+        + _SERIES_SHOWN,
         _cols(
             id=Column(
                 f"((@r.device_id::bigint * {observations.METRIC_SLOTS} + @m.id)"
@@ -386,11 +416,18 @@ class Scope:
     dataset_ids: Sequence[int] | None
     catalog: Catalog
     metric_base: str  # an ObservedProperty's definition is this followed by its name
+    # The datasets whose protected devices the caller sees as they are (None: all), and
+    # the grid a protected private owner's position snaps to (datahub/privacy.py).
+    granted: frozenset[int] | None
+    grid: Grid
 
     def params(self) -> dict[str, Any]:
         c = self.catalog
         return {
             "ds": list(self.dataset_ids) if self.dataset_ids is not None else None,
+            "gr": privacy.granted_param(self.granted),
+            "grid_lat": self.grid.lat_step,
+            "grid_lon": self.grid.lon_step,
             "cat_profile": [p for p, _ in c.pairs],
             "cat_metric": [m for _, m in c.pairs],
             **{
@@ -1204,10 +1241,11 @@ def decode_cursor(order: str, cursor: str) -> list[Any] | None:
 
 
 def select_open_devices(conn: psycopg.Connection) -> dict[int, int]:
-    """Return device id -> dataset id of the devices of open datasets."""
+    """Return device id -> dataset id of the devices of open datasets whose Observations
+    anyone may see: not personal devices (datahub/privacy.py)."""
     rows = conn.execute(
         "SELECT d.id, d.dataset_id FROM device d JOIN dataset ds ON ds.id = d.dataset_id"
-        " WHERE ds.licence_class = 'open'"
+        " WHERE ds.licence_class = 'open' AND coalesce(d.privacy, ds.privacy) <> 'personal'"
     ).fetchall()
     return {device_id: dataset_id for device_id, dataset_id in rows}
 

@@ -44,6 +44,23 @@ def upsert_suppliers(
     return ids
 
 
+def select_suppliers(conn: psycopg.Connection, *, slugs: Sequence[str]) -> dict[str, SupplierRow]:
+    """Return slug -> supplier of those that exist."""
+    rows = conn.execute(
+        "SELECT slug, name, kind FROM supplier WHERE slug = ANY(%s)", (list(slugs),)
+    ).fetchall()
+    return {row[0]: SupplierRow(*row) for row in rows}
+
+
+def update_supplier(conn: psycopg.Connection, *, supplier: SupplierRow) -> bool:
+    """Set a supplier's name and kind by its slug; tell whether it exists."""
+    cur = conn.execute(
+        "UPDATE supplier SET name = %s, kind = %s WHERE slug = %s",
+        (supplier.name, supplier.kind, supplier.slug),
+    )
+    return cur.rowcount == 1
+
+
 def insert_supplier(conn: psycopg.Connection, *, supplier: SupplierRow) -> int | None:
     """Insert a supplier and its own restricted dataset; return its id (None: slug taken)."""
     row = conn.execute(

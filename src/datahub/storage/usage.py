@@ -1,82 +1,170 @@
-"""The usage ledger, the monthly quota counters and the idempotency keys of metered requests."""
+"""The usage ledger, the monthly counters of consumers' usage and the idempotency keys of
+metered requests."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response as it was sent: status, headers (name, value) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRow:
+    """An idempotency key's claim: the request that made it and the answer it got."""
+
     fingerprint: str
     request_id: UUID
+    answer: Answer
+
+
+def _row(row: tuple[Any, ...]) -> IdempotencyRow:
+    fingerprint, request_id, status, headers, body = row
+    return IdempotencyRow(
+        fingerprint, request_id, Answer(status, [(n, v) for n, v in headers], bytes(body))
+    )
+
+
+def find_idempotency_key(
+    conn: psycopg.Connection, *, subject: str, key: str, kept_since: datetime
+) -> IdempotencyRow | None:
+    """Return the claim of `key` by `subject` made since `kept_since`, or None."""
+    row = conn.execute(
+        """
+        SELECT fingerprint, request_id, status, headers, body FROM idempotency_key
+        WHERE subject = %s AND key = %s AND created_at >= %s
+        """,
+        (subject, key, kept_since),
+    ).fetchone()
+    return _row(row) if row is not None else None
 
 
 def claim_idempotency_key(
-    conn: psycopg.Connection, *, subject: str, key: str, fingerprint: str, request_id: UUID
+    conn: psycopg.Connection,
+    *,
+    subject: str,
+    key: str,
+    fingerprint: str,
+    request_id: UUID,
+    answer: Answer,
+    now: datetime,
+    kept_since: datetime,
 ) -> IdempotencyRow | None:
-    """Claim `key` for this request; return the earlier claim if there is one, else None.
+    """Claim `key` for this request and its answer; return the earlier claim if there is
+    one, else None. A claim made before `kept_since` has expired and is taken over.
 
     A concurrent claim of the same key waits on the unique key until the first commits,
     then sees it: at most one request per key is ever counted.
     """
     row = conn.execute(
         """
-        INSERT INTO idempotency_key (subject, key, fingerprint, request_id)
-        VALUES (%s, %s, %s, %s)
-        ON CONFLICT (subject, key) DO NOTHING
+        INSERT INTO idempotency_key AS k
+            (subject, key, fingerprint, request_id, created_at, status, headers, body)
+        VALUES (%(subject)s, %(key)s, %(fingerprint)s, %(request_id)s, %(now)s, %(status)s,
+                %(headers)s, %(body)s)
+        ON CONFLICT (subject, key) DO UPDATE
+            SET fingerprint = excluded.fingerprint, request_id = excluded.request_id,
+                created_at = excluded.created_at, status = excluded.status,
+                headers = excluded.headers, body = excluded.body
+            WHERE k.created_at < %(kept_since)s
         RETURNING request_id
         """,
-        (subject, key, fingerprint, request_id),
+        {
+            "subject": subject,
+            "key": key,
+            "fingerprint": fingerprint,
+            "request_id": request_id,
+            "now": now,
+            "status": answer.status,
+            "headers": Jsonb([list(h) for h in answer.headers]),
+            "body": answer.body,
+            "kept_since": kept_since,
+        },
     ).fetchone()
     if row is not None:
         return None
     earlier = conn.execute(
-        "SELECT fingerprint, request_id FROM idempotency_key WHERE subject = %s AND key = %s",
+        """
+        SELECT fingerprint, request_id, status, headers, body FROM idempotency_key
+        WHERE subject = %s AND key = %s
+        """,
         (subject, key),
     ).fetchone()
-    assert earlier is not None  # a conflicting row exists and rows are never deleted here
-    return IdempotencyRow(*earlier)
+    assert earlier is not None  # a live claim conflicted, and this transaction holds its lock
+    return _row(earlier)
 
 
-def charge_quota(
-    conn: psycopg.Connection, *, consumer_id: int, month: date, observations: int, quota: int
-) -> int | None:
-    """Add `observations` to the consumer's count for `month` unless it would pass `quota`.
+def prune_idempotency_keys(conn: psycopg.Connection, *, kept_since: datetime) -> int:
+    """Delete the claims made before `kept_since`; return how many."""
+    return conn.execute("DELETE FROM idempotency_key WHERE created_at < %s", (kept_since,)).rowcount
 
-    Return the new count, or None (nothing added) if it would pass. The conditional
-    upsert holds the counter's row lock until commit, so concurrent requests are charged
-    one after another and the count never passes the quota.
-    """
-    row = conn.execute(
-        """
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What charging one request did: its usage recorded, or refused whole by the quota."""
+
+    recorded: bool
+    quota: int | None  # the consumer's monthly quota when it was charged; None: none
+
+
+# The month of a usage row: its calendar month in UTC, as a date (the first day).
+_MONTH = "date_trunc('month', {time} AT TIME ZONE 'UTC')::date"
+
+# One request's usage, one row per dataset; the supplier is the dataset's. A request id
+# recorded for a dataset is not recorded again.
+_INSERT_USAGE = """
+    INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
+                       observations, occurred_at, own_use)
+    SELECT %(request_id)s, %(consumer_id)s, %(purpose)s, ds.id, ds.supplier_id,
+           %(endpoint)s, u.observations, %(occurred_at)s,
+           -- A consumer acting for the dataset's supplier: the supplier's own use.
+           coalesce(ds.supplier_id = (SELECT supplier_id FROM consumer
+                                      WHERE id = %(consumer_id)s), false)
+    FROM unnest(%(dataset_ids)s::int[], %(observations)s::bigint[])
+         AS u (dataset_id, observations)
+    JOIN dataset ds ON ds.id = u.dataset_id
+    WHERE %(consumer_id)s::int IS NULL OR EXISTS (SELECT FROM counted)
+    ON CONFLICT (request_id, dataset_id) DO NOTHING
+"""
+
+# A consumer's usage is counted for its month in the same statement, always, so that the
+# counter equals the month's ledger whether or not a quota is set. The quota is read from
+# `consumer` at the charge, not from what a process remembers of the caller; the
+# conditional upsert adds nothing, and the usage is not written, if the sum would pass it.
+# The counter's row lock is held until commit: concurrent requests of one consumer are
+# charged one after another and never pass the quota together.
+_CHARGE = f"""
+    WITH quota AS (
+        SELECT monthly_quota FROM consumer WHERE id = %(consumer_id)s
+    ), counted AS (
         INSERT INTO quota_usage AS q (consumer_id, month, observations)
-        SELECT %(consumer_id)s, %(month)s, %(observations)s
-        WHERE %(observations)s <= %(quota)s
+        SELECT %(consumer_id)s, {_MONTH.format(time="%(occurred_at)s::timestamptz")}, %(total)s
+        FROM quota
+        WHERE quota.monthly_quota IS NULL OR %(total)s <= quota.monthly_quota
         ON CONFLICT (consumer_id, month) DO UPDATE
             SET observations = q.observations + excluded.observations
-            WHERE q.observations + excluded.observations <= %(quota)s
+            WHERE (SELECT monthly_quota FROM quota) IS NULL
+               OR q.observations + excluded.observations <= (SELECT monthly_quota FROM quota)
         RETURNING observations
-        """,
-        {"consumer_id": consumer_id, "month": month, "observations": observations, "quota": quota},
-    ).fetchone()
-    return row[0] if row is not None else None
+    ), recorded AS ({_INSERT_USAGE})
+    SELECT (SELECT monthly_quota FROM quota), EXISTS (SELECT FROM counted)
+"""
 
 
-def get_quota_used(conn: psycopg.Connection, *, consumer_id: int, month: date) -> int:
-    """Return the observations charged to a consumer's quota in `month`."""
-    row = conn.execute(
-        "SELECT observations FROM quota_usage WHERE consumer_id = %s AND month = %s",
-        (consumer_id, month),
-    ).fetchone()
-    return row[0] if row is not None else 0
-
-
-def insert_usage(
+def charge_usage(
     conn: psycopg.Connection,
     *,
     request_id: UUID,
@@ -85,26 +173,17 @@ def insert_usage(
     endpoint: str,
     observations: Mapping[int, int],
     occurred_at: datetime,
-) -> int:
-    """Record what one request served, one row per dataset (id -> observations > 0).
+) -> Charge:
+    """Record what one request served (dataset id -> observations > 0) and count it for the
+    consumer's month, unless the consumer's monthly quota cannot hold it.
 
-    The supplier is the dataset's. Return the rows written; a request id already
-    recorded for a dataset is not recorded again.
+    An anonymous caller (consumer None) has no counter and no quota.
     """
     counted = {dataset_id: n for dataset_id, n in observations.items() if n > 0}
     if not counted:
-        return 0
-    cur = conn.execute(
-        """
-        INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
-                           observations, occurred_at)
-        SELECT %(request_id)s, %(consumer_id)s, %(purpose)s, ds.id, ds.supplier_id,
-               %(endpoint)s, u.observations, %(occurred_at)s
-        FROM unnest(%(dataset_ids)s::int[], %(observations)s::bigint[])
-             AS u (dataset_id, observations)
-        JOIN dataset ds ON ds.id = u.dataset_id
-        ON CONFLICT (request_id, dataset_id) DO NOTHING
-        """,
+        return Charge(recorded=True, quota=None)
+    row = conn.execute(
+        _CHARGE,
         {
             "request_id": request_id,
             "consumer_id": consumer_id,
@@ -112,10 +191,56 @@ def insert_usage(
             "endpoint": endpoint,
             "dataset_ids": list(counted),
             "observations": list(counted.values()),
+            "total": sum(counted.values()),
             "occurred_at": occurred_at,
         },
+    ).fetchone()
+    assert row is not None
+    quota, charged = row
+    return Charge(recorded=consumer_id is None or charged, quota=quota)
+
+
+def get_quota_used(conn: psycopg.Connection, *, consumer_id: int, month: date) -> int:
+    """Return the observations counted for a consumer in `month` (its first day)."""
+    row = conn.execute(
+        "SELECT observations FROM quota_usage WHERE consumer_id = %s AND month = %s",
+        (consumer_id, month),
+    ).fetchone()
+    return row[0] if row is not None else 0
+
+
+def recount_quota(conn: psycopg.Connection, *, consumer_id: int, at: datetime) -> int:
+    """Set a consumer's counter of the month holding `at` to that month's ledger; return it.
+
+    The counter's row is locked first, in a statement of its own, so that the sum, read by
+    the next statement, sees every charge that held the lock before: none is missed, and
+    charges after it wait for this transaction.
+    """
+    month = _MONTH.format(time="%(at)s::timestamptz")
+    params = {"consumer_id": consumer_id, "at": at}
+    conn.execute(
+        f"""
+        INSERT INTO quota_usage (consumer_id, month, observations)
+        VALUES (%(consumer_id)s, {month}, 0)
+        ON CONFLICT (consumer_id, month) DO UPDATE SET observations = quota_usage.observations
+        """,
+        params,
     )
-    return cur.rowcount
+    row = conn.execute(
+        f"""
+        UPDATE quota_usage q SET observations = (
+            SELECT coalesce(sum(u.observations), 0) FROM usage u
+            WHERE u.consumer_id = q.consumer_id
+              AND u.occurred_at >= q.month::timestamp AT TIME ZONE 'UTC'
+              AND u.occurred_at < (q.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
+        )
+        WHERE q.consumer_id = %(consumer_id)s AND q.month = {month}
+        RETURNING observations
+        """,
+        params,
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def sum_usage(conn: psycopg.Connection, *, consumer_id: int | None = None) -> int:

@@ -1,7 +1,9 @@
 """Administration: suppliers, datasets, consumers, API keys, grants and tariffs.
 
-Every route needs a key with the `admin` scope (403 without it, 401 for a bad key). The
-rules live in datahub.fairshare.admin, which the CLI uses too.
+Every change needs a key with the `admin` scope, every list one with the `admin` or the
+`ombudsman` scope (401 without a key or with a bad one, 403 without the scope). Lists read
+the primary, which holds every change at once. The rules live in datahub.fairshare.admin,
+which the CLI uses too; each change is in the audit log.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from datahub.api.admin_schemas import (
     supplier_out,
     tariff_out,
 )
-from datahub.api.deps import Admin, Conn, WriteConn
+from datahub.api.deps import Admin, Overseer, PrimaryConn, WriteConn
 from datahub.api.schemas import error_responses
 from datahub.errors import BadRequest
 from datahub.fairshare import admin
@@ -61,7 +63,7 @@ _WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
 @router.get("/suppliers", response_model=AdminSupplierListOut, responses=_READ_ERRORS)
-def list_suppliers(conn: Conn, caller: Admin) -> AdminSupplierListOut:
+def list_suppliers(conn: PrimaryConn, caller: Overseer) -> AdminSupplierListOut:
     """List every supplier with its datasets and device count."""
     return AdminSupplierListOut(items=[supplier_out(r) for r in suppliers.list_suppliers(conn)])
 
@@ -74,7 +76,9 @@ def list_suppliers(conn: Conn, caller: Admin) -> AdminSupplierListOut:
 )
 def add_supplier(body: SupplierIn, conn: WriteConn, caller: Admin) -> AdminSupplierOut:
     """Add a supplier; it gets its own restricted dataset, named by its slug. 409 if it exists."""
-    return supplier_out(admin.add_supplier(conn, slug=body.slug, name=body.name, kind=body.kind))
+    return supplier_out(
+        admin.add_supplier(conn, actor=caller.actor, slug=body.slug, name=body.name, kind=body.kind)
+    )
 
 
 # Datasets ---------------------------------------------------------------------------------
@@ -82,7 +86,7 @@ def add_supplier(body: SupplierIn, conn: WriteConn, caller: Admin) -> AdminSuppl
 
 @router.get("/datasets", response_model=AdminDatasetListOut, responses=_WRITE_ERRORS)
 def list_datasets(
-    params: Annotated[AdminDatasetQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[AdminDatasetQuery, Query()], conn: PrimaryConn, caller: Overseer
 ) -> AdminDatasetListOut:
     """List every dataset, whatever its licence class, with its device count."""
     owner = admin.supplier_id(conn, params.supplier) if params.supplier else None
@@ -105,11 +109,18 @@ def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDataset
         licence_name=body.licence.name,
         licence_url=body.licence.url,
         attribution=body.attribution,
+        privacy=body.privacy.value,
     )
-    record = admin.add_dataset(conn, slug=body.slug, supplier=body.supplier, fields=fields)
+    record = admin.add_dataset(
+        conn, actor=caller.actor, slug=body.slug, supplier=body.supplier, fields=fields
+    )
     if body.open_data is not None:
         record, _ = admin.update_dataset(
-            conn, slug=body.slug, changes=body.open_data.model_dump(), now=datetime.now(UTC)
+            conn,
+            actor=caller.actor,
+            slug=body.slug,
+            changes=body.open_data.model_dump(),
+            now=datetime.now(UTC),
         )
     return dataset_out(record)
 
@@ -118,14 +129,15 @@ def add_dataset(body: DatasetIn, conn: WriteConn, caller: Admin) -> AdminDataset
 def update_dataset(
     slug: str, body: DatasetPatch, conn: WriteConn, caller: Admin
 ) -> AdminDatasetOut:
-    """Change a dataset's name, licence class, licence, attribution or open-data metadata.
+    """Change a dataset's name, licence class, licence, attribution, privacy class,
+    open-data metadata, how long its raw uplinks and readings are kept, or its legal basis.
 
     400 for making it open while it charges for use (open data is free), or for metadata
     outside the catalogue's vocabularies (licence IRI, themes, contributor id).
     """
     changes = body.model_dump(exclude_unset=True, exclude={"licence", "open_data"})
-    if None in changes.values():
-        raise BadRequest("name, licence_class and attribution cannot be null")
+    if any(changes.get(k, "") is None for k in ("name", "licence_class", "attribution", "privacy")):
+        raise BadRequest("name, licence_class, attribution and privacy cannot be null")
     if "licence" in body.model_fields_set:
         if body.licence is None:
             raise BadRequest("licence cannot be null")
@@ -136,7 +148,9 @@ def update_dataset(
         }
     if body.open_data is not None:
         changes |= body.open_data.model_dump(include=body.open_data.model_fields_set)
-    record, _ = admin.update_dataset(conn, slug=slug, changes=changes, now=datetime.now(UTC))
+    record, _ = admin.update_dataset(
+        conn, actor=caller.actor, slug=slug, changes=changes, now=datetime.now(UTC)
+    )
     return dataset_out(record)
 
 
@@ -144,7 +158,7 @@ def update_dataset(
 
 
 @router.get("/consumers", response_model=ConsumerListOut, responses=_READ_ERRORS)
-def list_consumers(conn: Conn, caller: Admin) -> ConsumerListOut:
+def list_consumers(conn: PrimaryConn, caller: Overseer) -> ConsumerListOut:
     """List every consumer with its purpose, limits, grants and number of active keys."""
     return ConsumerListOut(items=[consumer_out(r) for r in consumers.list_consumers(conn)])
 
@@ -159,6 +173,7 @@ def add_consumer(body: ConsumerIn, conn: WriteConn, caller: Admin) -> ConsumerOu
     """Add a consumer; make it keys with `POST /v1/admin/consumers/{slug}/keys`."""
     record = admin.add_consumer(
         conn,
+        actor=caller.actor,
         slug=body.slug,
         name=body.name,
         purpose=body.purpose,
@@ -175,7 +190,9 @@ def update_consumer(slug: str, body: ConsumerPatch, conn: WriteConn, caller: Adm
     changes = body.model_dump(exclude_unset=True)
     if changes.get("name", "") is None or changes.get("purpose", "") is None:
         raise BadRequest("name and purpose cannot be null")
-    record, _ = admin.update_consumer(conn, slug=slug, changes=changes)
+    record, _ = admin.update_consumer(
+        conn, actor=caller.actor, slug=slug, changes=changes, now=datetime.now(UTC)
+    )
     return consumer_out(record)
 
 
@@ -189,13 +206,15 @@ def create_key(
     slug: str, body: KeyIn, response: Response, conn: WriteConn, caller: Admin
 ) -> NewKeyOut:
     """Make an API key for a consumer. The key is in this answer only; only its hash is kept."""
-    record, secret = admin.create_key(conn, consumer=slug, scopes=body.scopes, label=body.label)
+    record, secret = admin.create_key(
+        conn, actor=caller.actor, consumer=slug, scopes=body.scopes, label=body.label
+    )
     response.headers["Cache-Control"] = "no-store"
     return new_key_out(record, secret)
 
 
 @router.get("/consumers/{slug}/keys", response_model=KeyListOut, responses=_WRITE_ERRORS)
-def list_keys(slug: str, conn: Conn, caller: Admin) -> KeyListOut:
+def list_keys(slug: str, conn: PrimaryConn, caller: Overseer) -> KeyListOut:
     """List a consumer's keys by prefix, revoked ones too; never the keys themselves."""
     return KeyListOut(items=[key_out(r) for r in admin.list_keys(conn, consumer=slug)])
 
@@ -203,14 +222,16 @@ def list_keys(slug: str, conn: Conn, caller: Admin) -> KeyListOut:
 @router.delete("/keys/{prefix}", response_model=KeyOut, responses=_WRITE_ERRORS)
 def revoke_key(prefix: str, conn: WriteConn, caller: Admin) -> KeyOut:
     """Revoke a key by its prefix: from now on it is answered 401. Revoking again is a no-op."""
-    return key_out(admin.revoke_key(conn, prefix=prefix))
+    return key_out(admin.revoke_key(conn, actor=caller.actor, prefix=prefix))
 
 
 # Grants -----------------------------------------------------------------------------------
 
 
 @router.get("/grants", response_model=GrantListOut, responses=_WRITE_ERRORS)
-def list_grants(params: Annotated[GrantQuery, Query()], conn: Conn, caller: Admin) -> GrantListOut:
+def list_grants(
+    params: Annotated[GrantQuery, Query()], conn: PrimaryConn, caller: Overseer
+) -> GrantListOut:
     """List grants, of one consumer or on one dataset if asked."""
     rows = admin.list_grants(conn, consumer=params.consumer, dataset=params.dataset)
     return GrantListOut(items=[grant_out(r) for r in rows])
@@ -221,7 +242,7 @@ def put_grant(
     consumer: str, dataset: str, response: Response, conn: WriteConn, caller: Admin
 ) -> GrantOut:
     """Grant a consumer a restricted or commercial dataset: 201 if new, 200 if it had it."""
-    grant, created = admin.add_grant(conn, consumer=consumer, dataset=dataset)
+    grant, created = admin.add_grant(conn, actor=caller.actor, consumer=consumer, dataset=dataset)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return grant_out(grant)
 
@@ -234,7 +255,7 @@ def put_grant(
 )
 def delete_grant(consumer: str, dataset: str, conn: WriteConn, caller: Admin) -> None:
     """Withdraw a consumer's grant on a dataset; 404 if it had none."""
-    admin.revoke_grant(conn, consumer=consumer, dataset=dataset)
+    admin.revoke_grant(conn, actor=caller.actor, consumer=consumer, dataset=dataset)
 
 
 # Tariffs ----------------------------------------------------------------------------------
@@ -242,7 +263,7 @@ def delete_grant(consumer: str, dataset: str, conn: WriteConn, caller: Admin) ->
 
 @router.get("/tariffs", response_model=TariffListOut, responses=_WRITE_ERRORS)
 def list_tariffs(
-    params: Annotated[TariffQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[TariffQuery, Query()], conn: PrimaryConn, caller: Overseer
 ) -> TariffListOut:
     """List every tariff version, marking those in force now."""
     rows = admin.list_tariffs(conn, at=datetime.now(UTC), dataset=params.dataset)
@@ -263,6 +284,7 @@ def add_tariff(body: TariffIn, conn: WriteConn, caller: Admin) -> TariffOut:
     """
     record = admin.add_tariff(
         conn,
+        actor=caller.actor,
         dataset=body.dataset,
         purpose=body.purpose,
         price=Price(

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from datahub.api import ops_schemas as out
-from datahub.api.deps import Admin, Conn, SettingsDep, WriteConn
+from datahub.api.deps import Admin, Conn, Overseer, PrimaryConn, SettingsDep, WriteConn
 from datahub.api.schemas import error_responses
 from datahub.errors import BadRequest
 from datahub.ops import rules
@@ -25,7 +25,7 @@ _WRITE = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
 @router.get("/alert-rules", response_model=out.RuleListOut, responses=_READ)
-def list_rules(conn: Conn, caller: Admin) -> out.RuleListOut:
+def list_rules(conn: PrimaryConn, caller: Overseer) -> out.RuleListOut:
     """List every alert rule by name."""
     return out.RuleListOut(items=[out.rule_out(r) for r in alerts.list_rules(conn)])
 
@@ -44,13 +44,15 @@ def add_rule(
     caller: Admin,
 ) -> out.NewRuleOut:
     """Add an alert rule. The webhook secret (given, or made up) is in this answer only."""
-    rule = rules.create_rule(conn, rule=body.to_rule(), alerts_settings=settings.alerts)
+    rule = rules.create_rule(
+        conn, rule=body.to_rule(), alerts_settings=settings.alerts, actor=caller.actor
+    )
     response.headers["Cache-Control"] = "no-store"
     return out.new_rule_out(rule)
 
 
 @router.get("/alert-rules/{name}", response_model=out.RuleOut, responses=_READ)
-def get_rule(name: str, conn: Conn, caller: Admin) -> out.RuleOut:
+def get_rule(name: str, conn: PrimaryConn, caller: Overseer) -> out.RuleOut:
     """Show one alert rule."""
     return out.rule_out(rules.get_rule(conn, name=name))
 
@@ -68,7 +70,9 @@ def update_rule(
     changes = body.model_dump(exclude_unset=True)
     if "kind" in changes and changes["kind"] is None:
         raise BadRequest("kind cannot be null")
-    rule = rules.update_rule(conn, name=name, changes=changes, alerts_settings=settings.alerts)
+    rule = rules.update_rule(
+        conn, name=name, changes=changes, alerts_settings=settings.alerts, actor=caller.actor
+    )
     response.headers["Cache-Control"] = "no-store"
     shown = out.new_rule_out(rule)
     if "webhook_url" not in changes and "webhook_secret" not in changes:
@@ -84,12 +88,12 @@ def update_rule(
 )
 def delete_rule(name: str, conn: WriteConn, caller: Admin) -> None:
     """Delete an alert rule with its alarms and their notifications."""
-    rules.delete_rule(conn, name=name)
+    rules.delete_rule(conn, name=name, actor=caller.actor)
 
 
 @router.get("/notifications", response_model=out.NotificationListOut, responses=_READ)
 def list_notifications(
-    params: Annotated[out.NotificationQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[out.NotificationQuery, Query()], conn: Conn, caller: Overseer
 ) -> out.NotificationListOut:
     """The delivery log: notifications newest first, with their status and attempts."""
     before = out.parse_id_cursor(params.cursor)

@@ -7,9 +7,10 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
+from datahub import privacy
 from datahub.api import query, render
 from datahub.api.auth import Access
-from datahub.api.deps import ANONYMOUS_TOO, Conn, MetricIndexDep, Reader, SettingsDep
+from datahub.api.deps import ANONYMOUS_TOO, Conn, MetricIndexDep, Reader, SettingsDep, ViewDep
 from datahub.api.metric_index import MetricIndex
 from datahub.api.schemas import (
     DeviceListQuery,
@@ -20,7 +21,8 @@ from datahub.api.schemas import (
     error_responses,
 )
 from datahub.domain import City, Placement
-from datahub.errors import NotFound
+from datahub.errors import NotFound, Withheld
+from datahub.privacy import PrivacyClass, View
 from datahub.storage import devices
 from datahub.storage.devices import DeviceRow
 
@@ -41,11 +43,15 @@ def list_devices(
     settings: SettingsDep,
     metric_index: MetricIndexDep,
     caller: Reader,
+    view: ViewDep,
 ) -> DevicePageOut:
     """List the devices the caller may see by DevEUI, optionally of one city, supplier,
     dataset, or reporting one metric.
 
     Anonymous callers see the devices of open datasets; a key sees those of its grants too.
+    A device of a private owner or a personal one is shown by its public id (`pub-…`)
+    to a caller without a grant for its dataset, a private owner's with its position
+    snapped to a grid (docs/privacy.md); those are listed after the others, by public id.
 
     Pages are walked with `cursor`: pass the `next_cursor` of a page to get the next
     one (also linked by a `Link: <url>; rel="next"` header); it is null on the last page.
@@ -63,14 +69,15 @@ def list_devices(
         profiles=profiles,
         dataset=params.dataset,
         dataset_ids=caller.dataset_ids,
+        granted=caller.granted_ids,
         after=after,
         limit=limit + 1,
     )
     page, more = query.split_page(rows, limit)
-    next_cursor = query.encode_device_cursor(page[-1].dev_eui) if more else None
+    next_cursor = query.encode_device_cursor(page[-1].shown_id) if more else None
     render.set_next_link(response, render.next_page_url(request, settings, next_cursor))
     return DevicePageOut(
-        items=[device_out(row, metric_index) for row in page], next_cursor=next_cursor
+        items=[device_out(row, metric_index, view) for row in page], next_cursor=next_cursor
     )
 
 
@@ -80,34 +87,58 @@ def list_devices(
     responses=error_responses(400, 401, 404, 422, 429, 503),
     openapi_extra=ANONYMOUS_TOO,
 )
-def get_device(dev_eui: str, conn: Conn, metric_index: MetricIndexDep, caller: Reader) -> DeviceOut:
-    """Show one device; `dev_eui` is 16 hex digits in either case.
+def get_device(
+    dev_eui: str, conn: Conn, metric_index: MetricIndexDep, caller: Reader, view: ViewDep
+) -> DeviceOut:
+    """Show one device; `dev_eui` is 16 hex digits in either case, or a public id.
 
-    400 if `dev_eui` is malformed, 404 if no device the caller may see has it.
+    400 if `dev_eui` is malformed, 404 if no device the caller may see has it. A device
+    shown by its public id is found by that id only (docs/privacy.md).
     """
-    return device_out(find_device(conn, dev_eui, caller), metric_index)
+    return device_out(find_device(conn, dev_eui, caller), metric_index, view)
 
 
 def find_device(conn: psycopg.Connection, dev_eui: str, caller: Access) -> DeviceRow:
-    """Look up a device the caller may see by a DevEUI from the URL.
+    """Look up a device the caller may see by a DevEUI or public id from the URL.
 
     400 if malformed; 404 if unknown or not visible to the caller, alike, so that an
-    error never tells whether a restricted device exists.
+    error never tells whether a restricted or protected device exists.
     """
+    if privacy.is_public_id(dev_eui):
+        row = devices.get_device(
+            conn, public_id=dev_eui, dataset_ids=caller.dataset_ids, granted=caller.granted_ids
+        )
+        if row is None:
+            raise NotFound(f"no device has public id {dev_eui}")
+        return row
     normalized = query.parse_dev_eui(dev_eui)
-    row = devices.get_device(conn, dev_eui=normalized, dataset_ids=caller.dataset_ids)
+    row = devices.get_device(
+        conn, dev_eui=normalized, dataset_ids=caller.dataset_ids, granted=caller.granted_ids
+    )
     if row is None:
         raise NotFound(f"no device has dev_eui {normalized}")
     return row
 
 
-def device_out(row: DeviceRow, metric_index: MetricIndex) -> DeviceOut:
+def require_series(row: DeviceRow, k_min: int) -> None:
+    """Refuse one device's readings if it is a protected personal device (403)."""
+    if not privacy.shows_series(PrivacyClass(row.privacy), row.protected):
+        raise Withheld(
+            f"{row.shown_id} counts people or parks on private ground: its readings are "
+            f"published only as aggregates over at least {k_min} such devices "
+            "(/v1/readings/aggregate?city=…); a grant for its dataset shows them"
+        )
+
+
+def device_out(row: DeviceRow, metric_index: MetricIndex, view: View) -> DeviceOut:
+    privacy_class = PrivacyClass(row.privacy)
     location = None
-    if row.latitude is not None and row.longitude is not None:
-        location = LocationOut(latitude=row.latitude, longitude=row.longitude)
+    position = view.position(row.latitude, row.longitude, privacy_class, row.protected)
+    if position is not None:
+        location = LocationOut(latitude=position[0], longitude=position[1])
     return DeviceOut(
-        dev_eui=row.dev_eui,
-        name=row.name,
+        dev_eui=row.shown_id,
+        name=view.name(row.name, row.shown_id, privacy_class, row.protected),
         city=City(row.city),
         supplier=SupplierOut(slug=row.supplier_slug, name=row.supplier_name),
         dataset=row.dataset_slug,
@@ -123,4 +154,5 @@ def device_out(row: DeviceRow, metric_index: MetricIndex) -> DeviceOut:
         ],
         placement=Placement(row.placement) if row.placement else None,
         area=row.area,
+        privacy=privacy_class,
     )

@@ -2,8 +2,8 @@
 
 Who sees what: anyone the periods and the transparency report; a supplier (a key whose
 consumer acts for it) its own statement; a consumer its own invoices and usage; an
-administrator any statement or invoice. None of these responses serves observations,
-so none is metered.
+administrator and the ombudsman any statement or invoice, and the whole usage ledger.
+None of these responses serves observations, so none is metered.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import Field
 
 from datahub.api import render
 from datahub.api.auth import Access
-from datahub.api.deps import ANONYMOUS_TOO, Caller, Conn, Reader
+from datahub.api.deps import ANONYMOUS_TOO, Caller, Conn, Overseer, Reader, SettingsDep
 from datahub.api.query import Rfc3339
 from datahub.api.schemas import CSV_RESPONSE, Format, InModel, OutModel, error_responses
 from datahub.domain import SLUG
@@ -40,14 +40,18 @@ class ViewQuery(InModel):
 
 class StatementQuery(InModel):
     supplier: str | None = Field(
-        default=None, pattern=SLUG.pattern, description="administrators: this supplier's statement"
+        default=None,
+        pattern=SLUG.pattern,
+        description="administrators and the ombudsman: this supplier's statement",
     )
     format: Format = None
 
 
 class InvoiceQuery(InModel):
     consumer: str | None = Field(
-        default=None, pattern=SLUG.pattern, description="administrators: this consumer's invoice"
+        default=None,
+        pattern=SLUG.pattern,
+        description="administrators and the ombudsman: this consumer's invoice",
     )
     format: Format = None
 
@@ -92,6 +96,11 @@ class SupplierTotalsOut(OutModel):
     observations_by_purpose: ObservationsByPurposeOut
     shadow_value_cents: int = Field(description="free use valued at the shadow prices")
     unpriced_observations: int = Field(description="observations no tariff was in force for")
+    own_use_observations: int = Field(
+        default=0,
+        description="of `observations`, the supplier's own use of its own datasets: "
+        "recorded, never invoiced (absent from periods closed before it was told apart)",
+    )
 
 
 class TariffOut(OutModel):
@@ -104,6 +113,13 @@ class TariffOut(OutModel):
     shadow_cents_per_million: int
     platform_fee_basis_points: int
     observations: int = Field(description="observations this tariff rated in the period")
+
+
+class OmbudsmanOut(OutModel):
+    name: str
+    email: str | None
+    url: str | None
+    postal_address: str | None
 
 
 class ReportOut(OutModel):
@@ -120,11 +136,20 @@ class ReportOut(OutModel):
     observations: int
     anonymous_observations: int
     unpriced_observations: int
+    own_use_observations: int = Field(
+        default=0,
+        description="of `observations`, the supplier's own use of its own datasets: "
+        "recorded, never invoiced (absent from periods closed before it was told apart)",
+    )
     invoices: int = Field(description="how many consumers were invoiced")
     purposes: dict[str, PurposeTotalsOut]
     suppliers: dict[str, SupplierTotalsOut]
     tariffs: list[TariffOut]
     conservation: dict[str, bool] = Field(description="every split sums to its whole")
+    ombudsman: OmbudsmanOut | None = Field(
+        description="the ombudsman for data value and data ethics, who may check every "
+        "figure of the period; null until the hub's settings name the office"
+    )
 
 
 class StatementLineOut(OutModel):
@@ -137,6 +162,9 @@ class StatementLineOut(OutModel):
     payout_cents: int
     shadow_value_cents: int
     unpriced_observations: int
+    own_use: bool = Field(
+        default=False, description="the supplier's own use: no revenue, no payout, no invoice"
+    )
 
 
 class StatementOut(SupplierTotalsOut):
@@ -227,13 +255,16 @@ def get_report(
     request: Request,
     conn: Conn,
     caller: Reader,
+    settings: SettingsDep,
 ) -> ReportOut | Response:
     """Publish a closed period's transparency report: totals per supplier and purpose,
     the tariffs applied and the conservation check. Anyone may read it.
 
     CSV: one row per supplier and a total row. 404 if the period is not closed.
     """
-    report = statements.transparency_report(close.get_closed(conn, period=period))
+    report = statements.transparency_report(
+        close.get_closed(conn, period=period), ombudsman=settings.fairshare.ombudsman
+    )
     if render.wants_csv(request, params.format):
         return render.csv_response(statements.REPORT_HEADER, statements.report_rows(report))
     return ReportOut.model_validate(report)
@@ -263,8 +294,8 @@ def get_statement(
         supplier = params.supplier
     elif own is not None:
         supplier = own
-    elif caller.is_admin:
-        raise BadRequest("an administrator names the supplier: ?supplier=<slug>")
+    elif caller.oversees:
+        raise BadRequest("an administrator or the ombudsman names the supplier: ?supplier=<slug>")
     else:
         raise Forbidden(f"{caller.consumer_slug} acts for no supplier, so it has no statements")
     statement = statements.supplier_statement(close.get_closed(conn, period=period), supplier)
@@ -320,12 +351,7 @@ def get_usage(
     """
     _require_key(caller, "usage")
     assert caller.consumer_id is not None and caller.consumer_slug is not None
-    end = params.end or datetime.now(UTC)
-    start = params.start or end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    if not start < end:
-        raise BadRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
-    if end - start > MAX_USAGE_RANGE:
-        raise BadRequest(f"at most {MAX_USAGE_RANGE.days} days of usage at a time")
+    start, end = _range(params.start, params.end)
     rows = periods.select_daily_usage(conn, consumer_id=caller.consumer_id, start=start, end=end)
     if render.wants_csv(request, params.format):
         return render.csv_response(
@@ -351,6 +377,101 @@ def get_usage(
     )
 
 
+class LedgerQuery(InModel):
+    start: Rfc3339 | None = Field(
+        default=None, alias="from", description="start, inclusive; default: this month's start"
+    )
+    end: Rfc3339 | None = Field(
+        default=None, alias="to", description="end, exclusive; default: now"
+    )
+    format: Format = None
+
+
+class LedgerRowOut(OutModel):
+    day: date
+    consumer: str | None = Field(description="null: anonymous callers")
+    purpose: str
+    dataset: str
+    supplier: str
+    period: str | None = Field(description="the closed period it was rated in; null: open")
+    requests: int
+    observations: int
+
+
+class LedgerOut(OutModel):
+    """The usage ledger of every caller: what was served, of whose data, for which purpose."""
+
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    requests: int
+    observations: int
+    rows: list[LedgerRowOut]
+
+
+LEDGER_HEADER = (
+    "day",
+    "consumer",
+    "purpose",
+    "dataset",
+    "supplier",
+    "period",
+    "requests",
+    "observations",
+)
+
+
+@router.get(
+    "/v1/fairshare/ledger",
+    response_model=LedgerOut,
+    response_model_by_alias=True,
+    responses={**error_responses(400, 401, 403, 422, 429, 503), **CSV_RESPONSE},
+)
+def get_ledger(
+    params: Annotated[LedgerQuery, Query()], request: Request, conn: Conn, caller: Overseer
+) -> LedgerOut | Response:
+    """Show the usage ledger of every consumer and of anonymous callers, per UTC day,
+    purpose, dataset and period: administrators and the ombudsman.
+
+    `from` defaults to the start of the current month, `to` to now; at most 366 days.
+    """
+    start, end = _range(params.start, params.end)
+    rows = periods.select_ledger(conn, start=start, end=end)
+    if render.wants_csv(request, params.format):
+        return render.csv_response(
+            LEDGER_HEADER,
+            [
+                (
+                    r.day.isoformat(),
+                    r.consumer or "",
+                    r.purpose,
+                    r.dataset,
+                    r.supplier,
+                    r.period or "",
+                    r.requests,
+                    r.observations,
+                )
+                for r in rows
+            ],
+        )
+    return LedgerOut(
+        start=start,
+        end=end,
+        requests=sum(r.requests for r in rows),
+        observations=sum(r.observations for r in rows),
+        rows=[LedgerRowOut.model_validate(r, from_attributes=True) for r in rows],
+    )
+
+
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    start = start or end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if not start < end:
+        raise BadRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
+    if end - start > MAX_USAGE_RANGE:
+        raise BadRequest(f"at most {MAX_USAGE_RANGE.days} days of usage at a time")
+    return start, end
+
+
 def _own_supplier(conn: psycopg.Connection, caller: Access) -> str | None:
     _require_key(caller, "statements")
     if caller.supplier_id is None:
@@ -364,5 +485,5 @@ def _require_key(caller: Access, what: str) -> None:
 
 
 def _require_admin(caller: Access, what: str) -> None:
-    if not caller.is_admin:
-        raise Forbidden(f"only a key with the 'admin' scope may see {what}")
+    if not caller.oversees:
+        raise Forbidden(f"only a key with the 'admin' or 'ombudsman' scope may see {what}")

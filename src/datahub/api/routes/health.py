@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from datahub.api.deps import ProbeConn
-from datahub.api.schemas import HealthOut, LiveOut, error_responses
+from datahub.api.deps import ProbeConn, ReplicaStatusDep, SettingsDep
+from datahub.api.reads import ReadPlace
+from datahub.api.schemas import HealthOut, LiveOut, ReadyOut, ReplicaOut, error_responses
+from datahub.errors import StorageUnavailable
 from datahub.storage import db, health
 
 router = APIRouter(tags=["health"])
@@ -26,11 +28,28 @@ def get_live() -> LiveOut:
     return LiveOut()
 
 
-@router.get("/health/ready", response_model=LiveOut, responses=error_responses(503))
-def get_ready(conn: ProbeConn) -> LiveOut:
-    """Report that the API can serve requests: the database answers a query.
+@router.get("/health/ready", response_model=ReadyOut, responses=error_responses(503))
+def get_ready(
+    conn: ProbeConn, request: Request, replica: ReplicaStatusDep, settings: SettingsDep
+) -> ReadyOut:
+    """Report that the API can serve requests: the database answers a query where reads
+    go, and the primary (which takes every write) answers; where reads go now and, with a
+    streaming replica, how far behind it is.
 
-    Answers 503 when the database cannot be reached.
+    Answers 503 when the database cannot be reached, or while reads are refused because
+    the replica is behind or unreachable (`database.replica_lagging: unavailable`).
     """
     db.ping(conn)
-    return LiveOut()
+    place: ReadPlace | None = getattr(request.state, "read", None)
+    if replica is None:
+        return ReadyOut(reads="primary")
+    if replica.primary_reachable is False:
+        raise StorageUnavailable("the primary database does not answer")
+    return ReadyOut(
+        reads="replica" if place is not None and place.replica else "primary",
+        replica=ReplicaOut(
+            reachable=replica.reachable,
+            staleness_s=None if replica.staleness_s is None else round(replica.staleness_s, 3),
+            max_lag_s=settings.database.replica_max_lag_s,
+        ),
+    )

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from datahub.api import metering, query, render
-from datahub.api.deps import ANONYMOUS_TOO, Conn, Metered, MetricIndexDep
+from datahub.api.deps import ANONYMOUS_TOO, Conn, Metered, MetricIndexDep, ViewDep
 from datahub.api.licences import licences_of, link_licences
 from datahub.api.schemas import CSV_RESPONSE, LatestListOut, LatestQuery, error_responses
+from datahub.privacy import PrivacyClass
 from datahub.storage import readings
 
 router = APIRouter(tags=["readings"])
@@ -28,6 +29,7 @@ def list_latest(
     conn: Conn,
     metric_index: MetricIndexDep,
     meter: Metered,
+    view: ViewDep,
 ) -> Response:
     """List the newest reading of each device and metric, by DevEUI, then metric.
 
@@ -35,6 +37,8 @@ def list_latest(
     reading is left out. Only devices the caller may see are listed; filter further by
     `city`, `supplier`, `dataset` (slugs) and `metric`. Each value counts as one
     observation of its device's dataset. 400 for an unknown metric.
+    A caller without a grant for a dataset sees its private owners' devices by public id,
+    after the others, and none of its personal devices (docs/privacy.md).
     """
     metric = query.check_metric(params.metric, metric_index) if params.metric else None
     latest = readings.select_latest(
@@ -47,10 +51,11 @@ def list_latest(
         supplier=params.supplier,
         dataset=params.dataset,
         dataset_ids=meter.caller.dataset_ids,
+        granted=meter.caller.granted_ids,
     )
     served = metering.count_by_dataset(row.dataset_id for row in latest)
+    licences = licences_of(conn, served)  # every read before the charge (api/metering.py)
     meter.charge(served)
-    licences = licences_of(conn, served)
     units = {m: metric_index.unit(m) for m in {row.metric for row in latest}}
     # Each value at the resolution its profile declares; stored values stay as they are.
     rounders = {
@@ -60,8 +65,8 @@ def list_latest(
     # model per value (tests/api/test_api_latest.py checks the body against the models).
     items = [
         {
-            "dev_eui": row.dev_eui,
-            "name": row.name,
+            "dev_eui": row.shown_id,
+            "name": view.name(row.name, row.shown_id, PrivacyClass(row.privacy), row.protected),
             "city": row.city,
             "metric": row.metric,
             "unit": units[row.metric],

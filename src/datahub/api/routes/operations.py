@@ -16,11 +16,11 @@ from fastapi import APIRouter, Query, Response
 
 from datahub.api import ops_schemas as out
 from datahub.api import render
-from datahub.api.deps import Conn, MetricIndexDep, Operator, SettingsDep, WriteConn
+from datahub.api.deps import Conn, MetricIndexDep, Operator, PrimaryConn, SettingsDep, WriteConn
 from datahub.api.query import parse_dev_eui
 from datahub.api.schemas import error_responses
 from datahub.errors import Conflict, NotFound
-from datahub.ops import views
+from datahub.ops import rules, views
 from datahub.storage import alerts, device_health
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])
@@ -51,7 +51,7 @@ def list_device_health(
     """
     rows = device_health.list_device_health(
         conn,
-        supplier_id=None if caller.is_admin else caller.supplier_id,
+        supplier_id=None if caller.oversees else caller.supplier_id,
         city=params.city,
         supplier=params.supplier,
         dataset=params.dataset,
@@ -81,7 +81,7 @@ def get_device_health(
 ) -> out.DeviceDetailOut:
     """Show one device's health with every gateway that heard it in 7 days."""
     eui = parse_dev_eui(dev_eui)
-    supplier_id = None if caller.is_admin else caller.supplier_id
+    supplier_id = None if caller.oversees else caller.supplier_id
     rows = device_health.list_device_health(conn, supplier_id=supplier_id, dev_eui=eui)
     if not rows:
         raise NotFound(f"no device has dev_eui {eui}")
@@ -123,7 +123,7 @@ def list_gateways(
     A gateway is `silent` when it heard nothing for `health.gateway_silent_after_s`.
     """
     links = device_health.list_gateway_links(
-        conn, supplier_id=None if caller.is_admin else caller.supplier_id, city=params.city
+        conn, supplier_id=None if caller.oversees else caller.supplier_id, city=params.city
     )
     found = views.gateway_views(
         links, now=datetime.now(UTC), silent_after_s=settings.health.gateway_silent_after_s
@@ -147,21 +147,22 @@ def list_gateways(
 def get_coverage(conn: Conn, caller: Operator) -> Response:
     """The coverage map as GeoJSON: each located device with the gateways that hear it."""
     links = device_health.list_gateway_links(
-        conn, supplier_id=None if caller.is_admin else caller.supplier_id
+        conn, supplier_id=None if caller.oversees else caller.supplier_id
     )
     return Response(orjson.dumps(views.coverage(links)), media_type="application/geo+json")
 
 
 @router.get("/alarms", response_model=out.AlarmListOut, responses=_ERRORS)
 def list_alarms(
-    params: Annotated[out.AlarmQuery, Query()], conn: Conn, caller: Operator
+    params: Annotated[out.AlarmQuery, Query()], conn: PrimaryConn, caller: Operator
 ) -> out.AlarmListOut:
     """List alarms, newest first: the active ones (open or acknowledged) unless asked."""
+    # On the primary: an operator who acknowledged an alarm sees it so at once.
     before = out.parse_id_cursor(params.cursor)
     rows = alerts.list_alarms(
         conn,
         states=ALARM_STATES[params.state],
-        supplier_id=None if caller.is_admin else caller.supplier_id,
+        supplier_id=None if caller.oversees else caller.supplier_id,
         rule=params.rule,
         before=before,
         limit=params.limit + 1,
@@ -182,14 +183,16 @@ def list_alarms(
 def acknowledge_alarm(alarm_id: int, conn: WriteConn, caller: Operator) -> out.AlarmOut:
     """Acknowledge an open alarm: someone is on it. It clears by itself when the condition
     ends. 409 if it is not open (acknowledged already, or cleared)."""
-    supplier_id = None if caller.is_admin else caller.supplier_id
+    supplier_id = None if caller.oversees else caller.supplier_id
     found = alerts.list_alarms(
         conn, states=ALARM_STATES["all"], supplier_id=supplier_id, alarm_id=alarm_id
     )
     if not found:
         raise NotFound(f"no alarm {alarm_id}")
     by = caller.consumer_slug or "unknown"
-    if not alerts.acknowledge_alarm(conn, alarm_id=alarm_id, at=datetime.now(UTC), by=by):
+    if not rules.acknowledge_alarm(
+        conn, alarm_id=alarm_id, at=datetime.now(UTC), by=by, actor=caller.actor
+    ):
         raise Conflict(f"alarm {alarm_id} is {found[0].state}, not open")
     (row,) = alerts.list_alarms(conn, states=ALARM_STATES["all"], alarm_id=alarm_id)
     return out.alarm_out(row)

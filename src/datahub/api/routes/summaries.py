@@ -1,8 +1,9 @@
 """Open summaries citizens ask about: waste bins per district, free parking per zone.
 
 They draw on datasets that are open or whose supplier allows open summaries, and show a
-cell only when at least `opendata.min_cell_devices` devices stand behind it. Whoever
-asks, they are anonymous public-interest use, metered to the datasets they draw on.
+cell only when at least `opendata.min_cell_devices` devices, and never fewer than
+`privacy.k_min`, stand behind it (docs/privacy.md). Whoever asks, they are anonymous
+public-interest use, metered to the datasets they draw on.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def waste_summary(
     reading counts as one observation of its dataset, as public-interest use.
     """
     now = datetime.now(UTC)
-    k = settings.opendata.min_cell_devices
+    k = max(settings.opendata.min_cell_devices, settings.privacy.k_min)
     devices, latest = _latest(conn, metric_index, LEVEL_METRIC, params.city)
     since = now - timedelta(hours=settings.opendata.summary_max_age_hours)
     cells = summaries.waste_cells(devices, latest, since=since)
@@ -109,7 +110,7 @@ def parking_summary(
     each hourly point counts as observations of its dataset, as public-interest use.
     """
     now = datetime.now(UTC)
-    k = settings.opendata.min_cell_devices
+    k = max(settings.opendata.min_cell_devices, settings.privacy.k_min)
     devices, latest = _latest(conn, metric_index, PARKING_METRIC, params.city)
     since = now - timedelta(hours=settings.opendata.summary_max_age_hours)
     end = buckets.floor_to(now, HOUR) + HOUR

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from datahub.api import ops_schemas as out
-from datahub.api.deps import Admin, Conn
+from datahub.api.deps import Conn, Overseer
 from datahub.api.query import decode_device_cursor, encode_device_cursor
 from datahub.api.schemas import error_responses
 from datahub.errors import NotFound
@@ -21,7 +21,7 @@ _ERRORS = error_responses(400, 401, 403, 422, 429, 503)
 
 @router.get("/unknown-devices", response_model=out.UnknownDeviceListOut, responses=_ERRORS)
 def list_unknown_devices(
-    params: Annotated[out.UnknownDeviceQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[out.UnknownDeviceQuery, Query()], conn: Conn, caller: Overseer
 ) -> out.UnknownDeviceListOut:
     """List the DevEUIs heard without being registered, by DevEUI: how many uplinks, first
     and last seen, source, city, the newest payload and the gateways that heard them.
@@ -48,7 +48,7 @@ def list_unknown_devices(
 
 @router.get("/decode-failures", response_model=out.DecodeFailureListOut, responses=_ERRORS)
 def list_decode_failures(
-    params: Annotated[out.DecodeFailureQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[out.DecodeFailureQuery, Query()], conn: Conn, caller: Overseer
 ) -> out.DecodeFailureListOut:
     """Count the uplinks of registered devices that gave no readings, per profile: `failed`
     (the decoder refused the payload) and `no_decoder` (the metric_index lacks the profile)."""
@@ -58,7 +58,7 @@ def list_decode_failures(
 
 @router.get("/dead-letters", response_model=out.DeadLetterListOut, responses=_ERRORS)
 def list_dead_letters(
-    params: Annotated[out.DeadLetterQuery, Query()], conn: Conn, caller: Admin
+    params: Annotated[out.DeadLetterQuery, Query()], conn: Conn, caller: Overseer
 ) -> out.DeadLetterListOut:
     """List dead letters newest first: stage, reason, source, time; filter and page."""
     before = out.parse_id_cursor(params.cursor)
@@ -84,7 +84,7 @@ def list_dead_letters(
     response_model=out.DeadLetterBodyOut,
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
-def get_dead_letter(letter_id: int, conn: Conn, caller: Admin) -> out.DeadLetterBodyOut:
+def get_dead_letter(letter_id: int, conn: Conn, caller: Overseer) -> out.DeadLetterBodyOut:
     """Show one dead letter with its original bytes: hex, base64, and as text when UTF-8."""
     row = dead_letters.get_dead_letter(conn, letter_id=letter_id)
     if row is None:

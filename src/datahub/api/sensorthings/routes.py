@@ -34,6 +34,7 @@ from datahub.api.deps import (
     Metered,
     MetricIndexDep,
     SettingsDep,
+    ViewDep,
     WriteLender,
 )
 from datahub.api.licences import licences_of, link_licences
@@ -46,6 +47,7 @@ from datahub.api.sensorthings.parser import Limits, OptionParser, QueryError
 from datahub.api.sensorthings.paths import ResourcePath, parse_path
 from datahub.config import Settings
 from datahub.errors import BadRequest, NotFound
+from datahub.privacy import Grid
 from datahub.storage import buckets, readings, rollups
 from datahub.storage import sensorthings as sta
 from datahub.storage.buckets import AggregateFn, DeviceScope
@@ -245,6 +247,7 @@ def read(
     settings: SettingsDep,
     catalog: MetricIndexDep,
     meter: Metered,
+    view: ViewDep,
 ) -> Response:
     """Read entities by a SensorThings resource path, e.g. `Things`, `Datastreams(4217)`,
     `Datastreams(4217)/Observations`, `Observations(…)/result/$value`, `Things/$ref`.
@@ -256,6 +259,9 @@ def read(
     `aggregateFn=avg|min|max|sum|count|last`) serves the hub's rollups of that series.
     400 for a malformed option or an unknown property, 404 for an unknown or invisible
     entity. Each Observation counts as one observation of its dataset.
+    A caller without a grant for a dataset sees its private owners' and personal devices
+    as docs/privacy.md says: Things by public id, private owners' Locations snapped to a
+    grid, no Datastreams or Observations of personal devices.
     """
     if path in ("", "/"):
         return landing_page(request, settings)
@@ -269,7 +275,13 @@ def read(
             sta.ensure_ids(writer, metrics=catalog.metrics, profiles=catalog.profiles)
         request.app.state.sensorthings_ids_at = now
     reader = Reader(
-        conn, settings, catalog, meter.caller.dataset_ids, service_root(request, settings)
+        conn,
+        settings,
+        catalog,
+        meter.caller.dataset_ids,
+        service_root(request, settings),
+        granted=meter.caller.granted_ids,
+        grid=view.grid,
     )
     try:
         # One read-only transaction: its limits (statement time-out, UTC) hold for it alone.
@@ -324,13 +336,21 @@ class Reader:
     catalog: MetricIndex
     dataset_ids: Sequence[int] | None
     root: str
+    granted: frozenset[int] | None  # datahub/privacy.py
+    grid: Grid
     served: Counter[int] = field(default_factory=Counter)
     datasets: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         section = self.settings.sensorthings
         base = self.root.removesuffix(PREFIX)
-        self.scope = Scope(self.dataset_ids, sta_catalog(self.catalog), f"{base}/v1/metrics#")
+        self.scope = Scope(
+            self.dataset_ids,
+            sta_catalog(self.catalog),
+            f"{base}/v1/metrics#",
+            granted=self.granted,
+            grid=self.grid,
+        )
         self.limits = Limits(section.top_default, section.top_max, section.skip_max)
         self.context = entities.Context(self.root, entities.Resolution(self.catalog))
 
