@@ -20,7 +20,7 @@ from realservices import BACKENDS, Database, temporary_database
 
 # Fixtures that are, or start, a service (tests/faults/conftest.py: a private broker;
 # tests/deploy: a replica set, bridged brokers; tests/dashboard: the API and Chromium).
-SERVICE_FIXTURES = frozenset({"database", "broker", "brokers", "rs", "stack", "browser"})
+SERVICE_FIXTURES = frozenset({"database", "broker", "brokers", "rs", "stack", "browser", "cli_env"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,10 +28,10 @@ from faultkit import (
     counts,
     log_tail,
     scenario,
-    total,
-    wait_until,
 )
+from prometheus_text import total
 from realservices import temporary_database
+from waiting import wait_until
 
 import simulators
 from datahub.bench import ceilings

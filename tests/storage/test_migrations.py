@@ -20,6 +20,8 @@ import simulators
 from datahub.ingest.pipeline import Pipeline
 from datahub.storage import migrate, uplinks
 
+pytestmark = pytest.mark.services
+
 HEAD = "0015"
 REVISIONS = [f"{n:04d}" for n in range(1, 16)]  # "0001" … "0015", oldest first
 

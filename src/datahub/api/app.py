@@ -107,7 +107,7 @@ def create_app(
             )
             monitor = ReplicaMonitor(settings)
             monitor.start()
-            telemetry_registry.register(collector := ReplicaCollector(monitor))
+            collectors.register(collector := ReplicaCollector(monitor))
         reads = Reads(settings, primary=reader, replica=replica, monitor=monitor)
         app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
         app.state.reads = reads
@@ -136,7 +136,7 @@ def create_app(
                 assert isinstance(one, Writer)
                 one.close()
             if monitor is not None and replica is not None:
-                telemetry_registry.unregister(collector)
+                collectors.unregister(collector)
                 monitor.close()
                 replica.close()
             writer.close()
@@ -197,10 +197,10 @@ def create_app(
     ):
         app.include_router(module.router)
     app.state.request_telemetry = telemetry.instrument(app)
-    telemetry_registry = app.state.request_telemetry.registry
+    collectors = app.state.request_telemetry.collectors
     if settings.replica_conninfo is not None:
         app.add_middleware(ReadHeaders)
-    app.state.request_telemetry.registry.register(OpsCollector(app))
+    app.state.request_telemetry.collectors.register(OpsCollector(app))
     app.add_middleware(
         KeepAnswers,
         max_bytes=settings.fairshare.idempotency_answer_max_bytes,
