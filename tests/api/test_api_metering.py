@@ -195,7 +195,9 @@ def test_a_quota_holds_at_once_while_the_process_remembers_the_caller(
     company = world.headers("company")
     assert client.get(path, params=WINDOW, headers=company).status_code == 200  # remembered
 
-    admin.update_consumer(conn, slug="company", changes={"monthly_quota": 4}, now=datetime.now(UTC))
+    admin.update_consumer(
+        conn, actor="cli:test", slug="company", changes={"monthly_quota": 4}, now=datetime.now(UTC)
+    )
     refused = client.get(path, params=WINDOW, headers=company)
 
     assert refused.status_code == 429
@@ -213,7 +215,11 @@ def test_setting_a_quota_counts_the_month_again(
     assert counter_and_ledger(conn, "company") == (0, 3)
 
     admin.update_consumer(
-        conn, slug="company", changes={"monthly_quota": 1000}, now=datetime.now(UTC)
+        conn,
+        slug="company",
+        changes={"monthly_quota": 1000},
+        now=datetime.now(UTC),
+        actor="cli:test",
     )
 
     assert counter_and_ledger(conn, "company") == (3, 3)

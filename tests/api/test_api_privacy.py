@@ -128,7 +128,7 @@ def world(
     BulkWriter(
         conn,
         directory=settings.opendata.bulk_dir,
-        catalog=TEST_CATALOG,
+        metric_index=TEST_CATALOG,
         delay=timedelta(0),
         view=View.of(settings.privacy),
     ).run(now=at(days=1, hours=1))

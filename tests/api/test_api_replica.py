@@ -62,9 +62,16 @@ def servers() -> Iterator[Servers]:
                 ("ops", "public_interest", ["read", "admin"]),
             ]:
                 admin.add_consumer(
-                    conn, slug=slug, name=slug, purpose=purpose, requests_per_s=10_000
+                    conn,
+                    slug=slug,
+                    name=slug,
+                    purpose=purpose,
+                    requests_per_s=10_000,
+                    actor="cli:test",
                 )
-                keys[slug] = admin.create_key(conn, consumer=slug, scopes=scopes)[1]
+                keys[slug] = admin.create_key(conn, consumer=slug, scopes=scopes, actor="cli:test")[
+                    1
+                ]
         yield Servers(rs, reader=keys["reader"], ops=keys["ops"])
 
 

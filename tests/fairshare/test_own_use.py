@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 from fairshare_seed import FairShareSeed, utc
 
+from datahub.config import OmbudsmanSettings
 from datahub.fairshare import statements
 from datahub.fairshare.close import close_period
 
@@ -23,9 +24,11 @@ def test_own_use_is_recorded_shown_and_never_invoiced(conn: psycopg.Connection) 
         "SELECT c.slug, u.own_use FROM usage u JOIN consumer c ON c.id = u.consumer_id "
         "ORDER BY u.id"
     ).fetchall()
-    result = close_period(conn, period="2026-11", now=utc(2026, 12, 1, 0, 5), currency="EUR")
+    result = close_period(
+        conn, period="2026-11", now=utc(2026, 12, 1, 0, 5), currency="EUR", actor="cli:test"
+    )
     statement = statements.supplier_statement(result, "edg")
-    report = statements.transparency_report(result)
+    report = statements.transparency_report(result, ombudsman=OmbudsmanSettings())
 
     assert recorded == [("edg-ops", True), ("acme", False)]
     assert [i["consumer"] for i in result["invoices"]] == ["acme"]
@@ -55,7 +58,9 @@ def test_a_period_without_own_use_names_none(conn: psycopg.Connection) -> None:
     fs.consumer("acme", purpose="commercial")
     fs.use("acme", "edg-fill-levels", 7, utc(2026, 11, 4))
 
-    result = close_period(conn, period="2026-11", now=utc(2026, 12, 1, 0, 5), currency="EUR")
+    result = close_period(
+        conn, period="2026-11", now=utc(2026, 12, 1, 0, 5), currency="EUR", actor="cli:test"
+    )
 
     assert "own_use_observations" not in result
     assert "own_use_observations" not in result["suppliers"]["edg"]

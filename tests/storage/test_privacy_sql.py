@@ -64,7 +64,9 @@ def test_sql_snaps_to_the_same_cells(conn: psycopg.Connection) -> None:
     assert rows == [grid.snap(*p) for p in points]
 
 
-def test_an_import_sets_a_devices_class_or_keeps_it(conn: psycopg.Connection) -> None:
+def test_the_registry_stores_a_devices_own_class_or_none(conn: psycopg.Connection) -> None:
+    """What an import leaves unsaid is merged in before (registry_import.merge, tested
+    there): the storage writes the device as it is given, its own class or none."""
     ids = suppliers.upsert_suppliers(conn, suppliers=[SupplierRow("buergerlabor", "Bürgerlabor")])
     station = Device(
         "A84041000B000001",
@@ -75,12 +77,11 @@ def test_an_import_sets_a_devices_class_or_keeps_it(conn: psycopg.Connection) ->
         privacy=PrivacyClass.PRIVATE_OWNER,
     )
     devices.upsert_devices(conn, devices=[station], supplier_ids=ids)
-    # A file without the column keeps the class; one with an empty cell clears it.
-    unsaid = dataclasses.replace(station, privacy=None)
-    devices.upsert_devices(conn, devices=[unsaid], supplier_ids=ids, keep=["privacy"])
-    kept = conn.execute("SELECT privacy FROM device").fetchone()
-    devices.upsert_devices(conn, devices=[unsaid], supplier_ids=ids)
+    stored = devices.select_devices(conn, dev_euis=[station.dev_eui])[station.dev_eui]
+    devices.upsert_devices(
+        conn, devices=[dataclasses.replace(station, privacy=None)], supplier_ids=ids
+    )
     cleared = conn.execute("SELECT privacy FROM device").fetchone()
 
-    assert kept == ("private_owner",)
+    assert stored.privacy is PrivacyClass.PRIVATE_OWNER
     assert cleared == (None,)

@@ -214,10 +214,13 @@ async def get_admin(caller: Annotated[Access, Depends(get_access)]) -> Access:
 
 
 async def get_overseer(caller: Annotated[Access, Depends(get_access)]) -> Access:
-    """Require the `admin` or the `ombudsman` scope: 403 otherwise."""
-    if not caller.oversees:
-        raise Forbidden("this needs an API key with the 'admin' or the 'ombudsman' scope")
-    return caller
+    """Require the `admin` or the `ombudsman` scope: 401 without a key, 403 with another."""
+    if caller.oversees:
+        return caller
+    need = "this needs an API key with the 'admin' or the 'ombudsman' scope"
+    if caller.anonymous:
+        raise Unauthorized(f"{need}; none was sent")
+    raise Forbidden(need)
 
 
 async def get_operator(caller: Annotated[Access, Depends(get_access)]) -> Access:
