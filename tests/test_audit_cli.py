@@ -38,6 +38,7 @@ NOT_ADMINISTRATIVE = {
     "bench query": "a benchmark on a database of its own",
     "bench api": "a benchmark on a database of its own",
     "bench ops": "a benchmark on a database of its own",
+    "bench scale": "a benchmark on databases and brokers of its own",
     "bench plot": "a plot",
     "retention run": "deletes raw data as the datasets' audited retention says",
     "fairshare seed": "one entry per change it makes (test_a_seed_records_each_change_once)",

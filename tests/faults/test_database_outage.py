@@ -88,12 +88,14 @@ def test_database_outage_holds_back_then_stores_everything_once(
             postgres.stop()
             down_at = time.monotonic()
             # Once the ingest has seen the database fail, the batch in flight has failed and
-            # nothing is acknowledged after it.
+            # nothing is acknowledged after it; the refresher finds its session gone (and so
+            # its lock) at its next round.
             wait_until(
                 "the ingest to see the database down",
                 lambda: ingest.metrics()["datahub_ingest_database_up"] == 0,
                 30,
             )
+            wait_until("the worker to leave the rollups", lambda: not leads(ingest), 30)
             acked = total(ingest.metrics(), "datahub_ingest_acknowledged_total")
             rss_during, backlog = [], []
             api_checked = False
