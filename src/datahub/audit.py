@@ -122,26 +122,17 @@ def record(
     """Append an entry for a change made in `conn`'s open transaction; return it."""
     before, after = jsonable(before), jsonable(after)
     head = store.lock_head(conn)
-    seq = head.seq + 1
-    body = entry_body(
-        seq=seq,
-        at=head.now,
-        actor=actor,
-        action=action,
-        target=target,
-        before=before,
-        after=after,
-    )
+    fields: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "at": head.now,
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "before": before,
+        "after": after,
+    }
     entry = StoredEntry(
-        seq=seq,
-        at=head.now,
-        actor=actor,
-        action=action,
-        target=target,
-        before=before,
-        after=after,
-        prev_hash=head.hash,
-        hash=chain_hash(head.hash, body),
+        **fields, prev_hash=head.hash, hash=chain_hash(head.hash, entry_body(**fields))
     )
     store.insert_entry(conn, entry=entry)
     return entry
