@@ -88,7 +88,7 @@ class Publisher:
         self._open_at = float("-inf")
         self._metric_ids: dict[str, int] = {}
         self._decoders: dict[int, str] = {}
-        self._conn: psycopg.Connection | None = None
+        self._conn = db.KeptConnection(settings, autocommit=True)
         self._warned_at = float("-inf")
 
     def start(self) -> None:
@@ -102,8 +102,7 @@ class Publisher:
         self._thread.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
-        if self._conn is not None:
-            self._conn.close()
+        self._conn.drop()
 
     def committed(self, readings: Sequence[ReadingRow]) -> None:
         """Hand over the readings of a committed batch; never blocks, never raises."""
@@ -126,13 +125,13 @@ class Publisher:
             except (StorageUnavailable, psycopg.Error) as exc:
                 self.counts.add("failed", len(batch))
                 log.warning("cannot publish %d observations: %s", len(batch), exc)
-                self._drop_connection()
+                self._conn.drop()
             except Exception:  # a bug must not end publication for good
                 self.counts.add("failed", len(batch))
                 log.exception("publishing %d observations failed", len(batch))
 
     def _publish(self, batch: Sequence[ReadingRow]) -> None:
-        conn = self._connection()
+        conn = self._conn.get()
         now = time.monotonic()
         if now - self._open_at > DEVICES_REFRESH_S:
             self._open = sta.select_open_devices(conn)
@@ -174,15 +173,3 @@ class Publisher:
         if now - self._warned_at >= 60.0:
             self._warned_at = now
             log.warning("observations not published: %s; so far %s", reason, self.counts)
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self._settings, autocommit=True)
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None

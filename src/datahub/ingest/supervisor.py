@@ -138,7 +138,12 @@ class Ingest:
         self._backfilling: set[str] = set()
         self._backfill_lock = threading.Lock()
         self.stop_event = threading.Event()
-        self._conn: psycopg.Connection | None = None
+        self._conn = db.KeptConnection(
+            settings,
+            autocommit=True,
+            batch_writes=True,
+            application_name=process_name(settings),
+        )
         self._in_flight = 0  # messages of the batch being stored, not yet acknowledged
         self._database_up = False
         # When the pipeline last made progress: a batch committed, or nothing waited.
@@ -195,8 +200,7 @@ class Ingest:
                 if self.publisher is not None:
                     self.publisher.stop()
                 # Messages still queued were never acknowledged: the broker keeps them (QoS 1).
-                if self._conn is not None:
-                    self._conn.close()
+                self._conn.drop()
         finally:
             if self.health is not None:
                 self.health.stop()
@@ -342,7 +346,7 @@ class Ingest:
         down_since: float | None = None
         while True:
             try:
-                self.pipeline.store_batch(self._connection(), batch)
+                self.pipeline.store_batch(self._conn.get(), batch)
                 self._database_up = True
                 if down_since is not None:
                     log.info(
@@ -362,7 +366,7 @@ class Ingest:
                     exc,
                     delay,
                 )
-                self._drop_connection()
+                self._conn.drop()
                 # Keep retrying even when asked to stop: the batch is not acknowledged, so
                 # giving up is also safe, but finishing it is what graceful shutdown means.
                 self._pause(delay)
@@ -391,28 +395,11 @@ class Ingest:
 
     def _probe(self) -> bool:
         try:
-            db.ping(self._connection())
+            db.ping(self._conn.get())
             return True
         except (StorageUnavailable, *db.UNAVAILABLE):
-            self._drop_connection()
+            self._conn.drop()
             return False
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(
-                self._settings,
-                autocommit=True,
-                batch_writes=True,
-                application_name=process_name(self._settings),
-            )
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
 
     def _record_sources(self) -> None:
         rows = [
@@ -428,13 +415,13 @@ class Ingest:
         ]
         while True:
             try:
-                conn = self._connection()
+                conn = self._conn.get()
                 with conn.transaction():
                     sources.upsert_sources(conn, sources=rows)
                 return
             except (StorageUnavailable, *db.UNAVAILABLE) as exc:
                 log.warning("database unavailable at start-up (%s); retrying", exc)
-                self._drop_connection()
+                self._conn.drop()
                 if self.stop_event.wait(2.0):
                     return
 

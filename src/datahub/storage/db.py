@@ -323,3 +323,30 @@ def has_timescaledb(conn: psycopg.Connection) -> bool:
 def ping(conn: psycopg.Connection) -> None:
     """Run the cheapest possible query."""
     conn.execute("SELECT 1")
+
+
+class KeptConnection:
+    """The one connection a long-running job keeps, opened again after it was lost.
+
+    `get` opens it when there is none (or it was closed); `drop` closes it after a
+    failure, so that the next `get` starts afresh.
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        self._settings = settings
+        self._options = options
+        self._conn: psycopg.Connection | None = None
+
+    def get(self) -> psycopg.Connection:
+        """Return the kept connection, opening one if needed."""
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._settings, **self._options)
+        return self._conn
+
+    def drop(self) -> None:
+        """Close the kept connection, if any; the next `get` opens a new one."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
