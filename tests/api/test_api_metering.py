@@ -248,6 +248,46 @@ def test_the_rate_window_never_passes_its_limit(conn: psycopg.Connection) -> Non
     assert next_second
 
 
+def test_rate_slots_taken_together_are_numbered_in_order(conn: psycopg.Connection) -> None:
+    second = datetime(2026, 12, 1, 12, 0, 5, tzinfo=UTC)
+    asked = [("consumer:a", 2), ("consumer:b", 1), ("consumer:a", 2), ("consumer:a", 2)]
+
+    together = access.take_rate_slots(conn, [*asked, ("consumer:b", 1)], at=second)
+    after = access.take_rate_slot(conn, subject="consumer:a", limit=2, at=second)
+
+    assert together == [True, True, True, False, False]
+    assert not after  # refused requests count too: the window stays full
+    assert access.take_rate_slot(conn, subject="consumer:a", limit=2, at=second.replace(second=6))
+
+
+def test_charges_made_together_count_each_consumer_whole_or_not_at_all(
+    world: World, conn: psycopg.Connection
+) -> None:
+    (waste,) = conn.execute("SELECT id FROM dataset WHERE slug = 'sws-waste'").fetchone()
+    capped, _ = consumer(conn, "capped", purpose="commercial", monthly_quota=10)
+    free, _ = consumer(conn, "free", purpose="research")
+    when = datetime(2026, 12, 3, 9, tzinfo=UTC)
+
+    def asked(consumer_id: int | None, n: int) -> usage.Usage:
+        return usage.Usage(uuid.uuid4(), consumer_id, "commercial", "/x", {waste: n}, when)
+
+    # The capped consumer's three requests (11) pass its quota of 10 together.
+    batch = [asked(capped, 4), asked(free, 5), asked(None, 3), asked(capped, 4), asked(capped, 3)]
+    charges = usage.charge_all(conn, batch)
+
+    assert [c.recorded for c in charges] == [False, True, True, False, False]
+    assert charges[0].quota == 10 and charges[1].quota is None
+    assert usage.sum_usage(conn, consumer_id=capped) == 0
+    assert usage.sum_usage(conn, consumer_id=free) == 5
+    # Charged alone, in order, the first two fit and the third does not.
+    alone = [
+        usage.charge_all(conn, [one])[0].recorded for one in batch if one.consumer_id == capped
+    ]
+    assert alone == [True, True, False]
+    assert usage.sum_usage(conn, consumer_id=capped) == 8
+    assert usage.get_quota_used(conn, consumer_id=capped, month=when.date().replace(day=1)) == 8
+
+
 def test_over_the_rate_limit_is_429_with_retry_after(
     client: TestClient, world: World, conn: psycopg.Connection
 ) -> None:

@@ -196,16 +196,17 @@ def create_app(
         sensorthings,
     ):
         app.include_router(module.router)
-    app.state.request_telemetry = telemetry.instrument(app)
-    collectors = app.state.request_telemetry.collectors
     if settings.replica_conninfo is not None:
         app.add_middleware(ReadHeaders)
-    app.state.request_telemetry.collectors.register(OpsCollector(app))
     app.add_middleware(
         KeepAnswers,
         max_bytes=settings.fairshare.idempotency_answer_max_bytes,
         render_error=api_error_response,
     )
+    # Outside KeepAnswers: the status counted is the one sent, a charge's refusal included.
+    app.state.request_telemetry = telemetry.instrument(app)
+    collectors = app.state.request_telemetry.collectors
+    collectors.register(OpsCollector(app))
     app.add_middleware(HeadAsGet)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(Replay, _replay)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 from datahub import audit
-from datahub.api.writer import Writes
+from datahub.api.writer import Together, Writes
 from datahub.config import FairShareSettings
 from datahub.domain import Purpose
 from datahub.errors import Forbidden, TooManyRequests, Unauthorized
@@ -25,8 +25,8 @@ from datahub.fairshare import keys
 from datahub.fairshare.keys import Scope
 from datahub.storage import access
 
-# One request in this many also clears out old rate windows.
-_CLEANUP_ONE_IN = 500
+# One batch of rate slots in this many also clears out old rate windows.
+_CLEANUP_ONE_IN = 200
 # Keys remembered per process at most; past it the memory starts afresh (an attacker
 # sending random prefixes cannot grow it without bound).
 _MAX_KEYS_KEPT = 10_000
@@ -192,17 +192,25 @@ class Callers:
         self._kept[prefix] = (self._clock() + self.ttl_s, key_hash, caller)
 
 
+def _take_rate_slots(conn: psycopg.Connection, asked: list[tuple[str, int]]) -> list[bool | None]:
+    if random.randrange(_CLEANUP_ONE_IN) == 0:
+        access.delete_old_rate_windows(conn)
+    return list(access.take_rate_slots(conn, asked))
+
+
+# Every rate slot of a batch of requests, in one statement (api/writer.py).
+RATE_SLOTS: Together[tuple[str, int], bool] = Together(_take_rate_slots)
+
+
 async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
     """Take one slot of the caller's rate limit, on the database every process shares;
     TooManyRequests (429) over it."""
-    cleanup = random.randrange(_CLEANUP_ONE_IN) == 0
+    asked = (caller.subject, caller.requests_per_s)
 
     def take(conn: psycopg.Connection) -> bool:
-        if cleanup:
-            access.delete_old_rate_windows(conn)
-        return access.take_rate_slot(conn, subject=caller.subject, limit=caller.requests_per_s)
+        return access.take_rate_slots(conn, [asked])[0]
 
-    if not await rates.run_async(take, key=caller.subject):
+    if not await rates.run_async(take, key=caller.subject, together=RATE_SLOTS, item=asked):
         raise TooManyRequests(
             f"over the rate limit of {caller.requests_per_s} requests per second"
             + (" for anonymous callers; an API key raises it" if caller.anonymous else ""),

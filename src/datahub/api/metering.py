@@ -1,17 +1,17 @@
 """Metering: record what each response serves, per dataset, and hold consumers to their quota.
 
-`Meter.charge` runs after every read of the request (a route reads nothing after it) and
-before the answer is sent, and returns once the usage row and the quota counter are
-committed durably (in a transaction shared with other requests' charges, api/writer.py):
-a response leaves only after its usage is recorded, so the ledger equals what was served,
-and a request that would pass the quota is refused whole (429) instead of answered in
-part. A request that fails after its charge (it cannot, short of a crash: what follows
-only renders, and a lost database connection, of a replica say, fails a read before it)
-would be counted unserved.
+A route calls `Meter.charge` with what it serves once it has read everything; the request
+is charged with its answer (api/replay.py), once the route has returned and its database
+connection has gone back to the pool: when a successful answer starts, the usage row and
+the quota counter are committed durably (in a statement or transaction shared with other
+requests' charges, api/writer.py) before a byte of it leaves. So the ledger equals what
+was served, a request that would pass the quota is refused whole (429) instead of answered
+in part, a request that fails before its answer is charged nothing, and no connection is
+held while the charge commits.
 
-A request with an `Idempotency-Key` is charged with its answer instead: once rendered,
-one transaction claims the key, keeps the answer (status, headers, body) and records the
-usage, before the answer leaves (api/replay.py). A retry within
+A request with an `Idempotency-Key` is charged with its whole answer: once rendered, one
+transaction claims the key, keeps the answer (status, headers, body) and records the
+usage, before the answer leaves. A retry within
 `fairshare.idempotency_keys_kept_s` gets that answer again, byte for byte, and is not
 charged: what was charged is what it gets, never data read anew.
 """
@@ -29,7 +29,7 @@ from uuid import UUID, uuid4
 import psycopg
 
 from datahub.api.auth import Access
-from datahub.api.writer import Writes
+from datahub.api.writer import Together, Writes
 from datahub.errors import BadRequest, Conflict, TooManyRequests
 from datahub.fairshare.close import month_bounds
 from datahub.storage import usage
@@ -58,20 +58,24 @@ class Meter:
     pending: dict[int, int] | None = None
 
     def charge(self, observations: Mapping[int, int]) -> None:
-        """Record `observations` (dataset id -> count) served by this request.
+        """Note `observations` (dataset id -> count) as what this request serves: charged
+        with its answer (`charge_now`, or `settle` with an Idempotency-Key)."""
+        if self.serves:
+            self.pending = dict(observations)
+
+    async def charge_now(self) -> None:
+        """Charge what the request serves, once its answer is ready to leave.
 
         Raise TooManyRequests, recording nothing, if the caller's monthly quota cannot
-        hold them. A request with an Idempotency-Key is charged later, with its answer
-        (`settle`).
+        hold it.
         """
-        if not self.serves:
-            return
-        if self.idempotency_key is not None:
-            self.pending = dict(observations)
-            return
-        when = self.clock()
-        self.ledger.run(
-            lambda conn: self._record(conn, observations, when), key=self.caller.subject
+        assert self.pending is not None
+        asked = self._usage(self.pending, self.clock())
+        self.charged = await self.ledger.run_async(
+            lambda conn: self._record(conn, asked),
+            key=self.caller.subject,
+            together=CHARGES,
+            item=asked,
         )
 
     def earlier_answer(self, conn: psycopg.Connection) -> Answer | None:
@@ -118,7 +122,7 @@ class Meter:
                 self._same_request(earlier)
                 self.request_id, self.replayed = earlier.request_id, True
                 return earlier.answer
-            self._record(conn, pending, now)
+            self._record(conn, self._usage(pending, now))
             return answer
 
         return await self.ledger.run_async(claim, key=self.caller.subject)
@@ -132,11 +136,8 @@ class Meter:
                 "this Idempotency-Key was used for another request; use a new key for a new request"
             )
 
-    def _record(
-        self, conn: psycopg.Connection, observations: Mapping[int, int], now: datetime
-    ) -> None:
-        charge = usage.charge_usage(
-            conn,
+    def _usage(self, observations: Mapping[int, int], now: datetime) -> usage.Usage:
+        return usage.Usage(
             request_id=self.request_id,
             consumer_id=self.caller.consumer_id,
             purpose=self.caller.purpose.value,
@@ -144,19 +145,38 @@ class Meter:
             observations=observations,
             occurred_at=now,
         )
-        total = sum(n for n in observations.values() if n > 0)
+
+    def _record(self, conn: psycopg.Connection, asked: usage.Usage) -> int:
+        """Charge `asked` alone; return the observations charged. TooManyRequests over the
+        quota."""
+        charge = usage.charge_all(conn, [asked])[0]
         if not charge.recorded:
             assert self.caller.consumer_id is not None and charge.quota is not None
             used = usage.get_quota_used(
-                conn, consumer_id=self.caller.consumer_id, month=month_bounds(now)[0].date()
+                conn,
+                consumer_id=self.caller.consumer_id,
+                month=month_bounds(asked.occurred_at)[0].date(),
             )
             raise TooManyRequests(
-                f"this request would serve {total} observations, more than the "
+                f"this request would serve {asked.total} observations, more than the "
                 f"{max(charge.quota - used, 0)} left of the monthly quota of {charge.quota}; "
                 "narrow it, or wait for the next month",
-                retry_after=seconds_to_next_month(now),
+                retry_after=seconds_to_next_month(asked.occurred_at),
             )
-        self.charged = total
+        self.charged = asked.total
+        return asked.total
+
+
+def _charge_all(conn: psycopg.Connection, asked: list[usage.Usage]) -> list[int | None]:
+    # A request the quota refused together with others of its consumer runs alone.
+    charges = usage.charge_all(conn, asked)
+    return [
+        one.total if charge.recorded else None for one, charge in zip(asked, charges, strict=True)
+    ]
+
+
+# The charges of a batch of requests, in one statement (api/writer.py).
+CHARGES: Together[usage.Usage, int] = Together(_charge_all)
 
 
 def check_idempotency_key(value: str | None) -> str | None:

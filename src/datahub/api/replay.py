@@ -1,9 +1,10 @@
-"""Answers kept for Idempotency-Keys: a metered request with a key is charged with its
-answer, and a replay gets that answer again (IETF draft "The Idempotency-Key HTTP Header
-Field").
+"""Metered requests charged with their answers, and answers kept for Idempotency-Keys: a
+replay gets the answer again (IETF draft "The Idempotency-Key HTTP Header Field").
 
-A request without the header passes straight through. One with it is held until its
-answer is rendered; if the route charged it (api/metering.py, `Meter.settle`), the key,
+A request without the header is charged when its answer starts, if the route charged it
+and the answer is a success (api/metering.py, `Meter.charge_now`): the answer then leaves
+as it is, or is replaced by the charge's error (429 over the quota). One with the header
+is held until its answer is rendered; if the route charged it (`Meter.settle`), the key,
 the answer and the usage are committed in one durable transaction before the answer
 leaves, so a replay can never get more than was charged. An answer larger than
 `fairshare.idempotency_answer_max_bytes` is not kept: the request is refused (400),
@@ -59,8 +60,8 @@ def answer_response(answer: Answer, *, replayed: bool) -> Response:
 
 
 class KeepAnswers:
-    """ASGI middleware: charge a metered request that has an Idempotency-Key with its
-    answer, and send the answer the key keeps."""
+    """ASGI middleware: charge a metered request with its answer; for one with an
+    Idempotency-Key, send the answer the key keeps."""
 
     def __init__(
         self, app: ASGIApp, *, max_bytes: int, render_error: Callable[[ApiError], Response]
@@ -70,12 +71,13 @@ class KeepAnswers:
         self.render_error = render_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not any(
-            name == b"idempotency-key" for name, _ in scope["headers"]
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
+        if not any(name == b"idempotency-key" for name, _ in scope["headers"]):
+            await self._charged(scope, receive, send, state)
+            return
         held: list[Message] = []
         passing = False  # decided at the answer's start: is it charged with the answer?
         size = 0
@@ -126,6 +128,33 @@ class KeepAnswers:
             else:
                 response = answer_response(answer, replayed=meter.replayed)
         await response(scope, receive, send)
+
+    async def _charged(
+        self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]
+    ) -> None:
+        """Run a request without a key, charging it when its answer starts."""
+        refused = False
+
+        async def charge_first(message: Message) -> None:
+            nonlocal refused
+            if refused:  # the rest of an answer replaced by an error: not sent
+                return
+            if message["type"] == "http.response.start":
+                meter = state.get("meter")
+                if (
+                    isinstance(meter, Meter)
+                    and meter.pending is not None
+                    and 200 <= message["status"] < 300
+                ):
+                    try:
+                        await meter.charge_now()
+                    except ApiError as exc:
+                        refused = True
+                        await self.render_error(exc)(scope, receive, send)
+                        return
+            await send(message)
+
+        await self.app(scope, receive, charge_first)
 
 
 async def prune_keys(pool: ConnectionPool[Any], *, kept_s: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,23 +96,44 @@ def select_open_datasets(conn: psycopg.Connection) -> tuple[int, ...]:
 def take_rate_slot(
     conn: psycopg.Connection, *, subject: str, limit: int, at: datetime | None = None
 ) -> bool:
-    """Count one request of `subject` in the second of `at` (default: now); False if over `limit`.
+    """Count one request of `subject` in the second of `at` (default: now); False if over
+    `limit`."""
+    return take_rate_slots(conn, [(subject, limit)], at=at)[0]
 
-    The conditional upsert is atomic, so concurrent requests never pass the limit.
-    Run it in its own short transaction: the row lock lasts until commit.
+
+def take_rate_slots(
+    conn: psycopg.Connection, asked: Sequence[tuple[str, int]], *, at: datetime | None = None
+) -> list[bool]:
+    """Count one request for each (subject, limit) of `asked`, in order, in the second of
+    `at` (default: now), in one statement; return for each whether it is within its limit.
+
+    The window counts every request asked, refused ones too: the k-th request of a subject
+    in a second is granted if k <= its limit. Each subject's count is raised atomically by
+    the requests of the batch, so concurrent batches (of other processes) are numbered one
+    after the other and never pass the limit together.
     """
-    row = conn.execute(
+    if not asked:
+        return []
+    wanted = Counter(subject for subject, _ in asked)
+    subjects = sorted(wanted)  # rows locked in one order: two batches never deadlock
+    rows = conn.execute(
         """
         INSERT INTO rate_window AS w (subject, second, requests)
-        VALUES (%(subject)s,
-                date_trunc('second', coalesce(%(at)s::timestamptz, clock_timestamp())), 1)
-        ON CONFLICT (subject, second) DO UPDATE SET requests = w.requests + 1
-        WHERE w.requests < %(limit)s
-        RETURNING requests
+        SELECT a.subject, date_trunc('second', coalesce(%(at)s::timestamptz, clock_timestamp())),
+               a.requests
+        FROM unnest(%(subjects)s::text[], %(requests)s::int[]) AS a (subject, requests)
+        ON CONFLICT (subject, second) DO UPDATE SET requests = w.requests + excluded.requests
+        RETURNING subject, requests
         """,
-        {"subject": subject, "limit": limit, "at": at},
-    ).fetchone()
-    return row is not None
+        {"subjects": subjects, "requests": [wanted[s] for s in subjects], "at": at},
+    ).fetchall()
+    # The number of the first request of each subject asked now, in its second.
+    number = {subject: total - wanted[subject] for subject, total in rows}
+    granted = []
+    for subject, limit in asked:
+        number[subject] += 1
+        granted.append(number[subject] <= limit)
+    return granted
 
 
 def delete_old_rate_windows(conn: psycopg.Connection) -> int:

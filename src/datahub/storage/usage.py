@@ -3,7 +3,7 @@ metered requests."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -123,45 +123,118 @@ class Charge:
 # The month of a usage row: its calendar month in UTC, as a date (the first day).
 _MONTH = "date_trunc('month', {time} AT TIME ZONE 'UTC')::date"
 
-# One request's usage, one row per dataset; the supplier is the dataset's. A request id
-# recorded for a dataset is not recorded again.
-_INSERT_USAGE = """
-    INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
-                       observations, occurred_at, own_use)
-    SELECT %(request_id)s, %(consumer_id)s, %(purpose)s, ds.id, ds.supplier_id,
-           %(endpoint)s, u.observations, %(occurred_at)s,
-           -- A consumer acting for the dataset's supplier: the supplier's own use.
-           coalesce(ds.supplier_id = (SELECT supplier_id FROM consumer
-                                      WHERE id = %(consumer_id)s), false)
-    FROM unnest(%(dataset_ids)s::int[], %(observations)s::bigint[])
-         AS u (dataset_id, observations)
-    JOIN dataset ds ON ds.id = u.dataset_id
-    WHERE %(consumer_id)s::int IS NULL OR EXISTS (SELECT FROM counted)
-    ON CONFLICT (request_id, dataset_id) DO NOTHING
-"""
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one request served, to be charged: observations per dataset id."""
+
+    request_id: UUID
+    consumer_id: int | None  # None: an anonymous caller, which has no counter and no quota
+    purpose: str
+    endpoint: str
+    observations: Mapping[int, int]
+    occurred_at: datetime
+
+    @property
+    def total(self) -> int:
+        """The observations it served, all datasets together."""
+        return sum(n for n in self.observations.values() if n > 0)
+
+
+# The usage of many requests, charged in one statement: one row per request and dataset
+# (the supplier is the dataset's; a request id recorded for a dataset is not recorded
+# again), and each consumer's requests counted for their month, all of them or none.
+#
 # A consumer's usage is counted for its month in the same statement, always, so that the
 # counter equals the month's ledger whether or not a quota is set. The quota is read from
 # `consumer` at the charge, not from what a process remembers of the caller; the
 # conditional upsert adds nothing, and the usage is not written, if the sum would pass it.
-# The counter's row lock is held until commit: concurrent requests of one consumer are
-# charged one after another and never pass the quota together.
+# The counters' row locks are held until commit, taken in one order: concurrent charges
+# of one consumer are counted one after another and never pass the quota together.
 _CHARGE = f"""
-    WITH quota AS (
-        SELECT monthly_quota FROM consumer WHERE id = %(consumer_id)s
+    WITH asked AS (
+        SELECT * FROM unnest(%(request_ids)s::uuid[], %(consumer_ids)s::int[],
+                             %(purposes)s::text[], %(endpoints)s::text[], %(dataset_ids)s::int[],
+                             %(observations)s::bigint[], %(occurred_at)s::timestamptz[])
+            AS a (request_id, consumer_id, purpose, endpoint, dataset_id, observations,
+                  occurred_at)
+    ), quota AS (
+        SELECT a.consumer_id, {_MONTH.format(time="a.occurred_at")} AS month,
+               sum(a.observations) AS total, c.monthly_quota
+        FROM asked a JOIN consumer c ON c.id = a.consumer_id
+        GROUP BY a.consumer_id, month, c.monthly_quota
     ), counted AS (
         INSERT INTO quota_usage AS q (consumer_id, month, observations)
-        SELECT %(consumer_id)s, {_MONTH.format(time="%(occurred_at)s::timestamptz")}, %(total)s
-        FROM quota
-        WHERE quota.monthly_quota IS NULL OR %(total)s <= quota.monthly_quota
+        SELECT consumer_id, month, total FROM quota
+        WHERE monthly_quota IS NULL OR total <= monthly_quota
+        ORDER BY consumer_id, month
         ON CONFLICT (consumer_id, month) DO UPDATE
             SET observations = q.observations + excluded.observations
-            WHERE (SELECT monthly_quota FROM quota) IS NULL
-               OR q.observations + excluded.observations <= (SELECT monthly_quota FROM quota)
-        RETURNING observations
-    ), recorded AS ({_INSERT_USAGE})
-    SELECT (SELECT monthly_quota FROM quota), EXISTS (SELECT FROM counted)
+            WHERE (SELECT quota.monthly_quota FROM quota
+                   WHERE quota.consumer_id = q.consumer_id AND quota.month = q.month) IS NULL
+               OR q.observations + excluded.observations
+                  <= (SELECT quota.monthly_quota FROM quota
+                      WHERE quota.consumer_id = q.consumer_id AND quota.month = q.month)
+        RETURNING consumer_id, month
+    ), recorded AS (
+        INSERT INTO usage (request_id, consumer_id, purpose, dataset_id, supplier_id, endpoint,
+                           observations, occurred_at, own_use)
+        SELECT a.request_id, a.consumer_id, a.purpose, ds.id, ds.supplier_id, a.endpoint,
+               a.observations, a.occurred_at,
+               -- A consumer acting for the dataset's supplier: the supplier's own use.
+               coalesce(ds.supplier_id = c.supplier_id, false)
+        FROM asked a
+        JOIN dataset ds ON ds.id = a.dataset_id
+        LEFT JOIN consumer c ON c.id = a.consumer_id
+        WHERE a.consumer_id IS NULL
+           OR (a.consumer_id, {_MONTH.format(time="a.occurred_at")})
+              IN (SELECT consumer_id, month FROM counted)
+        ON CONFLICT (request_id, dataset_id) DO NOTHING
+    )
+    SELECT DISTINCT a.request_id, q.monthly_quota,
+           (q.consumer_id, q.month) IN (SELECT consumer_id, month FROM counted)
+    FROM asked a
+    JOIN quota q ON q.consumer_id = a.consumer_id
+                AND q.month = {_MONTH.format(time="a.occurred_at")}
 """
+
+
+def charge_all(conn: psycopg.Connection, asked: Sequence[Usage]) -> list[Charge]:
+    """Record what each request served (observations > 0 per dataset) and count it for its
+    consumer's month, in one statement; return each request's charge, in order.
+
+    A consumer's requests of a month are charged together, all of them or, if together
+    they would pass its monthly quota, none: then charge each alone (`charge_usage`) to
+    learn which fit.
+    """
+    rows: list[tuple[Usage, int, int]] = [
+        (one, dataset_id, n) for one in asked for dataset_id, n in one.observations.items() if n > 0
+    ]
+    if not rows:
+        return [Charge(recorded=True, quota=None) for _ in asked]
+    counted = {
+        request_id: (quota, charged)
+        for request_id, quota, charged in conn.execute(
+            _CHARGE,
+            {
+                "request_ids": [one.request_id for one, _, _ in rows],
+                "consumer_ids": [one.consumer_id for one, _, _ in rows],
+                "purposes": [one.purpose for one, _, _ in rows],
+                "endpoints": [one.endpoint for one, _, _ in rows],
+                "dataset_ids": [dataset_id for _, dataset_id, _ in rows],
+                "observations": [n for _, _, n in rows],
+                "occurred_at": [one.occurred_at for one, _, _ in rows],
+            },
+        ).fetchall()
+    }
+    charges = []
+    for one in asked:
+        if one.consumer_id is None or not any(n > 0 for n in one.observations.values()):
+            charges.append(Charge(recorded=True, quota=None))
+            continue
+        quota, charged = counted.get(one.request_id, (None, False))
+        charges.append(Charge(recorded=charged, quota=quota))
+    return charges
 
 
 def charge_usage(
@@ -175,29 +248,9 @@ def charge_usage(
     occurred_at: datetime,
 ) -> Charge:
     """Record what one request served (dataset id -> observations > 0) and count it for the
-    consumer's month, unless the consumer's monthly quota cannot hold it.
-
-    An anonymous caller (consumer None) has no counter and no quota.
-    """
-    counted = {dataset_id: n for dataset_id, n in observations.items() if n > 0}
-    if not counted:
-        return Charge(recorded=True, quota=None)
-    row = conn.execute(
-        _CHARGE,
-        {
-            "request_id": request_id,
-            "consumer_id": consumer_id,
-            "purpose": purpose,
-            "endpoint": endpoint,
-            "dataset_ids": list(counted),
-            "observations": list(counted.values()),
-            "total": sum(counted.values()),
-            "occurred_at": occurred_at,
-        },
-    ).fetchone()
-    assert row is not None
-    quota, charged = row
-    return Charge(recorded=consumer_id is None or charged, quota=quota)
+    consumer's month, unless the consumer's monthly quota cannot hold it."""
+    one = Usage(request_id, consumer_id, purpose, endpoint, observations, occurred_at)
+    return charge_all(conn, [one])[0]
 
 
 def get_quota_used(conn: psycopg.Connection, *, consumer_id: int, month: date) -> int:
