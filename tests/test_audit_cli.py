@@ -7,15 +7,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from democatalog import DEPLOY_CODECS
+from cli_setup import point_cli_at, root_logging_kept
 from ingest_builders import SOURCES, generate, ingest
-from realservices import BROKER_URL, Database, temporary_database
+from realservices import Database, temporary_database
 
 import simulators
 from datahub import cli
@@ -75,20 +74,13 @@ def database() -> Iterator[Database]:
 
 @pytest.fixture(autouse=True)
 def root_handlers() -> Iterator[None]:
-    """Give the root logger its handlers back: `cli.main` points it at the captured stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with root_logging_kept():
+        yield
 
 
 @pytest.fixture(autouse=True)
 def env(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DATAHUB_CONFIG", raising=False)
-    monkeypatch.setenv("DATAHUB_DATABASE_URL", database.url)
-    monkeypatch.setenv("DATAHUB_BROKER_URL", BROKER_URL)
-    monkeypatch.setenv("DATAHUB_CATALOG__CODECS_DIR", str(DEPLOY_CODECS))
+    point_cli_at(monkeypatch, database.url)
 
 
 def commands() -> set[str]:
@@ -115,7 +107,9 @@ def changes(registry: Path) -> list[tuple[str, list[str], str]]:
     add_dataset = [
         "fairshare", "dataset", "add", "tbs-bins", "--supplier", "tbs", "--name", "Bins",
         "--licence-class", "commercial", "--licence-id", "proprietary",
-        "--licence-name", "All rights reserved", "--attribution", "TBS",
+        "--licence-name", "All rights reserved",
+        "--licence-url", "http://dcat-ap.de/def/licenses/other-commercial",
+        "--attribution", "TBS",
     ]  # fmt: skip
     tariff = [
         "fairshare", "tariff", "add", "--dataset", "tbs-bins", "--purpose", "research",

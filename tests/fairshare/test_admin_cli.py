@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from democatalog import DEPLOY_CODECS
-from realservices import BROKER_URL, Database, temporary_database
+from cli_setup import point_cli_at
+from realservices import Database, temporary_database
 
 import simulators
 from datahub import cli
@@ -30,10 +30,7 @@ def database() -> Iterator[Database]:
 
 @pytest.fixture(autouse=True)
 def env(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DATAHUB_CONFIG", raising=False)
-    monkeypatch.setenv("DATAHUB_DATABASE_URL", database.url)
-    monkeypatch.setenv("DATAHUB_BROKER_URL", BROKER_URL)
-    monkeypatch.setenv("DATAHUB_CATALOG__CODECS_DIR", str(DEPLOY_CODECS))
+    point_cli_at(monkeypatch, database.url)
     with psycopg.connect(database.url) as conn:
         conn.execute(
             "TRUNCATE access_grant, api_key, tariff, usage, quota_usage, consumer, device, "

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from democatalog import DEPLOY_CODECS, demo_catalog
+from cli_setup import point_cli_at
+from democatalog import demo_catalog
 from ingest_builders import SINCE, SOURCES, expected, generate, ingest, register, stored
-from realservices import BROKER_URL, Database, temporary_database
+from realservices import Database, temporary_database
 
 import simulators
 from datahub import cli
@@ -23,10 +24,7 @@ def database() -> Iterator[Database]:
 
 @pytest.fixture
 def env(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DATAHUB_CONFIG", raising=False)
-    monkeypatch.setenv("DATAHUB_DATABASE_URL", database.url)
-    monkeypatch.setenv("DATAHUB_BROKER_URL", BROKER_URL)
-    monkeypatch.setenv("DATAHUB_CATALOG__CODECS_DIR", str(DEPLOY_CODECS))
+    point_cli_at(monkeypatch, database.url)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from democatalog import DEPLOY_CODECS, demo_catalog
-from realservices import BROKER_URL, Database, temporary_database
+from cli_setup import point_cli_at, root_logging_kept
+from democatalog import demo_catalog
+from realservices import Database, temporary_database
 
 import simulators
 from datahub import cli
@@ -39,21 +39,13 @@ def database() -> Iterator[Database]:
 
 @pytest.fixture(autouse=True)
 def root_handlers() -> Iterator[None]:
-    """Give the root logger its handlers back: `cli.main` points it at the captured stderr,
-    which is closed after the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with root_logging_kept():
+        yield
 
 
 @pytest.fixture(autouse=True)
 def env(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DATAHUB_CONFIG", raising=False)
-    monkeypatch.setenv("DATAHUB_DATABASE_URL", database.url)
-    monkeypatch.setenv("DATAHUB_BROKER_URL", BROKER_URL)
-    monkeypatch.setenv("DATAHUB_CATALOG__CODECS_DIR", str(DEPLOY_CODECS))
+    point_cli_at(monkeypatch, database.url)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
