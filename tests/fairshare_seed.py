@@ -48,8 +48,8 @@ class FairShareSeed:
         row = self.conn.execute(
             """
             INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id,
-                                 licence_name, attribution)
-            VALUES (%s, %s, %s, %s, 'test', 'Test licence', 'Test')
+                                 licence_name, licence_url, attribution)
+            VALUES (%s, %s, %s, %s, 'test', 'Test licence', 'https://example.org/test', 'Test')
             RETURNING id
             """,
             (slug, self.supplier(supplier), slug, licence_class),

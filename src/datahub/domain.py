@@ -37,6 +37,12 @@ class LicenceClass(StrEnum):
     COMMERCIAL = "commercial"
 
 
+# The licence id of a dataset whose supplier has chosen no licence (yet), and its name.
+# Every other dataset has a licence URL (migration 0016's check).
+NO_LICENCE = "none"
+NO_LICENCE_NAME = "no licence given"
+
+
 class Placement(StrEnum):
     """Where a device measures: indoor or outdoor air. Limits and colour bands differ."""
 

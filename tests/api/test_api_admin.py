@@ -166,7 +166,7 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
         "/v1/admin/datasets/sws-waste",
         json={
             "name": "Waste bin fill levels",
-            "licence": {"id": "own", "name": "Own terms"},
+            "licence": {"id": "none", "name": "no licence given"},
             "privacy": "personal",
         },
         headers=ops,
@@ -180,13 +180,39 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
     assert added.json()["privacy"] == "public_infrastructure"
     assert patched.status_code == 200
     assert patched.json()["name"] == "Waste bin fill levels"
-    assert patched.json()["licence"] == {"id": "own", "name": "Own terms", "url": None}
+    assert patched.json()["licence"] == {"id": "none", "name": "no licence given", "url": None}
     assert patched.json()["attribution"] == "Stadtwerke Schwerte"
     assert patched.json()["privacy"] == "personal"
     assert [(d["slug"], d["device_count"]) for d in listed] == [
         ("stadtwerke-schwerte", 1),
         ("sws-waste", 0),
     ]
+
+
+def test_a_licence_without_url_is_refused_and_changes_nothing(
+    client: TestClient, ops: dict[str, str]
+) -> None:
+    client.post("/v1/admin/datasets", json=dataset_body(), headers=ops)
+    patched = client.patch(
+        "/v1/admin/datasets/sws-waste",
+        json={"licence": {"id": "own", "name": "Own terms"}},
+        headers=ops,
+    )
+    (listed,) = [
+        d
+        for d in client.get("/v1/admin/datasets", headers=ops).json()["items"]
+        if d["slug"] == "sws-waste"
+    ]
+
+    assert patched.status_code == 400
+    assert patched.json() == {
+        "error": "BadRequest",
+        "detail": "licence 'own' needs a licence URL (e.g. its dcat-ap.de IRI, "
+        "http://dcat-ap.de/def/licenses/dl-by-de/2.0 or "
+        "http://dcat-ap.de/def/licenses/other-closed), or the licence id 'none' "
+        "(no licence given)",
+    }
+    assert listed["licence"] == LICENCE
 
 
 @pytest.mark.parametrize(
@@ -205,6 +231,18 @@ def test_dataset_round_trip(client: TestClient, ops: dict[str, str], seed: Seed)
             400,
             "BadRequest",
             id="bad-url",
+        ),
+        pytest.param(
+            dataset_body() | {"licence": {"id": "own", "name": "Own terms"}},
+            400,
+            "BadRequest",
+            id="no-licence-url",
+        ),
+        pytest.param(
+            dataset_body("x", "open") | {"licence": {"id": "none", "name": "no licence given"}},
+            400,
+            "BadRequest",
+            id="open-without-licence",
         ),
     ],
 )

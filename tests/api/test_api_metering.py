@@ -397,14 +397,44 @@ def test_a_suppliers_use_of_its_own_dataset_is_recorded_as_own_use(
     assert recorded == [("sws-ops", 3, True), ("company", 3, False)]
 
 
+# RFC 8288: link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param ), link-param =
+# token BWS [ "=" BWS ( token / quoted-string ) ]; an RFC 8187 ext-value is a token.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PARAM = rf'\s*;\s*({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")'
+_LINK = re.compile(rf"<([^>]*)>((?:{_PARAM})*)")
+
+
+def parse_links(header: str) -> list[tuple[str, dict[str, str]]]:
+    """Parse a Link header strictly: each link's target and its parameters, unquoted."""
+    links: list[tuple[str, dict[str, str]]] = []
+    rest = header
+    while rest:
+        match = _LINK.match(rest)
+        assert match is not None, f"not an RFC 8288 link: {rest!r}"
+        params: dict[str, str] = {}
+        for name, value in re.findall(_PARAM, match.group(2)):
+            assert name not in params, f"{name} twice in {match.group(0)!r}"
+            params[name] = value[1:-1] if value.startswith('"') else value
+        links.append((match.group(1), params))
+        rest = rest[match.end() :]
+        assert rest == "" or rest.startswith(", "), rest
+        rest = rest[2:]
+    return links
+
+
 def test_every_licence_link_names_its_dataset(
     client: TestClient, world: World, conn: psycopg.Connection
 ) -> None:
-    # Two datasets with one attribution and licence: only the dataset tells them apart.
+    # Two datasets with one attribution and licence: only the dataset tells them apart;
+    # one without a licence says so.
     conn.execute(
         """
-        UPDATE dataset SET attribution = 'Stadtwerke Schwerte', licence_url = NULL
-        WHERE slug IN ('sws-waste', 'sws-parking')
+        UPDATE dataset SET attribution = 'Stadtwerke Schwerte',
+            licence_url = 'https://example.org/licences/sws'
+        WHERE slug IN ('sws-waste', 'sws-parking');
+        UPDATE dataset SET attribution = 'Stadtwerke Schwerte (Straßen)', licence_id = 'none',
+            licence_name = 'no licence given', licence_url = NULL
+        WHERE slug = 'sws-parking';
         """
     )
     response = client.get(
@@ -413,12 +443,43 @@ def test_every_licence_link_names_its_dataset(
         headers=world.headers("admin"),
     )
 
-    links = re.split(r", (?=<)", response.headers["link"])
-    named = sorted(link.split('dataset="')[1].split('"')[0] for link in links)
-    assert named == ["dew21", "sws-parking", "sws-waste"]
-    for link in links:
-        slug = link.split('dataset="')[1].split('"')[0]
-        assert f'anchor="/v1/datasets#{slug}"' in link
-        assert 'rel="license"' in link
-    parking = next(link for link in links if 'dataset="sws-parking"' in link)
-    assert parking.startswith("</v1/datasets#sws-parking>")
+    links = {
+        params["dataset"]: (target, params)
+        for target, params in parse_links(response.headers["link"])
+    }
+    assert sorted(links) == ["dew21", "sws-parking", "sws-waste"]
+    for slug, (_, params) in links.items():
+        assert params["anchor"] == f"/v1/datasets#{slug}"
+        assert params["rel"] == "license"
+    assert links["sws-waste"] == (
+        "https://example.org/licences/sws",
+        {
+            "rel": "license",
+            "anchor": "/v1/datasets#sws-waste",
+            "dataset": "sws-waste",
+            "attribution*": "UTF-8''Stadtwerke%20Schwerte",
+            "title*": "UTF-8''Stadtwerke%20Schwerte",
+        },
+    )
+    assert links["sws-parking"] == (
+        "/v1/datasets#sws-parking",
+        {
+            "rel": "license",
+            "anchor": "/v1/datasets#sws-parking",
+            "dataset": "sws-parking",
+            "attribution*": "UTF-8''Stadtwerke%20Schwerte%20%28Stra%C3%9Fen%29",
+            "licence": "none",
+            "title": "no licence given",
+        },
+    )
+    body = client.get(
+        "/v1/latest", params={"metric": "temperature"}, headers=world.headers("admin")
+    ).json()
+    parking = next(lic for lic in body["licences"] if lic["dataset"] == "sws-parking")
+    assert parking == {
+        "dataset": "sws-parking",
+        "licence": "none",
+        "name": "no licence given",
+        "url": None,
+        "attribution": "Stadtwerke Schwerte (Straßen)",
+    }

@@ -80,6 +80,8 @@ def add_world(run: Cli) -> None:
         "c-1",
         "--licence-name",
         "Terms",
+        "--licence-url",
+        "http://dcat-ap.de/def/licenses/other-commercial",
         "--attribution",
         "EDG",
     )
@@ -198,6 +200,21 @@ def test_dataset_catalogue_metadata_from_the_command_line(run: Cli) -> None:
         pytest.param(("key", "revoke", "abcdefabcdef"), "no API key", id="unknown-key"),
         pytest.param(("dataset", "update", "edg-fill"), "nothing to change", id="no-change"),
         pytest.param(
+            ("dataset", "update", "edg-fill", "--licence-url", ""),
+            "licence 'c-1' needs a licence URL",
+            id="no-licence-url",
+        ),
+        pytest.param(
+            ("dataset", "update", "edg", "--licence-class", "open"),
+            "an open dataset needs a licence",
+            id="open-without-licence",
+        ),
+        pytest.param(
+            ("dataset", "update", "edg", "--licence-url", "https://example.org/terms"),
+            "licence 'none' (no licence given) has no URL",
+            id="none-with-url",
+        ),
+        pytest.param(
             (
                 "tariff",
                 "add",
@@ -271,7 +288,11 @@ def test_tariff_versions_through_the_cli(run: Cli) -> None:
     ]
     assert [t["version"] for t in run.json("tariff", "list", "--current")] == [2]
 
-    run.ok("dataset", "update", "edg", "--licence-class", "open")
+    run.ok(
+        "dataset", "update", "edg", "--licence-class", "open", "--licence-id", "CC-BY-4.0",
+        "--licence-name", "CC BY 4.0",
+        "--licence-url", "https://creativecommons.org/licenses/by/4.0/",
+    )  # fmt: skip
     code, _, err = run(*tariff("edg", 5))
     assert code == 2 and "open data is free" in err
 
@@ -297,6 +318,10 @@ def test_the_demo_seed_matches_the_demo_fleet_and_a_second_run_changes_nothing(
             "SELECT count(*) FROM device d JOIN dataset ds ON ds.id = d.dataset_id "
             "JOIN supplier s ON s.id = d.supplier_id WHERE ds.slug = s.slug"
         ).fetchone()
+        licences = conn.execute(
+            "SELECT ds.slug = s.slug, ds.licence_id = 'none', ds.licence_url IS NULL, count(*) "
+            "FROM dataset ds JOIN supplier s ON s.id = ds.supplier_id GROUP BY 1, 2, 3"
+        ).fetchall()
     second_text = run.ok("seed", str(DEMO_SEED))
     second = run.json("seed", str(DEMO_SEED))
 
@@ -315,6 +340,11 @@ def test_the_demo_seed_matches_the_demo_fleet_and_a_second_run_changes_nothing(
     assert classes["edg-fuellstand"] == "commercial"
     assert classes["do-stadtklima"] == "open"
     assert classes["do-parken"] == "restricted"
+    # The suppliers' own datasets say that no licence is given; the seed's have a URL.
+    assert {(own, none, no_url) for own, none, no_url, _ in licences} == {
+        (True, True, True),
+        (False, False, False),
+    }
     # The second run: nothing changed, no new key, and the keys are not shown again.
     assert "nothing changed" in second_text
     assert "datahub fairshare key create --consumer" in second_text

@@ -24,7 +24,12 @@ FREE = Price(0, 20_000, 0)
 PAID = Price(400_000, 400_000, 1500)
 
 
-def fields(licence_class: str = "commercial", *, licence_url: str | None = None) -> DatasetFields:
+COMMERCIAL_TERMS = f"{vocabularies.LICENCES}other-commercial"
+
+
+def fields(
+    licence_class: str = "commercial", *, licence_url: str | None = COMMERCIAL_TERMS
+) -> DatasetFields:
     return DatasetFields(
         name="Füllstände",
         licence_class=licence_class,
@@ -60,12 +65,109 @@ def dataset_of(conn: psycopg.Connection, dev_eui: str) -> str:
 # Suppliers, datasets, consumers -----------------------------------------------------------
 
 
+def test_a_registry_import_gives_each_new_supplier_a_dataset_without_a_licence(
+    conn: psycopg.Connection, edg: int
+) -> None:
+    own = admin.get_dataset(conn, "edg")
+    assert (own.licence_id, own.licence_name, own.licence_url) == ("none", "no licence given", None)
+
+
+# What opens a supplier's own dataset, created without a licence.
+OPEN = {
+    "licence_class": "open",
+    "licence_id": "CC-BY-4.0",
+    "licence_name": "CC BY 4.0",
+    "licence_url": "https://creativecommons.org/licenses/by/4.0/",
+}
+NONE = {"licence_id": "none", "licence_name": "no licence given", "licence_url": None}
+
+
+@pytest.mark.parametrize(
+    ("licence_class", "licence", "error"),
+    [
+        pytest.param(
+            "commercial",
+            {"licence_url": None},
+            "needs a licence URL .* or the licence id 'none'",
+            id="no-url",
+        ),
+        pytest.param(
+            "restricted", NONE | {"licence_url": COMMERCIAL_TERMS}, "has no URL", id="none-url"
+        ),
+        pytest.param(
+            "restricted",
+            NONE | {"licence_name": "Own terms"},
+            "is named 'no licence given'",
+            id="none-named",
+        ),
+        pytest.param("open", NONE, "an open dataset needs a licence", id="open-none"),
+    ],
+)
+@pytest.mark.usefixtures("edg")
+def test_a_dataset_has_a_licence_url_or_says_none_is_given(
+    conn: psycopg.Connection, licence_class: str, licence: dict[str, Any], error: str
+) -> None:
+    refused = dataclasses.replace(fields(licence_class), **licence)
+    with pytest.raises(BadRequest, match=error):
+        admin.add_dataset(conn, actor="cli:test", slug="edg-fill", supplier="edg", fields=refused)
+    admin.add_dataset(conn, actor="cli:test", slug="edg-fill", supplier="edg", fields=fields())
+    with pytest.raises(BadRequest, match=error):
+        admin.update_dataset(
+            conn,
+            actor="cli:test",
+            slug="edg-fill",
+            changes={"licence_class": licence_class, **licence},
+            now=NOW,
+        )
+    assert admin.get_dataset(conn, "edg-fill").licence_url == COMMERCIAL_TERMS
+
+
+@pytest.mark.usefixtures("edg")
+def test_a_dataset_without_a_licence_says_so(conn: psycopg.Connection) -> None:
+    """`none` is the only licence without a URL, whatever its case; a URL replaces it."""
+    none = NONE | {"licence_id": " None "}
+    record, changed = admin.update_dataset(
+        conn, actor="cli:test", slug="edg", changes={"licence_class": "commercial"}, now=NOW
+    )
+    assert (record.licence_id, record.licence_url, changed) == ("none", None, True)
+    added = admin.add_dataset(
+        conn,
+        actor="cli:test",
+        slug="edg-fill",
+        supplier="edg",
+        fields=dataclasses.replace(fields(), **none),
+    )
+    assert (added.licence_id, added.licence_name, added.licence_url) == (
+        "none",
+        "no licence given",
+        None,
+    )
+    record, _ = admin.update_dataset(
+        conn,
+        actor="cli:test",
+        slug="edg-fill",
+        changes={
+            "licence_id": "datahub-kommerziell-1.0",
+            "licence_name": "Terms",
+            "licence_url": COMMERCIAL_TERMS,
+        },
+        now=NOW,
+    )
+    assert (record.licence_id, record.licence_url) == ("datahub-kommerziell-1.0", COMMERCIAL_TERMS)
+
+
 def test_a_new_supplier_gets_its_own_restricted_dataset(conn: psycopg.Connection) -> None:
     record = admin.add_supplier(
         conn, actor="cli:test", slug="bochum-umwelt", name="Bochum", kind="city_department"
     )
     assert record.datasets == ("bochum-umwelt",)
-    assert admin.get_dataset(conn, "bochum-umwelt").licence_class == "restricted"
+    own = admin.get_dataset(conn, "bochum-umwelt")
+    assert (own.licence_class, own.licence_id, own.licence_name, own.licence_url) == (
+        "restricted",
+        "none",
+        "no licence given",
+        None,
+    )
     with pytest.raises(Conflict, match="exists"):
         admin.add_supplier(conn, actor="cli:test", slug="bochum-umwelt", name="again", kind="other")
 
@@ -357,9 +459,7 @@ def test_tariff_versions_follow_each_other_and_one_is_current(conn: psycopg.Conn
 
 @pytest.mark.usefixtures("edg")
 def test_open_data_is_free(conn: psycopg.Connection) -> None:
-    admin.update_dataset(
-        conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=NOW
-    )
+    admin.update_dataset(conn, actor="cli:test", slug="edg", changes=OPEN, now=NOW)
     with pytest.raises(BadRequest, match="open data is free"):
         admin.add_tariff(
             conn, actor="cli:test", dataset="edg", purpose="commercial", price=PAID, now=NOW
@@ -375,9 +475,7 @@ def test_a_priced_dataset_opens_only_once_its_prices_are_zero(conn: psycopg.Conn
         conn, actor="cli:test", dataset="edg", purpose="commercial", price=PAID, now=NOW
     )
     with pytest.raises(BadRequest, match="charges for use"):
-        admin.update_dataset(
-            conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=NOW
-        )
+        admin.update_dataset(conn, actor="cli:test", slug="edg", changes=OPEN, now=NOW)
     # A free version from a later date is not enough: the price holds until then.
     admin.add_tariff(
         conn,
@@ -389,13 +487,9 @@ def test_a_priced_dataset_opens_only_once_its_prices_are_zero(conn: psycopg.Conn
         valid_from=NOW + timedelta(days=1),
     )
     with pytest.raises(BadRequest, match="charges for use"):
-        admin.update_dataset(
-            conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=NOW
-        )
+        admin.update_dataset(conn, actor="cli:test", slug="edg", changes=OPEN, now=NOW)
     later = NOW + timedelta(days=1)
-    record, _ = admin.update_dataset(
-        conn, actor="cli:test", slug="edg", changes={"licence_class": "open"}, now=later
-    )
+    record, _ = admin.update_dataset(conn, actor="cli:test", slug="edg", changes=OPEN, now=later)
     assert record.licence_class == "open"
 
 
@@ -439,7 +533,12 @@ def seed_data(*, cents: int = 400_000, supplier: str = "edg") -> dict[str, Any]:
                 "slug": "edg-fill",
                 "supplier": supplier,
                 "name": "Fill levels",
-                "licence": {"class": "commercial", "id": "c-1", "name": "Commercial terms"},
+                "licence": {
+                    "class": "commercial",
+                    "id": "c-1",
+                    "name": "Commercial terms",
+                    "url": COMMERCIAL_TERMS,
+                },
                 "attribution": "EDG",
                 "devices": {"profiles": ["dragino/ldds75"], "cities": ["dortmund"]},
                 "tariffs": [
@@ -456,7 +555,12 @@ def seed_data(*, cents: int = 400_000, supplier: str = "edg") -> dict[str, Any]:
                 "slug": "edg-depot",
                 "supplier": "edg",
                 "name": "Depot climate",
-                "licence": {"class": "open", "id": "CC-BY-4.0", "name": "CC BY 4.0"},
+                "licence": {
+                    "class": "open",
+                    "id": "CC-BY-4.0",
+                    "name": "CC BY 4.0",
+                    "url": OPEN["licence_url"],
+                },
                 "attribution": "EDG (CC BY 4.0)",
                 "devices": {"profiles": ["dragino/lht65"]},
             },

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from opendata_world import BASE_URL
@@ -129,6 +130,29 @@ def test_a_dataset_says_where_when_who_and_under_which_licence(client: TestClien
     assert graph.value(api, namespace.DCAT.accessURL) == URIRef(
         f"{BASE_URL}/v1/devices?dataset=do-stadtklima"
     )
+
+
+def test_a_dataset_without_a_licence_says_so_and_grants_nothing(
+    client: TestClient, conn: psycopg.Connection
+) -> None:
+    """A supplier's own dataset, created without a licence, listed by its supplier."""
+    conn.execute(
+        "UPDATE dataset SET catalogue_listed = true, themes = '{ENVI}', keywords = '{Abfall}' "
+        "WHERE slug = 'edg'"
+    )
+    graph = Graph().parse(data=client.get("/v1/catalogue").content, format="turtle")
+    edg = dataset("edg")
+
+    access = graph.value(edg, namespace.DCTERMS.accessRights)
+    assert isinstance(access, Literal) and "Keine Lizenz angegeben (no licence given)." in access
+    licences = {
+        graph.value(d, namespace.DCTERMS.license)
+        for d in graph.objects(edg, namespace.DCAT.distribution)
+    }
+    assert licences == {URIRef("http://dcat-ap.de/def/licenses/other-closed")}
+    parken = graph.value(dataset("do-parken"), namespace.DCTERMS.accessRights)
+    assert isinstance(parken, Literal) and "Lizenz: Nutzung nur mit Freigabe" in parken
+    conforms(graph)
 
 
 def test_a_sensorthings_distribution_appears_once_switched_on(

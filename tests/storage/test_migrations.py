@@ -1,6 +1,7 @@
 """Every migration goes down and up again on both backends, back to the same schema; the
 reading provenance migration (0002) keeps the readings on its way down; decoders stay
-append-only (0007); dedup keys stored before 0008 still recognise their redeliveries."""
+append-only (0007); dedup keys stored before 0008 still recognise their redeliveries; every
+dataset has a licence URL or says that none is given (0016)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from datahub.storage import migrate, uplinks
 
 pytestmark = pytest.mark.services
 
-HEAD = "0015"
-REVISIONS = [f"{n:04d}" for n in range(1, 16)]  # "0001" … "0015", oldest first
+HEAD = "0016"
+REVISIONS = [f"{n:04d}" for n in range(1, 17)]  # "0001" … "0016", oldest first
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -243,3 +244,86 @@ def test_dead_letters_stored_before_0008_keep_their_whole_body(fresh: Database) 
     migrate.downgrade(fresh.settings(), "0007")
     with psycopg.connect(fresh.url) as conn:
         assert conn.execute("SELECT body FROM dead_letter").fetchone() == (body,)
+
+
+LICENCES = "http://dcat-ap.de/def/licenses/"
+
+
+def test_every_dataset_has_a_licence_url_or_says_none_is_given(fresh: Database) -> None:
+    """Only a supplier's own dataset still carrying the placeholder becomes `none`; any
+    other dataset without a URL keeps its licence and gets the IRI the catalogue gave it."""
+    migrate.downgrade(fresh.settings(), "0015")
+    with psycopg.connect(fresh.url) as conn:
+        conn.execute(
+            """
+            INSERT INTO supplier (slug, name) VALUES ('acme', 'Acme'), ('tbs', 'TBS');
+            INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id,
+                                 licence_name, licence_url, attribution, licence_uri)
+            SELECT d.slug, s.id, d.slug, d.class, d.id, d.name, d.url, 'Acme', d.uri
+            FROM (VALUES
+                -- the supplier's own datasets: one untouched, one an administrator changed
+                ('acme', 'acme', 'restricted', 'proprietary', 'All rights reserved', NULL, NULL),
+                ('tbs', 'tbs', 'commercial', 'own', 'Own terms', NULL, NULL),
+                -- the placeholder on a dataset an administrator made: a choice, kept
+                ('acme', 'acme-closed', 'restricted', 'proprietary', 'All rights reserved',
+                 NULL, NULL),
+                ('acme', 'acme-dl', 'open', 'dl-de/by-2-0', 'DL-DE BY 2.0', NULL, NULL),
+                ('acme', 'acme-cc', 'open', ' CC-BY-4.0 ', 'CC BY 4.0', NULL, NULL),
+                ('acme', 'acme-listed', 'open', 'dl-by-de/2.0', 'DL-DE BY 2.0', NULL, NULL),
+                ('acme', 'acme-open', 'open', 'own-open', 'Own open terms', NULL, NULL),
+                ('acme', 'acme-catalogued', 'commercial', 'x-1', 'X terms', NULL,
+                 'http://dcat-ap.de/def/licenses/cc-by-nc/4.0'),
+                ('acme', 'acme-url', 'open', 'CC-BY-4.0', 'CC BY 4.0',
+                 'https://creativecommons.org/licenses/by/4.0/', NULL)
+            ) AS d (supplier, slug, class, id, name, url, uri)
+            JOIN supplier s ON s.slug = d.supplier;
+            INSERT INTO device (dev_eui, name, city, supplier_id, dataset_id, profile)
+            SELECT '0000000000000001', 'x', 'dortmund', supplier_id, id, 'acme/thermo'
+            FROM dataset WHERE slug = 'acme';
+            """
+        )
+        before = dict(conn.execute("SELECT slug, updated_at FROM dataset").fetchall())
+
+    migrate.upgrade(fresh.settings())
+
+    with psycopg.connect(fresh.url) as conn:
+        rows = conn.execute(
+            "SELECT slug, licence_id, licence_name, licence_url, updated_at FROM dataset "
+            "ORDER BY slug"
+        ).fetchall()
+        assert [row[:4] for row in rows] == [
+            ("acme", "none", "no licence given", None),
+            ("acme-catalogued", "x-1", "X terms", f"{LICENCES}cc-by-nc/4.0"),
+            ("acme-cc", " CC-BY-4.0 ", "CC BY 4.0", f"{LICENCES}cc-by/4.0"),
+            ("acme-closed", "proprietary", "All rights reserved", f"{LICENCES}other-closed"),
+            ("acme-dl", "dl-de/by-2-0", "DL-DE BY 2.0", f"{LICENCES}dl-by-de/2.0"),
+            ("acme-listed", "dl-by-de/2.0", "DL-DE BY 2.0", f"{LICENCES}dl-by-de/2.0"),
+            ("acme-open", "own-open", "Own open terms", f"{LICENCES}other-open"),
+            ("acme-url", "CC-BY-4.0", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+            ("tbs", "own", "Own terms", f"{LICENCES}other-commercial"),
+        ]
+        moved = {slug for slug, *_, updated_at in rows if updated_at != before[slug]}
+        assert moved == {slug for slug, *_ in rows} - {"acme-url"}
+        assert conn.execute(
+            "SELECT ds.slug FROM device d JOIN dataset ds ON ds.id = d.dataset_id"
+        ).fetchall() == [("acme",)]
+        with pytest.raises(psycopg.errors.CheckViolation, match="ck_dataset_licence_given"):
+            conn.execute("UPDATE dataset SET licence_url = NULL WHERE slug = 'acme-dl'")
+    with psycopg.connect(fresh.url) as conn:
+        conn.execute(
+            """
+            INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id,
+                                 licence_name, attribution)
+            SELECT 'acme-none', id, 'n', 'restricted', 'none', 'no licence given', 'Acme'
+            FROM supplier WHERE slug = 'acme'
+            """
+        )
+
+    migrate.downgrade(fresh.settings(), "0015")  # the licences stay; the check goes
+
+    with psycopg.connect(fresh.url) as conn:
+        assert conn.execute(
+            "SELECT licence_id, licence_url FROM dataset WHERE slug IN ('acme', 'tbs') "
+            "ORDER BY slug"
+        ).fetchall() == [("none", None), ("own", f"{LICENCES}other-commercial")]
+        conn.execute("UPDATE dataset SET licence_url = NULL WHERE slug = 'acme-dl'")

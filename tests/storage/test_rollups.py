@@ -283,7 +283,14 @@ def test_a_city_series_follows_devices_that_change_city_or_dataset(
     rollups.refresh(conn)
     first = devices.get_device(conn, dev_eui="00000000000000A1")
     assert first is not None
-    fields = datasets.DatasetFields("Level", "open", "CC-BY-4.0", "CC BY 4.0", None, "DEW21")
+    fields = datasets.DatasetFields(
+        "Level",
+        "open",
+        "CC-BY-4.0",
+        "CC BY 4.0",
+        "https://creativecommons.org/licenses/by/4.0/",
+        "DEW21",
+    )
     other = datasets.insert_dataset(
         conn, slug="dew21-level", supplier_id=ids["dew21"], fields=fields
     )

@@ -52,9 +52,18 @@ class SupplierIn(InModel):
 
 
 class LicenceIn(InModel):
-    id: Text = Field(examples=["dl-de/by-2-0", "CC-BY-4.0"])
-    name: Text = Field(examples=["Datenlizenz Deutschland Namensnennung 2.0"])
-    url: str | None = Field(default=None, examples=["https://www.govdata.de/dl-de/by-2-0"])
+    """A licence with the URL of its terms, or `none` / `no licence given` without one."""
+
+    id: Text = Field(examples=["dl-de/by-2-0", "CC-BY-4.0", "none"])
+    name: Text = Field(examples=["Datenlizenz Deutschland Namensnennung 2.0", "no licence given"])
+    url: str | None = Field(
+        default=None,
+        description="required unless `id` is `none`; e.g. the licence's dcat-ap.de IRI",
+        examples=[
+            "https://www.govdata.de/dl-de/by-2-0",
+            "http://dcat-ap.de/def/licenses/other-closed",
+        ],
+    )
 
 
 class OpenDataIn(InModel):

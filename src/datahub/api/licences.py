@@ -9,6 +9,7 @@ import psycopg
 from fastapi import Response
 
 from datahub.api.schemas import LicenceOut
+from datahub.domain import NO_LICENCE, NO_LICENCE_NAME
 from datahub.storage import access
 
 
@@ -32,16 +33,23 @@ def link_licences(response: Response, licences: Sequence[LicenceOut]) -> None:
     For CSV, which has no place for them in the body. Datasets may share a licence and an
     attribution, so each link names its dataset twice: as its context (`anchor`, the
     dataset's entry in `/v1/datasets`) and as `dataset="<slug>"`. The attribution travels
-    as an RFC 8187 `title*`, since it need not be ASCII. A licence without a public URL (an
-    agreement of the hub's own) links to the dataset's entry, which describes it.
+    as an RFC 8187 `attribution*`, since it need not be ASCII, and as the link's `title*`.
+    A dataset without a licence (`none`) links to its entry, which says so, and its link
+    says it in its title: `licence="none"; title="no licence given"`.
     """
-    links = [
-        f'<{lic.url or f"/v1/datasets#{lic.dataset}"}>; rel="license"; '
-        f'anchor="/v1/datasets#{lic.dataset}"; dataset="{lic.dataset}"; '
-        f"title*=UTF-8''{quote(lic.attribution, safe='')}"
-        for lic in licences
-    ]
+    links = [_link(lic) for lic in licences]
     if not links:
         return
     existing = response.headers.get("Link")
     response.headers["Link"] = ", ".join([existing, *links] if existing else links)
+
+
+def _link(lic: LicenceOut) -> str:
+    entry = f"/v1/datasets#{lic.dataset}"
+    attribution = f"UTF-8''{quote(lic.attribution, safe='')}"
+    named = f'anchor="{entry}"; dataset="{lic.dataset}"; attribution*={attribution}'
+    if lic.url is None:  # only `none` has no URL (the check ck_dataset_licence_given)
+        return (
+            f'<{entry}>; rel="license"; {named}; licence="{NO_LICENCE}"; title="{NO_LICENCE_NAME}"'
+        )
+    return f'<{lic.url}>; rel="license"; {named}; title*={attribution}'

@@ -204,16 +204,21 @@ class DevicePageOut(OutModel):
 
 class LicenceOut(OutModel):
     dataset: str = Field(description="slug of the dataset the data comes from")
-    licence: str = Field(description="licence identifier, e.g. `dl-de/by-2-0`")
-    name: str
-    url: str | None
+    licence: str = Field(
+        description="licence identifier, e.g. `dl-de/by-2-0`; `none`: no licence given"
+    )
+    name: str = Field(description="the licence's name; `no licence given` for `none`")
+    url: str | None = Field(description="where its terms are; null only for `none`")
     attribution: str = Field(description="the text to show wherever the data is shown")
 
 
 class LicenceRefOut(OutModel):
-    id: str = Field(description="licence identifier, e.g. `dl-de/by-2-0` or `CC-BY-4.0`")
-    name: str
-    url: str | None
+    id: str = Field(
+        description="licence identifier, e.g. `dl-de/by-2-0` or `CC-BY-4.0`; `none`: no "
+        "licence given"
+    )
+    name: str = Field(description="the licence's name; `no licence given` for `none`")
+    url: str | None = Field(description="where its terms are; null only for `none`")
 
 
 class DatasetOut(OutModel):

@@ -31,7 +31,7 @@ from datahub.cli.console import print_json as _print_json
 from datahub.cli.console import print_table as _table
 from datahub.cli.console import transaction as _transaction
 from datahub.config import Settings
-from datahub.domain import LicenceClass, Purpose
+from datahub.domain import NO_LICENCE, NO_LICENCE_NAME, LicenceClass, Purpose
 from datahub.errors import ConfigError
 from datahub.fairshare import admin, seed
 from datahub.fairshare.keys import Scope
@@ -432,7 +432,11 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-class", required=True, choices=classes)
     p.add_argument("--licence-id", required=True, help="e.g. dl-de/by-2-0, CC-BY-4.0")
     p.add_argument("--licence-name", required=True)
-    p.add_argument("--licence-url")
+    p.add_argument(
+        "--licence-url",
+        help="where the licence's terms are, e.g. its dcat-ap.de IRI; required unless "
+        f"--licence-id is {NO_LICENCE!r} ({NO_LICENCE_NAME}, for a licence not chosen yet)",
+    )
     p.add_argument("--attribution", required=True, help="shown wherever the data is shown")
     p.add_argument(
         "--privacy",
@@ -446,7 +450,7 @@ def add_commands(fairshare: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--licence-class", choices=classes)
     p.add_argument("--licence-id")
     p.add_argument("--licence-name")
-    p.add_argument("--licence-url", help="'' removes it")
+    p.add_argument("--licence-url", help=f"'' removes it, with --licence-id {NO_LICENCE} only")
     p.add_argument("--attribution")
     p.add_argument("--privacy", choices=[c.value for c in PrivacyClass])
     catalogue = p.add_argument_group("open-data catalogue ('' clears a text)")

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from datahub import audit
-from datahub.domain import SLUG, LicenceClass, Purpose
+from datahub.domain import NO_LICENCE, NO_LICENCE_NAME, SLUG, LicenceClass, Purpose
 from datahub.errors import BadRequest, Conflict, NotFound
 from datahub.fairshare import keys
 from datahub.fairshare.close import period_bounds
@@ -202,15 +202,49 @@ def _check_dataset_fields(fields: DatasetFields) -> DatasetFields:
     url = check_text("licence URL", fields.licence_url) if fields.licence_url else None
     if url is not None and not url.startswith(("https://", "http://")):
         raise BadRequest(f"licence URL {url!r} must be an http(s) URL")
+    licence_id, licence_name = _check_licence(
+        licence_class,
+        check_text("licence id", fields.licence_id),
+        check_text("licence name", fields.licence_name),
+        url,
+    )
     return DatasetFields(
         name=check_text("name", fields.name),
         licence_class=licence_class.value,
-        licence_id=check_text("licence id", fields.licence_id),
-        licence_name=check_text("licence name", fields.licence_name),
+        licence_id=licence_id,
+        licence_name=licence_name,
         licence_url=url,
         attribution=check_text("attribution", fields.attribution),
         privacy=privacy.value,
     )
+
+
+def _check_licence(
+    licence_class: LicenceClass, licence_id: str, name: str, url: str | None
+) -> tuple[str, str]:
+    """Return a dataset's licence id and name: a licence has a URL, or it is `none`.
+
+    A client must be able to look up the terms a dataset comes with, or be told plainly
+    that there are none yet; open data is reusable only under a licence.
+    """
+    if licence_id.lower() != NO_LICENCE:
+        if url is None:
+            raise BadRequest(
+                f"licence {licence_id!r} needs a licence URL (e.g. its dcat-ap.de IRI, "
+                f"{vocabularies.LICENCES}dl-by-de/2.0 or {vocabularies.LICENCES}other-closed), "
+                f"or the licence id {NO_LICENCE!r} ({NO_LICENCE_NAME})"
+            )
+        return licence_id, name
+    if url is not None:
+        raise BadRequest(f"licence {NO_LICENCE!r} ({NO_LICENCE_NAME}) has no URL; got {url!r}")
+    if name != NO_LICENCE_NAME:
+        raise BadRequest(f"licence {NO_LICENCE!r} is named {NO_LICENCE_NAME!r}, not {name!r}")
+    if licence_class is LicenceClass.OPEN:
+        raise BadRequest(
+            f"an open dataset needs a licence: open data is reusable only under one, not "
+            f"with {NO_LICENCE!r} ({NO_LICENCE_NAME})"
+        )
+    return NO_LICENCE, name
 
 
 def add_dataset(

@@ -26,7 +26,7 @@ from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, XSD
 
 from datahub.config import OpenDataSettings
-from datahub.domain import City, LicenceClass
+from datahub.domain import NO_LICENCE, City, LicenceClass
 from datahub.opendata import vocabularies as voc
 from datahub.opendata.bulk import file_url as bulk_files_url
 from datahub.storage.bulk_files import BulkFile
@@ -229,8 +229,15 @@ class _Builder:
         return (
             f"Eingeschränkt: Nutzung nur mit Freigabe des Datengebers "
             f"({entry.facts.supplier_name}){paid}, über die REST-API mit einem API-Schlüssel. "
-            f"Anfragen an {email}. Lizenz: {entry.dataset.licence_name}."
+            f"Anfragen an {email}. {self.licence_text(entry.dataset)}"
         )
+
+    @staticmethod
+    def licence_text(record: DatasetRecord) -> str:
+        """Name a dataset's licence in German, or say plainly that there is none."""
+        if record.licence_id == NO_LICENCE:
+            return "Keine Lizenz angegeben (no licence given)."
+        return f"Lizenz: {record.licence_name}."
 
     def distributions(self, entry: Entry) -> list[URIRef]:
         record = entry.dataset
@@ -291,7 +298,7 @@ class _Builder:
         self.add(distribution, DCTERMS.format, URIRef(f"{voc.FILE_TYPE}/{file_type}"))
         self.add(distribution, DCAT.mediaType, URIRef(f"{voc.MEDIA_TYPE}/{media_type}"))
         licence = record.metadata.licence_uri or voc.default_licence_uri(
-            record.licence_id, LicenceClass(record.licence_class)
+            record.licence_id, LicenceClass(record.licence_class), record.licence_url
         )
         self.add(distribution, DCTERMS.license, URIRef(licence))
         self.add(distribution, DCATDE.licenseAttributionByText, Literal(record.attribution))

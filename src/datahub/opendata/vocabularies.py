@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from datahub.domain import City, LicenceClass
+from datahub.domain import NO_LICENCE, City, LicenceClass
 
 LICENCES = "http://dcat-ap.de/def/licenses/"
 # The dcat-ap.de licence list (https://www.dcat-ap.de/def/licenses/), by the path after
@@ -126,8 +126,18 @@ def licence_uri(licence_id: str) -> str | None:
     return LICENCES + known if known is not None else None
 
 
-def default_licence_uri(licence_id: str, licence_class: LicenceClass) -> str:
-    """Return a dataset's dcat-ap.de licence: its licence id's, else its class's `other-…`."""
+def default_licence_uri(
+    licence_id: str, licence_class: LicenceClass, licence_url: str | None = None
+) -> str:
+    """Return a dataset's dcat-ap.de licence: its URL's or its licence id's, else its class's.
+
+    A dataset without a licence (`none`) grants no one anything: `other-closed`, whatever
+    its class.
+    """
+    if licence_id == NO_LICENCE:
+        return LICENCES + "other-closed"
+    if licence_url is not None and is_licence_uri(licence_url):
+        return licence_url
     return licence_uri(licence_id) or LICENCES + _BY_CLASS[licence_class]
 
 

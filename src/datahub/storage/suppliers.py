@@ -8,6 +8,8 @@ from datetime import datetime
 
 import psycopg
 
+from datahub.domain import NO_LICENCE, NO_LICENCE_NAME
+
 
 @dataclass(frozen=True, slots=True)
 class SupplierRow:
@@ -22,7 +24,8 @@ def upsert_suppliers(
     """Insert or update suppliers by slug; return slug -> id for all of them.
 
     Each supplier gets its own dataset, with its slug, if it has none: restricted, so
-    that no device is public until an administrator says so.
+    that no device is public until an administrator says so, and without a licence until
+    one is chosen.
     """
     if not suppliers:
         return {}
@@ -82,11 +85,11 @@ def _insert_own_datasets(conn: psycopg.Connection, *, supplier_ids: Sequence[int
         """
         INSERT INTO dataset (slug, supplier_id, name, licence_class, licence_id, licence_name,
                              attribution)
-        SELECT s.slug, s.id, s.name, 'restricted', 'proprietary', 'All rights reserved', s.name
+        SELECT s.slug, s.id, s.name, 'restricted', %s, %s, s.name
         FROM supplier s WHERE s.id = ANY(%s)
         ON CONFLICT (slug) DO NOTHING
         """,
-        (list(supplier_ids),),
+        (NO_LICENCE, NO_LICENCE_NAME, list(supplier_ids)),
     )
 
 
