@@ -13,13 +13,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
 import psycopg
 import pytest
-from dashboard_seed import seed
+from dashboard_seed import Seeded, seed, seed_counting
 from dashboard_stack import (
     ARTIFACTS,
     CHROMIUM,
@@ -75,12 +76,30 @@ def tile_server() -> Iterator[tuple[str, list[str]]]:
 @pytest.fixture(scope="session")
 def stack(tile_server: tuple[str, list[str]]) -> Iterator[Stack]:
     """Seed a fresh database and serve it with `datahub api` on a free port."""
+    with _serve(seed, "datahub_test_dashboard", tile_server) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def counting_stack(tile_server: tuple[str, list[str]]) -> Iterator[Stack]:
+    """A stack of people counters only, some of them personal (dashboard_seed.py)."""
+    with _serve(seed_counting, "datahub_test_dashboard_counts", tile_server) as served:
+        yield served
+
+
+@contextmanager
+def _serve(
+    seeder: Callable[[psycopg.Connection], Seeded],
+    database_name: str,
+    tile_server: tuple[str, list[str]],
+) -> Iterator[Stack]:
+    """Seed a fresh database with `seeder` and serve it with `datahub api` on a free port."""
     if not (STATIC_DIR / "index.html").is_file():
         pytest.fail(f"the dashboard is not built in {STATIC_DIR}: run `make web`")
     tile_url, tile_hits = tile_server
-    with temporary_database("timescaledb", "datahub_test_dashboard") as database:
+    with temporary_database("timescaledb", database_name) as database:
         with psycopg.connect(database.url) as conn:
-            seeded = seed(conn)
+            seeded = seeder(conn)
         port = free_port()
         env = {
             key: value
@@ -146,6 +165,16 @@ def visit(stack: Stack, browser: Browser) -> Iterator[Callable[..., Visit]]:
 
     `allow` exempts console errors that a test provokes on purpose (by a substring).
     """
+    yield from _visits(stack, browser)
+
+
+@pytest.fixture
+def counting_visit(counting_stack: Stack, browser: Browser) -> Iterator[Callable[..., Visit]]:
+    """Open pages of the counters' stack, as `visit` does."""
+    yield from _visits(counting_stack, browser)
+
+
+def _visits(stack: Stack, browser: Browser) -> Iterator[Callable[..., Visit]]:
     visits: list[tuple[Visit, BrowserContext, tuple[str, ...]]] = []
 
     def open_context(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from datahub.domain import City, Device, LevelCalibration, Location, Placement
+from datahub.privacy import PrivacyClass
 from datahub.storage import datasets, devices, readings, suppliers
 from datahub.storage.datasets import DatasetFields, DatasetMetadata
 from datahub.storage.readings import ReadingRow
@@ -71,6 +72,8 @@ class DeviceSpec:
     occupied: bool = False  # parking bays: the latest state
     area: str | None = None  # district or zone
     distance: float = 900.0  # waste bins: the newest distance (200: above 80 % full)
+    privacy: PrivacyClass | None = None  # None: its dataset's class
+    rate: float = 1.0  # people counters: how busy their street is
 
 
 OPEN_DATASETS = (
@@ -129,7 +132,7 @@ SUMMARY_DATASETS = (
         licence_class="commercial",
         licence_id="kommerziell-1.0",
         licence_name="Nutzung gegen Entgelt",
-        licence_url=None,
+        licence_url="http://dcat-ap.de/def/licenses/other-commercial",
         attribution="Entsorgung Dortmund GmbH",
     ),
     DatasetSpec(
@@ -140,7 +143,7 @@ SUMMARY_DATASETS = (
         licence_class="restricted",
         licence_id="vereinbarung-1.0",
         licence_name="Nutzung nach Vereinbarung",
-        licence_url=None,
+        licence_url="http://dcat-ap.de/def/licenses/other-closed",
         attribution="Stadt Schwerte, Tiefbau",
     ),
 )
@@ -150,8 +153,8 @@ RESTRICTED_DATASET = DatasetSpec(
     supplier_name="Sicherheitsdienst Ruhr GmbH",
     name="Werkschutz intern",
     licence_class="restricted",
-    licence_id="proprietary",
-    licence_name="All rights reserved",
+    licence_id="none",
+    licence_name="no licence given",
     licence_url=None,
     attribution="Sicherheitsdienst Ruhr GmbH",
 )
@@ -334,6 +337,75 @@ RESTRICTED_DEVICES = (
 )
 
 
+# A separate stack's people counters (seed_counting): in Schwerte as many personal ones as
+# privacy.k_min asks for (its default), so the city's count is served; in Dortmund fewer,
+# so it is withheld. A public counter in each city counts in either case.
+K_MIN = 5
+COUNTING_DATASET = DatasetSpec(
+    slug="passanten-ruhr",
+    supplier="ruhr-passanten",
+    supplier_name="Passantenzählung Ruhr",
+    name="Passantenfrequenz Dortmund und Schwerte",
+    licence_class="open",
+    licence_id="dl-de/by-2-0",
+    licence_name="Datenlizenz Deutschland - Namensnennung - 2.0",
+    licence_url="https://www.govdata.de/dl-de/by-2-0",
+    attribution="Passantenzählung Ruhr",
+)
+
+
+PERSONAL_COUNTERS = tuple(
+    DeviceSpec(
+        f"24E12471C00000{i:02X}",
+        f"sw-passanten-{i}",
+        City.SCHWERTE,
+        COUNTING_DATASET.slug,
+        "milesight-iot/vs133",
+        51.4440 + i / 1000,
+        7.5650,
+        privacy=PrivacyClass.PERSONAL,
+        rate=1.0 + i / 2,
+    )
+    for i in range(K_MIN)
+) + tuple(
+    DeviceSpec(
+        f"24E12471D00000{i:02X}",
+        f"do-passanten-{i}",
+        City.DORTMUND,
+        COUNTING_DATASET.slug,
+        "milesight-iot/vs133",
+        51.5140 + i / 1000,
+        7.4600,
+        privacy=PrivacyClass.PERSONAL,
+        rate=3.0 + i,
+    )
+    for i in range(2)
+)
+PUBLIC_COUNTERS = (
+    DeviceSpec(
+        "24E12471C0000100",
+        "sw-passanten-markt",
+        City.SCHWERTE,
+        COUNTING_DATASET.slug,
+        "milesight-iot/vs133",
+        51.4430,
+        7.5660,
+        rate=0.5,
+    ),
+    DeviceSpec(
+        "24E12471D0000100",
+        "do-passanten-markt",
+        City.DORTMUND,
+        COUNTING_DATASET.slug,
+        "milesight-iot/vs133",
+        51.5130,
+        7.4610,
+        rate=0.25,
+    ),
+)
+COUNTING_DEVICES = (*PERSONAL_COUNTERS, *PUBLIC_COUNTERS)
+
+
 def value_at(spec: DeviceSpec, metric: str, time: datetime) -> float:
     """The reading of `metric` at `time`: a daily cycle per metric, shifted per device."""
     hour = time.hour + time.minute / 60
@@ -373,6 +445,45 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
     """Register the datasets and devices and store their readings; the caller commits."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     specs = (*OPEN_DATASETS, COUNTER_DATASET, *SUMMARY_DATASETS, RESTRICTED_DATASET)
+    supplier_ids = _register_datasets(conn, specs)
+    for d in SUMMARY_DATASETS:
+        record = datasets.get_dataset(conn, slug=d.slug)
+        assert record is not None
+        datasets.update_metadata(
+            conn, dataset_id=record.id, metadata=DatasetMetadata(public_summaries=True)
+        )
+    every = (*DEVICES, COUNTER, *SUMMARY_DEVICES, *RESTRICTED_DEVICES)
+    seeded = Seeded(now=now)
+    seeded.last_seen = _register_devices(
+        conn, every, supplier_ids=supplier_ids, specs=specs, now=now, history=HISTORY
+    )
+    for spec in every:
+        if spec in RESTRICTED_DEVICES:
+            seeded.restricted[spec.dev_eui] = spec
+        elif spec in DEVICES:
+            seeded.devices[spec.dev_eui] = spec
+    return seeded
+
+
+def seed_counting(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
+    """Register the people counters of COUNTING_DEVICES with a day of readings."""
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    specs = (COUNTING_DATASET,)
+    supplier_ids = _register_datasets(conn, specs)
+    seeded = Seeded(now=now, devices={s.dev_eui: s for s in COUNTING_DEVICES})
+    seeded.last_seen = _register_devices(
+        conn,
+        COUNTING_DEVICES,
+        supplier_ids=supplier_ids,
+        specs=specs,
+        now=now,
+        history=timedelta(days=1),
+    )
+    return seeded
+
+
+def _register_datasets(conn: psycopg.Connection, specs: tuple[DatasetSpec, ...]) -> dict[str, int]:
+    """Register the datasets and their suppliers; return supplier slug -> id."""
     supplier_ids = suppliers.upsert_suppliers(
         conn,
         suppliers=[SupplierRow(d.supplier, d.supplier_name, "city_department") for d in specs],
@@ -391,14 +502,21 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
                 attribution=d.attribution,
             ),
         )
-    for d in SUMMARY_DATASETS:
-        record = datasets.get_dataset(conn, slug=d.slug)
-        assert record is not None
-        datasets.update_metadata(
-            conn, dataset_id=record.id, metadata=DatasetMetadata(public_summaries=True)
-        )
+    return supplier_ids
+
+
+def _register_devices(
+    conn: psycopg.Connection,
+    every: tuple[DeviceSpec, ...],
+    *,
+    supplier_ids: dict[str, int],
+    specs: tuple[DatasetSpec, ...],
+    now: datetime,
+    history: timedelta,
+) -> dict[str, datetime]:
+    """Register the devices and store their readings of `history` before `now`; return
+    each one's last uplink."""
     supplier_of = {d.slug: d.supplier for d in specs}
-    every = (*DEVICES, COUNTER, *SUMMARY_DEVICES, *RESTRICTED_DEVICES)
     devices.upsert_devices(
         conn,
         devices=[
@@ -413,22 +531,23 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
                 placement=PLACEMENTS[s.profile],
                 area=s.area,
                 level=BIN_LEVEL if s.profile == "dragino/ldds75" else None,
+                privacy=s.privacy,
             )
             for s in every
         ],
         supplier_ids=supplier_ids,
     )
     ids = {eui: entry.device_id for eui, entry in devices.select_registry(conn).items()}
-    seeded = Seeded(now=now)
+    last_seen: dict[str, datetime] = {}
     rows: list[ReadingRow] = []
     for spec in every:
         end = now - (spec.silent_for or timedelta(0))
-        times = [end - i * STEP for i in range(int(HISTORY / STEP))]
+        times = [end - i * STEP for i in range(int(history / STEP))]
         for metric in SEEDED_METRICS[spec.profile]:
             total = COUNTER_START
             for time in sorted(times):
                 if metric == "people_in":
-                    total += people_counted(time)
+                    total += round(spec.rate * people_counted(time))
                     value = total
                 else:
                     value = value_at(spec, metric, time)
@@ -437,11 +556,7 @@ def seed(conn: psycopg.Connection, *, now: datetime | None = None) -> Seeded:
                 if time == times[0] and metric == "distance":
                     value = spec.distance
                 rows.append(ReadingRow(time, ids[spec.dev_eui], metric, value))
-        seeded.last_seen[spec.dev_eui] = times[0]
-        if spec in RESTRICTED_DEVICES:
-            seeded.restricted[spec.dev_eui] = spec
-        elif spec in DEVICES:
-            seeded.devices[spec.dev_eui] = spec
+        last_seen[spec.dev_eui] = times[0]
     readings.insert_readings(conn, rows=rows)
-    devices.mark_seen(conn, last_seen={ids[eui]: t for eui, t in seeded.last_seen.items()})
-    return seeded
+    devices.mark_seen(conn, last_seen={ids[eui]: t for eui, t in last_seen.items()})
+    return last_seen

@@ -7,8 +7,10 @@ import socket
 import struct
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import psycopg
 from dashboard_seed import Seeded
 from playwright.sync_api import Page
 from realservices import Database
@@ -82,3 +84,25 @@ class Visit:
         self.page.goto(f"{self.base_url}/{fragment}")
         self.page.wait_for_selector("body[data-state=ready]", timeout=15_000)
         return self.page
+
+
+def database_increase(stack: Stack, *, dev_eui: str, metric: str, start: str, end: str) -> float:
+    """What a counter counted in [start, end): its last value in it less the last before."""
+    with psycopg.connect(stack.database.url) as conn:
+        row = conn.execute(
+            """
+            SELECT (SELECT r.value FROM reading r WHERE r.device_id = d.id AND r.metric = %(m)s
+                      AND r.time < %(end)s ORDER BY r.time DESC LIMIT 1)
+                 - (SELECT r.value FROM reading r WHERE r.device_id = d.id AND r.metric = %(m)s
+                      AND r.time < %(start)s ORDER BY r.time DESC LIMIT 1)
+            FROM device d WHERE d.dev_eui = %(eui)s
+            """,
+            {
+                "m": metric,
+                "eui": dev_eui,
+                "start": datetime.fromisoformat(start),
+                "end": datetime.fromisoformat(end),
+            },
+        ).fetchone()
+    assert row is not None
+    return float(row[0])

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from dashboard_seed import BAYS, BINS, COUNTER, DEVICES, RESTRICTED_DATASET, RESTRICTED_DEVICES
-from dashboard_stack import PHONE, Stack, Visit
+from dashboard_stack import PHONE, Stack, Visit, database_increase
 from playwright.sync_api import Locator, Page, Response, Route, expect
 
 from datahub.storage.buckets import BUCKET_ORIGIN
@@ -408,28 +408,6 @@ def test_its_use_is_metered_as_anonymous_public_interest_use(
         "abfall-dortmund",  # its open summary
         "parken-schwerte",
     }
-
-
-def database_increase(stack: Stack, *, dev_eui: str, metric: str, start: str, end: str) -> float:
-    """What a counter counted in [start, end): its last value in it less the last before."""
-    with psycopg.connect(stack.database.url) as conn:
-        row = conn.execute(
-            """
-            SELECT (SELECT r.value FROM reading r WHERE r.device_id = d.id AND r.metric = %(m)s
-                      AND r.time < %(end)s ORDER BY r.time DESC LIMIT 1)
-                 - (SELECT r.value FROM reading r WHERE r.device_id = d.id AND r.metric = %(m)s
-                      AND r.time < %(start)s ORDER BY r.time DESC LIMIT 1)
-            FROM device d WHERE d.dev_eui = %(eui)s
-            """,
-            {
-                "m": metric,
-                "eui": dev_eui,
-                "start": datetime.fromisoformat(start),
-                "end": datetime.fromisoformat(end),
-            },
-        ).fetchone()
-    assert row is not None
-    return float(row[0])
 
 
 def labels_fit(page: Page) -> list[tuple[str, float, float]]:

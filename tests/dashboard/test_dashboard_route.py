@@ -97,6 +97,13 @@ def test_the_page_is_not_part_of_the_api_schema() -> None:
     assert api.get("/docs").status_code == 200
 
 
+def test_the_page_knows_how_many_personal_devices_an_aggregate_needs() -> None:
+    settings = Settings(privacy={"k_min": 7})  # type: ignore[arg-type]
+    response = TestClient(create_app(settings)).get("/")
+
+    assert page_config(response.text)["k_min"] == 7
+
+
 def test_the_official_basemap_by_name_with_its_credit() -> None:
     response = client(basemap="basemap.de").get("/")
 

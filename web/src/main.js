@@ -11,6 +11,7 @@ import L from "leaflet";
 
 import {
   ApiError,
+  loadCityCount,
   loadCityCounts,
   loadDatasets,
   loadDevices,
@@ -68,7 +69,9 @@ const state = {
   devices: [],
   latest: new Map(), // dev_eui -> Map(metric -> {time, value})
   counts: new Map(), // dev_eui -> count of the last hour, of the counter metric `countsOf`
-  countsOf: null, // "metric|city" the counts are of
+  cityCounts: new Map(), // "metric|dataset|city" -> what all the city's counters counted
+  countWindow: null, // {from, to}: the hour the counts are of
+  countsOf: null, // "metric|dataset|cities" the counts are of
   waste: null, // the open summaries, null when the API has none
   parking: null,
   filters: { city: "", metric: "", dataset: "" },
@@ -172,22 +175,46 @@ function isCounter(device, metric) {
   return (device.counters ?? []).includes(metric);
 }
 
-// The counts of the last hour of the chosen metric's counters, one call per city.
+// The counts of the last hour of the chosen metric's counters, one call per city, and each
+// city's count where it has personal counters: their own series are left out of the
+// per-device counts (docs/privacy.md), the city-wide series holds them once there are
+// `k_min` of them. Fewer, or withheld, the city shows what its other counters counted.
 async function loadCounts() {
-  const metric = state.filters.metric;
+  const { metric, dataset } = state.filters;
   const cities = state.filters.city ? [state.filters.city] : CITIES;
-  const key = `${metric}|${cities.join(",")}`;
+  const key = `${metric}|${dataset}|${cities.join(",")}`;
   const counters = state.devices.filter((d) => isCounter(d, metric) && cities.includes(d.city));
   if (!counters.length || state.countsOf === key) return;
   const to = new Date();
   const from = new Date(to.getTime() - COUNT_WINDOW_MS);
   const withCounters = cities.filter((c) => counters.some((d) => d.city === c));
-  const series = (
-    await Promise.all(withCounters.map((city) => loadCityCounts({ city, metric, from, to })))
-  ).flat();
-  state.counts = new Map(
-    series.map((s) => [s.device, s.points.reduce((sum, point) => sum + point.value, 0)]),
+  // Only where the city has enough personal counters for the API to publish their sum.
+  const kMin = state.config.k_min ?? 1;
+  const withPersonal = withCounters.filter(
+    (c) =>
+      counters.filter(
+        (d) => d.city === c && d.privacy === "personal" && (!dataset || d.dataset === dataset),
+      ).length >= kMin,
   );
+  const withheldAsNull = (error) => {
+    if (error instanceof ApiError && error.error === "Withheld") return null;
+    throw error;
+  };
+  const [series, cityCounts] = await Promise.all([
+    Promise.all(withCounters.map((city) => loadCityCounts({ city, metric, from, to }))),
+    Promise.all(
+      withPersonal.map((city) =>
+        loadCityCount({ city, metric, dataset, from, to })
+          .catch(withheldAsNull)
+          .then((count) => [`${metric}|${dataset}|${city}`, count]),
+      ),
+    ),
+  ]);
+  state.counts = new Map(
+    series.flat().map((s) => [s.device, s.points.reduce((sum, point) => sum + point.value, 0)]),
+  );
+  state.cityCounts = new Map(cityCounts.filter(([, count]) => count !== null));
+  state.countWindow = { from, to };
   state.countsOf = key;
 }
 
@@ -514,6 +541,7 @@ function renderSummary() {
       dd.dataset.key = key;
       if (title) dd.title = title;
       list.append(dt, dd);
+      return dd;
     };
     add(
       "online",
@@ -528,7 +556,8 @@ function renderSummary() {
     );
     // Headline values over the sensors that are online: a silent one's value is stale.
     // Means per placement (indoor and outdoor air differ); a sensor whose placement is
-    // not known counts in neither. Counters: what they counted in the last hour.
+    // not known counts in neither. Counters: what they counted in the last hour, all of
+    // the city's as the API counted them where it served that, else the sum of their own.
     const headline = ["pm2_5", "temperature", "co2"];
     const chosen = state.filters.metric;
     if (chosen && chosen !== "occupancy" && !headline.includes(chosen)) headline.push(chosen);
@@ -538,13 +567,16 @@ function renderSummary() {
         const counts = counters
           .map((d) => state.counts.get(d.dev_eui))
           .filter((v) => v !== undefined);
-        if (counts.length) {
-          const total = counts.reduce((a, b) => a + b, 0);
-          add(
+        const cityCount = state.cityCounts.get(`${metric}|${state.filters.dataset}|${city}`);
+        if (cityCount !== undefined || counts.length) {
+          const total = cityCount ?? counts.reduce((a, b) => a + b, 0);
+          const shown = add(
             `count_${metric}`,
             t("summary.count_hour", { metric: metricName(metric) }),
             formatNumber(total),
           );
+          shown.dataset.from = state.countWindow.from.toISOString();
+          shown.dataset.to = state.countWindow.to.toISOString();
         }
         continue;
       }

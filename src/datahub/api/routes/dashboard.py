@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from datahub.api.deps import SettingsDep
-from datahub.config import DashboardSettings, Settings
+from datahub.config import Settings
 from datahub.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -70,7 +70,7 @@ def _page(name: str, settings: Settings) -> HTMLResponse:
         raise NotFound(
             "the dashboard is not built; run `make web` (npm and esbuild, see docs/dashboard.md)"
         ) from None
-    page = page.replace(CONFIG_PLACEHOLDER, _script_json(_page_config(settings.dashboard)))
+    page = page.replace(CONFIG_PLACEHOLDER, _script_json(_page_config(settings)))
     return HTMLResponse(
         page,
         headers={
@@ -80,12 +80,15 @@ def _page(name: str, settings: Settings) -> HTMLResponse:
     )
 
 
-def _page_config(dashboard: DashboardSettings) -> dict[str, object]:
-    tiles = dashboard.tiles
+def _page_config(settings: Settings) -> dict[str, object]:
+    tiles = settings.dashboard.tiles
     return {
         "tile_url": tiles.tile_url,
         "tile_attribution": tiles.attribution,
         "tile_max_zoom": tiles.max_zoom,
+        # The fewest personal devices the API publishes an aggregate over: the page asks
+        # for a city's count only where it has that many (docs/privacy.md).
+        "k_min": settings.privacy.k_min,
     }
 
 
