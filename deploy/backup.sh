@@ -95,11 +95,16 @@ start_wal_file() {
 cmd_base() {
     (($# == 1)) || usage
     local dir=$1 name partial
-    name=$(date -u +%Y%m%dT%H%M%SZ)
-    partial=$dir/base/$name.partial
     pg_dir "$dir/base"
     pg_dir "$dir/wal"
-    [[ ! -e $(host_path "$dir/base/$name") ]] || die "$dir/base/$name exists already"
+    # Names are to the second and sort by time: a backup that follows one made within
+    # the same second (a small database backs up in less) takes the next second's name.
+    name=$(date -u +%Y%m%dT%H%M%SZ)
+    while [[ -e $(host_path "$dir/base/$name") || -e $(host_path "$dir/base/$name.partial") ]]; do
+        sleep 0.2
+        name=$(date -u +%Y%m%dT%H%M%SZ)
+    done
+    partial=$dir/base/$name.partial
     say "base backup into $dir/base/$name"
     # Plain format, so pg_verifybackup can check every file against the manifest; -X stream
     # puts the WAL of the backup's own duration in it, so each base restores on its own.
