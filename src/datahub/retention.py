@@ -65,30 +65,18 @@ def run(conn: psycopg.Connection, *, now: datetime, batch: int = BATCH) -> Reten
     if db.has_timescaledb(conn):
         _drop_chunks(conn, datasets, report)
     for dataset in datasets:
-        if dataset.readings_before is not None:
-            report.readings[dataset.slug] = _in_batches(
-                conn,
-                functools.partial(
-                    retention.delete_old_readings,
+        for deleted, delete, before in (
+            (report.readings, retention.delete_old_readings, dataset.readings_before),
+            (report.uplinks, retention.delete_old_uplinks, dataset.uplinks_before),
+        ):
+            if before is not None:
+                deleted[dataset.slug] = _in_batches(
                     conn,
-                    dataset_id=dataset.dataset_id,
-                    before=dataset.readings_before,
-                    limit=batch,
-                ),
-                batch,
-            )
-        if dataset.uplinks_before is not None:
-            report.uplinks[dataset.slug] = _in_batches(
-                conn,
-                functools.partial(
-                    retention.delete_old_uplinks,
-                    conn,
-                    dataset_id=dataset.dataset_id,
-                    before=dataset.uplinks_before,
-                    limit=batch,
-                ),
-                batch,
-            )
+                    functools.partial(
+                        delete, conn, dataset_id=dataset.dataset_id, before=before, limit=batch
+                    ),
+                    batch,
+                )
     unregistered = common_cutoff([d.uplinks_before for d in datasets])
     if unregistered is not None:
         report.unregistered_uplinks = _in_batches(
