@@ -158,9 +158,10 @@ def run(settings: Settings, options: IngestOptions, workdir: Path) -> dict[str, 
             "qos1_to_ceiling": round(e2e_qos1.per_s / ceiling, 3),
             "naive_to_ceiling": round(naive.per_s / ceiling, 3),
         },
+        # The end-to-end ratios to the ceiling and to naive are figures, no longer targets:
+        # each ceiling is measured with its part alone on the machine, while end to end
+        # every part shares its cores (docs/performance.md, withdrawn 2026-12-04).
         "targets": {
-            "end_to_end_at_least_half_the_ceiling": e2e.per_s >= 0.5 * ceiling,
-            "end_to_end_at_least_10x_naive": e2e.per_s >= 10 * naive.per_s,
             "qos1_at_least_5000": e2e_qos1.per_s >= 5000,
             "latency_p99_under_1s": percentile(latencies, 99) < 1.0,
         },
