@@ -19,6 +19,9 @@ The upgrade changes only what it must:
   `other-commercial`). What the hub says of a dataset's licence does not change; the
   REST API now says it too.
 
+Each dataset it changes gets an entry in the audit log, in the same transaction:
+`dataset.update` by `migration:0016`, its licence id, name and URL before and after.
+
 Then the CHECK `licence_url IS NOT NULL OR licence_id = 'none'`: added NOT VALID, so the
 ALTER holds its lock only for an instant, and validated in a transaction of its own, which
 lets reads and writes of datasets go on meanwhile.
@@ -28,7 +31,14 @@ The downgrade drops the check and keeps the licences: they are valid before it t
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import sqlalchemy as sa
 from alembic import op
+
+from datahub.audit import chain_hash, entry_body
+from datahub.storage.audit import CHAIN_LOCK, GENESIS
 
 revision = "0016"
 down_revision = "0015"
@@ -117,8 +127,67 @@ ALTER TABLE dataset ADD CONSTRAINT ck_dataset_licence_given
 DOWNGRADE = "ALTER TABLE dataset DROP CONSTRAINT ck_dataset_licence_given;"
 
 
+ACTOR = f"migration:{revision}"
+LICENCE_FIELDS = "slug, licence_id, licence_name, licence_url"
+
+
+def _licences(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(sa.text(f"SELECT {LICENCE_FIELDS} FROM dataset")).all()
+    return {
+        slug: {"licence_id": licence_id, "licence_name": name, "licence_url": url}
+        for slug, licence_id, name, url in rows
+    }
+
+
+def _audit(conn: sa.Connection, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Append a `dataset.update` entry for each dataset the upgrade changed, chained as
+    datahub.audit does, with this revision's own SQL (the table as 0015 made it)."""
+    changed = sorted(slug for slug in before if before[slug] != after[slug])
+    if not changed:
+        return
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": CHAIN_LOCK})
+    seq, prev, at = conn.execute(
+        sa.text(
+            "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM audit_log "
+            "ORDER BY seq DESC LIMIT 1), :genesis), clock_timestamp() FROM audit_log"
+        ),
+        {"genesis": GENESIS},
+    ).one()
+    prev = bytes(prev)
+    for slug in changed:
+        seq += 1
+        fields = {
+            "seq": seq,
+            "at": at,
+            "actor": ACTOR,
+            "action": "dataset.update",
+            "target": f"dataset:{slug}",
+            "before": before[slug],
+            "after": after[slug],
+        }
+        digest = chain_hash(prev, entry_body(**fields))
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_log (seq, at, actor, action, target, before, after, "
+                "prev_hash, hash) VALUES (:seq, :at, :actor, :action, :target, "
+                "CAST(:before AS jsonb), CAST(:after AS jsonb), :prev_hash, :hash)"
+            ),
+            {
+                **fields,
+                "before": json.dumps(fields["before"]),
+                "after": json.dumps(fields["after"]),
+                "prev_hash": prev,
+                "hash": digest,
+            },
+        )
+        prev = digest
+
+
 def upgrade() -> None:
+    conn = op.get_bind()
+    before = _licences(conn)
     op.execute(UPGRADE)
+    _audit(conn, before, _licences(conn))
     # Validating scans the table under a lock that lets reads and writes go on, but only
     # in a transaction of its own: the ALTER above holds its stronger lock until commit.
     with op.get_context().autocommit_block():

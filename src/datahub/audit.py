@@ -16,8 +16,9 @@ without a gap, so a deleted entry shows as a gap.
 
 Actors: `key:<prefix>` for an API key, `cli:<OS user>` for the command line, which
 `datahub --as NAME` extends to `cli:<OS user> as NAME` (the OS user stays: a name given on
-the command line is a claim, the account is a fact). The secret of a key and its hash are
-never recorded.
+the command line is a claim, the account is a fact); `migration:<revision>` for a
+migration that changes administrative records. The secret of a key and its hash are never
+recorded.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ from ingest_builders import NOW, SOURCES, generate, message, register
 from realservices import BACKENDS, Database, temporary_database
 
 import simulators
+from datahub import audit
 from datahub.ingest.pipeline import Pipeline
+from datahub.storage import audit as audit_log
 from datahub.storage import migrate, uplinks
 
 pytestmark = pytest.mark.services
@@ -282,6 +284,7 @@ def test_every_dataset_has_a_licence_url_or_says_none_is_given(fresh: Database) 
             FROM dataset WHERE slug = 'acme';
             """
         )
+        audit.record(conn, actor="cli:test", action="supplier.add", target="supplier:acme")
         before = dict(conn.execute("SELECT slug, updated_at FROM dataset").fetchall())
 
     migrate.upgrade(fresh.settings())
@@ -304,6 +307,20 @@ def test_every_dataset_has_a_licence_url_or_says_none_is_given(fresh: Database) 
         ]
         moved = {slug for slug, *_, updated_at in rows if updated_at != before[slug]}
         assert moved == {slug for slug, *_ in rows} - {"acme-url"}
+        # Each change is in the audit log, chained onto the entries before it.
+        entries = list(audit_log.iterate_entries(conn))
+        assert audit.verify(entries).intact
+        assert [(e.actor, e.action, e.target) for e in entries[1:]] == [
+            ("migration:0016", "dataset.update", f"dataset:{slug}") for slug in sorted(moved)
+        ]
+        assert (entries[1].before, entries[1].after) == (
+            {
+                "licence_id": "proprietary",
+                "licence_name": "All rights reserved",
+                "licence_url": None,
+            },
+            {"licence_id": "none", "licence_name": "no licence given", "licence_url": None},
+        )
         assert conn.execute(
             "SELECT ds.slug FROM device d JOIN dataset ds ON ds.id = d.dataset_id"
         ).fetchall() == [("acme",)]
