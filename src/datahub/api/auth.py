@@ -9,6 +9,7 @@ its key is wrong.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -206,10 +207,9 @@ async def take_rate_slot(caller: Access, *, rates: Writes) -> None:
     """Take one slot of the caller's rate limit, on the database every process shares;
     TooManyRequests (429) over it."""
     asked = (caller.subject, caller.requests_per_s)
-
-    def take(conn: psycopg.Connection) -> bool:
-        return access.take_rate_slots(conn, [asked])[0]
-
+    take = functools.partial(
+        access.take_rate_slot, subject=caller.subject, limit=caller.requests_per_s
+    )
     if not await rates.run_async(take, key=caller.subject, together=RATE_SLOTS, item=asked):
         raise TooManyRequests(
             f"over the rate limit of {caller.requests_per_s} requests per second"
