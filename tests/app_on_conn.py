@@ -3,7 +3,9 @@ test."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, nullcontext
+from typing import Any, cast
 
 import psycopg
 from fastapi import FastAPI
@@ -13,6 +15,7 @@ from datahub.api.auth import Callers
 from datahub.api.deps import (
     Writers,
     get_lender,
+    get_loop_lender,
     get_primary_lender,
     get_read_lender,
     get_writers,
@@ -34,6 +37,31 @@ def app_on_conn(settings: Settings, conn: psycopg.Connection, catalog: MetricInd
     app.dependency_overrides[get_read_lender] = lambda: lambda: nullcontext(conn)
     app.dependency_overrides[get_primary_lender] = lambda: lambda: nullcontext(conn)
     app.dependency_overrides[get_lender] = lambda: lambda: nullcontext(conn)
+    app.dependency_overrides[get_loop_lender] = lambda: lambda: _on_loop(conn)
     app.dependency_overrides[get_writers] = lambda: Writers(rates=on_conn, ledger=on_conn)
     app.state.callers = Callers(0)
     return app
+
+
+class _LoopOnConn:
+    """The test's connection where a route reads on the event loop: the same statements,
+    made at once (blocking the loop: tests only), in the test's transaction."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, query: Any, params: Any = None) -> _Rows:
+        return _Rows(self._conn.execute(query, params))
+
+
+class _Rows:
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+@asynccontextmanager
+async def _on_loop(conn: psycopg.Connection) -> AsyncIterator[psycopg.AsyncConnection]:
+    yield cast(psycopg.AsyncConnection, _LoopOnConn(conn))

@@ -112,7 +112,13 @@ class SourceSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    pool_size: int = Field(default=8, ge=1, le=256, description="connections per API process")
+    pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="connections per pool of an API process (reads on threads, reads on the "
+        "event loop, writes)",
+    )
     pool_queue: int = Field(
         default=64,
         ge=1,

@@ -220,8 +220,8 @@ def test_rollups_keep_each_buckets_datasets_and_the_callers_filter(
     devices.upsert_devices(conn, devices=fleet, supplier_ids=ids)
     registry = devices.select_registry(conn)
     a, b = registry["00000000000000A1"], registry["00000000000000B1"]
-    ds_a = devices.get_device(conn, dev_eui="00000000000000A1")
-    ds_b = devices.get_device(conn, dev_eui="00000000000000B1")
+    ds_a = devices.device_statement(dev_eui="00000000000000A1").run(conn)
+    ds_b = devices.device_statement(dev_eui="00000000000000B1").run(conn)
     assert ds_a is not None and ds_b is not None and ds_a.dataset_id != ds_b.dataset_id
     # Device a reports on the first two days, device b on the second and third only.
     stored_a = series(a.device_id, T0, 192, timedelta(minutes=15))
@@ -281,7 +281,7 @@ def test_a_city_series_follows_devices_that_change_city_or_dataset(
     ]
     readings.insert_readings(conn, rows=stored)
     rollups.refresh(conn)
-    first = devices.get_device(conn, dev_eui="00000000000000A1")
+    first = devices.device_statement(dev_eui="00000000000000A1").run(conn)
     assert first is not None
     fields = datasets.DatasetFields(
         "Level",

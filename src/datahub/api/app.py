@@ -89,6 +89,8 @@ def create_app(
         # The pools do not wait for the database: the API starts while it is down and
         # answers 503 until it is back.
         reader = db.open_pool(settings, name="api", autocommit=True)
+        # The same for reads made on the event loop (deps.LoopConn).
+        reader_loop = await db.open_async_pool(settings, name="api-loop")
         # The writers' pool prepares no statement: it may go through PgBouncer in
         # transaction mode, which keeps none from one transaction to the next.
         writer = db.open_pool(settings, name="api-writer", prepare=False)
@@ -96,7 +98,7 @@ def create_app(
             rates=Writer(writer, name="rate-writer", durable=False),
             ledger=Writer(writer, name="ledger-writer", durable=True),
         )
-        replica = monitor = None
+        replica = monitor = replica_loop = None
         if settings.replica_conninfo is not None:
             replica = db.open_pool(
                 settings,
@@ -105,10 +107,23 @@ def create_app(
                 autocommit=True,
                 check_timeout_s=CHECK_TIMEOUT_S,
             )
+            replica_loop = await db.open_async_pool(
+                settings,
+                name="api-replica-loop",
+                conninfo=settings.replica_conninfo,
+                check_timeout_s=CHECK_TIMEOUT_S,
+            )
             monitor = ReplicaMonitor(settings)
             monitor.start()
             collectors.register(collector := ReplicaCollector(monitor))
-        reads = Reads(settings, primary=reader, replica=replica, monitor=monitor)
+        reads = Reads(
+            settings,
+            primary=reader,
+            replica=replica,
+            monitor=monitor,
+            primary_loop=reader_loop,
+            replica_loop=replica_loop,
+        )
         app.state.reader_pool, app.state.writer_pool, app.state.writers = reader, writer, writers
         app.state.reads = reads
         # Sync routes run in this thread pool: a thread for every request the gate lets
@@ -139,8 +154,11 @@ def create_app(
                 collectors.unregister(collector)
                 monitor.close()
                 replica.close()
+            if replica_loop is not None:
+                await replica_loop.close()
             writer.close()
             reader.close()
+            await reader_loop.close()
             if app.state.writers is writers:
                 app.state.reader_pool = app.state.writer_pool = app.state.writers = None
                 app.state.reads = None

@@ -7,6 +7,10 @@ own changes; the rate slots and the usage ledger are written by the process's wr
 (api/writer.py) and the administration's changes in a `WriteConn` transaction, both on
 the writer pool (the primary).
 
+The hottest route (a device's raw readings) reads on the event loop: `LoopConn` lends an
+asynchronous connection of the same place, so that none of its round trips needs a
+thread (docs/performance.md).
+
 Those that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its thread
 pool, one hand-over to a worker thread and back per dependency and request (~0.1 ms of
 CPU each here). The caller is resolved in the event loop from what the process remembers
@@ -18,7 +22,7 @@ the event loop (giving back an idle autocommit connection does not wait).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -62,6 +66,7 @@ async def get_metric_index(request: Request) -> MetricIndex:
 
 
 Lender = Callable[[], AbstractContextManager[psycopg.Connection]]
+LoopLender = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +121,24 @@ async def get_primary_lender(request: Request, reads: ReadsDep, _admitted: Admit
     return _lender(request, reads, reads.primary())
 
 
+async def get_loop_lender(request: Request, reads: ReadsDep, _admitted: Admitted) -> LoopLender:
+    """Return what lends an asynchronous reading connection, in autocommit, for reads made
+    on the event loop, where the request's reads go (as `get_read_lender`)."""
+    place = reads.place()
+    return lambda: reads.lend_async(place, record=_recorder(request))
+
+
 def _lender(request: Request, reads: Reads, place: ReadPlace) -> Lender:
+    return lambda: reads.lend(place, record=_recorder(request))
+
+
+def _recorder(request: Request) -> Callable[[ReadPlace], None]:
+    """What notes the place a request read from, for its answer's headers."""
+
     def record(used: ReadPlace) -> None:
         request.state.read = used
 
-    return lambda: reads.lend(place, record=record)
+    return record
 
 
 async def get_lender(request: Request, _admitted: Admitted) -> Lender:
@@ -254,6 +272,16 @@ async def get_primary_conn(
         yield conn
 
 
+async def get_loop_conn(
+    lend: Annotated[LoopLender, Depends(get_loop_lender)],
+    _caller: Annotated[Access, Depends(get_access)],
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Lend the request's reading connection for the event loop, in autocommit, once the
+    caller is resolved; errors as `get_conn`."""
+    async with lend() as conn:
+        yield conn
+
+
 @asynccontextmanager
 async def _lent(lend: Lender) -> AsyncIterator[psycopg.Connection]:
     """Take the connection in a worker thread (taking one may wait); give it back in the
@@ -360,6 +388,8 @@ ViewDep = Annotated[View, Depends(get_view)]
 MetricIndexDep = Annotated[MetricIndex, Depends(get_metric_index)]
 # scope="function": the connection goes back before the response is sent.
 Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
+# The same, for a route whose reads are made on the event loop.
+LoopConn = Annotated[psycopg.AsyncConnection, Depends(get_loop_conn, scope="function")]
 PrimaryConn = Annotated[psycopg.Connection, Depends(get_primary_conn, scope="function")]
 # scope="function": the transaction ends (and commits) before the response is sent, so a
 # failed commit can still answer with an error.

@@ -11,10 +11,17 @@ from fastapi import Response
 from datahub.api.schemas import LicenceOut
 from datahub.domain import NO_LICENCE, NO_LICENCE_NAME
 from datahub.storage import access
+from datahub.storage.access import LicenceRow
 
 
 def licences_of(conn: psycopg.Connection, dataset_ids: Iterable[int]) -> list[LicenceOut]:
     """Return the licences of the datasets a response drew on, by dataset slug."""
+    ids = list(dataset_ids)
+    return licences_out(access.licences_statement(dataset_ids=ids).run(conn)) if ids else []
+
+
+def licences_out(rows: Iterable[LicenceRow]) -> list[LicenceOut]:
+    """The licences of `access.licences_statement`'s rows, as a response shows them."""
     return [
         LicenceOut(
             dataset=row.dataset_slug,
@@ -23,7 +30,7 @@ def licences_of(conn: psycopg.Connection, dataset_ids: Iterable[int]) -> list[Li
             url=row.licence_url,
             attribution=row.attribution,
         )
-        for row in access.select_licences(conn, dataset_ids=list(dataset_ids))
+        for row in rows
     ]
 
 

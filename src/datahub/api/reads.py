@@ -16,15 +16,16 @@ its own changes at once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datahub.api.replica import ReplicaMonitor, ReplicaStatus
@@ -39,6 +40,8 @@ class ReadPlace:
 
     pool: ConnectionPool[Any]
     replica: bool
+    # The same server's pool for reads made on the event loop (`Reads.lend_async`).
+    loop_pool: AsyncConnectionPool[Any] | None = None
     fresh_as_of: float | None = None  # on the replica: time.monotonic() it holds all before
     replica_lag: str | None = None  # on the primary although there is a replica: its lag
 
@@ -68,11 +71,15 @@ class Reads:
         primary: ConnectionPool[Any],
         replica: ConnectionPool[Any] | None = None,
         monitor: ReplicaMonitor | None = None,
+        primary_loop: AsyncConnectionPool[Any] | None = None,
+        replica_loop: AsyncConnectionPool[Any] | None = None,
     ) -> None:
         if (replica is None) != (monitor is None):
             raise ValueError("a replica pool needs its monitor, and the other way round")
         self._primary = primary
         self._replica = replica
+        self._primary_loop = primary_loop
+        self._replica_loop = replica_loop
         self.monitor = monitor
         self._max_lag_s = settings.database.replica_max_lag_s
         self._refuse = settings.database.replica_lagging == "unavailable"
@@ -80,15 +87,20 @@ class Reads:
     def place(self) -> ReadPlace:
         """Where a read goes now; ServiceUnavailable if it must go nowhere."""
         if self._replica is None or self.monitor is None:
-            return ReadPlace(self._primary, replica=False)
+            return self.primary()
         status = self.monitor.status()
         if status.usable(self._max_lag_s):
-            return ReadPlace(self._replica, replica=True, fresh_as_of=status.fresh_as_of)
+            return ReadPlace(
+                self._replica,
+                replica=True,
+                loop_pool=self._replica_loop,
+                fresh_as_of=status.fresh_as_of,
+            )
         return self._instead(status)
 
     def primary(self) -> ReadPlace:
         """The primary, for reads that must see the latest writes."""
-        return ReadPlace(self._primary, replica=False)
+        return ReadPlace(self._primary, replica=False, loop_pool=self._primary_loop)
 
     def status(self) -> ReplicaStatus | None:
         """The replica as its monitor last found it; None without a replica."""
@@ -105,26 +117,70 @@ class Reads:
         try:
             conn = stack.enter_context(db.lend(place.pool))
         except (StorageUnavailable, StorageBusy) as exc:
-            if not place.replica or self.monitor is None:
-                raise
-            if isinstance(exc, StorageUnavailable):
-                self.monitor.suspect(f"no connection to it: {exc}")
-            else:
-                # Behind PgBouncer a replica that went away shows as connections that
-                # never come free: ask it directly (CHECK_TIMEOUT_S at most).
+            self._doubt(place, exc)
+            if isinstance(exc, StorageBusy):
+                assert self.monitor is not None
                 self.monitor.check()
-            status = self.monitor.status()
-            if status.usable(self._max_lag_s):
-                raise  # all its connections are in use: the replica is busy, not gone
-            place = self._instead(status)
+            place = self._without_replica(exc)
             conn = stack.enter_context(db.lend(place.pool))
-        if place.replica and self.monitor and place.staleness_s() > self._max_lag_s:
+        if self._too_stale(place):
             stack.close()
-            place = self._instead(self.monitor.status())
+            place = self._instead(self._status())
             conn = stack.enter_context(db.lend(place.pool))
         record(place)
         with stack:
             yield conn
+
+    @asynccontextmanager
+    async def lend_async(
+        self, place: ReadPlace, *, record: Callable[[ReadPlace], None] = lambda _: None
+    ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """`lend` for the event loop: the same places, the same fallback to the primary."""
+        stack = AsyncExitStack()
+        try:
+            conn = await stack.enter_async_context(db.alend(_loop_pool(place)))
+        except (StorageUnavailable, StorageBusy) as exc:
+            self._doubt(place, exc)
+            if isinstance(exc, StorageBusy):
+                assert self.monitor is not None
+                await asyncio.to_thread(self.monitor.check)
+            place = self._without_replica(exc)
+            conn = await stack.enter_async_context(db.alend(_loop_pool(place)))
+        if self._too_stale(place):
+            await stack.aclose()
+            place = self._instead(self._status())
+            conn = await stack.enter_async_context(db.alend(_loop_pool(place)))
+        record(place)
+        async with stack:
+            yield conn
+
+    def _doubt(self, place: ReadPlace, exc: StorageUnavailable | StorageBusy) -> None:
+        """Re-raise a failure to lend unless it was the replica's; then doubt the replica.
+
+        Behind PgBouncer a replica that went away shows as connections that never come
+        free (StorageBusy): the caller then asks it directly (CHECK_TIMEOUT_S at most).
+        """
+        if not place.replica or self.monitor is None:
+            raise exc
+        if isinstance(exc, StorageUnavailable):
+            self.monitor.suspect(f"no connection to it: {exc}")
+
+    def _without_replica(self, exc: StorageUnavailable | StorageBusy) -> ReadPlace:
+        """Where a read goes whose replica could not lend a connection."""
+        status = self._status()
+        if status.usable(self._max_lag_s):
+            raise exc  # all its connections are in use: the replica is busy, not gone
+        return self._instead(status)
+
+    def _too_stale(self, place: ReadPlace) -> bool:
+        """Whether the replica went past the bound while the request waited for it."""
+        return (
+            place.replica and self.monitor is not None and (place.staleness_s() > self._max_lag_s)
+        )
+
+    def _status(self) -> ReplicaStatus:
+        assert self.monitor is not None
+        return self.monitor.status()
 
     def _instead(self, status: ReplicaStatus) -> ReadPlace:
         if self._refuse:
@@ -139,7 +195,15 @@ class Reads:
             if not status.reachable or status.staleness_s is None
             else tenths_up(status.staleness_s)
         )
-        return ReadPlace(self._primary, replica=False, replica_lag=lag)
+        return ReadPlace(
+            self._primary, replica=False, loop_pool=self._primary_loop, replica_lag=lag
+        )
+
+
+def _loop_pool(place: ReadPlace) -> AsyncConnectionPool[Any]:
+    if place.loop_pool is None:
+        raise StorageUnavailable("the connection pool is not open")
+    return place.loop_pool
 
 
 def tenths_up(seconds: float) -> str:

@@ -75,17 +75,16 @@ def _time(value: str) -> datetime:
 
 
 def _raw_1d(conn: psycopg.Connection, *, dev_eui: str, start: str, end: str) -> int:
-    device = devices.get_device(conn, dev_eui=dev_eui)
+    device = devices.device_statement(dev_eui=dev_eui).run(conn)
     assert device is not None
-    rows = readings.select_readings(
-        conn,
+    rows = readings.readings_statement(
         device_id=device.id,
         metric=METRIC,
         start=_time(start),
         end=_time(end),
         limit=_PAGE + 1,
-    )
-    access.select_licences(conn, dataset_ids=[device.dataset_id])
+    ).run(conn)
+    access.licences_statement(dataset_ids=[device.dataset_id]).run(conn)
     return len(rows)
 
 
@@ -101,12 +100,12 @@ def _latest_city(conn: psycopg.Connection, *, city: str, dataset_ids: list[int])
         city=city,
         dataset_ids=dataset_ids,
     )
-    access.select_licences(conn, dataset_ids=sorted({row.dataset_id for row in rows}))
+    access.licences_statement(dataset_ids=sorted({row.dataset_id for row in rows})).run(conn)
     return len(rows)
 
 
 def _aggregate_90d_hourly(conn: psycopg.Connection, *, dev_eui: str, start: str, end: str) -> int:
-    device = devices.get_device(conn, dev_eui=dev_eui)
+    device = devices.device_statement(dev_eui=dev_eui).run(conn)
     assert device is not None
     rows = readings.select_buckets(
         conn,
@@ -117,7 +116,7 @@ def _aggregate_90d_hourly(conn: psycopg.Connection, *, dev_eui: str, start: str,
         width=timedelta(hours=1),
         fn=AggregateFn.AVG,
     )
-    access.select_licences(conn, dataset_ids=[device.dataset_id])
+    access.licences_statement(dataset_ids=[device.dataset_id]).run(conn)
     return len(rows)
 
 

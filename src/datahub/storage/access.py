@@ -9,6 +9,8 @@ from datetime import datetime
 
 import psycopg
 
+from datahub.storage.db import Statement
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRow:
@@ -204,15 +206,17 @@ class LicenceRow:
     attribution: str
 
 
-def select_licences(conn: psycopg.Connection, *, dataset_ids: Sequence[int]) -> list[LicenceRow]:
-    """Return the licence and attribution of each given dataset, by slug."""
-    if not dataset_ids:
-        return []
-    rows = conn.execute(
-        """
-        SELECT id, slug, licence_id, licence_name, licence_url, attribution
-        FROM dataset WHERE id = ANY(%s) ORDER BY slug
+# A `LicenceRow` of the dataset `ds`.
+LICENCE_COLUMNS = "ds.id, ds.slug, ds.licence_id, ds.licence_name, ds.licence_url, ds.attribution"
+
+
+def licences_statement(*, dataset_ids: Sequence[int]) -> Statement[list[LicenceRow]]:
+    """The statement that returns the licence and attribution of each given dataset, by slug."""
+    return Statement(
+        f"""
+        SELECT {LICENCE_COLUMNS}
+        FROM dataset ds WHERE ds.id = ANY(%s) ORDER BY ds.slug
         """,
         (sorted(set(dataset_ids)),),
-    ).fetchall()
-    return [LicenceRow(*row) for row in rows]
+        lambda rows: [LicenceRow(*row) for row in rows],
+    )

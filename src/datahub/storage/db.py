@@ -1,21 +1,28 @@
-"""Connections: the pool both processes use, and the translation of driver errors."""
+"""Connections: the pool both processes use, and the translation of driver errors.
+
+The API's hottest reads run on the event loop, on asynchronous connections (`open_async_pool`,
+`alend`), the rest on threads: a `Statement` runs on either, written once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.abc import PQGen
 from psycopg.rows import TupleRow
 from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import set_json_dumps
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from datahub.config import Settings
 from datahub.errors import StorageBusy, StorageUnavailable
@@ -23,6 +30,7 @@ from datahub.errors import StorageBusy, StorageUnavailable
 log = logging.getLogger(__name__)
 
 RV = TypeVar("RV")
+T = TypeVar("T")
 APPLICATION_NAME = "datahub"  # as pg_stat_activity shows our sessions
 _WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait looks up from select()
 
@@ -35,24 +43,9 @@ class NoResponse(psycopg.OperationalError):
     closed, as it is in an unknown state."""
 
 
-class BoundedConnection(psycopg.Connection[TupleRow]):
-    """A connection whose every wait for the server ends within `response_timeout_s`.
-
-    A connection can freeze without being closed: after a failover, or behind a proxy or
-    firewall that stops forwarding, no FIN or RST ever comes, the kernel may even go on
-    acknowledging what is sent, and neither TCP keepalives nor `tcp_user_timeout` fire. The
-    server's `statement_timeout` cannot help either: the statement never reaches it. Every
-    wait of psycopg (a statement, a COPY, a commit) goes through `wait`, so bounding it here
-    bounds them all, on the client's side.
-
-    Closing such a connection is not enough: behind a stuck proxy its server session lives
-    on, in its transaction, holding its locks (the dedup keys of the batch that is about to
-    be retried), and neither `statement_timeout` (not while a COPY waits for data) nor
-    `idle_in_transaction_session_timeout` (not during a COPY) ends it. So the session is
-    ended through a new connection to the same server (`end_session`). Not through a
-    pooler in transaction mode: a client's connection there has no session of its own
-    (the pooler's `query_timeout` ends stuck server connections).
-    """
+class _Bounded:
+    """What ends the server session of a connection that stopped answering, and the bound
+    on its waits (`BoundedConnection`, `AsyncBoundedConnection`)."""
 
     response_timeout_s: float | None = None
     # Set by `_bind`: what ends this connection's server session should it stop answering.
@@ -62,32 +55,24 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
     _application_name = ""
     _opened_at = 0.0
 
-    def wait(
-        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL_S, timeout: float | None = None
-    ) -> RV:
-        limit = self.response_timeout_s
-        if timeout is not None or limit is None:
-            return super().wait(gen, interval, timeout)
-        started = time.monotonic()
-        try:
-            return super().wait(gen, interval, limit)
-        except psycopg.OperationalError:
-            if time.monotonic() - started < limit:
-                raise
-            # Halfway through the protocol: the connection can never be used again.
-            self.pgconn.finish()
-            self._end_server_session()
-            raise NoResponse(
-                f"no answer from the database within {limit:g} s: connection closed"
-            ) from None
-
     def _bind(self, settings: Settings, application_name: str, conninfo: str) -> None:
         self.response_timeout_s = settings.database.response_timeout_s
         self._settings = None if settings.database.transaction_pooling else settings
         self._conninfo = conninfo
-        self._server_pid = self.info.backend_pid
+        self._server_pid = self._backend_pid()
         self._application_name = application_name
         self._opened_at = time.monotonic()
+
+    def _backend_pid(self) -> int:
+        raise NotImplementedError
+
+    def _gave_up(self, pgconn: Any, limit: float) -> NoResponse:
+        """Close a connection that did not answer within `limit`; return the error to raise.
+
+        Halfway through the protocol: the connection can never be used again.
+        """
+        pgconn.finish()
+        return NoResponse(f"no answer from the database within {limit:g} s: connection closed")
 
     def _end_server_session(self) -> None:
         if self._settings is None:
@@ -114,6 +99,69 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
                 "ended the server session %d of a connection that stopped answering",
                 self._server_pid,
             )
+
+
+class BoundedConnection(_Bounded, psycopg.Connection[TupleRow]):
+    """A connection whose every wait for the server ends within `response_timeout_s`.
+
+    A connection can freeze without being closed: after a failover, or behind a proxy or
+    firewall that stops forwarding, no FIN or RST ever comes, the kernel may even go on
+    acknowledging what is sent, and neither TCP keepalives nor `tcp_user_timeout` fire. The
+    server's `statement_timeout` cannot help either: the statement never reaches it. Every
+    wait of psycopg (a statement, a COPY, a commit) goes through `wait`, so bounding it here
+    bounds them all, on the client's side.
+
+    Closing such a connection is not enough: behind a stuck proxy its server session lives
+    on, in its transaction, holding its locks (the dedup keys of the batch that is about to
+    be retried), and neither `statement_timeout` (not while a COPY waits for data) nor
+    `idle_in_transaction_session_timeout` (not during a COPY) ends it. So the session is
+    ended through a new connection to the same server (`end_session`). Not through a
+    pooler in transaction mode: a client's connection there has no session of its own
+    (the pooler's `query_timeout` ends stuck server connections).
+    """
+
+    def wait(
+        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL_S, timeout: float | None = None
+    ) -> RV:
+        limit = self.response_timeout_s
+        if timeout is not None or limit is None:
+            return super().wait(gen, interval, timeout)
+        started = time.monotonic()
+        try:
+            return super().wait(gen, interval, limit)
+        except psycopg.OperationalError:
+            if time.monotonic() - started < limit:
+                raise
+            error = self._gave_up(self.pgconn, limit)
+            self._end_server_session()
+            raise error from None
+
+    def _backend_pid(self) -> int:
+        return self.info.backend_pid
+
+
+class AsyncBoundedConnection(_Bounded, psycopg.AsyncConnection[TupleRow]):
+    """`BoundedConnection` for the event loop: the same bound on every wait, the same end
+    of a frozen connection's server session (made in a thread: it is rare, and blocks)."""
+
+    async def wait(
+        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL_S, timeout: float | None = None
+    ) -> RV:
+        limit = self.response_timeout_s
+        if timeout is not None or limit is None:
+            return await super().wait(gen, interval, timeout)
+        started = time.monotonic()
+        try:
+            return await super().wait(gen, interval, limit)
+        except psycopg.OperationalError:
+            if time.monotonic() - started < limit:
+                raise
+            error = self._gave_up(self.pgconn, limit)
+            await asyncio.to_thread(self._end_server_session)
+            raise error from None
+
+    def _backend_pid(self) -> int:
+        return self.info.backend_pid
 
 
 def end_session(
@@ -221,7 +269,65 @@ def open_pool(
     server (default: `database.response_timeout_s`): behind PgBouncer a server that is
     down holds the check until PgBouncer's `query_wait_timeout`.
     """
-    size = max_size or settings.database.pool_size
+    common, bind = _pool_arguments(settings, name, conninfo, max_size, autocommit, prepare)
+
+    def configure(conn: BoundedConnection) -> None:
+        bind(conn)
+
+    return ConnectionPool(
+        connection_class=BoundedConnection,
+        configure=configure,
+        # A connection frozen since it was returned fails this check within the response
+        # timeout (or the check's), and the pool replaces it.
+        check=ConnectionPool.check_connection
+        if check_timeout_s is None
+        else partial(_check_within, timeout_s=check_timeout_s),
+        # open=True starts the workers without waiting for a first connection.
+        open=True,
+        **common,
+    )
+
+
+async def open_async_pool(
+    settings: Settings,
+    *,
+    name: str,
+    conninfo: str | None = None,
+    max_size: int | None = None,
+    check_timeout_s: float | None = None,
+) -> AsyncConnectionPool[AsyncBoundedConnection]:
+    """Open a pool of bounded connections for the event loop, in autocommit, as
+    `open_pool` opens one for threads: the same bounds, the same check on lending, and
+    no wait for the database to be up."""
+    common, bind = _pool_arguments(settings, name, conninfo, max_size, True, True)
+
+    async def configure(conn: AsyncBoundedConnection) -> None:
+        bind(conn)
+
+    async def check(conn: AsyncBoundedConnection) -> None:
+        with _bound_within(conn, check_timeout_s):
+            await AsyncConnectionPool.check_connection(conn)
+
+    pool = AsyncConnectionPool(
+        connection_class=AsyncBoundedConnection,
+        configure=configure,
+        check=check,
+        open=False,
+        **common,
+    )
+    await pool.open()  # starts the workers without waiting for a first connection
+    return pool
+
+
+def _pool_arguments(
+    settings: Settings,
+    name: str,
+    conninfo: str | None,
+    max_size: int | None,
+    autocommit: bool,
+    prepare: bool,
+) -> tuple[dict[str, Any], Callable[[_Bounded], None]]:
+    """The arguments both kinds of pool take alike, and what binds each new connection."""
     application_name = f"{APPLICATION_NAME}-{name}"
     target = conninfo or settings.conninfo
     kwargs: dict[str, Any] = {
@@ -232,34 +338,34 @@ def open_pool(
     if not prepare:
         kwargs["prepare_threshold"] = None
 
-    def configure(conn: BoundedConnection) -> None:
+    def bind(conn: _Bounded) -> None:
         conn._bind(settings, application_name, target)
 
-    return ConnectionPool(
-        target,
-        connection_class=BoundedConnection,
-        min_size=1,
-        max_size=size,
-        name=name,
-        timeout=settings.database.pool_timeout_s,
-        kwargs=kwargs,
-        configure=configure,
-        # A connection frozen since it was returned fails this check within the response
-        # timeout (or the check's), and the pool replaces it.
-        check=ConnectionPool.check_connection
-        if check_timeout_s is None
-        else partial(_check_within, timeout_s=check_timeout_s),
-        # open=True starts the workers without waiting for a first connection.
-        open=True,
-    )
+    common = {
+        "conninfo": target,
+        "min_size": 1,
+        "max_size": max_size or settings.database.pool_size,
+        "name": name,
+        "timeout": settings.database.pool_timeout_s,
+        "kwargs": kwargs,
+    }
+    return common, bind
 
 
 def _check_within(conn: BoundedConnection, *, timeout_s: float) -> None:
     """Check a pooled connection as the pool does, waiting `timeout_s` at most."""
-    bound = conn.response_timeout_s
-    conn.response_timeout_s = min(timeout_s, bound) if bound else timeout_s
-    try:
+    with _bound_within(conn, timeout_s):
         ConnectionPool.check_connection(conn)
+
+
+@contextmanager
+def _bound_within(conn: _Bounded, timeout_s: float | None) -> Iterator[None]:
+    """Let `conn` wait `timeout_s` at most (None: its own bound) for the server meanwhile."""
+    bound = conn.response_timeout_s
+    if timeout_s is not None:
+        conn.response_timeout_s = min(timeout_s, bound) if bound else timeout_s
+    try:
+        yield
     finally:
         conn.response_timeout_s = bound
 
@@ -279,6 +385,17 @@ def lend(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
         raise _lending_error(pool, exc) from exc
 
 
+@asynccontextmanager
+async def alend(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Lend a pooled connection for the event loop, in autocommit; errors as `lend`."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        # Telling busy from unreachable opens a connection, which blocks: in a thread.
+        raise await asyncio.to_thread(_lending_error, pool, exc) from exc
+
+
 @contextmanager
 def lent_errors(pool: ConnectionPool) -> Iterator[None]:
     """Translate the errors of taking a connection from `pool`, or of using one, as `lend`
@@ -289,7 +406,9 @@ def lent_errors(pool: ConnectionPool) -> Iterator[None]:
         raise _lending_error(pool, exc) from exc
 
 
-def _lending_error(pool: ConnectionPool, exc: Exception) -> StorageBusy | StorageUnavailable:
+def _lending_error(
+    pool: ConnectionPool | AsyncConnectionPool, exc: Exception
+) -> StorageBusy | StorageUnavailable:
     """Tell a busy pool from an unreachable database, in words meant for a client."""
     if isinstance(exc, PoolTimeout):
         # The pool cannot tell "all lent" from "cannot connect": one attempt of our own can.
@@ -303,15 +422,36 @@ def _lending_error(pool: ConnectionPool, exc: Exception) -> StorageBusy | Storag
     return StorageUnavailable("the connection to the database was lost")
 
 
-def _reachable(pool: ConnectionPool) -> bool:
+def _reachable(pool: ConnectionPool | AsyncConnectionPool) -> bool:
     """Tell whether a new connection to the pool's database can be opened right now."""
-    conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
-    kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {}
+    # Our pools are given their target and arguments as they are, never as callables.
+    conninfo, kwargs = pool.conninfo, pool.kwargs
+    assert isinstance(conninfo, str) and isinstance(kwargs, dict | None)
     try:
-        with psycopg.connect(conninfo, **kwargs):
+        with psycopg.connect(conninfo, **(kwargs or {})):
             return True
     except psycopg.OperationalError:
         return False
+
+
+Query = str | sql.Composed
+
+
+@dataclass(frozen=True, slots=True)
+class Statement(Generic[T]):
+    """A read and what its rows make, run on a connection of either kind: storage writes
+    the SQL once for the routes on threads (`run`) and those on the event loop (`run_async`)."""
+
+    query: Query
+    params: dict[str, Any] | tuple[Any, ...]
+    result: Callable[[list[TupleRow]], T]
+
+    def run(self, conn: psycopg.Connection) -> T:
+        return self.result(conn.execute(self.query, self.params).fetchall())
+
+    async def run_async(self, conn: psycopg.AsyncConnection) -> T:
+        cursor = await conn.execute(self.query, self.params)
+        return self.result(await cursor.fetchall())
 
 
 def has_timescaledb(conn: psycopg.Connection) -> bool:

@@ -12,6 +12,7 @@ import psycopg
 from datahub.domain import City, Device, LevelCalibration, Location, Placement
 from datahub.privacy import PrivacyClass, is_public_id
 from datahub.storage import privacy
+from datahub.storage.db import Statement
 
 # The filter of a device `d` by the datasets a caller may see; NULL: every dataset.
 VISIBLE_DEVICE = "(%(dataset_ids)s::int[] IS NULL OR d.dataset_id = ANY(%(dataset_ids)s::int[]))"
@@ -209,31 +210,47 @@ class DeviceRow:
     shown_id: str  # the DevEUI, or the public id of a protected device
 
 
-_DEVICE_COLUMNS = f"""
+# A `DeviceRow` of the device `d` (of `DEVICE_TABLES`).
+DEVICE_COLUMNS = f"""
     d.id, d.dev_eui, d.name, d.city, s.slug, s.name, ds.id, ds.slug, d.profile, d.latitude,
     d.longitude, d.last_seen_at, d.placement, d.area, coalesce(d.privacy, ds.privacy),
     {privacy.protected("d")}, {privacy.shown_id("d")}
 """
-_DEVICE_TABLES = """
+DEVICE_TABLES = """
     device d JOIN supplier s ON s.id = d.supplier_id JOIN dataset ds ON ds.id = d.dataset_id
 """
 
 
-def get_device(
-    conn: psycopg.Connection,
+def device_statement(
     *,
     dev_eui: str | None = None,
     public_id: str | None = None,
     dataset_ids: Sequence[int] | None = None,
     granted: frozenset[int] | None = None,
-) -> DeviceRow | None:
-    """Return one device by its DevEUI (upper-case hex) or its public id, or None.
+) -> Statement[DeviceRow | None]:
+    """The statement that returns one device by its DevEUI (upper-case hex) or its public
+    id, or None.
 
     `dataset_ids` hides the devices of any other dataset (None: hide none); `granted`
     (None: all) are the datasets whose protected devices the caller sees as they are:
     a protected device is found by its public id only, so that a DevEUI tried never
     tells whether a protected device has it.
     """
+    where, params = one_device(dev_eui, public_id, dataset_ids, granted)
+    return Statement(
+        f"SELECT {DEVICE_COLUMNS} FROM {DEVICE_TABLES} WHERE {where}",
+        params,
+        lambda rows: DeviceRow(*rows[0]) if rows else None,
+    )
+
+
+def one_device(
+    dev_eui: str | None,
+    public_id: str | None,
+    dataset_ids: Sequence[int] | None,
+    granted: frozenset[int] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The condition and parameters that find one device (see `device_statement`)."""
     if (dev_eui is None) == (public_id is None):
         raise ValueError("pass dev_eui or public_id")
     found = (
@@ -241,20 +258,12 @@ def get_device(
         if dev_eui is not None
         else privacy.is_public_id_of("d", "public_id")
     )
-    row = conn.execute(
-        f"""
-        SELECT {_DEVICE_COLUMNS}
-        FROM {_DEVICE_TABLES}
-        WHERE {found} AND {VISIBLE_DEVICE}
-        """,
-        {
-            "dev_eui": dev_eui,
-            "public_id": public_id,
-            "dataset_ids": _ids(dataset_ids),
-            "granted": privacy.granted_param(granted),
-        },
-    ).fetchone()
-    return DeviceRow(*row) if row is not None else None
+    return f"{found} AND {VISIBLE_DEVICE}", {
+        "dev_eui": dev_eui,
+        "public_id": public_id,
+        "dataset_ids": _ids(dataset_ids),
+        "granted": privacy.granted_param(granted),
+    }
 
 
 def list_devices(
@@ -295,7 +304,7 @@ def list_devices(
     if after is None or not is_public_id(after):
         rows = conn.execute(
             f"""
-            SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_TABLES}
+            SELECT {DEVICE_COLUMNS} FROM {DEVICE_TABLES}
             WHERE {_LISTED} AND NOT {protected}
               AND (%(after)s::text IS NULL OR d.dev_eui > %(after)s)
             ORDER BY d.dev_eui
@@ -307,7 +316,7 @@ def list_devices(
         public = privacy.public_id_of("d")
         rows += conn.execute(
             f"""
-            SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_TABLES}
+            SELECT {DEVICE_COLUMNS} FROM {DEVICE_TABLES}
             WHERE {_LISTED} AND {protected}
               AND (%(after)s::text IS NULL OR {public} COLLATE "C" > %(after)s)
             ORDER BY {public} COLLATE "C"

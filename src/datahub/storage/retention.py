@@ -8,6 +8,7 @@ from datetime import datetime
 import psycopg
 
 from datahub.storage.buckets import BUCKET_ORIGIN
+from datahub.storage.db import Statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +46,24 @@ class RawLimit:
     days: int
 
 
-def get_raw_limit(
-    conn: psycopg.Connection,
+# The cutoff of the raw readings of the dataset `ds` at `%(now)s`, and its retention in days
+# (both NULL if it keeps them for ever).
+RAW_CUTOFF = "%(now)s - make_interval(days => ds.reading_retention_days), ds.reading_retention_days"
+
+
+def raw_limit_statement(
     *,
     now: datetime,
     device_id: int | None = None,
     city: str | None = None,
     dataset_ids: list[int] | None = None,
-) -> RawLimit | None:
-    """Return the latest reading cutoff of the datasets of one device, or of a city's
-    devices among `dataset_ids` (None: all); None if they keep raw readings for ever."""
-    row = conn.execute(
-        """
-        SELECT %(now)s - make_interval(days => ds.reading_retention_days), ds.slug,
-               ds.reading_retention_days
+) -> Statement[RawLimit | None]:
+    """The statement that returns the latest reading cutoff of the datasets of one device,
+    or of a city's devices among `dataset_ids` (None: all); None if they keep raw readings
+    for ever."""
+    return Statement(
+        f"""
+        SELECT {RAW_CUTOFF}, ds.slug
         FROM dataset ds
         WHERE ds.reading_retention_days IS NOT NULL
           AND (%(dataset_ids)s::int[] IS NULL OR ds.id = ANY(%(dataset_ids)s::int[]))
@@ -71,8 +76,8 @@ def get_raw_limit(
         LIMIT 1
         """,
         {"now": now, "device_id": device_id, "city": city, "dataset_ids": dataset_ids},
-    ).fetchone()
-    return RawLimit(row[0], row[1], row[2]) if row is not None else None
+        lambda rows: RawLimit(rows[0][0], rows[0][2], rows[0][1]) if rows else None,
+    )
 
 
 def delete_old_readings(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, TypeVar
 
 import psycopg
 from fastapi import APIRouter, Query, Request, Response
@@ -23,10 +24,12 @@ from datahub.api.schemas import (
 from datahub.domain import City, Placement
 from datahub.errors import NotFound, Withheld
 from datahub.privacy import PrivacyClass, View
-from datahub.storage import devices
+from datahub.storage import devices, readings
 from datahub.storage.devices import DeviceRow
+from datahub.storage.readings import SeriesDevice
 
 router = APIRouter(tags=["devices"])
+Found = TypeVar("Found")
 
 
 @router.get(
@@ -104,19 +107,41 @@ def find_device(conn: psycopg.Connection, dev_eui: str, caller: Access) -> Devic
     400 if malformed; 404 if unknown or not visible to the caller, alike, so that an
     error never tells whether a restricted or protected device exists.
     """
+    eui, public_id, unknown = _lookup(dev_eui)
+    row = devices.device_statement(
+        dev_eui=eui, public_id=public_id, dataset_ids=caller.dataset_ids, granted=caller.granted_ids
+    ).run(conn)
+    return _found(row, unknown)
+
+
+async def find_series_device(
+    conn: psycopg.AsyncConnection, dev_eui: str, caller: Access, *, now: datetime
+) -> SeriesDevice:
+    """`find_device` on the event loop, with its dataset's cutoff of raw readings at `now`
+    and its licence, for the device's series."""
+    eui, public_id, unknown = _lookup(dev_eui)
+    row = await readings.series_statement(
+        now=now,
+        dev_eui=eui,
+        public_id=public_id,
+        dataset_ids=caller.dataset_ids,
+        granted=caller.granted_ids,
+    ).run_async(conn)
+    return _found(row, unknown)
+
+
+def _lookup(dev_eui: str) -> tuple[str | None, str | None, str]:
+    """The DevEUI or the public id to find a device by, and what a 404 names; 400 if
+    `dev_eui` is malformed."""
     if privacy.is_public_id(dev_eui):
-        row = devices.get_device(
-            conn, public_id=dev_eui, dataset_ids=caller.dataset_ids, granted=caller.granted_ids
-        )
-        if row is None:
-            raise NotFound(f"no device has public id {dev_eui}")
-        return row
+        return None, dev_eui, f"public id {dev_eui}"
     normalized = query.parse_dev_eui(dev_eui)
-    row = devices.get_device(
-        conn, dev_eui=normalized, dataset_ids=caller.dataset_ids, granted=caller.granted_ids
-    )
+    return normalized, None, f"dev_eui {normalized}"
+
+
+def _found(row: Found | None, unknown: str) -> Found:
     if row is None:
-        raise NotFound(f"no device has dev_eui {normalized}")
+        raise NotFound(f"no device has {unknown}")
     return row
 
 

@@ -13,10 +13,18 @@ from fastapi import APIRouter, Query, Request, Response
 from datahub import privacy
 from datahub.api import metering, query, render
 from datahub.api.auth import Access
-from datahub.api.deps import ANONYMOUS_TOO, Conn, Metered, MetricIndexDep, SettingsDep, ViewDep
-from datahub.api.licences import licences_of, link_licences
+from datahub.api.deps import (
+    ANONYMOUS_TOO,
+    Conn,
+    LoopConn,
+    Metered,
+    MetricIndexDep,
+    SettingsDep,
+    ViewDep,
+)
+from datahub.api.licences import licences_of, licences_out, link_licences
 from datahub.api.query import Grouping
-from datahub.api.routes.devices import find_device, require_series
+from datahub.api.routes.devices import find_device, find_series_device, require_series
 from datahub.api.schemas import (
     CSV_RESPONSE,
     AggregateOut,
@@ -30,6 +38,7 @@ from datahub.privacy import PrivacyClass, View
 from datahub.storage import access, devices, readings, retention
 from datahub.storage.buckets import AggregateFn, CityScope, DeviceScope, floor_to
 from datahub.storage.readings import BucketRow
+from datahub.storage.retention import RawLimit
 from datahub.storage.rollups import HOUR
 
 router = APIRouter(tags=["readings"])
@@ -41,11 +50,11 @@ router = APIRouter(tags=["readings"])
     responses={**CSV_RESPONSE, **error_responses(400, 401, 404, 409, 410, 422, 429, 503)},
     openapi_extra=ANONYMOUS_TOO,
 )
-def list_device_readings(
+async def list_device_readings(
     dev_eui: str,
     params: Annotated[ReadingsQuery, Query()],
     request: Request,
-    conn: Conn,
+    conn: LoopConn,
     settings: SettingsDep,
     metric_index: MetricIndexDep,
     meter: Metered,
@@ -68,20 +77,21 @@ def list_device_readings(
     query.check_raw_range(start, end, max_days=settings.api.max_raw_range_days)
     limit = query.page_size(params.limit, settings.api)
     after = query.decode_reading_cursor(params.cursor) if params.cursor else None
-    device = find_device(conn, dev_eui, meter.caller)
+    # The hottest route: two statements, made on the event loop (docs/performance.md).
+    series = await find_series_device(conn, dev_eui, meter.caller, now=datetime.now(UTC))
+    device = series.device
     require_series(device, settings.privacy.k_min)
-    check_raw_kept(conn, start=start, end=end, needs="a raw series", device_id=device.id)
-    rows = readings.select_readings(
-        conn,
+    refuse_unkept(series.raw_limit, start=start, end=end, needs="a raw series", rollups_serve=False)
+    rows = await readings.readings_statement(
         device_id=device.id,
         metric=metric,
         start=start,
         end=end,
         after=after,
         limit=limit + 1,
-    )
+    ).run_async(conn)
     page, more = query.split_page(rows, limit)
-    licences = licences_of(conn, [device.dataset_id])  # every read before the charge
+    licences = licences_out([series.licence])
     meter.charge({device.dataset_id: len(page)})
     next_cursor = query.encode_reading_cursor(page[-1].time, page[-1].metric) if more else None
     next_url = render.next_page_url(request, settings, next_cursor)
@@ -369,13 +379,19 @@ def check_raw_kept(
     With `rollups_serve`, whole hours come from the rollups, which are kept: only partial
     hours at either end need readings.
     """
-    limit = retention.get_raw_limit(
-        conn,
+    limit = retention.raw_limit_statement(
         now=datetime.now(UTC),
         device_id=device_id,
         city=city,
         dataset_ids=list(dataset_ids) if dataset_ids is not None else None,
-    )
+    ).run(conn)
+    refuse_unkept(limit, start=start, end=end, needs=needs, rollups_serve=rollups_serve)
+
+
+def refuse_unkept(
+    limit: RawLimit | None, *, start: datetime, end: datetime, needs: str, rollups_serve: bool
+) -> None:
+    """Refuse (410) a query of [start, end) that needs raw readings from before `limit`."""
     if limit is None:
         return
     if rollups_serve:
