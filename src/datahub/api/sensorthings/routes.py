@@ -302,8 +302,23 @@ def read(
     return response
 
 
+# The SensorThings form of the catalog in use, made once per catalog (a reload makes a new
+# MetricIndex): id -> (the catalog, its form).
+_STA_CATALOG: dict[int, tuple[MetricIndex, sta.Catalog]] = {}
+
+
 def sta_catalog(catalog: MetricIndex) -> sta.Catalog:
     """The device catalog as SensorThings statements take it."""
+    kept = _STA_CATALOG.get(id(catalog))
+    if kept is not None and kept[0] is catalog:
+        return kept[1]
+    made = _sta_catalog(catalog)
+    _STA_CATALOG.clear()  # only the catalog in use is kept
+    _STA_CATALOG[id(catalog)] = (catalog, made)
+    return made
+
+
+def _sta_catalog(catalog: MetricIndex) -> sta.Catalog:
     metrics = []
     for info in catalog.metrics.values():
         name, symbol, definition = entities.unit_of(info.unit)
