@@ -204,8 +204,9 @@ def series_statement(
     dataset_ids: Sequence[int] | None = None,
     granted: frozenset[int] | None = None,
 ) -> Statement[SeriesDevice | None]:
-    """`devices.device_statement` that also returns its dataset's cutoff of raw readings at `now`
-    and its licence: what a device's series needs besides its readings, in one round trip."""
+    """`devices.device_statement` that also returns its dataset's cutoff of raw readings
+    at `now` and its licence: what a device's series needs besides its readings, in one
+    round trip."""
     where, params = devices.one_device(dev_eui, public_id, dataset_ids, granted)
     device_columns = len(fields(devices.DeviceRow))
 
