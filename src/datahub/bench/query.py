@@ -2,7 +2,8 @@
 benchmark data set (bench/dataset.py), p50 and p95 of repeated requests per query.
 
 Each query is asked `repeat` times (after a few warm-ups), of devices drawn at random, by
-one client, every query in turn; `raw_rps_16_clients` is the raw-series request rate of 16 concurrent clients.
+one client, every query in turn; `raw_rps_16_clients` is the raw-series request rate of 16
+concurrent clients.
 """
 
 from __future__ import annotations
