@@ -55,16 +55,15 @@ class _Bounded:
     _application_name = ""
     _opened_at = 0.0
 
-    def _bind(self, settings: Settings, application_name: str, conninfo: str) -> None:
+    def _bind(
+        self, settings: Settings, application_name: str, conninfo: str, server_pid: int
+    ) -> None:
         self.response_timeout_s = settings.database.response_timeout_s
         self._settings = None if settings.database.transaction_pooling else settings
         self._conninfo = conninfo
-        self._server_pid = self._backend_pid()
+        self._server_pid = server_pid
         self._application_name = application_name
         self._opened_at = time.monotonic()
-
-    def _backend_pid(self) -> int:
-        raise NotImplementedError
 
     def _gave_up(self, pgconn: Any, limit: float) -> NoResponse:
         """Close a connection that did not answer within `limit`; return the error to raise.
@@ -136,9 +135,6 @@ class BoundedConnection(_Bounded, psycopg.Connection[TupleRow]):
             self._end_server_session()
             raise error from None
 
-    def _backend_pid(self) -> int:
-        return self.info.backend_pid
-
 
 class AsyncBoundedConnection(_Bounded, psycopg.AsyncConnection[TupleRow]):
     """`BoundedConnection` for the event loop: the same bound on every wait, the same end
@@ -159,9 +155,6 @@ class AsyncBoundedConnection(_Bounded, psycopg.AsyncConnection[TupleRow]):
             error = self._gave_up(self.pgconn, limit)
             await asyncio.to_thread(self._end_server_session)
             raise error from None
-
-    def _backend_pid(self) -> int:
-        return self.info.backend_pid
 
 
 def end_session(
@@ -241,7 +234,7 @@ def connect(
         )
     except UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unreachable: {exc}") from exc
-    conn._bind(settings, application_name, target)
+    conn._bind(settings, application_name, target, conn.info.backend_pid)
     if batch_writes:
         conn.adapters.register_dumper(list, ListBinaryDumper)
         set_json_dumps(orjson.dumps, conn)
@@ -271,12 +264,9 @@ def open_pool(
     """
     common, bind = _pool_arguments(settings, name, conninfo, max_size, autocommit, prepare)
 
-    def configure(conn: BoundedConnection) -> None:
-        bind(conn)
-
     return ConnectionPool(
         connection_class=BoundedConnection,
-        configure=configure,
+        configure=bind,
         # A connection frozen since it was returned fails this check within the response
         # timeout (or the check's), and the pool replaces it.
         check=ConnectionPool.check_connection
@@ -326,7 +316,7 @@ def _pool_arguments(
     max_size: int | None,
     autocommit: bool,
     prepare: bool,
-) -> tuple[dict[str, Any], Callable[[_Bounded], None]]:
+) -> tuple[dict[str, Any], Callable[[BoundedConnection | AsyncBoundedConnection], None]]:
     """The arguments both kinds of pool take alike, and what binds each new connection."""
     application_name = f"{APPLICATION_NAME}-{name}"
     target = conninfo or settings.conninfo
@@ -338,8 +328,8 @@ def _pool_arguments(
     if not prepare:
         kwargs["prepare_threshold"] = None
 
-    def bind(conn: _Bounded) -> None:
-        conn._bind(settings, application_name, target)
+    def bind(conn: BoundedConnection | AsyncBoundedConnection) -> None:
+        conn._bind(settings, application_name, target, conn.info.backend_pid)
 
     common = {
         "conninfo": target,
