@@ -29,7 +29,7 @@ from datahub.config import Settings
 from datahub.domain import Location
 from datahub.opendata.bulk import BulkWriter
 from datahub.privacy import View, public_id
-from datahub.storage import datasets, privacy
+from datahub.storage import datasets, privacy, rollups
 from datahub.storage import sensorthings as sta
 from datahub.storage.datasets import DatasetFields
 
@@ -394,6 +394,27 @@ def test_sensorthings_shows_no_more(client: TestClient, world: World) -> None:
         "/sta/v1.1/Things?$expand=Locations", headers=world.headers("granted")
     ).json()["value"]
     assert {t["properties"]["dev_eui"] for t in granted} == {CITY, *world.protected}
+
+
+@pytest.mark.parametrize("who", ["anonymous", "stranger", "granted"])
+def test_sensorthings_counts_what_it_shows(
+    client: TestClient, world: World, conn: psycopg.Connection, who: str
+) -> None:
+    """`@iot.count` is the size of the set the caller pages through: the Observations of
+    personal devices are left out of a stranger's count, from the readings of hours not
+    yet rolled up and from the daily rollups alike."""
+    shown_to_all = 3 * (1 + len(OWNERS))
+    expected = shown_to_all + (3 * len(world.personal) if who == "granted" else 0)
+    for refreshed in (False, True):
+        for name in ("Things", "Datastreams", "Observations"):
+            body = client.get(
+                f"/sta/v1.1/{name}?$count=true&$top=100", headers=world.headers(who)
+            ).json()
+            assert body["@iot.count"] == len(body["value"]), (name, refreshed)
+        assert body["@iot.count"] == expected
+        while rollups.refresh(conn):
+            pass  # the rest counts from the rollups
+        assert rollups.count_dirty(conn) == 0
 
 
 def test_personal_devices_are_never_published_live(

@@ -1101,15 +1101,16 @@ def estimate_rows(conn: psycopg.Connection, *, scope: Scope, query: Query) -> in
 def count_observations_rolled_up(
     conn: psycopg.Connection,
     *,
-    dataset_ids: Sequence[int] | None,
+    scope: Scope,
     device_id: int | None = None,
     metric: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> int:
     """Count readings from the rollups: exactly for one Datastream (marked hours are
-    counted from `reading`); for all visible Datastreams, from the daily rollups of
-    each city and dataset, which miss the readings of the last refresher round."""
+    counted from `reading`); for all Datastreams `scope` shows, from the daily rollups
+    of each city and dataset less the days of the devices whose series it hides, which
+    miss the readings of the last refresher round."""
     if device_id is not None and metric is not None:
         lo = start if start is not None else observations.ORIGIN
         hi = end if end is not None else buckets.ceil_to(datetime.now(UTC), rollups.DAY)
@@ -1146,20 +1147,29 @@ def count_observations_rolled_up(
             },
         ).fetchone()
         return int(row[0]) if row else 0
-    # The rollups' days, and the readings of the hours marked since the refresher's last
-    # round (a late reading's hour is then counted twice until it runs: an estimate).
+    # The rollups' days less those of the devices whose series are hidden (a city's days
+    # are the sums of its devices' days), and the readings of the hours marked since the
+    # refresher's last round (a late reading's hour is then counted twice until it runs:
+    # an estimate).
+    visible, shown = _VISIBLE.replace("@d", "d"), _SERIES_SHOWN.replace("@d", "d")
     row = conn.execute(
-        """
+        f"""
         SELECT (SELECT coalesce(sum(count), 0) FROM reading_city_daily
                 WHERE %(ds)s::int[] IS NULL OR dataset_id = ANY(%(ds)s::int[]))
+             - (SELECT coalesce(sum(y.count), 0)
+                FROM device d JOIN reading_daily y ON y.device_id = d.id
+                WHERE {visible} AND NOT {shown})
              + (SELECT count(*)
                 FROM (SELECT DISTINCT device_id, hour FROM rollup_dirty) AS x
                 JOIN device d ON d.id = x.device_id
                 JOIN reading r ON r.device_id = x.device_id
                  AND r.time >= x.hour AND r.time < x.hour + interval '1 hour'
-                WHERE %(ds)s::int[] IS NULL OR d.dataset_id = ANY(%(ds)s::int[]))
-        """,
-        {"ds": list(dataset_ids) if dataset_ids is not None else None},
+                WHERE {visible} AND {shown})
+        """.encode(),
+        {
+            "ds": list(scope.dataset_ids) if scope.dataset_ids is not None else None,
+            "gr": privacy.granted_param(scope.granted),
+        },
     ).fetchone()
     return int(row[0]) if row else 0
 

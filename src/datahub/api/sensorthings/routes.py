@@ -489,14 +489,14 @@ class Reader:
         if parent is not None and parent.entity is E.DATASTREAM and bounds is not None:
             return sta.count_observations_rolled_up(
                 self.conn,
-                dataset_ids=self.dataset_ids,
+                scope=self.scope,
                 device_id=parent.row["device_id"],
                 metric=parent.row["metric"],
                 start=bounds[0],
                 end=bounds[1],
             )
         if parent is None and query.filter is None:
-            return sta.count_observations_rolled_up(self.conn, dataset_ids=self.dataset_ids)
+            return sta.count_observations_rolled_up(self.conn, scope=self.scope)
         cap = self.settings.sensorthings.count_exact_max
         counted = sta.count_rows(self.conn, scope=self.scope, query=query, cap=cap)
         if counted is not None:
