@@ -9,7 +9,8 @@ DatahubError
 ├── RetryError               a dependency is down or busy; back off, do not acknowledge
 │   ├── StorageUnavailable   the database cannot be reached (the API answers 503)
 │   └── StorageBusy          every pooled connection is in use and the queue for one is
-│                            full or too slow (the API answers 429)
+│                            full or too slow, or the server cancelled a statement for a
+│                            conflicting change (the API answers 429)
 └── ApiError                 carries its HTTP status; rendered as {"error", "detail"}
     ├── BadRequest           400: a parameter is malformed or out of range
     ├── Unauthorized         401: an API key that is unknown, malformed or revoked
@@ -71,7 +72,8 @@ class StorageUnavailable(RetryError):
 
 
 class StorageBusy(RetryError):
-    """The database answers, but no pooled connection came free in time."""
+    """The database answers, but no pooled connection came free in time, or it cancelled
+    a statement for another's change (a replica's recovery conflict, a deadlock)."""
 
 
 class ApiError(DatahubError):

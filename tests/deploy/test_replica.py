@@ -1,13 +1,21 @@
 """The streaming replica and PgBouncer of deploy/services.sh, on a private set: the replica
 follows the primary and refuses writes, PgBouncer in transaction mode serves both roles to
-clients without server-side prepared statements, and a stopped replica catches up."""
+clients without server-side prepared statements, a read the replica cancels for a recovery
+conflict is a busy database and not an unreachable one, and a stopped replica catches up."""
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
+from psycopg import sql
 from replicaset import ReplicaSet, make_uplinks, store_uplinks, stored_keys
 from waiting import wait_until
+
+from datahub.config import Settings
+from datahub.errors import StorageBusy
+from datahub.storage import db
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +98,71 @@ def test_pgbouncer_refuses_the_options_startup_parameter(rs: ReplicaSet, dbname:
     """Session settings such as statement_timeout cannot travel as `options` through it."""
     with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter: options"):
         psycopg.connect(rs.bouncer_url(dbname), options="-c statement_timeout=1000")
+
+
+def test_a_read_cancelled_by_a_recovery_conflict_is_busy_not_unavailable(
+    rs: ReplicaSet, dbname: str
+) -> None:
+    """The replica cancels a read that holds up replaying the primary's change longer than
+    max_standby_streaming_delay: the database is there, so the API answers that read as
+    busy (429, retry) and not as unreachable (503)."""
+    with psycopg.connect(rs.primary_url(dbname), autocommit=True) as primary:
+        primary.execute("CREATE TABLE conflicted AS SELECT 1 AS n")
+    rs.wait_replayed()
+    set_streaming_delay(rs, "100ms")
+    pool = db.open_pool(
+        Settings(database_url=rs.replica_url(dbname)),
+        name="test-conflict",
+        max_size=1,
+        autocommit=True,
+    )
+
+    def drop_while_read() -> None:
+        with psycopg.connect(rs.replica_url(dbname), autocommit=True) as replica:
+            wait_until(
+                "the read on the replica",
+                lambda: (
+                    replica.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE query LIKE '%%FROM conflicted' AND state = 'active'"
+                    ).fetchone()
+                    == (1,)
+                ),
+                20,
+            )
+        with psycopg.connect(rs.primary_url(dbname), autocommit=True) as primary:
+            primary.execute("DROP TABLE conflicted")  # its lock waits for the replica's read
+
+    dropper = threading.Thread(target=drop_while_read)
+    try:
+        dropper.start()
+        with (
+            pytest.raises(StorageBusy, match="conflicting change") as caught,
+            db.lend(pool) as conn,
+        ):
+            conn.execute("SELECT n, pg_sleep(20) FROM conflicted")
+        assert isinstance(caught.value.__cause__, psycopg.errors.SerializationFailure)
+        assert "conflict with recovery" in str(caught.value.__cause__)
+        with db.lend(pool) as conn:  # and the next read is served
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        dropper.join()
+        pool.close()
+        set_streaming_delay(rs, None)
+
+
+def set_streaming_delay(rs: ReplicaSet, delay: str | None) -> None:
+    """Set the replica's max_standby_streaming_delay (None: its default, 30 s)."""
+    with psycopg.connect(rs.replica_url(), autocommit=True) as replica:
+        if delay is None:
+            replica.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+        else:
+            replica.execute(
+                sql.SQL("ALTER SYSTEM SET max_standby_streaming_delay = {}").format(
+                    sql.Literal(delay)
+                )
+            )
+        replica.execute("SELECT pg_reload_conf()")
 
 
 def test_a_stopped_replica_catches_up_from_its_slot(rs: ReplicaSet, dbname: str) -> None:

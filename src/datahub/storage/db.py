@@ -36,6 +36,10 @@ _WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait looks up from select()
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a query.
 UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeout)
+# Among them, a statement the server cancelled for a conflict with another's change: a
+# replica's recovery conflict (40001, or 40P01 against a buffer pin), or a deadlock. The
+# database is there; the same work again will most likely succeed.
+CONFLICTS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
 class NoResponse(psycopg.OperationalError):
@@ -365,8 +369,9 @@ def lend(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
     """Lend a pooled connection; unless it is in autocommit, its transaction commits on
     success and rolls back on error.
 
-    StorageBusy if no connection comes free in time while the database answers;
-    StorageUnavailable if it does not, or the connection is lost.
+    StorageBusy if no connection comes free in time while the database answers, or the
+    server cancelled a statement for a conflicting change (`CONFLICTS`);
+    StorageUnavailable if it does not answer, or the connection is lost.
     """
     try:
         with pool.connection() as conn:
@@ -409,6 +414,11 @@ def _lending_error(
         return StorageUnavailable("the database is unreachable: no connection could be opened")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return StorageUnavailable("the database did not answer within the statement time-out")
+    if isinstance(exc, CONFLICTS):
+        return StorageBusy(
+            "the database cancelled the statement for a conflicting change (a replica "
+            "applying the primary's changes, or a deadlock)"
+        )
     return StorageUnavailable("the connection to the database was lost")
 
 
