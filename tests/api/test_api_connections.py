@@ -108,7 +108,7 @@ def test_no_connection_free_in_time_is_429_not_503(database: Any) -> None:
     assert busy.headers["retry-after"] == "1"
     assert busy.json() == {
         "error": "TooManyRequests",
-        "detail": "the API is busy: no database connection came free within 0.5 s; all are "
-        "in use; retry in 1 s",
+        "detail": "the API is busy: no database connection came free within 0.5 s: all are "
+        "in use, serving requests or waiting for the database to answer; retry in 1 s",
     }
     assert after.status_code == 200

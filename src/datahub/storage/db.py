@@ -409,7 +409,8 @@ def _lending_error(
         # The pool cannot tell "all lent" from "cannot connect": one attempt of our own can.
         if _reachable(pool):
             return StorageBusy(
-                f"no database connection came free within {pool.timeout:g} s; all are in use"
+                f"no database connection came free within {pool.timeout:g} s: all are in use,"
+                " serving requests or waiting for the database to answer"
             )
         return StorageUnavailable("the database is unreachable: no connection could be opened")
     if isinstance(exc, psycopg.errors.QueryCanceled):
