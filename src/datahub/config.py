@@ -256,6 +256,12 @@ class ApiSettings(_Section):
     workers: int = Field(
         default=1, ge=1, le=64, description="API processes sharing the port (uvicorn workers)"
     )
+    keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="how long an idle client connection is kept open; longer than the idle "
+        "time of clients' and proxies' connection pools, so none sends on one just closed",
+    )
     page_size_default: int = Field(default=1000, ge=1)
     page_size_max: int = Field(default=10_000, ge=1)
     max_buckets: int = Field(

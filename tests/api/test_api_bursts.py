@@ -3,12 +3,15 @@
 
 `datahub api` runs as a child process on a loopback address of its own, on a database of
 this module, with a small pool so that a burst meets both the bounded queue (429 at once)
-and the wait for a connection; keyed and anonymous clients start together.
+and the wait for a connection; keyed and anonymous clients start together. It keeps idle
+connections open for `api.keep_alive_s`, so a request sent on one is never lost.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from api_helpers import Seed, at
 from realservices import Database, temporary_database
 
 from datahub.bench.services import Service, database_config, free_port
+from datahub.config import Settings
 from datahub.storage import usage
 
 pytestmark = pytest.mark.services
@@ -29,11 +33,13 @@ pytestmark = pytest.mark.services
 HOST = "127.0.0.2"
 DEVICES = [f"70B3D57ED00001{i:02X}" for i in range(4)]
 READINGS_PER_DEVICE = 24
+KEEP_ALIVE_S = 2  # api.keep_alive_s here, shorter than its default to keep the test short
 
 
 @dataclass(frozen=True)
 class Api:
     base: str
+    port: int
     keys: list[str]
     database: Database
 
@@ -58,13 +64,14 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         config = {
             **database_config(database.settings()),
             "database": {"pool_size": 3, "pool_queue": 12, "pool_timeout_s": 10},
+            "api": {"keep_alive_s": KEEP_ALIVE_S},
         }
         workdir: Path = tmp_path_factory.mktemp("bursts")
         process = Service("api", config, ["api", "--host", HOST, "--port", str(port)], workdir)
         base = f"http://{HOST}:{port}"
         try:
             process.wait_http(f"{base}/health/live")
-            yield Api(base=base, keys=keys, database=database)
+            yield Api(base=base, port=port, keys=keys, database=database)
         finally:
             process.stop()
 
@@ -127,3 +134,36 @@ def test_a_burst_is_served_or_refused_with_429_and_the_ledger_holds(api: Api, cl
     details = {r.json()["detail"].split(":")[0].split(" of ")[0] for r in refused}
     if clients == 256:
         assert "the API is busy" in details, details
+
+
+def test_an_idle_connection_stays_open_for_keep_alive_s(api: Api) -> None:
+    """A server that closes an idle connection first can close it just as a client's
+    request arrives on it: the request is lost without an answer. The API keeps idle
+    connections for `api.keep_alive_s`, by default longer than clients' pools keep theirs
+    (httpx's 5 s here), and then closes them."""
+    clients_expiry = httpx.Limits().keepalive_expiry
+    assert clients_expiry is not None and Settings().api.keep_alive_s > clients_expiry
+    with socket.create_connection((HOST, api.port), timeout=10) as sock:
+        for idle_s in (0, KEEP_ALIVE_S / 2):
+            time.sleep(idle_s)
+            sock.sendall(f"GET /health/live HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            assert _response(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(KEEP_ALIVE_S + 1)
+        sock.settimeout(0.5)
+        assert sock.recv(1) == b""  # the server has closed it
+
+
+def _response(sock: socket.socket) -> bytes:
+    """Read one HTTP response with a Content-Length from `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head

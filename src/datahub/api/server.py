@@ -24,7 +24,13 @@ def serve(
     settings: Settings, *, host: str, port: int, workers: int, config_file: Path | None
 ) -> None:
     """Serve the API until SIGTERM or SIGINT."""
-    options = {"host": host, "port": port, "log_config": None, "access_log": False}
+    options = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_keep_alive": settings.api.keep_alive_s,
+    }
     if workers == 1:
         uvicorn.run(build_app(settings), **options)  # type: ignore[arg-type]
         return
